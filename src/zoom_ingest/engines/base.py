@@ -1,0 +1,67 @@
+"""The one interface both engines implement (local delta-rs, Spark on Databricks).
+
+The job hands every engine the same Arrow batches in the schemas of `tables.py`; an
+engine only knows how to store them. The contract tests in tests/test_engine_contract.py
+run against every engine available on the machine.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+import pyarrow as pa
+
+from ..tables import TableSpec
+
+
+class EngineBusy(RuntimeError):
+    """Another run holds the destination (warehouse folder / schema)."""
+
+
+class Engine(Protocol):
+    """Where the tables live. Thread use: the job calls an engine from one thread only."""
+
+    #: "local" or "spark"
+    name: str
+
+    def describe(self) -> str:
+        """Where the tables are, for log lines (e.g. the folder, or catalog.schema)."""
+        ...
+
+    def ensure_tables(self) -> None:
+        """Create every table in `tables.ALL_TABLES` that does not exist yet (DDL only here)."""
+        ...
+
+    def merge_new(self, spec: TableSpec, batch: pa.Table) -> int:
+        """Insert the rows of `batch` whose key is not in the table yet; return how many.
+
+        Insert-only MERGE on `spec.key`. When `spec.cluster_by` is set the match is also
+        limited to the batch's min/max of that column, so the target scan is pruned.
+        `batch` has exactly `spec.schema`, no duplicate keys, and is sorted by
+        `spec.cluster_by`. Idempotent: merging the same batch twice inserts nothing.
+        """
+        ...
+
+    def append(self, spec: TableSpec, batch: pa.Table) -> None:
+        """Append rows (the runs table)."""
+        ...
+
+    def read_checkpoints(self, account_id: str) -> dict[str, datetime]:
+        """stream name → committed cursor (aware UTC) for one Zoom account."""
+        ...
+
+    def save_checkpoint(
+        self, account_id: str, stream: str, cursor: datetime, run_id: str
+    ) -> None:
+        """Upsert the (account_id, stream) row of zoom_ingest_checkpoints."""
+        ...
+
+    def read_table(self, spec: TableSpec) -> pa.Table:
+        """The whole table (status, tests; small tables or local use only)."""
+        ...
+
+    def run_lock(self) -> AbstractContextManager[None]:
+        """Held for a whole run: a second run on the same destination raises EngineBusy."""
+        ...

@@ -1,0 +1,117 @@
+"""Zoom records (parsed JSON) → rows in the table schema, with lw_id; bad records → rejects.
+
+A record that cannot be stored faithfully is never dropped and never fatal: it becomes
+a reject carrying the raw JSON and the reason, and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+
+from .tables import UTC, TableSpec, lw_id
+
+
+class RecordError(ValueError):
+    """Why one record cannot be stored."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: str
+    raw_json: str
+
+
+def parse_time(value: object) -> datetime:
+    """An RFC 3339 timestamp (Zoom sends `2025-08-11T14:32:18Z`) → aware UTC datetime."""
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(f"time: expected an RFC 3339 string, got {_describe(value)}")
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise RecordError(f"time: not an RFC 3339 timestamp: {value[:64]!r}") from None
+    if parsed.tzinfo is None:
+        raise RecordError(f"time: no time zone in {value[:64]!r}")
+    return parsed.astimezone(UTC)
+
+
+def normalise_record(spec: TableSpec, record: object) -> dict[str, object]:
+    """One Zoom record → one table row (a dict keyed by column), or RecordError."""
+    if not isinstance(record, dict):
+        raise RecordError(f"record: expected a JSON object, got {_describe(record)}")
+    time = parse_time(record.get("time"))
+    row: dict[str, object] = {"time": time}
+    for name in spec.record_fields[1:]:
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            raise RecordError(f"{name}: expected a string or null, got {_describe(value)}")
+        if isinstance(value, str) and not _is_valid_unicode(value):
+            raise RecordError(f"{name}: not valid Unicode (lone surrogate)")
+        row[name] = value
+    row["lw_id"] = lw_id(spec, time, record)
+    return row
+
+
+def raw_json(record: object) -> str:
+    """The record as JSON text, readable where possible and always valid UTF-8."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, sort_keys=True)
+        text.encode("utf-8")
+        return text
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return json.dumps(record, ensure_ascii=True, sort_keys=True, default=repr)
+
+
+@dataclass
+class Batch:
+    """Rows for one table, de-duplicated on lw_id, plus the rejects met on the way."""
+
+    spec: TableSpec
+    rows: dict[str, dict[str, object]] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    records_seen: int = 0
+
+    def add(self, records: Iterable[object]) -> None:
+        for record in records:
+            self.records_seen += 1
+            try:
+                row = normalise_record(self.spec, record)
+            except RecordError as exc:
+                self.rejects.append(Reject(reason=str(exc), raw_json=raw_json(record)))
+                continue
+            self.rows.setdefault(row["lw_id"], row)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_arrow(self) -> pa.Table:
+        """The rows as an Arrow table in the table schema, sorted by time (oldest first)."""
+        return rows_to_arrow(self.spec, self.rows.values())
+
+
+def rows_to_arrow(spec: TableSpec, rows: Iterable[dict[str, object]]) -> pa.Table:
+    ordered = sorted(rows, key=lambda r: (r["time"], r.get("lw_id", "")))  # type: ignore[return-value]
+    columns = {name: [r.get(name) for r in ordered] for name in spec.columns}
+    return pa.Table.from_pydict(columns, schema=spec.schema)
+
+
+def _is_valid_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null / missing"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"

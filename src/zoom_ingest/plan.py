@@ -1,0 +1,176 @@
+"""Which date windows a run fetches for a stream, from its checkpoint.
+
+Zoom's report endpoints take `from`/`to` *dates* (at most one month apart, within the last
+six months) and the time zone they are read in is undocumented: UTC or the account's,
+anywhere from UTC−12 to UTC+14. Records are instants. So:
+
+- to cover UTC instants [a, b], request dates (a − 12h).date() … (b + 14h).date();
+- once every date ≤ D is fetched, all instants < D+1 00:00Z − 14h are covered.
+
+The checkpoint cursor means "every record with time < cursor is committed". Windows are
+cut oldest first and the job advances the cursor across contiguous committed windows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from .settings import Settings
+from .tables import UTC
+
+log = logging.getLogger(__name__)
+
+#: How far a Zoom account's local date can lag / lead UTC.
+BEHIND_UTC = timedelta(hours=12)
+AHEAD_OF_UTC = timedelta(hours=14)
+#: Zoom keeps report data for six months.
+RETENTION_MONTHS = 6
+#: A range of at most this many dates is fetched as one paging chain (one call when
+#: nothing is new); longer ranges are cut into `window_days` windows run in parallel.
+SINGLE_WINDOW_MAX_DATES = 3
+
+
+@dataclass(frozen=True)
+class Window:
+    """One request chain: `from`/`to` dates (inclusive), and where paging may stop."""
+
+    stream: str
+    from_date: date
+    to_date: date
+    #: A newest-first chain may stop after a page whose records are all older than this.
+    stop_before: datetime | None
+    #: Instant below which every record is covered once this window and all earlier
+    #: windows of the plan are committed.
+    covers_until: datetime
+
+    def __str__(self) -> str:
+        if self.from_date == self.to_date:
+            return f"{self.stream} {self.from_date}"
+        return f"{self.stream} {self.from_date}…{self.to_date}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    stream: str
+    mode: str  # backfill | incremental | reconcile
+    start: datetime  # earliest instant this run is responsible for
+    end: datetime  # the run's start time: nothing newer is promised
+    windows: tuple[Window, ...]
+    #: First run with an explicit backfill start: records older than this are not stored.
+    floor: datetime | None
+    cursor_before: datetime | None
+
+    @property
+    def cursor_after_all(self) -> datetime:
+        """The cursor once every window is committed."""
+        return min(self.windows[-1].covers_until, self.end) if self.windows else self.end
+
+
+def retention_start(today: date) -> date:
+    """The oldest date Zoom still serves (6 calendar months back), plus a day of margin
+    because Zoom may count from the account's local date."""
+    return add_months(today, -RETENTION_MONTHS) + timedelta(days=1)
+
+
+def plan_stream(
+    settings: Settings, stream: str, cursor: datetime | None, now: datetime
+) -> Plan:
+    """The windows one run fetches for one stream."""
+    today = now.astimezone(UTC).date()
+    oldest = retention_start(today)
+    floor: datetime | None = None
+
+    if settings.mode == "reconcile":
+        mode = "reconcile"
+        start = _midnight(today - timedelta(days=settings.reconcile_days))
+        stop_before = None
+    elif cursor is None:
+        mode = "backfill"
+        if settings.backfill_start is not None:
+            start = _midnight(settings.backfill_start)
+            floor = start
+        else:
+            start = _midnight(oldest)
+        stop_before = start
+    else:
+        mode = "incremental"
+        start = cursor - settings.lookback
+        stop_before = start
+
+    first = (start - BEHIND_UTC).date()
+    if first < oldest:
+        if mode == "backfill" and settings.backfill_start is not None:
+            log.warning(
+                "%s: backfill start %s is older than Zoom's 6-month retention; starting at %s",
+                stream,
+                settings.backfill_start,
+                oldest,
+            )
+        elif mode == "incremental":
+            log.warning(
+                "%s: checkpoint %s is older than Zoom's 6-month retention; records between "
+                "it and %s can no longer be fetched",
+                stream,
+                cursor,
+                oldest,
+            )
+        first = oldest
+        if mode != "reconcile":
+            start = max(start, _midnight(oldest))
+            if floor is not None:
+                floor = start
+    last = (now + AHEAD_OF_UTC).date()
+    windows = cut_windows(stream, first, last, settings.window_days, stop_before)
+    return Plan(
+        stream=stream,
+        mode=mode,
+        start=start,
+        end=now,
+        windows=tuple(windows),
+        floor=floor,
+        cursor_before=cursor,
+    )
+
+
+def cut_windows(
+    stream: str, first: date, last: date, window_days: int, stop_before: datetime | None
+) -> list[Window]:
+    """Oldest first. A short range is one chain; a long one is cut for parallel fetches."""
+    total = (last - first).days + 1
+    if total <= SINGLE_WINDOW_MAX_DATES:
+        step = total
+    else:
+        step = window_days
+    windows = []
+    day = first
+    while day <= last:
+        end = min(day + timedelta(days=step - 1), last)
+        windows.append(
+            Window(
+                stream=stream,
+                from_date=day,
+                to_date=end,
+                stop_before=stop_before,
+                covers_until=_midnight(end + timedelta(days=1)) - AHEAD_OF_UTC,
+            )
+        )
+        day = end + timedelta(days=1)
+    return windows
+
+
+def add_months(day: date, months: int) -> date:
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    for candidate in (day.day, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, candidate))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)

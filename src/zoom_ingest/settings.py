@@ -1,0 +1,213 @@
+"""One validated settings object for a run, from CLI flags, job parameters or env vars.
+
+Every bad value stops the run before any API call with a SettingsError whose message
+names the setting and what is allowed (the CLI turns it into exit code 2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
+
+from .tables import LOG_TABLES, UTC
+
+DEFAULT_API_URL = "https://api.zoom.us/v2"
+DEFAULT_OAUTH_URL = "https://zoom.us/oauth/token"
+
+#: The documented `category_type` filter values of GET /report/operationlogs.
+CATEGORY_TYPES = (
+    "all",
+    "user",
+    "user_settings",
+    "account",
+    "billing",
+    "im",
+    "recording",
+    "phone_contacts",
+    "webinar",
+    "sub_account",
+    "role",
+    "zoom_rooms",
+)
+STREAMS = tuple(LOG_TABLES)  # ("activity_logs", "operation_logs")
+MODES = ("incremental", "reconcile")
+PAGE_SIZE = 300  # the documented maximum; fewer calls per record
+
+
+class SettingsError(ValueError):
+    """A setting has a value that is not allowed. str() is one line for the user."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"invalid setting {setting}: {message}")
+        self.setting = setting
+
+
+class Secret:
+    """A credential that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    account_id: str
+    client_id: str
+    client_secret: Secret = field(repr=False)
+    api_url: str = DEFAULT_API_URL
+    oauth_url: str = DEFAULT_OAUTH_URL
+    streams: tuple[str, ...] = STREAMS
+    category_type: str = "all"
+    #: First run only: ingest every record at or after this date's midnight UTC.
+    #: None: everything Zoom still holds (its 6-month retention).
+    backfill_start: date | None = None
+    #: Later runs re-read from cursor − lookback (late-arriving records).
+    lookback: timedelta = timedelta(hours=1)
+    mode: str = "incremental"
+    #: reconcile mode: re-read this many full UTC days before today, without early stop.
+    reconcile_days: int = 3
+    #: One client-side limiter per Zoom account (Heavy APIs: 10/s Pro, 40/s Business+).
+    requests_per_second: float = 10.0
+    #: Windows fetched at once; None → derived from requests_per_second.
+    concurrency: int | None = None
+    #: Backfill windows are cut into this many days each (1–28: always within one month).
+    window_days: int = 1
+    #: Rows buffered per table before one merge; bounds memory, not the backfill size.
+    batch_rows: int = 100_000
+    #: Seconds to wait for one HTTP response.
+    timeout: float = 30.0
+    #: Attempts per request beyond the first, for 429/5xx/resets/timeouts.
+    max_retries: int = 8
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def effective_concurrency(self) -> int:
+        # One paging chain runs ~3 calls/s at 300 ms per call; keep enough chains in
+        # flight to fill the rate limit, plus slack for slow pages.
+        if self.concurrency is not None:
+            return self.concurrency
+        return max(4, min(48, int(self.requests_per_second * 0.6) + 2))
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(account_id={self.account_id!r}, client_id={self.client_id!r}, "
+            f"client_secret=***, api_url={self.api_url!r}, streams={self.streams!r}, "
+            f"mode={self.mode!r}, backfill_start={self.backfill_start})"
+        )
+
+
+def validate(s: Settings) -> None:
+    _require_text("account_id", s.account_id, "ZOOM_ACCOUNT_ID")
+    _require_text("client_id", s.client_id, "ZOOM_CLIENT_ID")
+    if not isinstance(s.client_secret, Secret) or not s.client_secret.reveal().strip():
+        raise SettingsError("client_secret", "empty; set ZOOM_CLIENT_SECRET or --client-secret")
+    check_url("api_url", s.api_url)
+    check_url("oauth_url", s.oauth_url)
+    if not s.streams:
+        raise SettingsError("streams", f"at least one of {', '.join(STREAMS)}")
+    for stream in s.streams:
+        if stream not in STREAMS:
+            raise SettingsError("streams", f"unknown stream {stream!r}; allowed: {', '.join(STREAMS)}")
+    if s.category_type not in CATEGORY_TYPES:
+        raise SettingsError(
+            "category_type", f"{s.category_type!r} is not one of {', '.join(CATEGORY_TYPES)}"
+        )
+    if s.backfill_start is not None and s.backfill_start > datetime.now(UTC).date():
+        raise SettingsError(
+            "backfill_start", f"{s.backfill_start} is in the future; use a past UTC date"
+        )
+    if s.mode not in MODES:
+        raise SettingsError("mode", f"{s.mode!r} is not one of {', '.join(MODES)}")
+    if not timedelta(0) <= s.lookback <= timedelta(days=31):
+        raise SettingsError("lookback", "must be between 0 and 31 days (e.g. 90m, 2h, 1d)")
+    _check_range("reconcile_days", s.reconcile_days, 1, 180)
+    _check_range("requests_per_second", s.requests_per_second, 0.1, 1000)
+    if s.concurrency is not None:
+        _check_range("concurrency", s.concurrency, 1, 256)
+    _check_range("window_days", s.window_days, 1, 28)
+    _check_range("batch_rows", s.batch_rows, 1, 10_000_000)
+    _check_range("timeout", s.timeout, 0.1, 600)
+    _check_range("max_retries", s.max_retries, 0, 100)
+
+
+def check_url(setting: str, url: str) -> None:
+    """HTTPS, or plain http to a loopback address only (the local simulator)."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(setting, f"{url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise SettingsError(
+            setting, f"{url!r}: plain http is allowed only to loopback (127.0.0.1, ::1, localhost)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 60}
+
+
+def parse_duration(setting: str, text: str) -> timedelta:
+    """`90m`, `2h`, `1d`, `30s`; a bare number is minutes."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise SettingsError(setting, f"{text!r} is not a duration like 90m, 2h or 1d")
+    return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2].lower()])
+
+
+def parse_date(setting: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise SettingsError(setting, f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def parse_streams(text: str) -> tuple[str, ...]:
+    streams = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not streams:
+        raise SettingsError("streams", f"empty; allowed: {', '.join(STREAMS)}")
+    return streams
+
+
+def _require_text(setting: str, value: str, env: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(setting, f"empty; set {env} or --{setting.replace('_', '-')}")
+
+
+def _check_range(setting: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise SettingsError(setting, f"{value!r} is outside {low:g}–{high:g}")
