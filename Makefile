@@ -1,0 +1,27 @@
+# The two front-door commands. Each sets itself up on a fresh machine (a venv in .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint setup setup-dev
+
+# Set up and run the job on the local engine against the built-in Zoom simulator.
+demo: setup
+	$(BIN)/zoom-ingest demo
+
+# Set up (with the test and Spark extras) and run the whole test suite.
+test: setup-dev
+	$(BIN)/python -m pytest
+
+lint: setup-dev
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+setup-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,spark]'

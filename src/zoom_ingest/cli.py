@@ -1,0 +1,382 @@
+"""`zoom-ingest`: run the job locally, try it against the built-in simulator, inspect tables.
+
+Exit codes: 0 ok · 1 a stream failed · 2 bad settings · 3 stopped at Zoom's daily rate
+limit (run again later; checkpoints are kept) · 4 another run holds the warehouse.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .settings import (
+    CATEGORY_TYPES,
+    DEFAULT_API_URL,
+    DEFAULT_OAUTH_URL,
+    MODES,
+    Secret,
+    Settings,
+    SettingsError,
+    parse_date,
+    parse_duration,
+    parse_streams,
+)
+from .tables import UTC
+
+EXIT_SETTINGS = 2
+EXIT_BUSY = 4
+DEFAULT_WAREHOUSE = "warehouse"
+DEMO_WAREHOUSE = "demo-warehouse"
+
+log = logging.getLogger("zoom_ingest")
+
+
+class RedactSecrets(logging.Filter):
+    """Defence in depth: whatever a library logs, the client secret never leaves."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def configure_logging(level: str, secrets: list[str] | None = None) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(show_path=False, log_time_format="%H:%M:%S")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    handler.addFilter(RedactSecrets(secrets or []))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("zoom_ingest").setLevel(level.upper())
+
+
+def fail_settings(exc: SettingsError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_SETTINGS)
+
+
+def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every run shares (run, demo)."""
+    options = [
+        click.option("--streams", envvar="ZOOM_INGEST_STREAMS", default="activity_logs,operation_logs",
+                     show_default=True, help="Comma-separated streams to ingest."),
+        click.option("--category-type", envvar="ZOOM_INGEST_CATEGORY_TYPE", default="all",
+                     show_default=True,
+                     help=f"Operation-log filter: {', '.join(CATEGORY_TYPES)}."),
+        click.option("--backfill-start", envvar="ZOOM_INGEST_BACKFILL_START", default=None,
+                     metavar="YYYY-MM-DD",
+                     help="First run: ingest every record from this UTC date on "
+                     "(clamped to Zoom's 6-month retention). Default: all Zoom holds."),
+        click.option("--lookback", envvar="ZOOM_INGEST_LOOKBACK", default="1h", show_default=True,
+                     help="Later runs re-read from cursor minus this (90m, 2h, 1d)."),
+        click.option("--mode", envvar="ZOOM_INGEST_MODE", default="incremental",
+                     show_default=True, help=f"One of {', '.join(MODES)}."),
+        click.option("--reconcile-days", envvar="ZOOM_INGEST_RECONCILE_DAYS", default=3,
+                     type=int, show_default=True,
+                     help="reconcile mode: re-read this many full days, no early stop."),
+        click.option("--requests-per-second", envvar="ZOOM_INGEST_REQUESTS_PER_SECOND",
+                     default=10.0, type=float, show_default=True,
+                     help="Client-side limit for the account (Heavy APIs: 10 Pro, 40 Business+)."),
+        click.option("--concurrency", envvar="ZOOM_INGEST_CONCURRENCY", default=None, type=int,
+                     help="Windows fetched at once (default: from the rate)."),
+        click.option("--window-days", envvar="ZOOM_INGEST_WINDOW_DAYS", default=1, type=int,
+                     show_default=True, help="Days per backfill window (1-28)."),
+        click.option("--batch-rows", envvar="ZOOM_INGEST_BATCH_ROWS", default=100_000, type=int,
+                     show_default=True, help="Rows buffered per table before a merge."),
+        click.option("--timeout", envvar="ZOOM_INGEST_TIMEOUT", default=30.0, type=float,
+                     show_default=True, help="Seconds to wait for one HTTP response."),
+        click.option("--max-retries", envvar="ZOOM_INGEST_MAX_RETRIES", default=8, type=int,
+                     show_default=True, help="Retries per request (429, 5xx, resets, timeouts)."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar (default: when stderr is a terminal)."),
+        click.option("--log-level", envvar="ZOOM_INGEST_LOG_LEVEL", default="INFO",
+                     show_default=True),
+    ]
+    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
+
+
+def build_settings(
+    *,
+    account_id: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    api_url: str,
+    oauth_url: str,
+    streams: str,
+    category_type: str,
+    backfill_start: str | None,
+    lookback: str,
+    mode: str,
+    reconcile_days: int,
+    requests_per_second: float,
+    concurrency: int | None,
+    window_days: int,
+    batch_rows: int,
+    timeout: float,
+    max_retries: int,
+) -> Settings:
+    """Raw option values → validated Settings (SettingsError names the bad one)."""
+    return Settings(
+        account_id=(account_id or "").strip(),
+        client_id=(client_id or "").strip(),
+        client_secret=Secret((client_secret or "").strip()),
+        api_url=api_url.rstrip("/"),
+        oauth_url=oauth_url,
+        streams=parse_streams(streams),
+        category_type=category_type.strip(),
+        backfill_start=parse_date("backfill_start", backfill_start) if backfill_start else None,
+        lookback=parse_duration("lookback", lookback),
+        mode=mode.strip(),
+        reconcile_days=reconcile_days,
+        requests_per_second=requests_per_second,
+        concurrency=concurrency,
+        window_days=window_days,
+        batch_rows=batch_rows,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
+def _job_settings_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    names = (
+        "streams category_type backfill_start lookback mode reconcile_days requests_per_second "
+        "concurrency window_days batch_rows timeout max_retries"
+    ).split()
+    return {n: opts[n] for n in names}
+
+
+def execute(settings: Settings, warehouse: Path, progress: bool | None) -> int:
+    """Run the job on the local engine and print the summary; return the exit code."""
+    from .engines import EngineBusy
+    from .engines.local import LocalEngine
+    from .job import run
+
+    try:
+        summary = run(settings, LocalEngine(warehouse), progress=progress)
+    except EngineBusy as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_BUSY
+    for line in summary.lines():
+        click.echo(line)
+    return summary.exit_code
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="zoom-ingest")
+def main() -> None:
+    """Zoom activity logs and operation logs into Delta tables."""
+
+
+@main.command("run")
+@click.option("--warehouse", envvar="ZOOM_INGEST_WAREHOUSE", default=DEFAULT_WAREHOUSE,
+              show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the local Delta tables (one sub-folder per table).")
+@click.option("--account-id", envvar="ZOOM_ACCOUNT_ID", help="Zoom account id [ZOOM_ACCOUNT_ID].")
+@click.option("--client-id", envvar="ZOOM_CLIENT_ID", help="S2S OAuth app client id [ZOOM_CLIENT_ID].")
+@click.option("--client-secret", envvar="ZOOM_CLIENT_SECRET", show_envvar=False,
+              help="S2S OAuth app client secret; prefer the ZOOM_CLIENT_SECRET env var.")
+@click.option("--api-url", envvar="ZOOM_API_URL", default=DEFAULT_API_URL, show_default=True)
+@click.option("--oauth-url", envvar="ZOOM_OAUTH_URL", default=DEFAULT_OAUTH_URL,
+              show_default=True)
+@job_options
+def run_command(warehouse: Path, account_id: str | None, client_id: str | None,
+                client_secret: str | None, api_url: str, oauth_url: str, progress: bool | None,
+                log_level: str, **opts: Any) -> None:
+    """Ingest both log streams into the local warehouse (incremental after the first run)."""
+    configure_logging(log_level, [client_secret or ""])
+    try:
+        settings = build_settings(
+            account_id=account_id, client_id=client_id, client_secret=client_secret,
+            api_url=api_url, oauth_url=oauth_url, **_job_settings_kwargs(opts),
+        )
+    except SettingsError as exc:
+        fail_settings(exc)
+    sys.exit(execute(settings, warehouse, progress))
+
+
+@main.command("demo")
+@click.option("--warehouse", default=DEMO_WAREHOUSE, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 180),
+              help="Days of simulated history to backfill.")
+@click.option("--activity-per-day", default=400, show_default=True, type=click.IntRange(0))
+@click.option("--operation-per-day", default=80, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=7, show_default=True, type=int)
+@job_options
+def demo_command(warehouse: Path, days: int, activity_per_day: int, operation_per_day: int,
+                 seed: int, progress: bool | None, log_level: str, **opts: Any) -> None:
+    """Run the real job against the built-in Zoom simulator and show what it ingested."""
+    from .simulator import Simulator
+
+    configure_logging(log_level)
+    if opts["backfill_start"] is None:
+        opts["backfill_start"] = (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
+    if opts["requests_per_second"] == 10.0:
+        opts["requests_per_second"] = 40.0  # a Business account: the simulator enforces it
+    with Simulator(seed=seed, days=days, activity_per_day=activity_per_day,
+                   operation_per_day=operation_per_day,
+                   qps_limit=opts["requests_per_second"]) as sim:
+        click.echo(f"Zoom simulator on {sim.api_url} ({days} days of seeded history)")
+        try:
+            settings = build_settings(
+                account_id=sim.account_id, client_id=sim.client_id,
+                client_secret=sim.client_secret, api_url=sim.api_url, oauth_url=sim.oauth_url,
+                **_job_settings_kwargs(opts),
+            )
+        except SettingsError as exc:
+            fail_settings(exc)
+        code = execute(settings, warehouse, progress)
+    click.echo("")
+    show_status(warehouse, settings.account_id, samples=3)
+    click.echo("")
+    click.echo(f"Tables are in {warehouse}/ (one Delta table per folder). Next:")
+    click.echo(f"  zoom-ingest status --warehouse {warehouse}")
+    click.echo(f"  zoom-ingest demo --warehouse {warehouse}   # again: an incremental run adds nothing new")
+    sys.exit(code)
+
+
+@main.command("status")
+@click.option("--warehouse", envvar="ZOOM_INGEST_WAREHOUSE", default=DEFAULT_WAREHOUSE,
+              show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--runs", "last_runs", default=6, show_default=True, type=click.IntRange(0),
+              help="How many of the latest runs rows to show.")
+def status_command(warehouse: Path, last_runs: int) -> None:
+    """Checkpoints, row counts and the latest runs of a local warehouse."""
+    if not warehouse.is_dir():
+        click.echo(f"error: no warehouse at {warehouse}", err=True)
+        sys.exit(EXIT_SETTINGS)
+    show_status(warehouse, None, last_runs=last_runs)
+
+
+def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
+                samples: int = 0) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .engines.local import LocalEngine
+    from .tables import ACTIVITY_LOGS, CHECKPOINTS, LOG_TABLES, RUNS
+
+    engine = LocalEngine(warehouse)
+    console = Console(width=max(120, Console().width))
+
+    counts = Table(title=f"Tables in {warehouse}")
+    counts.add_column("table")
+    counts.add_column("rows", justify="right")
+    counts.add_column("oldest time")
+    counts.add_column("newest time")
+    for spec in LOG_TABLES.values():
+        data = engine.read_table(spec)
+        times = data["time"] if data.num_rows else None
+        counts.add_row(
+            spec.name,
+            f"{data.num_rows:,}",
+            str(_min(times)) if times is not None else "-",
+            str(_max(times)) if times is not None else "-",
+        )
+    console.print(counts)
+
+    checkpoints = engine.read_table(CHECKPOINTS).to_pylist()
+    table = Table(title="Checkpoints (every record before the cursor is committed)")
+    for column in ("account_id", "stream", "cursor", "updated_at", "run_id"):
+        table.add_column(column)
+    for row in checkpoints:
+        if account_id is None or row["account_id"] == account_id:
+            table.add_row(*(str(row[c]) for c in ("account_id", "stream", "cursor",
+                                                  "updated_at", "run_id")))
+    console.print(table)
+
+    if last_runs:
+        runs = sorted(engine.read_table(RUNS).to_pylist(), key=lambda r: r["started_at"],
+                      reverse=True)[: last_runs]
+        table = Table(title="Latest runs (zoom_ingest_runs)")
+        columns = ("started_at", "stream", "mode", "status", "api_calls", "records_fetched",
+                   "records_inserted", "records_rejected", "retries", "rate_limited",
+                   "duration_seconds")
+        for column in columns:
+            table.add_column(column, justify="right" if column not in ("stream", "mode",
+                                                                        "status") else "left")
+        for row in runs:
+            table.add_row(*(_cell(row[c]) for c in columns))
+        console.print(table)
+
+    if samples:
+        rows = engine.read_table(ACTIVITY_LOGS).slice(0, samples).to_pylist()
+        table = Table(title="A few activity_logs rows")
+        for column in ACTIVITY_LOGS.columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(_cell(row[c]) for c in ACTIVITY_LOGS.columns))
+        console.print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12] + "…"
+    return str(value)
+
+
+def _min(column: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.min(column).as_py()
+
+
+def _max(column: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.max(column).as_py()
+
+
+@main.command("simulate")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 (0: a free one).")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 185))
+@click.option("--activity-per-day", default=400, show_default=True, type=click.IntRange(0))
+@click.option("--operation-per-day", default=80, show_default=True, type=click.IntRange(0))
+@click.option("--qps-limit", default=None, type=float, help="Requests/s before 429s.")
+@click.option("--latency", default=0.0, show_default=True, type=float,
+              help="Seconds added to every API call.")
+def simulate_command(port: int, seed: int, days: int, activity_per_day: int,
+                     operation_per_day: int, qps_limit: float | None, latency: float) -> None:
+    """Start the Zoom API simulator on 127.0.0.1 and print how to point the job at it."""
+    from .simulator import Simulator, serve
+
+    sim = Simulator(seed=seed, days=days, activity_per_day=activity_per_day,
+                    operation_per_day=operation_per_day, qps_limit=qps_limit, latency=latency,
+                    port=port)
+    serve(sim)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,153 @@
+"""Errors from Zoom, each with what the user should do about it.
+
+Every error keeps what Zoom said (HTTP status, Zoom's `code` and `message`) and the
+`x-zm-trackingid` header, which Zoom support asks for. No error ever carries an access
+token or the client secret: messages are built from Zoom's response bodies only, and
+`scrub()` removes the credentials should a server echo them back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from ..tables import UTC, format_time
+
+
+class ZoomError(Exception):
+    """A call to Zoom failed. str() is one line: what failed, what Zoom said, what to do."""
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        status: int | None = None,
+        code: int | str | None = None,
+        message: str | None = None,
+        tracking_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.summary = summary
+        self.status = status
+        self.code = code
+        self.message = message
+        self.tracking_id = tracking_id
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        text = self.summary
+        said = []
+        if self.status is not None:
+            said.append(f"HTTP {self.status}")
+        if self.code is not None:
+            said.append(f"code {self.code}")
+        if said or self.message:
+            detail = ", ".join(said)
+            if self.message:
+                detail = f"{detail}: {self.message}" if detail else self.message
+            text += f" (Zoom: {detail})"
+        if self.hint:
+            text += f"; {self.hint}"
+        if self.tracking_id:
+            text += f" [x-zm-trackingid {self.tracking_id}]"
+        return text
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+class ZoomAuthError(ZoomError):
+    """The credentials are wrong or the app cannot get a token; the hint names the setting."""
+
+
+class ZoomScopeError(ZoomError):
+    """The Server-to-Server OAuth app lacks a scope the endpoint needs (Zoom code 4711)."""
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        scopes: Iterable[str] = (),
+        accepted_scopes: Iterable[str] = (),
+        **details: object,
+    ) -> None:
+        #: The scopes Zoom said are missing (may be empty if its message did not list them).
+        self.scopes = tuple(scopes)
+        #: Scopes any one of which the endpoint accepts (granular first, then classic).
+        self.accepted_scopes = tuple(accepted_scopes)
+        details.setdefault("hint", self._scope_hint())
+        super().__init__(summary, **details)  # type: ignore[arg-type]
+
+    def _scope_hint(self) -> str:
+        if self.scopes:
+            wanted = f"add scope {' and '.join(self.scopes)}"
+        elif self.accepted_scopes:
+            wanted = f"add scope {self.accepted_scopes[0]}"
+        else:
+            wanted = "add the report scopes"
+        hint = f"{wanted} to the Server-to-Server OAuth app (Zoom App Marketplace → Manage →"
+        hint += " the app → Scopes), activate it again, then re-run"
+        if len(self.accepted_scopes) > 1:
+            hint += f" (accepted: {' or '.join(self.accepted_scopes)})"
+        return hint
+
+
+class ZoomPermissionError(ZoomError):
+    """Zoom code 200 'No permission.': the user/role behind the app cannot read reports."""
+
+
+class DailyLimitReached(ZoomError):
+    """Zoom's daily request quota for the account is used up; nothing works until retry_at."""
+
+    def __init__(self, summary: str, *, retry_at: datetime, **details: object) -> None:
+        #: Aware UTC instant after which Zoom accepts requests again.
+        self.retry_at = retry_at.astimezone(UTC)
+        details.setdefault("hint", f"run again after {format_time(self.retry_at)}")
+        super().__init__(summary, **details)  # type: ignore[arg-type]
+
+
+class ZoomRequestError(ZoomError):
+    """Zoom refused the request itself (other 4xx, e.g. code 300: bad date range or an
+    expired next_page_token)."""
+
+
+class ZoomUnavailable(ZoomError):
+    """Zoom kept failing (5xx, resets, timeouts, garbage bodies) until retries ran out."""
+
+    def __init__(self, summary: str, *, attempts: int, **details: object) -> None:
+        self.attempts = attempts
+        super().__init__(f"{summary} after {attempts} attempts", **details)  # type: ignore[arg-type]
+
+
+class TransientZoomError(ZoomError):
+    """One attempt failed in a way worth retrying. The client turns the last one into
+    ZoomUnavailable when its retries run out; it is not raised to callers of get()."""
+
+
+class RateLimited(TransientZoomError):
+    """A per-second (QPS) 429: everyone waits `retry_after` seconds, then the call is retried."""
+
+    def __init__(self, summary: str, *, retry_after: float, **details: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(summary, **details)  # type: ignore[arg-type]
+
+
+_SCOPES_IN_MESSAGE = re.compile(r"scopes?\s*:?\s*\[([^\]]*)\]", re.IGNORECASE)
+
+
+def scopes_from_message(message: str | None) -> tuple[str, ...]:
+    """`Invalid access token, does not contain scopes:[a, b]` → ("a", "b")."""
+    match = _SCOPES_IN_MESSAGE.search(message or "")
+    if not match:
+        return ()
+    return tuple(s.strip(" '\"") for s in match[1].split(",") if s.strip(" '\""))
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every non-empty secret replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
