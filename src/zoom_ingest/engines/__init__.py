@@ -1,5 +1,6 @@
 """Storage engines: `local` (delta-rs in a folder) and `spark` (Spark + Delta, Databricks)."""
 
-from .base import Engine, EngineBusy
+from .base import Engine, EngineBusy, TableSchemaMismatch
+from .local import LocalEngine
 
-__all__ = ["Engine", "EngineBusy"]
+__all__ = ["Engine", "EngineBusy", "LocalEngine", "TableSchemaMismatch"]

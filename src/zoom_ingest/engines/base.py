@@ -20,6 +20,23 @@ class EngineBusy(RuntimeError):
     """Another run holds the destination (warehouse folder / schema)."""
 
 
+class TableSchemaMismatch(RuntimeError):
+    """A table already exists with a schema other than the one in `tables.py`.
+
+    Engines never alter such a table on their own: the message names the table and
+    every difference so that a person can decide (migrate, rename, or point elsewhere).
+    """
+
+    def __init__(self, table: str, location: str, differences: list[str]) -> None:
+        self.table = table
+        self.differences = differences
+        super().__init__(
+            f"table {table} ({location}) exists with a different schema than zoom_ingest "
+            f"expects: {'; '.join(differences)}. It was left unchanged: migrate or move "
+            "it, or choose another destination."
+        )
+
+
 class Engine(Protocol):
     """Where the tables live. Thread use: the job calls an engine from one thread only."""
 
@@ -52,9 +69,7 @@ class Engine(Protocol):
         """stream name → committed cursor (aware UTC) for one Zoom account."""
         ...
 
-    def save_checkpoint(
-        self, account_id: str, stream: str, cursor: datetime, run_id: str
-    ) -> None:
+    def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
         """Upsert the (account_id, stream) row of zoom_ingest_checkpoints."""
         ...
 
@@ -64,4 +79,13 @@ class Engine(Protocol):
 
     def run_lock(self) -> AbstractContextManager[None]:
         """Held for a whole run: a second run on the same destination raises EngineBusy."""
+        ...
+
+    def maintain(self) -> None:
+        """Housekeeping the job calls at the end of a run, under the run lock.
+
+        Compacts tables that have piled up many small files (one per merge), keeping
+        files sorted by `spec.cluster_by` where the engine has to do that itself. Cheap
+        when there is nothing to do. Never deletes table history (no VACUUM).
+        """
         ...

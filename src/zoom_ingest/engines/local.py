@@ -1,0 +1,340 @@
+"""The local engine: real Delta tables in a folder, written with delta-rs (no JVM, no cluster).
+
+Layout: one sub-folder per table, named after it (`<warehouse>/activity_logs`,
+`<warehouse>/zoom_ingest_checkpoints`, …), plus `<warehouse>/.zoom_ingest.lock` while a
+run holds the warehouse. Any Delta reader (Spark, DuckDB, Polars, delta-rs) can read the
+tables.
+
+delta-rs cannot create liquid-clustered tables (`CLUSTER BY`). The local engine keeps the
+files sorted by `time` instead: every merged batch is sorted by time, so each new file
+covers a narrow time range, and `maintain()` rewrites many small files into few files
+Z-ordered on `time` (for one column that is a plain sort). The file statistics then let
+the merge's time-range predicate skip every file outside the batch's range.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec
+from .base import EngineBusy, TableSchemaMismatch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LOCK_FILE_NAME = ".zoom_ingest.lock"
+# A file this small was written by one merge or append, not by compaction.
+SMALL_FILE_BYTES = 16 * 1024 * 1024
+# Optimistic commits that lose a race are re-run this many times in all; the operations
+# are idempotent, so re-running one against the newer table version is always safe.
+COMMIT_ATTEMPTS = 5
+_TIMESTAMP_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
+
+
+class LocalEngine:
+    """Delta tables in a local folder, via delta-rs."""
+
+    name = "local"
+
+    def __init__(self, warehouse: str | Path, *, compact_after_files: int = 64) -> None:
+        """`compact_after_files`: `maintain()` compacts a table once it has more small files."""
+        self.warehouse = Path(warehouse).expanduser().absolute()
+        self.compact_after_files = compact_after_files
+        #: Metrics of the last `merge_new` that ran a MERGE (delta-rs names), for logs and
+        #: tests, e.g. num_target_files_scanned / num_target_files_skipped_during_scan.
+        self.last_merge_metrics: dict[str, Any] = {}
+        self._tables: dict[str, DeltaTable] = {}
+
+    def describe(self) -> str:
+        return f"local Delta tables in {self.warehouse}"
+
+    # -- tables -------------------------------------------------------------------------
+
+    def table_path(self, spec: TableSpec) -> Path:
+        return self.warehouse / spec.name
+
+    def ensure_tables(self) -> None:
+        """Create missing tables with exactly the schemas of `tables.py`; check the others.
+
+        A table that exists with another schema raises TableSchemaMismatch and is left
+        alone: altering a table users query is a decision for a person.
+        """
+        self.warehouse.mkdir(parents=True, exist_ok=True)
+        for spec in ALL_TABLES.values():
+            path = self.table_path(spec)
+            if not DeltaTable.is_deltatable(str(path)):
+                # mode="ignore": a concurrent creator wins quietly; the check below
+                # then holds it to the same schema.
+                DeltaTable.create(
+                    path, spec.schema, mode="ignore", name=spec.name, description=spec.comment
+                )
+                log.info("created table %s at %s", spec.name, path)
+            table = DeltaTable(path)
+            differences = schema_differences(spec.schema, pa.schema(table.schema().to_arrow()))
+            if differences:
+                raise TableSchemaMismatch(spec.name, str(path), differences)
+            self._tables[spec.name] = table
+
+    def _table(self, spec: TableSpec) -> DeltaTable:
+        """The table at its latest version (one cached handle per table, refreshed)."""
+        table = self._tables.get(spec.name)
+        if table is None:
+            path = self.table_path(spec)
+            if not DeltaTable.is_deltatable(str(path)):
+                raise FileNotFoundError(
+                    f"table {spec.name} does not exist in {self.warehouse}: "
+                    "run ensure_tables() first"
+                )
+            table = self._tables[spec.name] = DeltaTable(path)
+        else:
+            table.update_incremental()
+        return table
+
+    # -- writes -------------------------------------------------------------------------
+
+    def merge_new(self, spec: TableSpec, batch: pa.Table) -> int:
+        """Insert the rows of `batch` whose key is not in the table yet; return how many.
+
+        An insert-only MERGE (`WHEN NOT MATCHED THEN INSERT`) on `spec.key`. With
+        `spec.cluster_by` the ON clause also limits the target to the batch's min/max of
+        that column: a row with the same `lw_id` has the same `time` (the id hashes it),
+        so no match is lost, and delta-rs skips every file whose statistics lie outside
+        the range. delta-rs cannot create liquid-clustered tables; the local engine keeps
+        files sorted by `time` instead (batches arrive sorted, `maintain()` re-sorts).
+
+        An empty batch returns 0 without a commit; so does a batch with nothing new.
+        A lost commit race is retried: the MERGE is idempotent.
+        """
+        _check_schema(spec, batch)
+        if batch.num_rows == 0:
+            self.last_merge_metrics = {}
+            return 0
+        predicate = merge_predicate(spec, batch)
+
+        def run() -> dict[str, Any]:
+            merger = self._table(spec).merge(
+                batch, predicate, source_alias="source", target_alias="target"
+            )
+            return merger.when_not_matched_insert_all().execute()
+
+        self.last_merge_metrics = _with_commit_retries(run)
+        log.debug("merge into %s: %s", spec.name, self.last_merge_metrics)
+        return int(self.last_merge_metrics["num_target_rows_inserted"])
+
+    def append(self, spec: TableSpec, batch: pa.Table) -> None:
+        """Append rows as they are (the runs table). An empty batch makes no commit."""
+        _check_schema(spec, batch)
+        if batch.num_rows == 0:
+            return
+        _with_commit_retries(lambda: write_deltalake(self._table(spec), batch, mode="append"))
+
+    def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
+        """Upsert the (account_id, stream) row: MERGE, update when matched, else insert."""
+        if cursor.tzinfo is None:
+            raise ValueError(f"checkpoint cursor must be an aware datetime, got {cursor!r}")
+        row = pa.Table.from_pylist(
+            [
+                {
+                    "account_id": account_id,
+                    "stream": stream,
+                    "cursor": cursor.astimezone(UTC),
+                    "updated_at": datetime.now(UTC),
+                    "run_id": run_id,
+                }
+            ],
+            schema=CHECKPOINTS.schema,
+        )
+        predicate = _key_predicate(CHECKPOINTS)
+
+        def run() -> dict[str, Any]:
+            merger = self._table(CHECKPOINTS).merge(
+                row, predicate, source_alias="source", target_alias="target"
+            )
+            return merger.when_matched_update_all().when_not_matched_insert_all().execute()
+
+        _with_commit_retries(run)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def read_checkpoints(self, account_id: str) -> dict[str, datetime]:
+        """stream name → committed cursor (aware UTC) for one Zoom account."""
+        rows = self._table(CHECKPOINTS).to_pyarrow_table(
+            columns=["stream", "cursor"], filters=pc.field("account_id") == account_id
+        )
+        return {row["stream"]: row["cursor"].astimezone(UTC) for row in rows.to_pylist()}
+
+    def read_table(self, spec: TableSpec) -> pa.Table:
+        """The whole table in `spec.schema` (row order is not defined)."""
+        return self._table(spec).to_pyarrow_table().select(spec.columns).cast(spec.schema)
+
+    # -- run lock -----------------------------------------------------------------------
+
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`.
+
+        flock belongs to the open file, so the kernel releases it when the holder exits
+        or dies: a crashed run never leaves a stale lock. A second run (another process,
+        or another engine object in this one) raises EngineBusy naming the holder's pid.
+        """
+        self.warehouse.mkdir(parents=True, exist_ok=True)
+        path = self.warehouse / LOCK_FILE_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder_pid(fd)
+                raise EngineBusy(
+                    f"another zoom_ingest run holds the warehouse {self.warehouse} "
+                    f"(lock file {path}, held by pid {holder or 'unknown'}); "
+                    "wait for it to finish"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)  # a pid left behind would name a run that has ended
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def maintain(self) -> None:
+        """Compact every table with more than `compact_after_files` small files.
+
+        Tables with a `cluster_by` column are Z-ordered on it (for one column, a sort),
+        so files come out few, sorted and with disjoint time ranges; the others are
+        bin-packed. Each optimize rewrites the table's data and keeps the old files as
+        history: nothing is vacuumed, time travel keeps working, and disk space is only
+        reclaimed when the user runs VACUUM.
+        """
+        for spec in ALL_TABLES.values():
+            if not DeltaTable.is_deltatable(str(self.table_path(spec))):
+                continue
+            table = self._table(spec)
+            files = pa.table(table.get_add_actions(flatten=True))
+            sizes = files.column("size_bytes").to_pylist() if files.num_rows else []
+            small = sum(1 for size in sizes if size < SMALL_FILE_BYTES)
+            if small <= self.compact_after_files:
+                continue
+            if spec.cluster_by:
+                metrics = table.optimize.z_order([spec.cluster_by])
+            else:
+                metrics = table.optimize.compact()
+            log.info(
+                "compacted %s: %d files → %d (%d removed, %d added)",
+                spec.name,
+                len(sizes),
+                len(sizes) - metrics["numFilesRemoved"] + metrics["numFilesAdded"],
+                metrics["numFilesRemoved"],
+                metrics["numFilesAdded"],
+            )
+
+
+def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
+    """The MERGE ON clause: the key, and the batch's range of `spec.cluster_by` if any.
+
+    Only our own column names and literals formatted here from Arrow values enter the
+    SQL text; no string from a record is ever pasted into it.
+    """
+    predicate = _key_predicate(spec)
+    column = spec.cluster_by
+    if column is None:
+        return predicate
+    values = batch.column(column)
+    # A null in the range column would never match the range and be inserted again.
+    if values.null_count or not pa.types.is_timestamp(values.type):
+        return predicate
+    bounds = pc.min_max(values)
+    low = _timestamp_literal(bounds["min"].as_py())
+    high = _timestamp_literal(bounds["max"].as_py())
+    target = f"target.{_identifier(column)}"
+    return f"{predicate} AND {target} >= {low} AND {target} <= {high}"
+
+
+def schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+    """Every way `actual` differs from `expected`: columns, types, nullability, order."""
+    found = {field.name: field for field in actual}
+    differences: list[str] = []
+    for field in expected:
+        other = found.get(field.name)
+        if other is None:
+            differences.append(f"missing column {field.name} {field.type}")
+            continue
+        if other.type != field.type:
+            differences.append(f"{field.name}: expected {field.type}, found {other.type}")
+        if other.nullable != field.nullable:
+            differences.append(
+                f"{field.name}: expected {_nullability(field)}, found {_nullability(other)}"
+            )
+    differences.extend(
+        f"unexpected column {field.name} {field.type}"
+        for field in actual
+        if field.name not in expected.names
+    )
+    if not differences and actual.names != expected.names:
+        differences.append(f"column order: expected {expected.names}, found {actual.names}")
+    return differences
+
+
+def _check_schema(spec: TableSpec, batch: pa.Table) -> None:
+    differences = schema_differences(spec.schema, batch.schema)
+    if differences:
+        raise ValueError(f"batch for {spec.name} is not in its schema: {'; '.join(differences)}")
+
+
+def _key_predicate(spec: TableSpec) -> str:
+    return " AND ".join(f"target.{_identifier(k)} = source.{_identifier(k)}" for k in spec.key)
+
+
+def _identifier(name: str) -> str:
+    """A quoted SQL identifier (our column names; `time` is a keyword in some dialects)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _timestamp_literal(value: datetime) -> str:
+    """A UTC instant as a SQL string literal delta-rs compares with a TIMESTAMP column."""
+    literal = "'" + value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+    # strftime of a datetime yields digits and separators only; keep it that way.
+    if not _TIMESTAMP_LITERAL.fullmatch(literal):
+        raise ValueError(f"cannot format {value!r} as a timestamp literal")
+    return literal
+
+
+def _nullability(field: pa.Field) -> str:
+    return "nullable" if field.nullable else "NOT NULL"
+
+
+def _read_holder_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode("ascii").strip())
+    except (OSError, ValueError):
+        return None  # the holder has the lock but has not written its pid yet
+
+
+def _with_commit_retries(operation: Callable[[], T]) -> T:
+    """Run `operation`, re-running it when its optimistic commit loses to another writer."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(CommitFailedError),
+        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    )
+    return retrying(operation)

@@ -1,0 +1,499 @@
+"""The HTTP client for Zoom's report API: one pooled session, the shared rate limiter,
+bounded retries, and Zoom's error bodies turned into errors that say what to do.
+
+What is retried (tenacity: at most `settings.max_retries` more attempts, exponential
+backoff with jitter): 5xx and 408, connection errors and resets, timeouts, and 200s whose
+body is not a usable JSON object (an HTML page from a proxy, truncated JSON). A per-second
+429 is retried after `Retry-After`, which the shared limiter imposes on every thread. A
+daily 429 is final for the run (`DailyLimitReached`). A 401 with code 124 gets one token
+refresh and one more try. Everything else (4xx) fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from .. import __version__
+from ..settings import Settings, check_url
+from ..tables import UTC
+from .auth import TokenProvider
+from .errors import (
+    DailyLimitReached,
+    RateLimited,
+    TransientZoomError,
+    ZoomAuthError,
+    ZoomError,
+    ZoomPermissionError,
+    ZoomRequestError,
+    ZoomScopeError,
+    ZoomUnavailable,
+    scopes_from_message,
+    scrub,
+)
+from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+#: Zoom error codes (JSON body `code`).
+CODE_INVALID_TOKEN = 124
+CODE_NO_PERMISSION = 200
+CODE_MISSING_SCOPE = 4711
+#: A per-second 429 without a usable Retry-After waits this long.
+DEFAULT_QPS_WAIT = 1.0
+#: …and a Retry-After beyond this is not believed for a *per-second* limit.
+MAX_QPS_WAIT = 60.0
+
+#: Checks a 200 body; returns what is wrong with it, or None. A problem means the body
+#: is garbage and the request is retried.
+BodyCheck = Callable[[dict[str, Any]], str | None]
+
+_PERMISSION_HINT = (
+    "the Zoom user who owns the app needs a role with the Reports permissions (View Sign "
+    "In / Sign Out and Operation Logs): web portal → User Management → Roles"
+)
+
+
+@dataclass
+class CallCounters:
+    """Tallies of one stream's calls; shared by its threads, so every update is locked.
+
+    `api_calls`: HTTP requests sent to the API (every attempt). `retries`: attempts after
+    the first, whatever the reason. `rate_limited`: 429 responses received (per-second
+    and daily). `pages`: pages received by `fetch_pages`.
+    """
+
+    api_calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    pages: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        if name not in ("api_calls", "retries", "rate_limited", "pages"):
+            raise ValueError(f"unknown counter {name!r}")
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "api_calls": self.api_calls,
+                "retries": self.retries,
+                "rate_limited": self.rate_limited,
+                "pages": self.pages,
+            }
+
+
+@dataclass
+class _Call:
+    """The state of one `get()` across its attempts."""
+
+    path: str
+    attempts: int = 0
+    refreshed_token: bool = False
+
+
+class ZoomClient:
+    """GET JSON from Zoom's API with the shared limiter, token, retries and error mapping.
+
+    Thread-safe: one client serves every fetch thread of a run.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        limiter: RateLimiter | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        # Settings validated these already; checked again here because this is where the
+        # bearer token and the client secret leave the process.
+        check_url("api_url", settings.api_url)
+        check_url("oauth_url", settings.oauth_url)
+        self._settings = settings
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            # One connection per fetch thread, kept alive across pages and windows.
+            pool = settings.effective_concurrency + 2
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        if session.verify is False:
+            raise ValueError("a session with TLS verification disabled is not accepted")
+        session.verify = True
+        session.headers["User-Agent"] = f"zoom-ingest/{__version__}"
+        self._session = session
+        self.limiter = limiter or RateLimiter.for_account(
+            settings.account_id, settings.requests_per_second
+        )
+        self.tokens = TokenProvider(settings, session)
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._api_url = settings.api_url.rstrip("/")
+
+    # -- public -----------------------------------------------------------------------
+
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        counters: CallCounters,
+        *,
+        check: BodyCheck | None = None,
+    ) -> dict[str, Any]:
+        """GET `path` (e.g. "/report/activities") under the API URL → the JSON object.
+
+        Raises a `ZoomError` subclass; never a requests exception.
+        """
+        url = self._url(path)
+        call = _Call(path=path)
+        retrying = Retrying(
+            stop=stop_after_attempt(self._settings.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientZoomError),
+            before_sleep=lambda state: self._before_retry(call, counters, state),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, call, url, dict(params), counters, check)
+        except TransientZoomError as last:
+            raise ZoomUnavailable(
+                f"GET {path}: Zoom kept failing",
+                attempts=call.attempts,
+                status=last.status,
+                code=last.code,
+                message=last.message,
+                tracking_id=last.tracking_id,
+                hint=f"last: {last.summary}; try again later",
+            ) from last
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> ZoomClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ZoomClient(api_url={self._api_url!r}, limiter={self.limiter!r})"
+
+    # -- one attempt ------------------------------------------------------------------
+
+    def _attempt(
+        self,
+        call: _Call,
+        url: str,
+        params: dict[str, Any],
+        counters: CallCounters,
+        check: BodyCheck | None,
+    ) -> dict[str, Any]:
+        call.attempts += 1
+        while True:
+            token = self.tokens.token()
+            # Token first, then the slot: a slot taken and then spent waiting for a token
+            # would leave late and bunch up with the next thread's.
+            self.limiter.acquire()
+            counters.add("api_calls")
+            response = self._send(call, url, params, token)
+            if response.status_code == 401 and _int_code(_json_object(response)) == (
+                CODE_INVALID_TOKEN
+            ):
+                if call.refreshed_token:
+                    raise self._error(
+                        ZoomAuthError,
+                        call,
+                        response,
+                        "Zoom rejected a freshly issued access token",
+                        hint="check that the app is activated and ZOOM_ACCOUNT_ID is its account",
+                    )
+                call.refreshed_token = True
+                log.info(
+                    "GET %s: access token rejected (code 124)%s; refreshing it once",
+                    call.path,
+                    _tracking_suffix(response),
+                )
+                self.tokens.invalidate(token)
+                continue
+            return self._handle(call, response, counters, check)
+
+    def _send(
+        self, call: _Call, url: str, params: dict[str, Any], token: str
+    ) -> requests.Response:
+        try:
+            return self._session.get(
+                url,
+                params=params,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=self._settings.timeout,
+                verify=True,
+                # Never carry the bearer token to wherever a redirect points.
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise ZoomError(
+                f"GET {call.path}: TLS verification failed ({type(exc).__name__})",
+                hint="check ZOOM_API_URL and the machine's CA certificates",
+            ) from None
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            # The exception text can be long (pool internals); its type says enough.
+            raise TransientZoomError(f"GET {call.path}: {_describe_network_error(exc)}") from None
+
+    def _handle(
+        self,
+        call: _Call,
+        response: requests.Response,
+        counters: CallCounters,
+        check: BodyCheck | None,
+    ) -> dict[str, Any]:
+        status = response.status_code
+        body = _json_object(response)
+        if 200 <= status < 300:
+            if body is None:
+                raise self._error(
+                    TransientZoomError,
+                    call,
+                    response,
+                    f"GET {call.path}: {status} with a body that is not a JSON object "
+                    f"({_describe_body(response)})",
+                )
+            problem = check(body) if check else None
+            if problem:
+                raise self._error(
+                    TransientZoomError, call, response, f"GET {call.path}: unusable body: {problem}"
+                )
+            return body
+
+        code = _int_code(body)
+        if status == 429:
+            counters.add("rate_limited")
+            if _is_daily_limit(response, body):
+                retry_at = _daily_retry_at(response.headers.get("Retry-After"))
+                raise self._error(
+                    DailyLimitReached,
+                    call,
+                    response,
+                    "Zoom's daily request limit for this account is reached",
+                    retry_at=retry_at,
+                )
+            wait = _qps_wait(response.headers.get("Retry-After"))
+            self.limiter.penalise(wait)
+            raise self._error(
+                RateLimited,
+                call,
+                response,
+                f"GET {call.path}: per-second rate limit; every call waits {wait:g} s",
+                retry_after=wait,
+            )
+        if status >= 500 or status == 408:
+            raise self._error(TransientZoomError, call, response, f"GET {call.path} failed")
+        if status == 401:
+            raise self._error(
+                ZoomAuthError,
+                call,
+                response,
+                f"GET {call.path}: Zoom rejected the access token",
+                hint="check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET",
+            )
+        if code == CODE_MISSING_SCOPE:
+            message = _message(body, self.tokens.secrets())
+            raise self._error(
+                ZoomScopeError,
+                call,
+                response,
+                f"GET {call.path}: the app lacks a required OAuth scope",
+                scopes=scopes_from_message(message),
+            )
+        if code == CODE_NO_PERMISSION:
+            raise self._error(
+                ZoomPermissionError,
+                call,
+                response,
+                f"GET {call.path}: no permission to read this report",
+                hint=_PERMISSION_HINT,
+            )
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "?")
+            raise self._error(
+                ZoomRequestError,
+                call,
+                response,
+                f"GET {call.path}: unexpected redirect to {location} (not followed)",
+                hint="check ZOOM_API_URL",
+            )
+        raise self._error(ZoomRequestError, call, response, f"GET {call.path} was refused")
+
+    def _error(
+        self,
+        kind: type[ZoomError],
+        call: _Call,
+        response: requests.Response,
+        summary: str,
+        **extra: Any,
+    ) -> ZoomError:
+        body = _json_object(response)
+        return kind(
+            summary,
+            status=response.status_code,
+            code=body.get("code") if body and isinstance(body.get("code"), (int, str)) else None,
+            message=_message(body, self.tokens.secrets()),
+            tracking_id=response.headers.get("x-zm-trackingid"),
+            **extra,
+        )
+
+    # -- retry policy -----------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited):
+            # The shared limiter already holds every thread (this one included) back for
+            # Retry-After; sleeping here too would wait twice.
+            return 0.0
+        backoff = wait_exponential_jitter(
+            initial=self._backoff_base, max=self._backoff_max, jitter=self._backoff_base
+        )
+        return backoff(state)
+
+    def _before_retry(self, call: _Call, counters: CallCounters, state: RetryCallState) -> None:
+        counters.add("retries")
+        exc = state.outcome.exception() if state.outcome else None
+        sleep = state.next_action.sleep if state.next_action else 0.0
+        if isinstance(exc, RateLimited):
+            log.info("%s; retry %d/%d", exc, call.attempts, self._settings.max_retries)
+            return
+        log.warning(
+            "%s; retry %d/%d in %.1f s", exc, call.attempts, self._settings.max_retries, sleep
+        )
+
+    def _url(self, path: str) -> str:
+        if not path.startswith("/") or "://" in path:
+            raise ValueError(f"expected an API path such as /report/activities, got {path!r}")
+        return self._api_url + path
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:  # includes JSONDecodeError and bad encodings
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _int_code(body: dict[str, Any] | None) -> int | None:
+    code = body.get("code") if body else None
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code)
+    return None
+
+
+def _message(body: dict[str, Any] | None, secrets: tuple[str, ...]) -> str | None:
+    message = body.get("message") if body else None
+    if not isinstance(message, str) or not message:
+        return None
+    return scrub(message, secrets)[:500]
+
+
+def _is_daily_limit(response: requests.Response, body: dict[str, Any] | None) -> bool:
+    kind = response.headers.get("X-RateLimit-Type", "")
+    if kind:
+        return "daily" in kind.lower()
+    message = body.get("message") if body else None
+    return isinstance(message, str) and "daily" in message.lower()
+
+
+def _qps_wait(retry_after: str | None) -> float:
+    """Retry-After of a per-second 429: seconds (or, tolerated, an instant)."""
+    seconds = _seconds_or_instant(retry_after)
+    if seconds is None:
+        return DEFAULT_QPS_WAIT
+    return min(max(seconds, 0.0), MAX_QPS_WAIT)
+
+
+def _daily_retry_at(retry_after: str | None) -> datetime:
+    """Retry-After of a daily 429: an ISO instant (documented) or seconds; without either,
+    Zoom's daily quota resets at 00:00 UTC."""
+    now = datetime.now(UTC)
+    if retry_after:
+        instant = _parse_instant(retry_after)
+        if instant is not None:
+            return instant
+        try:
+            return now + timedelta(seconds=float(retry_after))
+        except ValueError:
+            pass
+    return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+def _seconds_or_instant(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    instant = _parse_instant(value)
+    if instant is None:
+        return None
+    return (instant - datetime.now(UTC)).total_seconds()
+
+
+def _parse_instant(value: str) -> datetime | None:
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)  # Zoom's instants are UTC
+    return instant.astimezone(UTC)
+
+
+def _describe_body(response: requests.Response) -> str:
+    kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+    return f"{kind}, {len(response.content)} bytes"
+
+
+def _describe_network_error(exc: Exception) -> str:
+    if isinstance(exc, requests.Timeout):
+        return f"no answer in time ({type(exc).__name__})"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the response was cut off"
+    # requests' text names the host and the cause (e.g. 'Connection reset by peer');
+    # it never contains request headers, so no token.
+    return f"connection failed ({type(exc).__name__}: {str(exc)[:200]})"
+
+
+def _tracking_suffix(response: requests.Response) -> str:
+    tracking_id = response.headers.get("x-zm-trackingid")
+    return f" [x-zm-trackingid {tracking_id}]" if tracking_id else ""

@@ -1,0 +1,194 @@
+"""The two report streams and how one date window of a stream is paged.
+
+Zoom serves each `from`/`to` request newest first, 300 records a page, chained by
+`next_page_token` until it is empty. Three things make the chain more than a loop:
+
+- early stop: an incremental window only needs records at or after `stop_before`, so
+  once a whole page is older than that, later pages are older still and are not asked for;
+- page tokens expire (15 minutes, code 300): the window restarts from its first page and
+  the caller de-duplicates by `lw_id`;
+- a broken server must not keep us paging forever: the chain is bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..normalise import RecordError, parse_time
+from ..plan import Window
+from ..settings import PAGE_SIZE, Settings
+from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec
+from .client import CallCounters, ZoomClient
+from .errors import ZoomError, ZoomRequestError, ZoomScopeError
+
+log = logging.getLogger(__name__)
+
+#: Zoom's code for "The next page token is invalid or expired" (also bad date ranges).
+CODE_INVALID_REQUEST = 300
+#: Restarts of one window after an expired page token before giving up.
+MAX_RESTARTS_PER_WINDOW = 3
+#: One window never takes more pages than this (30M records at 300 a page: far beyond
+#: a month of any account's logs), so a server that keeps sending tokens cannot loop us.
+MAX_PAGES_PER_WINDOW = 100_000
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One report endpoint, named after the table it fills."""
+
+    name: str
+    path: str
+    #: The key of the records list in the response body.
+    records_key: str
+    spec: TableSpec
+    #: OAuth scopes any one of which the endpoint accepts: granular first, then classic.
+    scopes: tuple[str, ...]
+    #: Settings sent as query parameters of the same name (e.g. category_type).
+    settings_params: tuple[str, ...] = field(default=())
+
+    def extra_params(self, settings: Settings) -> dict[str, str]:
+        """Query parameters this stream takes from the settings."""
+        return {name: str(getattr(settings, name)) for name in self.settings_params}
+
+    def check_body(self, body: dict[str, Any]) -> str | None:
+        """What makes a 200 body unusable for this stream, or None."""
+        records = body.get(self.records_key)
+        if not isinstance(records, list):
+            found = "missing" if records is None else type(records).__name__
+            return f"{self.records_key!r} is {found}, expected a list"
+        token = body.get("next_page_token")
+        if token is not None and not isinstance(token, str):
+            return f"next_page_token is {type(token).__name__}, expected a string"
+        return None
+
+
+ACTIVITY_LOGS_STREAM = Stream(
+    name="activity_logs",
+    path="/report/activities",
+    records_key="activity_logs",
+    spec=ACTIVITY_LOGS,
+    scopes=("report:read:user_activities:admin", "report:read:admin"),
+)
+OPERATION_LOGS_STREAM = Stream(
+    name="operation_logs",
+    path="/report/operationlogs",
+    records_key="operation_logs",
+    spec=OPERATION_LOGS,
+    scopes=("report:read:operation_logs:admin", "report:read:admin"),
+    settings_params=("category_type",),
+)
+STREAMS_BY_NAME: dict[str, Stream] = {
+    s.name: s for s in (ACTIVITY_LOGS_STREAM, OPERATION_LOGS_STREAM)
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a window: the raw records as parsed (possibly malformed) and the
+    span of the times that could be parsed."""
+
+    records: list[Any]
+    next_page_token: str
+    newest: datetime | None
+    oldest: datetime | None
+
+
+def fetch_pages(
+    client: ZoomClient,
+    stream: Stream,
+    window: Window,
+    settings: Settings,
+    counters: CallCounters,
+) -> Iterator[Page]:
+    """The pages of one window, newest first. Raises a `ZoomError` subclass on failure.
+
+    After a restart (expired page token) pages already yielded come again; the caller
+    de-duplicates by `lw_id`.
+    """
+    base_params: dict[str, Any] = {
+        "from": window.from_date.isoformat(),
+        "to": window.to_date.isoformat(),
+        "page_size": PAGE_SIZE,
+        **stream.extra_params(settings),
+    }
+    restarts = 0
+    pages = 0
+    token = ""
+    while True:
+        if pages >= MAX_PAGES_PER_WINDOW:
+            raise ZoomError(
+                f"{window}: gave up after {pages} pages; Zoom keeps sending next_page_token",
+                hint="the API seems to be looping; try again later",
+            )
+        params = dict(base_params)
+        if token:
+            params["next_page_token"] = token
+        try:
+            body = client.get(stream.path, params, counters, check=stream.check_body)
+        except ZoomRequestError as exc:
+            if not token or exc.code not in (CODE_INVALID_REQUEST, str(CODE_INVALID_REQUEST)):
+                raise
+            if restarts >= MAX_RESTARTS_PER_WINDOW:
+                raise ZoomRequestError(
+                    f"{window}: the next page token expired {restarts + 1} times",
+                    status=exc.status,
+                    code=exc.code,
+                    message=exc.message,
+                    tracking_id=exc.tracking_id,
+                    hint="paging is too slow for Zoom's 15-minute page tokens; "
+                    "lower the concurrency or use smaller windows",
+                ) from exc
+            restarts += 1
+            log.warning(
+                "%s: next page token rejected (%s); restarting the window from its first "
+                "page (%d/%d)",
+                window,
+                exc.message or f"code {exc.code}",
+                restarts,
+                MAX_RESTARTS_PER_WINDOW,
+            )
+            token = ""
+            continue
+        except ZoomScopeError as exc:
+            raise _with_stream_scopes(exc, stream) from exc
+
+        pages += 1
+        counters.add("pages")
+        records: list[Any] = body[stream.records_key]
+        token = body.get("next_page_token") or ""
+        newest, oldest = _time_span(records)
+        yield Page(records=records, next_page_token=token, newest=newest, oldest=oldest)
+        if not token:
+            return
+        if window.stop_before is not None and newest is not None and newest < window.stop_before:
+            log.debug("%s: page entirely older than %s; stopping early", window, window.stop_before)
+            return
+
+
+def _time_span(records: list[Any]) -> tuple[datetime | None, datetime | None]:
+    times = []
+    for record in records:
+        if isinstance(record, dict):
+            try:
+                times.append(parse_time(record.get("time")))
+            except RecordError:
+                continue  # the normaliser rejects it with the reason
+    if not times:
+        return None, None
+    return max(times), min(times)
+
+
+def _with_stream_scopes(exc: ZoomScopeError, stream: Stream) -> ZoomScopeError:
+    return ZoomScopeError(
+        f"{stream.name}: the app lacks a required OAuth scope for GET {stream.path}",
+        scopes=exc.scopes or stream.scopes[:1],
+        accepted_scopes=stream.scopes,
+        status=exc.status,
+        code=exc.code,
+        message=exc.message,
+        tracking_id=exc.tracking_id,
+    )

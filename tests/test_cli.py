@@ -1,0 +1,130 @@
+"""The `zoom-ingest` command as a user runs it: a real process, env vars, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.simulator import Simulator
+from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC
+
+FAKE_SECRET = "ZZ-FAKE-CLIENT-SECRET-7f3a"
+
+
+def zoom_ingest(*args: str, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ZOOM_",))}
+    return subprocess.run(
+        [sys.executable, "-m", "zoom_ingest.cli", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(seed=21, days=5, activity_per_day=120, operation_per_day=30) as s:
+        yield s
+
+
+def sim_env(sim: Simulator) -> dict[str, str]:
+    return {
+        "ZOOM_ACCOUNT_ID": sim.account_id,
+        "ZOOM_CLIENT_ID": sim.client_id,
+        "ZOOM_CLIENT_SECRET": sim.client_secret,
+        "ZOOM_API_URL": sim.api_url,
+        "ZOOM_OAUTH_URL": sim.oauth_url,
+    }
+
+
+def test_run_with_only_env_vars_then_status(sim, tmp_path):
+    start = (datetime.now(UTC) - timedelta(days=4)).date().isoformat()
+    warehouse = tmp_path / "wh"
+    done = zoom_ingest("run", "--warehouse", str(warehouse), "--backfill-start", start,
+                       "--requests-per-second", "100", env=sim_env(sim))
+    assert done.returncode == 0, done.stderr
+    assert "activity_logs" in done.stdout and "succeeded" in done.stdout
+    engine = LocalEngine(warehouse)
+    assert engine.read_table(ACTIVITY_LOGS).num_rows > 0
+    assert engine.read_table(OPERATION_LOGS).num_rows > 0
+    assert sim.client_secret not in done.stdout + done.stderr
+
+    status = zoom_ingest("status", "--warehouse", str(warehouse))
+    assert status.returncode == 0, status.stderr
+    for word in ("activity_logs", "operation_logs", "Checkpoints", "Latest runs"):
+        assert word in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "setting"),
+    [
+        (["--category-type", "everything"], "category_type"),
+        (["--backfill-start", "2999-01-01"], "backfill_start"),
+        (["--backfill-start", "01/02/2026"], "backfill_start"),
+        (["--streams", "meetings"], "streams"),
+        (["--lookback", "soon"], "lookback"),
+        (["--mode", "full"], "mode"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line_and_no_call(sim, tmp_path, args, setting):
+    done = zoom_ingest("run", "--warehouse", str(tmp_path / "wh"), *args, env=sim_env(sim))
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and setting in lines[0]
+    assert sim.stats.calls == 0 and sim.stats.token_requests == 0
+
+
+def test_plain_http_to_a_remote_host_is_refused(sim, tmp_path):
+    env = {**sim_env(sim), "ZOOM_API_URL": "http://api.zoom.us/v2"}
+    done = zoom_ingest("run", "--warehouse", str(tmp_path / "wh"), env=env)
+    assert done.returncode == 2
+    assert "api_url" in done.stderr and "loopback" in done.stderr
+
+
+def test_missing_secret_names_the_env_var(sim, tmp_path):
+    env = {k: v for k, v in sim_env(sim).items() if k != "ZOOM_CLIENT_SECRET"}
+    done = zoom_ingest("run", "--warehouse", str(tmp_path / "wh"), env=env)
+    assert done.returncode == 2
+    assert "ZOOM_CLIENT_SECRET" in done.stderr
+
+
+def test_bad_credentials_fail_clearly_without_leaking(sim, tmp_path):
+    env = {**sim_env(sim), "ZOOM_CLIENT_SECRET": FAKE_SECRET}
+    start = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    done = zoom_ingest("run", "--warehouse", str(tmp_path / "wh"), "--backfill-start", start,
+                       env=env)
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert "ZOOM_CLIENT_SECRET" in output or "ZOOM_CLIENT_ID" in output
+    assert FAKE_SECRET not in output
+
+
+def test_a_second_run_on_the_same_warehouse_exits_4(sim, tmp_path):
+    warehouse = tmp_path / "wh"
+    engine = LocalEngine(warehouse)
+    engine.ensure_tables()
+    with engine.run_lock():
+        done = zoom_ingest("run", "--warehouse", str(warehouse), env=sim_env(sim))
+    assert done.returncode == 4
+    assert "warehouse" in done.stderr.lower() or str(warehouse) in done.stderr
+    assert sim.stats.calls == 0
+
+
+def test_demo_runs_end_to_end(tmp_path: Path):
+    warehouse = tmp_path / "demo"
+    done = zoom_ingest("demo", "--warehouse", str(warehouse), "--days", "3",
+                       "--activity-per-day", "50", "--operation-per-day", "10")
+    assert done.returncode == 0, done.stderr
+    assert "simulator" in done.stdout
+    assert "activity_logs" in done.stdout and "inserted" in done.stdout
+    assert LocalEngine(warehouse).read_table(ACTIVITY_LOGS).num_rows > 0
