@@ -119,7 +119,7 @@ class LocalEngine:
         An empty batch returns 0 without a commit; so does a batch with nothing new.
         A lost commit race is retried: the MERGE is idempotent.
         """
-        _check_schema(spec, batch)
+        batch = _conform(spec, batch)
         if batch.num_rows == 0:
             self.last_merge_metrics = {}
             return 0
@@ -137,7 +137,7 @@ class LocalEngine:
 
     def append(self, spec: TableSpec, batch: pa.Table) -> None:
         """Append rows as they are (the runs table). An empty batch makes no commit."""
-        _check_schema(spec, batch)
+        batch = _conform(spec, batch)
         if batch.num_rows == 0:
             return
         _with_commit_retries(lambda: write_deltalake(self._table(spec), batch, mode="append"))
@@ -269,7 +269,9 @@ def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
     return f"{predicate} AND {target} >= {low} AND {target} <= {high}"
 
 
-def schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+def schema_differences(
+    expected: pa.Schema, actual: pa.Schema, *, nullability: bool = True
+) -> list[str]:
     """Every way `actual` differs from `expected`: columns, types, nullability, order."""
     found = {field.name: field for field in actual}
     differences: list[str] = []
@@ -280,7 +282,7 @@ def schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
             continue
         if other.type != field.type:
             differences.append(f"{field.name}: expected {field.type}, found {other.type}")
-        if other.nullable != field.nullable:
+        if nullability and other.nullable != field.nullable:
             differences.append(
                 f"{field.name}: expected {_nullability(field)}, found {_nullability(other)}"
             )
@@ -294,10 +296,26 @@ def schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
     return differences
 
 
-def _check_schema(spec: TableSpec, batch: pa.Table) -> None:
-    differences = schema_differences(spec.schema, batch.schema)
+def _conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
+    """`batch` in exactly `spec.schema`, or ValueError naming what differs.
+
+    Columns and types must match, in any order; a nullable batch column is accepted for
+    a NOT NULL table column as long as it holds no null (Arrow tables built elsewhere
+    often mark every column nullable).
+    """
+    if sorted(batch.column_names) == sorted(spec.columns):
+        batch = batch.select(spec.columns)
+    differences = schema_differences(spec.schema, batch.schema, nullability=False)
     if differences:
         raise ValueError(f"batch for {spec.name} is not in its schema: {'; '.join(differences)}")
+    nulls = [
+        field.name
+        for field in spec.schema
+        if not field.nullable and batch.column(field.name).null_count
+    ]
+    if nulls:
+        raise ValueError(f"batch for {spec.name} has nulls in NOT NULL columns: {nulls}")
+    return batch.cast(spec.schema)
 
 
 def _key_predicate(spec: TableSpec) -> str:
@@ -311,8 +329,9 @@ def _identifier(name: str) -> str:
 
 def _timestamp_literal(value: datetime) -> str:
     """A UTC instant as a SQL string literal delta-rs compares with a TIMESTAMP column."""
-    literal = "'" + value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
-    # strftime of a datetime yields digits and separators only; keep it that way.
+    utc = value.astimezone(UTC).replace(tzinfo=None)
+    literal = "'" + utc.isoformat(timespec="microseconds") + "Z'"
+    # isoformat of a datetime yields digits and separators only; keep it that way.
     if not _TIMESTAMP_LITERAL.fullmatch(literal):
         raise ValueError(f"cannot format {value!r} as a timestamp literal")
     return literal

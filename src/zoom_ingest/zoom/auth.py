@@ -108,9 +108,7 @@ class TokenProvider:
                 hint="check the OAuth URL and the machine's CA certificates",
             ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientZoomError(
-                f"token request failed: {type(exc).__name__}"
-            ) from None
+            raise TransientZoomError(f"token request failed: {type(exc).__name__}") from None
 
         tracking_id = response.headers.get("x-zm-trackingid")
         body = _json_object(response)

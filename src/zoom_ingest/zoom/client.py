@@ -25,7 +25,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from .. import __version__
@@ -145,9 +146,19 @@ class ZoomClient:
             settings.account_id, settings.requests_per_second
         )
         self.tokens = TokenProvider(settings, session)
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        # base · 2^(attempt-1), capped, plus up to `base` of jitter so that threads hit by
+        # the same outage do not retry in lockstep.
+        self._backoff = wait_exponential(multiplier=backoff_base, max=backoff_max) + wait_random(
+            0, backoff_base
+        )
         self._api_url = settings.api_url.rstrip("/")
+        # Once Zoom says the daily quota is spent, every further call would only get the
+        # same 429: the other threads stop without calling.
+        self._daily_limit: DailyLimitReached | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     # -- public -----------------------------------------------------------------------
 
@@ -164,6 +175,13 @@ class ZoomClient:
         Raises a `ZoomError` subclass; never a requests exception.
         """
         url = self._url(path)
+        spent = self._daily_limit
+        if spent is not None and datetime.now(UTC) < spent.retry_at:
+            raise DailyLimitReached(
+                f"GET {path}: not sent, Zoom's daily request limit is reached",
+                retry_at=spent.retry_at,
+                tracking_id=spent.tracking_id,
+            )
         call = _Call(path=path)
         retrying = Retrying(
             stop=stop_after_attempt(self._settings.max_retries + 1),
@@ -182,7 +200,9 @@ class ZoomClient:
                 code=last.code,
                 message=last.message,
                 tracking_id=last.tracking_id,
-                hint=f"last: {last.summary}; try again later",
+                # Without Zoom's own message (reset, timeout, garbage body) the summary of
+                # the last attempt is the only detail.
+                hint="try again later" if last.message else f"last: {last.summary}",
             ) from last
 
     def close(self) -> None:
@@ -237,9 +257,7 @@ class ZoomClient:
                 continue
             return self._handle(call, response, counters, check)
 
-    def _send(
-        self, call: _Call, url: str, params: dict[str, Any], token: str
-    ) -> requests.Response:
+    def _send(self, call: _Call, url: str, params: dict[str, Any], token: str) -> requests.Response:
         try:
             return self._session.get(
                 url,
@@ -294,13 +312,15 @@ class ZoomClient:
             counters.add("rate_limited")
             if _is_daily_limit(response, body):
                 retry_at = _daily_retry_at(response.headers.get("Retry-After"))
-                raise self._error(
+                error = self._error(
                     DailyLimitReached,
                     call,
                     response,
                     "Zoom's daily request limit for this account is reached",
                     retry_at=retry_at,
                 )
+                self._daily_limit = error  # type: ignore[assignment]
+                raise error
             wait = _qps_wait(response.headers.get("Retry-After"))
             self.limiter.penalise(wait)
             raise self._error(
@@ -374,10 +394,7 @@ class ZoomClient:
             # The shared limiter already holds every thread (this one included) back for
             # Retry-After; sleeping here too would wait twice.
             return 0.0
-        backoff = wait_exponential_jitter(
-            initial=self._backoff_base, max=self._backoff_max, jitter=self._backoff_base
-        )
-        return backoff(state)
+        return self._backoff(state)
 
     def _before_retry(self, call: _Call, counters: CallCounters, state: RetryCallState) -> None:
         counters.add("retries")

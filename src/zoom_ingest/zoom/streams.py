@@ -3,8 +3,9 @@
 Zoom serves each `from`/`to` request newest first, 300 records a page, chained by
 `next_page_token` until it is empty. Three things make the chain more than a loop:
 
-- early stop: an incremental window only needs records at or after `stop_before`, so
-  once a whole page is older than that, later pages are older still and are not asked for;
+- early stop: an incremental window only needs records at or after `stop_before`. Records
+  come newest first, so once a page reaches below that instant every later page is older
+  still: that page is the last one asked for;
 - page tokens expire (15 minutes, code 300): the window restarts from its first page and
   the caller de-duplicates by `lw_id`;
 - a broken server must not keep us paging forever: the chain is bounded.
@@ -164,8 +165,8 @@ def fetch_pages(
         yield Page(records=records, next_page_token=token, newest=newest, oldest=oldest)
         if not token:
             return
-        if window.stop_before is not None and newest is not None and newest < window.stop_before:
-            log.debug("%s: page entirely older than %s; stopping early", window, window.stop_before)
+        if window.stop_before is not None and oldest is not None and oldest < window.stop_before:
+            log.debug("%s: page reaches below %s; stopping early", window, window.stop_before)
             return
 
 

@@ -1,0 +1,113 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Run or backfill zoom_ingest
+# MAGIC
+# MAGIC Runs the same code as the `zoom_ingest` job, once, for one Zoom account, with the
+# MAGIC settings in the widgets above. Use it to try a setup, to backfill, or to re-read a
+# MAGIC period. Credentials come from the secret scope (keys `account_id`, `client_id`,
+# MAGIC `client_secret`, or `<account>_account_id`, … when *account* is set); see
+# MAGIC `docs/databricks.md`.
+# MAGIC
+# MAGIC - **First run** of an account: everything from *backfill_start* (a UTC date; empty:
+# MAGIC   all that Zoom still holds, about 6 months) up to now.
+# MAGIC - **Later runs** (*incremental*): from the checkpoint minus *lookback*.
+# MAGIC - **reconcile**: re-reads the last *reconcile_days* full days without stopping early;
+# MAGIC   nothing is ever inserted twice, so re-reading is always safe.
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC Install the project from the bundle's files (this notebook sits in `notebooks/`
+# MAGIC beside `pyproject.toml`). Python restarts afterwards.
+
+# COMMAND ----------
+
+# MAGIC %pip install --quiet ..
+
+# COMMAND ----------
+
+# Notebook globals (spark, dbutils, display) and imports in later cells are expected here.
+# ruff: noqa: F821, E402
+dbutils.library.restartPython()
+
+# COMMAND ----------
+
+from zoom_ingest.settings import CATEGORY_TYPES, MODES
+
+widgets = dbutils.widgets
+widgets.text("catalog", "main", "catalog")
+widgets.text("schema", "zoom", "schema")
+widgets.text("secret_scope", "zoom_ingest", "secret scope")
+widgets.text("account", "", "account (secret key prefix)")
+widgets.text("backfill_start", "", "backfill start (UTC date, first run)")
+widgets.dropdown("mode", "incremental", list(MODES), "mode")
+widgets.text("lookback", "1h", "lookback")
+widgets.text("reconcile_days", "3", "reconcile days")
+widgets.text("streams", "activity_logs,operation_logs", "streams")
+widgets.dropdown("category_type", "all", list(CATEGORY_TYPES), "operation category")
+widgets.text("requests_per_second", "10", "requests per second")
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## Run
+# MAGIC Exit status 0: every stream succeeded; 1: a stream failed (its row in
+# MAGIC `zoom_ingest_runs` has the error); 2: a setting is wrong (nothing was called);
+# MAGIC 3: Zoom's daily rate limit stopped the run (run again after the time it names).
+
+# COMMAND ----------
+
+from zoom_ingest.databricks_job import main
+
+names = [
+    "catalog",
+    "schema",
+    "secret_scope",
+    "account",
+    "backfill_start",
+    "mode",
+    "lookback",
+    "reconcile_days",
+    "streams",
+    "category_type",
+    "requests_per_second",
+]
+arguments = [f"--{name.replace('_', '-')}={widgets.get(name)}" for name in names]
+exit_code = main(arguments)
+print(f"exit status {exit_code}")
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## What the run did
+# MAGIC One row per stream: the window it covered, pages and API calls, records fetched,
+# MAGIC inserted and rejected, retries and 429s, the cursor before and after.
+
+# COMMAND ----------
+
+from pyspark.sql import functions as F
+
+from zoom_ingest.engines.spark import quote_identifier
+
+catalog, schema = widgets.get("catalog"), widgets.get("schema")
+destination = f"{quote_identifier(catalog)}.{quote_identifier(schema)}"
+runs = spark.table(f"{destination}.zoom_ingest_runs")
+display(runs.orderBy(F.desc("started_at")).limit(20))
+
+# COMMAND ----------
+
+display(spark.table(f"{destination}.zoom_ingest_checkpoints"))
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## Backfilling a period again
+# MAGIC *backfill_start* counts only while an account has no checkpoint. To re-read an
+# MAGIC earlier period of an account that already has one, either
+# MAGIC - run **reconcile** with *reconcile_days* reaching back far enough (at most 180), or
+# MAGIC - delete that account's checkpoint rows, then run with *backfill_start*:
+# MAGIC   ```sql
+# MAGIC   DELETE FROM <catalog>.<schema>.zoom_ingest_checkpoints
+# MAGIC   WHERE account_id = '<Zoom account id>' AND stream = 'activity_logs'
+# MAGIC   ```
+# MAGIC Rows already in the tables are never inserted twice.

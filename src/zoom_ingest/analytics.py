@@ -1,0 +1,301 @@
+"""The analytics and detection queries, and how to run them locally.
+
+The queries are Databricks SQL, one file each, under `zoom_ingest/sql/analytics/` and
+`zoom_ingest/sql/detections/`. Each file starts with a header of comment lines
+(`-- key: value`, continued on lines indented by more than one space) saying what it
+answers; detections also carry a `severity`. The same text runs on Databricks (dashboard,
+detections task) and, here, in DuckDB over the local Delta tables: sqlglot translates the
+dialect, so there is one copy of every query.
+
+Locally every table folder of the warehouse (`<warehouse>/<table>`) is registered under
+its table name; a bookkeeping table that does not exist yet reads as empty. Queries see
+timestamps in UTC, as a Databricks session with the UTC time zone does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+import duckdb
+import pyarrow as pa
+import sqlglot
+from deltalake import DeltaTable
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from .tables import ALL_TABLES, TIMESTAMP, UTC
+
+SOURCE_DIALECT = "databricks"
+KINDS = ("analytics", "detections")
+SEVERITIES = ("high", "medium", "low")
+#: The columns every detection returns, in this order.
+ALERT_SCHEMA = pa.schema(
+    [
+        pa.field("alert_id", pa.string()),  # sha2 of the detection name and what it saw
+        pa.field("detection", pa.string()),
+        pa.field("severity", pa.string()),
+        pa.field("time", TIMESTAMP),
+        pa.field("actor", pa.string()),
+        pa.field("target", pa.string()),
+        pa.field("change", pa.string()),
+    ]
+)
+
+_HEADER_LINE = re.compile(r"--\s?(?P<key>[a-z_]+):\s*(?P<value>.*)")
+_CONTINUATION = re.compile(r"--\s{2,}(?P<value>\S.*)")
+
+
+_HUGEINT = pa.decimal128(38, 0)
+
+
+class QueryError(ValueError):
+    """A query that cannot be parsed, translated or run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query file: its name (the file name), its header and its Databricks SQL."""
+
+    name: str
+    kind: str
+    sql: str
+    header: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return self.header.get("title", self.name)
+
+    @property
+    def description(self) -> str:
+        """What it answers (analytics) or what it detects (detections)."""
+        return self.header.get("description") or self.header.get("answers", "")
+
+    @property
+    def severity(self) -> str | None:
+        return self.header.get("severity")
+
+
+def parse_header(sql: str) -> dict[str, str]:
+    """The `-- key: value` lines at the top of a query file (continuations joined)."""
+    header: dict[str, str] = {}
+    key: str | None = None
+    for line in sql.splitlines():
+        text = line.rstrip()
+        if not text.startswith("--"):
+            break
+        continuation = _CONTINUATION.fullmatch(text)
+        if continuation and key is not None:
+            header[key] = f"{header[key]} {continuation['value'].strip()}".strip()
+            continue
+        entry = _HEADER_LINE.fullmatch(text)
+        if entry is None:
+            key = None
+            continue
+        key = entry["key"]
+        header[key] = entry["value"].strip()
+    return header
+
+
+def load_queries(kind: str) -> dict[str, Query]:
+    """name → Query for every `.sql` file of one kind ("analytics" or "detections")."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    folder = resources.files(__package__).joinpath("sql", kind)
+    queries: dict[str, Query] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        sql = entry.read_text(encoding="utf-8")
+        name = entry.name.removesuffix(".sql")
+        queries[name] = Query(name=name, kind=kind, sql=sql, header=parse_header(sql))
+    return queries
+
+
+QUERIES: dict[str, Query] = load_queries("analytics")
+DETECTIONS: dict[str, Query] = load_queries("detections")
+
+
+def to_duckdb(sql: str, *, now: datetime | None = None, tables: frozenset[str] = frozenset()) -> str:
+    """One Databricks SQL query → DuckDB SQL.
+
+    `now` (aware) replaces current_timestamp()/now()/current_date(), so that queries about
+    "the last 24 hours" have known answers in tests. Names in `tables` lose any
+    catalog/schema qualifier (`main.zoom.activity_logs` → `activity_logs`), so a query
+    copied from Databricks runs unchanged.
+    """
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=SOURCE_DIALECT) if s is not None]
+    except ParseError as exc:
+        raise QueryError(f"cannot parse the query as Databricks SQL: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise QueryError(f"expected one query, found {len(statements)} statements")
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        raise QueryError(
+            f"only queries (SELECT …) can run here, not {tree.key.upper()} statements"
+        )
+    if now is not None:
+        tree = _pin_now(tree, now)
+    if tables:
+        tree = _unqualify(tree, tables)
+    try:
+        return tree.sql(dialect="duckdb")
+    except sqlglot.errors.SqlglotError as exc:  # an unsupported construct
+        raise QueryError(f"cannot translate the query to DuckDB: {_first_line(exc)}") from None
+
+
+def pin_now(sql: str, now: datetime) -> str:
+    """The Databricks SQL query with current_timestamp()/current_date() fixed at `now`.
+
+    Runs on Databricks as the query would have run at `now`: replaying a detection for a
+    past moment, or comparing engines on the same data.
+    """
+    return _pin_now(sqlglot.parse_one(sql, read=SOURCE_DIALECT), now).sql(dialect=SOURCE_DIALECT)
+
+
+def _pin_now(tree: exp.Expression, now: datetime) -> exp.Expression:
+    if now.tzinfo is None:
+        raise ValueError(f"now must be an aware datetime, got {now!r}")
+    instant = now.astimezone(UTC)
+
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.CurrentTimestamp):
+            return exp.cast(exp.Literal.string(instant.isoformat()), exp.DataType.Type.TIMESTAMPTZ)
+        if isinstance(node, exp.CurrentDate):
+            return exp.cast(exp.Literal.string(instant.date().isoformat()), exp.DataType.Type.DATE)
+        return node
+
+    return tree.transform(replace)
+
+
+def _unqualify(tree: exp.Expression, tables: frozenset[str]) -> exp.Expression:
+    for table in tree.find_all(exp.Table):
+        if table.name in tables and (table.args.get("db") or table.args.get("catalog")):
+            table.set("db", None)
+            table.set("catalog", None)
+    return tree
+
+
+class LocalWarehouse:
+    """A DuckDB session over the Delta tables of one local warehouse folder.
+
+    Open it once to run several queries (the report does); `run_query` and `run_named`
+    open one per call. `now` pins the current time for every query of the session.
+    """
+
+    def __init__(self, warehouse: str | Path, *, now: datetime | None = None) -> None:
+        self.path = Path(warehouse).expanduser()
+        if not self.path.is_dir():
+            raise QueryError(
+                f"no warehouse at {self.path}: run `zoom-ingest run` or `zoom-ingest demo` first"
+            )
+        self.now = now
+        self._connection = duckdb.connect(":memory:")
+        # Databricks jobs and warehouses run in UTC; days and hours mean UTC days here too.
+        self._connection.execute("SET TimeZone = 'UTC'")
+        self.tables = frozenset(self._register_tables())
+
+    def _register_tables(self) -> Iterator[str]:
+        found: set[str] = set()
+        for folder in sorted(p for p in self.path.iterdir() if p.is_dir()):
+            if DeltaTable.is_deltatable(str(folder)):
+                self._register_delta(folder.name, DeltaTable(str(folder)))
+                found.add(folder.name)
+                yield folder.name
+        for spec in ALL_TABLES.values():
+            if spec.name not in found:  # not created yet: reads as empty
+                self._connection.register(spec.name, spec.schema.empty_table())
+                yield spec.name
+
+    def _register_delta(self, name: str, table: DeltaTable) -> None:
+        """A view over the table's current files, scanned by DuckDB's own Parquet reader.
+
+        The files of the current version are the whole table as long as no reader feature
+        (deletion vectors, column mapping) changes what they mean; delta-rs writes none.
+        Otherwise delta-rs reads the table and DuckDB gets it in memory.
+        """
+        files = table.file_uris()
+        features = table.protocol().reader_features or []
+        schema = pa.schema(table.schema().to_arrow())
+        if features or not files:
+            data = table.to_pyarrow_table() if files else schema.empty_table()
+            self._connection.register(name, data)
+            return
+        self._connection.read_parquet(files).create_view(name)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run one Databricks SQL query; the result as an Arrow table."""
+        translated = to_duckdb(sql, now=self.now, tables=self.tables)
+        try:
+            result = self._connection.sql(translated).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"the query failed: {_first_line(exc)}") from None
+        return _as_spark_types(result)
+
+    def named(self, name: str) -> pa.Table:
+        """Run an analytics query or a detection by name."""
+        query = QUERIES.get(name) or DETECTIONS.get(name)
+        if query is None:
+            known = ", ".join(sorted({*QUERIES, *DETECTIONS}))
+            raise QueryError(f"no query named {name!r}; known: {known}")
+        return self.query(query.sql)
+
+    def detections(self, names: list[str] | None = None) -> pa.Table:
+        """The alerts of every detection (or of `names`), in ALERT_SCHEMA, newest first."""
+        selected = names if names is not None else sorted(DETECTIONS)
+        tables = [
+            self.named(name).select(ALERT_SCHEMA.names).cast(ALERT_SCHEMA) for name in selected
+        ]
+        alerts = pa.concat_tables(tables) if tables else ALERT_SCHEMA.empty_table()
+        return alerts.sort_by([("time", "descending"), ("alert_id", "ascending")])
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> LocalWarehouse:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def run_query(warehouse: str | Path, sql: str, *, now: datetime | None = None) -> pa.Table:
+    """Run one Databricks SQL query over a local warehouse folder (for `zoom-ingest query`)."""
+    with LocalWarehouse(warehouse, now=now) as session:
+        return session.query(sql)
+
+
+def run_named(warehouse: str | Path, name: str, *, now: datetime | None = None) -> pa.Table:
+    """Run the analytics query or detection called `name` over a local warehouse folder."""
+    with LocalWarehouse(warehouse, now=now) as session:
+        return session.named(name)
+
+
+def run_detections(warehouse: str | Path, *, now: datetime | None = None) -> pa.Table:
+    """Every detection's alerts over a local warehouse folder, in ALERT_SCHEMA."""
+    with LocalWarehouse(warehouse, now=now) as session:
+        return session.detections()
+
+
+def _as_spark_types(table: pa.Table) -> pa.Table:
+    """Integer results as Spark types them: DuckDB's COUNT_IF and SUM return HUGEINT
+    (Arrow decimal128(38, 0)) where Spark returns BIGINT."""
+    for index, column in enumerate(table.schema):
+        if column.type == _HUGEINT:
+            table = table.set_column(index, column.name, table.column(index).cast(pa.int64()))
+    return table
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

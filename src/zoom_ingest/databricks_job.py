@@ -1,0 +1,301 @@
+"""`zoom-ingest-job`: the entry point of the Databricks job (a `python_wheel_task`).
+
+It runs on the driver with the SparkSession the runtime provides and writes Delta tables
+in `catalog.schema` through the Spark engine. Job parameters arrive as `--name=value`;
+an empty value (what `{{job.parameters.backfill_start}}` gives when the parameter is
+unset) means "not set": the default applies.
+
+Credentials come from a Databricks secret scope (`--secret-scope`) through
+databricks-sdk, with keys `account_id`, `client_id` and `client_secret`, or, with
+`--account acme`, `acme_account_id`, `acme_client_id` and `acme_client_secret`, so one
+scope can hold several Zoom accounts. Without a scope (a local run) they come from
+ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET. They are never logged.
+
+Exit status: 0 every stream succeeded, 1 a stream failed, 2 a bad setting (nothing
+was called), 3 Zoom's daily rate limit stopped the run (checkpoints kept). The
+`zoom_ingest_runs` table has one row per stream with the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from . import job
+from .engines.base import EngineBusy, TableSchemaMismatch
+from .engines.spark import SparkEngine
+from .settings import (
+    CATEGORY_TYPES,
+    DEFAULT_API_URL,
+    DEFAULT_OAUTH_URL,
+    MODES,
+    STREAMS,
+    Secret,
+    Settings,
+    SettingsError,
+    parse_date,
+    parse_duration,
+    parse_streams,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("zoom_ingest.databricks_job")
+
+EXIT_SETTINGS = 2
+#: The keys read from the secret scope, each prefixed with `<account>_` when --account is set.
+SECRET_KEYS = ("account_id", "client_id", "client_secret")
+#: Where the credentials come from when no secret scope is given.
+CREDENTIAL_ENV = {
+    "account_id": "ZOOM_ACCOUNT_ID",
+    "client_id": "ZOOM_CLIENT_ID",
+    "client_secret": "ZOOM_CLIENT_SECRET",
+}
+OPTIMIZE_CHOICES = ("auto", "always", "never")
+
+#: (scope, key) → secret value
+SecretReader = Callable[[str, str], str]
+
+
+class _LastNonEmpty(argparse.Action):
+    """An option given several times keeps its last non-empty value.
+
+    The bundle passes `--schema={{job.parameters.schema}}` and then
+    `--schema={{input.schema}}`: an account's own schema wins when it has one, and an
+    empty value never erases a value given before it.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        if str(values).strip() or not getattr(namespace, self.dest, ""):
+            setattr(namespace, self.dest, values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoom-ingest-job",
+        description="Ingest Zoom activity and operation logs into Delta tables "
+        "(catalog.schema) with the active SparkSession. An empty value means not set.",
+    )
+
+    def add(flag: str, **options: object) -> None:
+        parser.add_argument(flag, action=_LastNonEmpty, **options)  # type: ignore[arg-type]
+
+    add("--catalog", default="", help="Unity Catalog catalog of the tables (required).")
+    add("--schema", default="", help="Schema of the tables (required); created if missing.")
+    add(
+        "--secret-scope",
+        default="",
+        help="Databricks secret scope holding the Zoom app's credentials. Empty: read "
+        "ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID, ZOOM_CLIENT_SECRET from the environment.",
+    )
+    add(
+        "--account",
+        default="",
+        help="Secret key prefix for one of several Zoom accounts in one scope: "
+        "--account acme reads acme_account_id, acme_client_id, acme_client_secret.",
+    )
+    add(
+        "--backfill-start",
+        default="",
+        metavar="YYYY-MM-DD",
+        help="First run only: ingest every record from this UTC date on (clamped to "
+        "Zoom's 6-month retention). Empty: everything Zoom still holds.",
+    )
+    add(
+        "--category-type",
+        default="",
+        help=f"Operation-log filter, one of {', '.join(CATEGORY_TYPES)} (default all).",
+    )
+    add("--lookback", default="", help="Re-read from cursor minus this: 90m, 2h, 1d (default 1h).")
+    add("--streams", default="", help=f"Comma-separated, from {', '.join(STREAMS)} (default both).")
+    add(
+        "--requests-per-second",
+        default="",
+        help="Client-side rate limit for the Zoom account (Heavy APIs: 10 Pro, 40 Business+; "
+        "default 10).",
+    )
+    add("--mode", default="", help=f"One of {', '.join(MODES)} (default incremental).")
+    add("--reconcile-days", default="", help="reconcile mode: full days to re-read (default 3).")
+    add("--window-days", default="", help="Days per backfill window, 1-28 (default 1).")
+    add(
+        "--optimize",
+        default="",
+        help="OPTIMIZE the clustered tables after the run: auto (reconcile runs only), "
+        "always, never (default auto).",
+    )
+    add("--api-url", default=os.environ.get("ZOOM_API_URL", ""), help="Zoom API base URL.")
+    add("--oauth-url", default=os.environ.get("ZOOM_OAUTH_URL", ""), help="Zoom token URL.")
+    add("--log-level", default="INFO", help="Log level of zoom_ingest (default INFO).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run once; return the exit status (see the module docstring)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or an unknown flag: argparse has said why
+        return int(exc.code or 0)
+    try:
+        catalog = _required("catalog", args.catalog)
+        schema = _required("schema", args.schema)
+        optimize = _choice("optimize", args.optimize, OPTIMIZE_CHOICES, "auto")
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
+    _configure_logging(args.log_level, settings)
+    engine = SparkEngine(
+        get_spark(),
+        catalog,
+        schema,
+        optimize=optimize == "always" or (optimize == "auto" and settings.mode == "reconcile"),
+    )
+    log.info(
+        "zoom-ingest-job: %s run of %s into %s",
+        settings.mode,
+        settings.account_id,
+        engine.describe(),
+    )
+    try:
+        summary = job.run(settings, engine, progress=False)
+    except (EngineBusy, TableSchemaMismatch) as exc:
+        # Nothing was fetched or written; the message says what to do.
+        log.error("%s", exc)
+        return job.EXIT_STREAM_FAILED
+    return summary.exit_code
+
+
+def settings_from_args(
+    args: argparse.Namespace, read_secret: SecretReader | None = None
+) -> Settings:
+    """Parsed arguments (+ credentials) → validated Settings; SettingsError names the bad one."""
+    account_id, client_id, client_secret = credentials(
+        args.secret_scope.strip(), args.account.strip(), read_secret
+    )
+    options: dict[str, object] = {}
+    if _given(args.backfill_start):
+        options["backfill_start"] = parse_date("backfill_start", args.backfill_start)
+    if _given(args.category_type):
+        options["category_type"] = args.category_type.strip()
+    if _given(args.lookback):
+        options["lookback"] = parse_duration("lookback", args.lookback)
+    if _given(args.streams):
+        options["streams"] = parse_streams(args.streams)
+    if _given(args.requests_per_second):
+        options["requests_per_second"] = _number("requests_per_second", args.requests_per_second)
+    if _given(args.mode):
+        options["mode"] = args.mode.strip()
+    if _given(args.reconcile_days):
+        options["reconcile_days"] = _integer("reconcile_days", args.reconcile_days)
+    if _given(args.window_days):
+        options["window_days"] = _integer("window_days", args.window_days)
+    return Settings(
+        account_id=account_id,
+        client_id=client_id,
+        client_secret=client_secret,
+        api_url=(args.api_url.strip() or DEFAULT_API_URL).rstrip("/"),
+        oauth_url=args.oauth_url.strip() or DEFAULT_OAUTH_URL,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def credentials(
+    scope: str, account: str, read_secret: SecretReader | None = None
+) -> tuple[str, str, Secret]:
+    """(account_id, client_id, client_secret) from the secret scope, or the environment."""
+    if not scope:
+        values = {name: os.environ.get(env, "").strip() for name, env in CREDENTIAL_ENV.items()}
+    else:
+        read = read_secret or workspace_secret_reader()
+        values = {}
+        for name in SECRET_KEYS:
+            key = secret_key(account, name)
+            try:
+                values[name] = read(scope, key).strip()
+            except Exception as exc:
+                raise SettingsError(
+                    "secret_scope",
+                    f"cannot read key {key!r} from secret scope {scope!r} "
+                    f"({type(exc).__name__}: {_first_line(exc)}); see docs/databricks.md",
+                ) from None
+            if not values[name]:
+                raise SettingsError("secret_scope", f"key {key!r} in scope {scope!r} is empty")
+    return values["account_id"], values["client_id"], Secret(values["client_secret"])
+
+
+def secret_key(account: str, name: str) -> str:
+    """The key of credential `name` in the scope: `name`, or `<account>_name`."""
+    return f"{account}_{name}" if account else name
+
+
+def workspace_secret_reader() -> SecretReader:
+    """Reads secrets through databricks-sdk (on a cluster it uses the runtime's dbutils)."""
+    from databricks.sdk import WorkspaceClient
+
+    dbutils = WorkspaceClient().dbutils
+    return lambda scope, key: dbutils.secrets.get(scope=scope, key=key)
+
+
+def get_spark() -> SparkSession:
+    """The session of the Databricks runtime (serverless: Spark Connect), or a local one."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.getOrCreate()
+
+
+def _configure_logging(level: str, settings: Settings) -> None:
+    # The CLI's setup: plain lines on stderr outside a terminal, the client secret redacted
+    # from every record as defence in depth.
+    from .cli import configure_logging
+
+    configure_logging(level, [settings.client_secret.reveal()])
+
+
+def _given(value: str | None) -> bool:
+    return value is not None and value.strip() != ""
+
+
+def _required(setting: str, value: str) -> str:
+    if not _given(value):
+        raise SettingsError(setting, f"empty; pass --{setting.replace('_', '-')}")
+    return value.strip()
+
+
+def _choice(setting: str, value: str, allowed: Sequence[str], default: str) -> str:
+    value = value.strip() or default
+    if value not in allowed:
+        raise SettingsError(setting, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _number(setting: str, text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise SettingsError(setting, f"{text!r} is not a number") from None
+
+
+def _integer(setting: str, text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise SettingsError(setting, f"{text!r} is not a whole number") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

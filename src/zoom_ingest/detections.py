@@ -1,0 +1,213 @@
+"""The detections task: run every detection and keep its alerts in `zoom_detections`.
+
+Each detection (`sql/detections/*.sql`) returns alert rows with a stable `alert_id`
+(a SHA-256 of the detection's name and what it saw), so storing them is an insert-only
+MERGE on `alert_id`: running the task again, hourly over overlapping data, or after a
+re-ingest, stores each alert once, with `detected_at` = the run that first saw it.
+Alerts are never updated or deleted by the task.
+
+- On Databricks: `zoom-ingest-detections --catalog=main --schema=zoom` (the
+  `zoom_detections` job's python_wheel_task) runs the detections in Spark SQL next to
+  the tables and merges them in the same statement. `--fail-on=high` makes the run
+  fail when it stores a new alert of that severity or above, so the job's failure
+  notifications reach someone.
+- Locally: `write_detections_local(warehouse)` does the same with DuckDB and delta-rs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from .analytics import ALERT_SCHEMA, DETECTIONS, SEVERITIES, LocalWarehouse, Query
+from .engines.local import LocalEngine
+from .engines.spark import create_table_sql, quote_identifier, timestamp_literal
+from .tables import TIMESTAMP, UTC, TableSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("zoom_ingest.detections")
+
+DETECTIONS_TABLE = TableSpec(
+    name="zoom_detections",
+    schema=pa.schema(
+        [
+            pa.field("alert_id", pa.string(), nullable=False),
+            pa.field("detection", pa.string(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            pa.field("time", TIMESTAMP, nullable=False),
+            pa.field("actor", pa.string()),
+            pa.field("target", pa.string()),
+            pa.field("change", pa.string()),
+            pa.field("detected_at", TIMESTAMP, nullable=False),
+        ]
+    ),
+    key=("alert_id",),
+    cluster_by="time",
+    comment="zoom_ingest: alerts of the detections in sql/detections, one row per alert_id",
+)
+EXIT_OK = 0
+EXIT_ALERTS = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class DetectionRun:
+    """What one run of the task found and stored."""
+
+    detected_at: datetime
+    found: int
+    #: severity → number of alerts stored for the first time by this run
+    new_by_severity: dict[str, int]
+
+    @property
+    def new(self) -> int:
+        return sum(self.new_by_severity.values())
+
+    def new_at_or_above(self, severity: str) -> int:
+        rank = SEVERITIES.index(severity)
+        return sum(n for s, n in self.new_by_severity.items() if SEVERITIES.index(s) <= rank)
+
+    def line(self) -> str:
+        counts = ", ".join(f"{s} {self.new_by_severity.get(s, 0)}" for s in SEVERITIES)
+        return f"detections: {self.found} alerts found, {self.new} new ({counts})"
+
+
+# --------------------------------------------------------------------------- Databricks
+
+
+def alerts_sql(detected_at: datetime, detections: Sequence[Query] | None = None) -> str:
+    """One Spark SQL query: the alerts of every detection, with `detected_at`."""
+    selected = list(detections) if detections is not None else list(DETECTIONS.values())
+    columns = ", ".join(quote_identifier(name) for name in ALERT_SCHEMA.names)
+    parts = [
+        # The newline before ")" ends the query's last line, which may be a comment.
+        f"SELECT {columns} FROM (\n{query.sql.rstrip().rstrip(';')}\n)" for query in selected
+    ]
+    union = "\nUNION ALL\n".join(parts)
+    return (
+        f"SELECT DISTINCT {columns}, {timestamp_literal(detected_at)} AS `detected_at`\n"
+        f"FROM (\n{union}\n)"
+    )
+
+
+def merge_sql(table: str, detected_at: datetime) -> str:
+    """Insert-only MERGE of the current alerts into `table`, keyed by alert_id."""
+    return (
+        f"MERGE INTO {table} AS stored\n"
+        f"USING (\n{alerts_sql(detected_at)}\n) AS found\n"
+        "ON stored.`alert_id` = found.`alert_id`\n"
+        "WHEN NOT MATCHED THEN INSERT *"
+    )
+
+
+def write_detections_spark(
+    spark: SparkSession, catalog: str, schema: str, *, now: datetime | None = None
+) -> DetectionRun:
+    """Run every detection in `catalog.schema` and merge new alerts into zoom_detections."""
+    detected_at = (now or datetime.now(UTC)).astimezone(UTC)
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    # The detections name their tables without catalog or schema.
+    spark.sql(f"USE CATALOG {quote_identifier(catalog)}")
+    spark.sql(f"USE SCHEMA {quote_identifier(schema)}")
+    table = ".".join(quote_identifier(p) for p in (catalog, schema, DETECTIONS_TABLE.name))
+    spark.sql(create_table_sql(DETECTIONS_TABLE, table))
+    found = spark.sql(f"SELECT count(*) AS n FROM ({alerts_sql(detected_at)})").collect()[0]["n"]
+    spark.sql(merge_sql(table, detected_at))
+    rows = spark.sql(
+        f"SELECT severity, count(*) AS n FROM {table} "
+        f"WHERE detected_at = {timestamp_literal(detected_at)} GROUP BY severity"
+    ).collect()
+    return DetectionRun(detected_at, int(found), {r["severity"]: int(r["n"]) for r in rows})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`zoom-ingest-detections`: the entry point of the zoom_detections job."""
+    parser = argparse.ArgumentParser(
+        prog="zoom-ingest-detections",
+        description="Run the Zoom log detections and store new alerts in zoom_detections.",
+    )
+    parser.add_argument("--catalog", required=True, help="Unity Catalog catalog of the tables")
+    parser.add_argument("--schema", required=True, help="schema of the tables")
+    parser.add_argument(
+        "--fail-on",
+        default="",
+        help=f"exit 1 when a new alert has this severity or above ({', '.join(SEVERITIES)}); "
+        "empty: never",
+    )
+    args = parser.parse_args(argv)
+    fail_on = args.fail_on.strip().lower()
+    if fail_on and fail_on not in SEVERITIES:
+        parser.error(f"--fail-on must be one of {', '.join(SEVERITIES)} or empty, not {fail_on!r}")
+    for name in ("catalog", "schema"):
+        if not getattr(args, name).strip():
+            parser.error(f"--{name} must not be empty")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.getOrCreate()
+    result = write_detections_spark(spark, args.catalog.strip(), args.schema.strip())
+    log.info("%s", result.line())
+    if fail_on and result.new_at_or_above(fail_on):
+        log.error("new alerts of severity %s or above: see the zoom_detections table", fail_on)
+        return EXIT_ALERTS
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- local
+
+
+def write_detections_local(warehouse: str | Path, *, now: datetime | None = None) -> DetectionRun:
+    """Run every detection over a local warehouse and merge new alerts into zoom_detections.
+
+    `now` pins the detections' current time (tests); `detected_at` is `now` or the clock.
+    """
+    detected_at = (now or datetime.now(UTC)).astimezone(UTC)
+    with LocalWarehouse(warehouse, now=now) as session:
+        alerts = session.detections()
+    engine = LocalEngine(warehouse)
+    path = engine.table_path(DETECTIONS_TABLE)
+    if not DeltaTable.is_deltatable(str(path)):
+        DeltaTable.create(
+            path,
+            DETECTIONS_TABLE.schema,
+            mode="ignore",
+            name=DETECTIONS_TABLE.name,
+            description=DETECTIONS_TABLE.comment,
+        )
+    stamped = alerts.append_column(
+        pa.field("detected_at", TIMESTAMP), pa.array([detected_at] * alerts.num_rows, TIMESTAMP)
+    )
+    batch = _unique_keys(stamped.cast(DETECTIONS_TABLE.schema)).sort_by("time")
+    stored_ids = DeltaTable(str(path)).to_pyarrow_table(columns=["alert_id"]).column("alert_id")
+    fresh = batch.filter(pc.invert(pc.is_in(batch.column("alert_id"), value_set=stored_ids)))
+    engine.merge_new(DETECTIONS_TABLE, batch)
+    counts = fresh.group_by("severity").aggregate([("alert_id", "count")]).to_pylist()
+    return DetectionRun(
+        detected_at, alerts.num_rows, {c["severity"]: c["alert_id_count"] for c in counts}
+    )
+
+
+def _unique_keys(table: pa.Table) -> pa.Table:
+    """The first row of every alert_id (a MERGE source must not repeat a key)."""
+    ids = table.column("alert_id").to_pylist()
+    first: dict[str, int] = {}
+    for index, alert_id in enumerate(ids):
+        first.setdefault(alert_id, index)
+    return table.take(sorted(first.values()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

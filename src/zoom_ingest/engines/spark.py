@@ -1,0 +1,570 @@
+"""The Spark engine: Delta tables in Unity Catalog, written from the job's driver.
+
+On Databricks the job runs on the driver with the active SparkSession (serverless or
+classic compute, Spark 3.5 on DBR 15.4/16.4 LTS, Spark 4.x on DBR 17.3 LTS and later).
+Every table is `catalog.schema.<name>`:
+
+- `ensure_tables()` runs `CREATE TABLE IF NOT EXISTS … USING DELTA CLUSTER BY (time)`
+  for the log tables (liquid clustering on `time`) and the bookkeeping tables. That is
+  the only DDL; batches never run any.
+- `merge_new()` turns the Arrow batch into a DataFrame with the table's exact Spark
+  schema, registers it as a uniquely named temporary view, and runs an insert-only
+  `MERGE INTO … ON key AND time BETWEEN <batch min> AND <batch max> WHEN NOT MATCHED
+  THEN INSERT`, so clustering prunes the target scan.
+
+SQL text holds only quoted identifiers and timestamp literals this module formats from
+datetimes; every value from Zoom or from the user travels in a DataFrame or as a named
+parameter, never pasted into the statement. The session time zone is set to UTC.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec
+from .base import EngineBusy, TableSchemaMismatch
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the Delta jars for local Spark sessions: a folder of jars,
+#: or a `:`-separated list of jar files and folders.
+DELTA_JARS_ENV = "ZOOM_INGEST_DELTA_JARS"
+
+# Arrow type of a table column → Spark SQL type. These are all the types tables.py uses.
+_SQL_TYPES: dict[pa.DataType, str] = {
+    pa.string(): "STRING",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMP",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+}
+# Delta's optimistic concurrency: another writer committed first. The error class names
+# (Delta 3+/DBR) and the exception class names (older runtimes, Spark Connect messages).
+_CONFLICT_MARKERS = (
+    "DELTA_CONCURRENT_",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+)
+_NOT_FOUND_MARKERS = ("TABLE_OR_VIEW_NOT_FOUND", "Table or view not found", "NoSuchTable")
+_PERMISSION_MARKERS = ("PERMISSION_DENIED", "INSUFFICIENT_PERMISSIONS", "Permission denied")
+_TIMESTAMP_LITERAL = re.compile(r"TIMESTAMP'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SparkEngine:
+    """Delta tables in `catalog.schema`, written through a SparkSession."""
+
+    name = "spark"
+
+    # Destinations held by a run in this process (see run_lock).
+    _held: ClassVar[set[str]] = set()
+    _held_guard = threading.Lock()
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        catalog: str,
+        schema: str,
+        *,
+        optimize: bool = True,
+        commit_attempts: int = 6,
+        conflict_backoff_seconds: float = 1.0,
+    ) -> None:
+        """`optimize`: whether `maintain()` runs OPTIMIZE (clusters new data incrementally;
+        predictive optimization does the same on its own where it is enabled).
+        `commit_attempts`: tries in all for a statement whose commit loses to a
+        concurrent writer; every statement here is safe to re-run."""
+        for setting, value in (("catalog", catalog), ("schema", schema)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{setting} must be a non-empty name")
+        self.spark = spark
+        self.catalog = catalog
+        self.schema = schema
+        self.optimize = optimize
+        self.commit_attempts = commit_attempts
+        self.conflict_backoff_seconds = conflict_backoff_seconds
+        # Instants are instants: TIMESTAMP values and literals are read and shown in UTC.
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+    # -- names ---------------------------------------------------------------------------
+
+    @property
+    def schema_name(self) -> str:
+        """`catalog`.`schema`, quoted."""
+        return f"{quote_identifier(self.catalog)}.{quote_identifier(self.schema)}"
+
+    def table_name(self, spec: TableSpec) -> str:
+        """`catalog`.`schema`.`table`, quoted."""
+        return f"{self.schema_name}.{quote_identifier(spec.name)}"
+
+    def describe(self) -> str:
+        return f"spark {self.catalog}.{self.schema} (Spark {self.spark.version})"
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def ensure_tables(self) -> None:
+        self._ensure_schema()
+        for spec in ALL_TABLES.values():
+            existing = self._table_schema(spec)
+            if existing is None:
+                self._run(create_table_sql(spec, self.table_name(spec)))
+                log.info("created table %s.%s.%s", self.catalog, self.schema, spec.name)
+                continue
+            differences = table_differences(spec, existing)
+            if differences:
+                raise TableSchemaMismatch(spec.name, f"{self.catalog}.{self.schema}", differences)
+
+    def _ensure_schema(self) -> None:
+        try:
+            self._run(f"CREATE SCHEMA IF NOT EXISTS {self.schema_name}")
+        except Exception as exc:
+            # A principal may own tables in a schema someone else created without the
+            # right to create schemas; the CREATE TABLE that follows says if it is missing.
+            if not _mentions(exc, _PERMISSION_MARKERS):
+                raise
+            log.warning(
+                "cannot create schema %s.%s (%s); using it as it is",
+                self.catalog,
+                self.schema,
+                _first_line(exc),
+            )
+
+    def _table_schema(self, spec: TableSpec) -> StructType | None:
+        """The Spark schema of an existing table, or None when it does not exist."""
+        try:
+            return self.spark.table(self.table_name(spec)).schema
+        except Exception as exc:
+            if _mentions(exc, _NOT_FOUND_MARKERS):
+                return None
+            raise
+
+    # -- writes --------------------------------------------------------------------------
+
+    def merge_new(self, spec: TableSpec, batch: pa.Table) -> int:
+        _check_batch(spec, batch)
+        if batch.num_rows == 0:
+            return 0
+        with self._temp_view(spec, batch) as view:
+            result = self._run(merge_sql(spec, self.table_name(spec), view, batch))
+            return self._inserted_rows(spec, result)
+
+    def append(self, spec: TableSpec, batch: pa.Table) -> None:
+        _check_batch(spec, batch)
+        if batch.num_rows == 0:
+            return
+        with self._temp_view(spec, batch) as view:
+            self._run(insert_sql(spec, self.table_name(spec), view))
+
+    def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
+        row = pa.Table.from_pylist(
+            [
+                {
+                    "account_id": account_id,
+                    "stream": stream,
+                    "cursor": cursor.astimezone(UTC),
+                    "updated_at": datetime.now(UTC),
+                    "run_id": run_id,
+                }
+            ],
+            schema=CHECKPOINTS.schema,
+        )
+        with self._temp_view(CHECKPOINTS, row) as view:
+            self._run(upsert_sql(CHECKPOINTS, self.table_name(CHECKPOINTS), view))
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read_checkpoints(self, account_id: str) -> dict[str, datetime]:
+        statement = (
+            f"SELECT {quote_identifier('stream')}, "
+            f"unix_micros({quote_identifier('cursor')}) AS cursor_micros "
+            f"FROM {self.table_name(CHECKPOINTS)} "
+            f"WHERE {quote_identifier('account_id')} = :account_id"
+        )
+        rows = self._run(statement, {"account_id": account_id}).collect()
+        return {row["stream"]: _from_micros(row["cursor_micros"]) for row in rows}
+
+    def read_table(self, spec: TableSpec) -> pa.Table:
+        # Timestamps travel as microseconds since the epoch: collect() would turn them
+        # into naive datetimes in the Python process's local zone.
+        columns = ", ".join(
+            f"unix_micros({quote_identifier(f.name)}) AS {quote_identifier(f.name)}"
+            if pa.types.is_timestamp(f.type)
+            else quote_identifier(f.name)
+            for f in spec.schema
+        )
+        rows = self._run(f"SELECT {columns} FROM {self.table_name(spec)}").collect()
+        arrays = []
+        for index, field in enumerate(spec.schema):
+            values = [row[index] for row in rows]
+            if pa.types.is_timestamp(field.type):
+                arrays.append(pa.array(values, pa.int64()).cast(field.type))
+            else:
+                arrays.append(pa.array(values, field.type))
+        return pa.Table.from_arrays(arrays, schema=spec.schema)
+
+    # -- run lock, maintenance -------------------------------------------------------------
+
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Refuses a second run on the same catalog.schema from this process.
+
+        Across processes nothing is locked here: on Databricks the job's
+        `max_concurrent_runs: 1` keeps one run per job, and Delta's optimistic
+        concurrency keeps any other writer (another job, a notebook) safe, because every
+        write here is an idempotent MERGE or an append that is re-run on conflict.
+        """
+        key = f"{self.catalog}.{self.schema}"
+        with self._held_guard:
+            if key in self._held:
+                raise EngineBusy(f"another run in this process is writing to {key}")
+            self._held.add(key)
+        try:
+            yield
+        finally:
+            with self._held_guard:
+                self._held.discard(key)
+
+    def maintain(self) -> None:
+        """OPTIMIZE the liquid-clustered tables: clusters the files written since the last
+        OPTIMIZE (incremental; history is kept, nothing is vacuumed)."""
+        if not self.optimize:
+            return
+        for spec in ALL_TABLES.values():
+            if spec.cluster_by is not None:
+                self._run(f"OPTIMIZE {self.table_name(spec)}")
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _run(self, statement: str, args: Mapping[str, Any] | None = None) -> DataFrame:
+        """Execute one statement, re-running it when its commit loses to another writer."""
+        retrying = Retrying(
+            retry=retry_if_exception(is_commit_conflict),
+            stop=stop_after_attempt(self.commit_attempts),
+            wait=wait_random_exponential(multiplier=self.conflict_backoff_seconds, max=30),
+            before_sleep=lambda state: log.info(
+                "a concurrent writer committed first; re-running %s (attempt %d)",
+                statement.split(" (", 1)[0][:120],  # identifiers only, never values
+                state.attempt_number + 1,
+            ),
+            reraise=True,
+        )
+        return retrying(self._execute, statement, args)
+
+    def _execute(self, statement: str, args: Mapping[str, Any] | None = None) -> DataFrame:
+        """The one place SQL reaches Spark."""
+        if args:
+            return self.spark.sql(statement, args=dict(args))
+        return self.spark.sql(statement)
+
+    @contextmanager
+    def _temp_view(self, spec: TableSpec, batch: pa.Table) -> Iterator[str]:
+        """The batch as a temporary view with a name no other batch uses; dropped after."""
+        name = f"zoom_ingest_batch_{uuid.uuid4().hex}"
+        dataframe(self.spark, spec, batch).createOrReplaceTempView(name)
+        try:
+            yield quote_identifier(name)
+        finally:
+            self.spark.catalog.dropTempView(name)
+
+    def _inserted_rows(self, spec: TableSpec, result: DataFrame) -> int:
+        rows = result.collect()
+        if rows and "num_inserted_rows" in rows[0].asDict():
+            return int(rows[0]["num_inserted_rows"])
+        # Runtimes whose MERGE returns no metrics: the table's last commit has them.
+        history = self._execute(f"DESCRIBE HISTORY {self.table_name(spec)} LIMIT 1").collect()
+        metrics = history[0]["operationMetrics"] if history else {}
+        return int((metrics or {}).get("numTargetRowsInserted", 0))
+
+
+# -- SQL text --------------------------------------------------------------------------------
+
+
+def quote_identifier(name: str) -> str:
+    """A Spark SQL identifier in backticks (`time` is a keyword in newer Spark)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal (default parser: backslash escapes are on)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def timestamp_literal(value: datetime) -> str:
+    """A UTC instant as a Spark TIMESTAMP literal, to the microsecond."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"expected an aware datetime, got {value!r}")
+    literal = "TIMESTAMP'" + value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+    # strftime of a datetime yields digits and separators only; keep it that way.
+    if not _TIMESTAMP_LITERAL.fullmatch(literal):
+        raise ValueError(f"cannot format {value!r} as a timestamp literal")
+    return literal
+
+
+def column_definitions(spec: TableSpec) -> str:
+    """`name TYPE [NOT NULL], …` in table order."""
+    return ", ".join(
+        f"{quote_identifier(f.name)} {spark_sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
+        for f in spec.schema
+    )
+
+
+def create_table_sql(spec: TableSpec, table: str) -> str:
+    clauses = [f"CREATE TABLE IF NOT EXISTS {table} ({column_definitions(spec)})", "USING DELTA"]
+    if spec.cluster_by is not None:
+        clauses.append(f"CLUSTER BY ({quote_identifier(spec.cluster_by)})")
+    if spec.comment:
+        clauses.append(f"COMMENT {sql_string(spec.comment)}")
+    return " ".join(clauses)
+
+
+def merge_condition(spec: TableSpec, batch: pa.Table) -> str:
+    """The key, and the batch's range of `spec.cluster_by` (inclusive) if there is one."""
+    condition = " AND ".join(
+        f"tgt.{quote_identifier(k)} = src.{quote_identifier(k)}" for k in spec.key
+    )
+    column = spec.cluster_by
+    if column is None or batch.num_rows == 0:
+        return condition
+    values = batch.column(column)
+    # A null in the range column would never match the range and be inserted again.
+    if values.null_count or not pa.types.is_timestamp(values.type):
+        return condition
+    bounds = pc.min_max(values)
+    target = f"tgt.{quote_identifier(column)}"
+    return (
+        f"{condition} AND {target} >= {timestamp_literal(bounds['min'].as_py())}"
+        f" AND {target} <= {timestamp_literal(bounds['max'].as_py())}"
+    )
+
+
+def merge_sql(spec: TableSpec, table: str, view: str, batch: pa.Table) -> str:
+    """Insert-only MERGE of the rows of `view` whose key is not in `table` yet."""
+    columns = [quote_identifier(c) for c in spec.columns]
+    return (
+        f"MERGE INTO {table} AS tgt USING {view} AS src "
+        f"ON {merge_condition(spec, batch)} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f'src.{c}' for c in columns)})"
+    )
+
+
+def upsert_sql(spec: TableSpec, table: str, view: str) -> str:
+    """MERGE that updates the row with the same key, or inserts it (checkpoints)."""
+    columns = [quote_identifier(c) for c in spec.columns]
+    others = [quote_identifier(c) for c in spec.columns if c not in spec.key]
+    condition = " AND ".join(
+        f"tgt.{quote_identifier(k)} = src.{quote_identifier(k)}" for k in spec.key
+    )
+    return (
+        f"MERGE INTO {table} AS tgt USING {view} AS src ON {condition} "
+        f"WHEN MATCHED THEN UPDATE SET {', '.join(f'{c} = src.{c}' for c in others)} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f'src.{c}' for c in columns)})"
+    )
+
+
+def insert_sql(spec: TableSpec, table: str, view: str) -> str:
+    columns = ", ".join(quote_identifier(c) for c in spec.columns)
+    return f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view}"
+
+
+# -- types and DataFrames ---------------------------------------------------------------------
+
+
+def spark_sql_type(arrow_type: pa.DataType) -> str:
+    try:
+        return _SQL_TYPES[arrow_type]
+    except KeyError:
+        raise ValueError(f"no Spark SQL type for Arrow type {arrow_type}") from None
+
+
+def spark_schema(spec: TableSpec) -> StructType:
+    """The table's exact Spark schema (types and nullability) from its Arrow schema."""
+    from pyspark.sql.types import (
+        DoubleType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    types = {
+        "STRING": StringType,
+        "TIMESTAMP": TimestampType,
+        "BIGINT": LongType,
+        "DOUBLE": DoubleType,
+    }
+    return StructType(
+        [
+            StructField(f.name, types[spark_sql_type(f.type)](), nullable=f.nullable)
+            for f in spec.schema
+        ]
+    )
+
+
+def table_differences(spec: TableSpec, existing: StructType) -> list[str]:
+    """How an existing table's Spark schema differs from the spec (empty when it fits)."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    fields, foreign = [], {}
+    for field in existing.fields:
+        try:
+            arrow_type = to_arrow_type(field.dataType)
+        except Exception:  # a type with no Arrow twin (e.g. VARIANT) can't be ours
+            arrow_type = pa.null()
+            foreign[field.name] = field.dataType.simpleString()
+        fields.append(pa.field(field.name, arrow_type, nullable=field.nullable))
+    differences = _schema_differences(spec.schema, pa.schema(fields))
+    # Name the foreign type rather than the null stand-in.
+    for name, spark_type in foreign.items():
+        prefixes = (f"{name}: expected ", f"unexpected column {name} ")
+        differences = [
+            d.removesuffix("null") + spark_type
+            if d.startswith(prefixes) and d.endswith(" null")
+            else d
+            for d in differences
+        ]
+    return differences
+
+
+def dataframe(spark: SparkSession, spec: TableSpec, batch: pa.Table) -> DataFrame:
+    """The Arrow batch as a DataFrame with exactly the table's Spark schema."""
+    schema = spark_schema(spec)
+    if _takes_arrow_tables(spark):
+        return spark.createDataFrame(batch, schema=schema)
+    # Spark 3.5 classic takes no Arrow table. Python rows keep nulls, integers and aware
+    # datetimes exact, where a pandas round trip turns a null into NaN or a float.
+    return spark.createDataFrame(batch.to_pylist(), schema=schema)
+
+
+def _takes_arrow_tables(spark: SparkSession) -> bool:
+    """Spark 4 (classic or Connect) and Spark Connect 3.5 accept a pyarrow.Table."""
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        return True
+    return int(spark.version.split(".")[0]) >= 4
+
+
+def _check_batch(spec: TableSpec, batch: pa.Table) -> None:
+    differences = _schema_differences(spec.schema, batch.schema)
+    if differences:
+        raise ValueError(f"batch for {spec.name} is not in its schema: {'; '.join(differences)}")
+
+
+def _schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+    # The local engine's wording, so both engines report a mismatch the same way.
+    from .local import schema_differences
+
+    return schema_differences(expected, actual)
+
+
+# -- errors, values ---------------------------------------------------------------------------
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """Whether `exc` is Delta telling that a concurrent writer committed first."""
+    return _mentions(exc, _CONFLICT_MARKERS)
+
+
+def _mentions(exc: BaseException, markers: Sequence[str]) -> bool:
+    condition = ""
+    # PySpark errors carry their error class: getCondition (Spark 4; getErrorClass is
+    # deprecated there) or getErrorClass (Spark 3.4/3.5).
+    getter = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
+    if callable(getter):
+        with suppress(Exception):  # a getter that cannot answer tells nothing
+            condition = str(getter() or "")
+    text = f"{type(exc).__name__} {condition} {exc}"
+    return any(marker in text for marker in markers)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(micros))
+
+
+# -- local sessions (development, tests) ---------------------------------------------------
+
+
+def delta_jars(spec: str | None = None) -> list[str]:
+    """Jar files named by `spec` (default: $ZOOM_INGEST_DELTA_JARS): folders and files,
+    `:`-separated. Empty when unset or when nothing there is a jar."""
+    spec = os.environ.get(DELTA_JARS_ENV, "") if spec is None else spec
+    jars: list[str] = []
+    for entry in filter(None, (part.strip() for part in spec.split(os.pathsep))):
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            jars.extend(sorted(glob.glob(str(path / "*.jar"))))
+        elif path.is_file() and path.suffix == ".jar":
+            jars.append(str(path))
+    return jars
+
+
+def local_session(
+    warehouse: str | Path | None = None, jars: Sequence[str] | None = None
+) -> SparkSession:
+    """A local SparkSession (UTC, small, no UI), with Delta when there are Delta jars.
+
+    `warehouse`: where managed tables go (default: a new temporary folder). `jars`:
+    default `delta_jars()`. Databricks needs none of this: the job uses the session the
+    runtime provides. Spark allows one session configuration per process, so the first
+    call's configuration holds for every later call.
+    """
+    from pyspark.sql import SparkSession
+
+    jars = delta_jars() if jars is None else list(jars)
+    warehouse = Path(warehouse or tempfile.mkdtemp(prefix="zoom_ingest_spark_")).absolute()
+    builder = (
+        SparkSession.builder.master("local[2]")
+        .appName("zoom_ingest")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(warehouse / "spark-warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse / 'derby'}")
+    )
+    if jars:
+        builder = (
+            builder.config("spark.jars", ",".join(jars))
+            .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+            .config(
+                "spark.sql.catalog.spark_catalog",
+                "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            )
+        )
+    return builder.getOrCreate()
+
+
+def has_delta(spark: SparkSession) -> bool:
+    """Whether the session can create Delta tables (the Delta extension is loaded)."""
+    extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    return "DeltaSparkSessionExtension" in extensions

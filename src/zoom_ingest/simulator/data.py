@@ -1,0 +1,815 @@
+"""Seeded, realistic Zoom report records, generated lazily per (stream, UTC day).
+
+Everything follows from the seed: the same seed and parameters give the same records,
+byte for byte. A day is generated the first time a request or ``ground_truth`` touches
+it and is kept, already serialised, in a size-bounded cache: a page of 300 records is a
+slice of one bytes object, so serving it costs microseconds, and an evicted day is simply
+generated again. Records added later (``add_records``) are kept apart and merged in.
+
+Order: newest first; records of the same second keep a stable order (generated records
+by their generation rank, then added records in the order they were added). Each record
+has an integer order key ``time << TIE_BITS | (TIE_MASK - seq)``: a larger key is
+newer, and paging remembers the key of the last record it served.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from itertools import accumulate
+from typing import Any
+
+from ..tables import UTC
+
+ACTIVITY_LOGS = "activity_logs"
+OPERATION_LOGS = "operation_logs"
+STREAMS = (ACTIVITY_LOGS, OPERATION_LOGS)
+
+#: `category_type` filter value of GET /report/operationlogs → the display names that
+#: records in that category carry ("all" is no filter). Zoom files chat operations under
+#: both "IM" and "Channels".
+CATEGORY_DISPLAY_NAMES: Mapping[str, tuple[str, ...]] = {
+    "user": ("User",),
+    "user_settings": ("User Settings",),
+    "account": ("Account",),
+    "billing": ("Billing",),
+    "im": ("IM", "Channels"),
+    "recording": ("Recording",),
+    "phone_contacts": ("Phone Contacts",),
+    "webinar": ("Webinar",),
+    "sub_account": ("Sub Account",),
+    "role": ("Role",),
+    "zoom_rooms": ("Zoom Rooms",),
+}
+CATEGORY_FILTERS = ("all", *CATEGORY_DISPLAY_NAMES)
+DISPLAY_NAMES = tuple(name for names in CATEGORY_DISPLAY_NAMES.values() for name in names)
+_DISPLAY_INDEX = {name: i for i, name in enumerate(DISPLAY_NAMES)}
+#: Category code of records whose category_type is not a known display name.
+OTHER_CATEGORY = len(DISPLAY_NAMES)
+
+TIE_BITS = 24
+TIE_MASK = (1 << TIE_BITS) - 1
+DAY_SECONDS = 86_400
+
+
+def order_key(epoch_second: int, seq: int) -> int:
+    return (epoch_second << TIE_BITS) | (TIE_MASK - seq)
+
+
+def key_second(key: int) -> int:
+    return key >> TIE_BITS
+
+
+def category_codes(category_filter: str) -> frozenset[int] | None:
+    """The category codes a `category_type` filter value selects (None: all)."""
+    if category_filter == "all":
+        return None
+    return frozenset(_DISPLAY_INDEX[name] for name in CATEGORY_DISPLAY_NAMES[category_filter])
+
+
+def format_second(epoch_second: int) -> str:
+    return datetime.fromtimestamp(epoch_second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_record_time(value: object) -> int | None:
+    """Epoch second of a record's `time` (RFC 3339), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return math.floor(parsed.timestamp())
+
+
+# --------------------------------------------------------------------------- the world
+
+_FIRST = (
+    "alice", "bob", "carol", "david", "emma", "farah", "george", "hana", "ivan", "julia",
+    "kenji", "laura", "mateo", "nora", "oliver", "priya", "quentin", "rosa", "samir", "tanya",
+    "umar", "valentina", "wei", "xavier", "yara", "zoë", "josé", "søren", "łukasz", "françois",
+    "anaïs", "björn", "chloé", "dāvis", "eléonore", "grzegorz", "ingrid", "jürgen", "małgorzata",
+)  # fmt: skip
+_LAST = (
+    "smith", "jones", "müller", "garcía", "nguyen", "kowalski", "okafor", "rossi", "johansson",
+    "dubois", "tanaka", "patel", "kim", "cohen", "silva", "öztürk", "núñez", "ødegaard",
+    "schröder", "lefèvre", "novák", "andrés", "brown", "wilson", "moreau", "fischer",
+)  # fmt: skip
+_NON_LATIN = (
+    "王伟", "李娜", "张敏", "佐藤花子", "鈴木一郎", "김민준", "이서연", "иван.петров",
+    "ольга.смирнова", "δημήτρης", "محمد.علي",
+)  # fmt: skip
+_DOMAINS = ("acme.example", "acme.example", "acme.example", "acme-eu.example", "acme.co.example")
+
+#: (client_type, weight); versions are per device.
+_CLIENTS = (
+    ("Windows", 28), ("win", 10), ("Mac", 24), ("Browser", 13), ("iOS", 10), ("Android", 8),
+    ("Linux", 3), ("iPad", 2), ("Zoom Rooms", 2),
+)  # fmt: skip
+_EGRESS_NETWORKS = ("198.51.100", "203.0.113", "192.0.2")
+_PUBLIC_FIRST_OCTETS = (24, 31, 46, 62, 77, 81, 86, 92, 109, 145, 151, 176, 185, 188, 213, 217)
+
+#: Relative sign-in activity per local hour of day (people work office hours).
+_LOCAL_HOUR_WEIGHTS = (
+    1, 1, 1, 1, 1, 2, 4, 8, 13, 13, 12, 10, 9, 10, 12, 11, 10, 8, 5, 3, 2, 2, 1, 1,
+)  # fmt: skip
+
+
+def _json(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Device:
+    client_type: str
+    version: str
+    #: `,"client_type":…,"version":…` ready to append to a record.
+    fragment: str
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    email_json: str
+    devices: tuple[Device, ...]
+    #: `,"ip_address":"…"` fragments of the person's usual addresses (home, phone).
+    ip_fragments: tuple[str, ...]
+
+
+@dataclass
+class World:
+    """The account: its people, their devices and addresses, its admins and rooms."""
+
+    people: list[Person]
+    activity_weights: list[float]  # cumulative; a few people sign in a lot
+    admins: list[str]
+    admin_weights: list[float]  # cumulative
+    egress_fragments: tuple[str, ...]  # the offices' shared public addresses
+    rooms: tuple[str, ...] = ("Boardroom 3 (Berlin HQ)", "Huddle 2 – 東京", "Fishbowl (NYC)")
+
+    @classmethod
+    def build(cls, seed: int, population: int) -> World:
+        rng = random.Random(f"{seed}/world")
+        people: list[Person] = []
+        emails: set[str] = set()
+        while len(people) < population:
+            email = _email(rng)
+            if email in emails:
+                email = email.replace("@", f"{len(people)}@", 1)
+            emails.add(email)
+            people.append(
+                Person(
+                    email=email,
+                    email_json=_json(email),
+                    devices=tuple(_device(rng) for _ in range(rng.choice((1, 1, 2, 2, 3)))),
+                    ip_fragments=tuple(
+                        f',"ip_address":"{_ip(rng)}"' for _ in range(rng.choice((1, 2, 3)))
+                    ),
+                )
+            )
+        weights = list(accumulate(1.0 / (rank + 1) ** 0.6 for rank in range(population)))
+        admins = [p.email for p in people[: max(2, min(12, population // 20))]]
+        admin_weights = list(accumulate(1.0 / (rank + 1) for rank in range(len(admins))))
+        egress = tuple(f',"ip_address":"{_ip(rng, office=True)}"' for _ in range(6))
+        return cls(people, weights, admins, admin_weights, egress)
+
+
+def _email(rng: random.Random) -> str:
+    domain = rng.choice(_DOMAINS)
+    if rng.random() < 0.12:
+        return f"{rng.choice(_NON_LATIN)}@{domain}"
+    first, last = rng.choice(_FIRST), rng.choice(_LAST)
+    shape = rng.random()
+    if shape < 0.7:
+        local = f"{first}.{last}"
+    elif shape < 0.9:
+        local = f"{first[0]}{last}"
+    else:
+        local = f"{first}_{last}{rng.randrange(1, 99)}"
+    return f"{local}@{domain}"
+
+
+def _device(rng: random.Random) -> Device:
+    client = rng.choices([c for c, _ in _CLIENTS], weights=[w for _, w in _CLIENTS])[0]
+    if client == "Browser":
+        version = "-"
+    else:
+        version = (
+            f"{rng.choice((5, 6, 6, 6))}.{rng.randrange(0, 5)}.{rng.randrange(0, 13)} "
+            f"({rng.randrange(10000, 60000)})"
+        )
+    fragment = f',"client_type":{_json(client)},"version":{_json(version)}'
+    return Device(client, version, fragment)
+
+
+def _ip(rng: random.Random, office: bool = False) -> str:
+    if rng.random() < 0.25:
+        groups = [f"{rng.randrange(0x10000):x}" for _ in range(4)]
+        return f"2001:db8:{rng.randrange(0x10000):x}:{rng.randrange(0x10000):x}::" + ":".join(
+            groups[:2]
+        )
+    if office:
+        return f"{rng.choice(_EGRESS_NETWORKS)}.{rng.randrange(1, 255)}"
+    return (
+        f"{rng.choice(_PUBLIC_FIRST_OCTETS)}.{rng.randrange(256)}."
+        f"{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    )
+
+
+# --------------------------------------------------------------------------- generators
+
+#: One generated record: (epoch second, JSON text, category code).
+Generated = tuple[int, str, int]
+
+
+def _times(rng: random.Random, lo: int, hi: int, count: int, offset_hours: float) -> list[int]:
+    """`count` seconds in [lo, hi), following office hours in the account's time zone;
+    about 3% repeat another record's second (Zoom has same-second ties)."""
+    segments: list[tuple[int, int]] = []
+    weights: list[float] = []
+    start = lo
+    while start < hi:
+        end = min(hi, (start // 3600 + 1) * 3600)
+        local_hour = int(((start % DAY_SECONDS) / 3600 + offset_hours) % 24)
+        segments.append((start, end - start))
+        weights.append(_LOCAL_HOUR_WEIGHTS[local_hour] * (end - start))
+        start = end
+    chosen = rng.choices(segments, weights=weights, k=count)
+    random_ = rng.random
+    times = [begin + int(random_() * length) for begin, length in chosen]
+    for i in range(1, count):
+        if random_() < 0.03:
+            times[i] = times[i - 1]
+    return times
+
+
+class ActivityGenerator:
+    """Sign-in / sign-out records: {email, time, type, ip_address, client_type, version}."""
+
+    def __init__(self, world: World, offset_hours: float) -> None:
+        self.world = world
+        self.offset_hours = offset_hours
+
+    def generate(self, rng: random.Random, lo: int, hi: int, count: int) -> list[Generated]:
+        world = self.world
+        times = _times(rng, lo, hi, count, self.offset_hours)
+        people = rng.choices(world.people, cum_weights=world.activity_weights, k=count)
+        random_ = rng.random
+        egress = world.egress_fragments
+        day_start = lo - lo % DAY_SECONDS
+        date_prefix = format_second(day_start)[:11]  # "2025-08-11T"
+        out: list[Generated] = []
+        for t, person in zip(times, people, strict=True):
+            kind = "Sign in" if random_() < 0.62 else "Sign out"
+            r = random_()
+            if r < 0.02:  # Zoom leaves out address and client on some records
+                tail = ""
+            else:
+                device = _pick(person.devices, random_()).fragment
+                if r < 0.03:
+                    tail = device
+                elif r < 0.45:
+                    tail = _pick(egress, random_()) + device
+                elif r < 0.93:
+                    tail = _pick(person.ip_fragments, random_()) + device
+                else:  # travelling, or a stolen password
+                    tail = f',"ip_address":"{_ip(rng)}"' + device
+            s = t - day_start  # formatting by hand: strftime would double the cost
+            stamp = f"{date_prefix}{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z"
+            record = f'{{"email":{person.email_json},"time":"{stamp}","type":"{kind}"{tail}}}'
+            out.append((t, record, 0))
+        return out
+
+
+def _pick(options: tuple[Any, ...], fraction: float) -> Any:
+    return options[int(fraction * len(options))]
+
+
+class OperationGenerator:
+    """Admin operations: {time, operator, category_type, action, operation_detail}."""
+
+    def __init__(self, world: World, offset_hours: float) -> None:
+        self.world = world
+        self.offset_hours = offset_hours
+        names = [name for name, _ in _OPERATION_CATEGORIES]
+        self._categories = names
+        self._cum_weights = list(accumulate(w for _, w in _OPERATION_CATEGORIES))
+
+    def generate(self, rng: random.Random, lo: int, hi: int, count: int) -> list[Generated]:
+        world = self.world
+        times = _times(rng, lo, hi, count, self.offset_hours)
+        categories = rng.choices(self._categories, cum_weights=self._cum_weights, k=count)
+        operators = rng.choices(world.admins, cum_weights=world.admin_weights, k=count)
+        out: list[Generated] = []
+        for t, category, operator in zip(times, categories, operators, strict=True):
+            action, detail = _OPERATION_TEMPLATES[category](rng, world)
+            record = {
+                "time": format_second(t),
+                "operator": operator,
+                "category_type": category,
+                "action": action,
+                "operation_detail": detail,
+            }
+            out.append((t, json.dumps(record, ensure_ascii=False), _DISPLAY_INDEX[category]))
+        return out
+
+
+_SETTINGS = (
+    ("Meeting", "Security", "Waiting room"),
+    ("Meeting", "Security", "Require a passcode when scheduling new meetings"),
+    ("Meeting", "Schedule Meeting", "Host video"),
+    ("Meeting", "In Meeting (Basic)", "Chat"),
+    ("Meeting", "In Meeting (Basic)", "Allow removed participants to rejoin"),
+    ("Meeting", "In Meeting (Advanced)", "Remote control"),
+    ("Recording", "Cloud recording", "Record active speaker with shared screen"),
+    ("Recording", "Cloud recording", "Auto delete cloud recordings after days"),
+    ("Telephone", "Audio", "Mask phone number in the participant list"),
+)
+_PRIVILEGES = tuple(
+    f"{area}:{verb}"
+    for area in (
+        "Users", "Groups", "Roles", "Account Profile", "Account Settings", "Billing",
+        "Subscription", "Integrations", "Dashboard", "Usage Reports", "Operation Logs",
+        "Sign In/Sign Out", "Recording Management", "Zoom Rooms", "Webinar",
+        "Phone System Management", "Single Sign-On", "Managed Domains", "IM Management",
+        "Marketplace", "Security", "Data Retention", "Legal Hold", "Contact Center",
+    )
+    for verb in ("View", "Edit")
+)  # fmt: skip
+_ROLES = ("Member", "Admin", "Owner", "Auditor", "Billing Admin", "Room Admin", "IT Helpdesk")
+_TOPICS = ("Weekly sync", "Quartalszahlen Q3 – Überblick", "週次定例", "Board meeting", "1:1")
+
+
+def _target(rng: random.Random, world: World) -> str:
+    return rng.choice(world.people).email
+
+
+def _on_off(rng: random.Random) -> tuple[str, str]:
+    return ("On", "Off") if rng.random() < 0.5 else ("Off", "On")
+
+
+def _meeting_id(rng: random.Random) -> str:
+    n = f"{rng.randrange(10**9, 10**11)}"
+    return f"{n[:3]} {n[3:7]} {n[7:]}"
+
+
+def _user_op(rng: random.Random, world: World) -> tuple[str, str]:
+    who = _target(rng, world)
+    r = rng.random()
+    if r < 0.2:
+        return "Add", f"Add User  - {who}"
+    if r < 0.35:
+        old, new = rng.sample(_ROLES[:3], 2)
+        return "Update", f"Change Role  - {who}: from {old} to {new}"
+    if r < 0.55:
+        old, new = ("Basic", "Licensed") if rng.random() < 0.6 else ("Licensed", "Basic")
+        return "Update", f"Update User  - {who}: User Type: from {old} to {new}"
+    if r < 0.65:
+        return "Delete", f"Delete User  - {who}"
+    if r < 0.75:
+        return "Deactivate", f"Deactivate User  - {who}"
+    if r < 0.8:
+        return "Activate", f"Activate User  - {who}"
+    return "Sign in with SSO", f"Sign in with SSO  - {who}"
+
+
+def _user_settings_op(rng: random.Random, world: World) -> tuple[str, str]:
+    tab, section, setting = rng.choice(_SETTINGS)
+    old, new = _on_off(rng)
+    who = _target(rng, world)
+    change = f"{tab} > {section}: {setting}: from {old} to {new}"
+    return "Update", f"Update User Settings - {who}: {change}"
+
+
+def _account_op(rng: random.Random, world: World) -> tuple[str, str]:
+    r = rng.random()
+    if r < 0.1:  # long lists: allowed sign-in ranges
+        ranges = ", ".join(
+            f"{rng.choice(_PUBLIC_FIRST_OCTETS)}.{rng.randrange(256)}.{rng.randrange(256)}.0/24"
+            for _ in range(rng.randrange(40, 160))
+        )
+        return "Update", f"Account Settings - Security > Only allow sign in from: {ranges}"
+    if r < 0.2:
+        return "Update", "Update Account Profile - Account Name: from Acme Corp to Acme Corporation"
+    tab, section, setting = rng.choice(_SETTINGS)
+    old, new = _on_off(rng)
+    return "Update", f"Account Settings - {tab} > {section}: {setting}: from {old} to {new}"
+
+
+def _billing_op(rng: random.Random, world: World) -> tuple[str, str]:
+    old = rng.randrange(50, 500)
+    new = old + rng.choice((-10, 5, 10, 25, 50))
+    if rng.random() < 0.5:
+        return "Update", f"Change Plan - Zoom Workplace Business: from {old} to {new} licenses"
+    return "Update", f"Update Billing Contact - {_target(rng, world)}"
+
+
+def _im_op(rng: random.Random, world: World) -> tuple[str, str]:
+    old, new = _on_off(rng)
+    return "Update", f"IM Settings - Allow users to send files: from {old} to {new}"
+
+
+def _channels_op(rng: random.Random, world: World) -> tuple[str, str]:
+    channel = rng.choice(("#proj-apollo", "#eng", "#random", "#sales-emea", "#サポート"))
+    r = rng.random()
+    if r < 0.4:
+        return "Add", f"Create Channel - {channel}"
+    if r < 0.6:
+        return "Delete", f"Delete Channel - {channel}"
+    members = ", ".join(_target(rng, world) for _ in range(rng.randrange(1, 6)))
+    return "Update", f"Add Members to Channel - {channel}: {members}"
+
+
+def _recording_op(rng: random.Random, world: World) -> tuple[str, str]:
+    what = f"Meeting ID: {_meeting_id(rng)}, Topic: {rng.choice(_TOPICS)}"
+    r = rng.random()
+    if r < 0.6:
+        return "Delete", f"Delete Recording - {what}"
+    if r < 0.8:
+        return "Recover", f"Recover Recording - {what}"
+    return "Update", f"Share Recording - {what}: shared with {_target(rng, world)}"
+
+
+def _phone_contacts_op(rng: random.Random, world: World) -> tuple[str, str]:
+    if rng.random() < 0.3:
+        return "Import", f"Import Contacts - {rng.randrange(10, 900)} contacts from contacts.csv"
+    name = rng.choice(("Jane Doe", "José Núñez", "山田太郎", "Front desk"))
+    phone = f"+1 555 01{rng.randrange(100):02d}"
+    return rng.choice(("Add", "Delete")), f"External Contact - {name} ({phone})"
+
+
+def _webinar_op(rng: random.Random, world: World) -> tuple[str, str]:
+    what = f"Webinar ID: {_meeting_id(rng)}, Topic: {rng.choice(_TOPICS)}"
+    if rng.random() < 0.5:
+        return "Add", f"Schedule Webinar - {what}"
+    return "Update", f"Update Webinar - {what}"
+
+
+def _sub_account_op(rng: random.Random, world: World) -> tuple[str, str]:
+    name = rng.choice(("Acme EU", "Acme APAC", "Acme Labs"))
+    return rng.choice(("Add", "Update")), f"Sub Account - {name} (owner {_target(rng, world)})"
+
+
+def _role_op(rng: random.Random, world: World) -> tuple[str, str]:
+    role = rng.choice(_ROLES[3:])
+    r = rng.random()
+    if r < 0.4:  # the whole privilege list, before and after: well over 2,000 characters
+        before = rng.sample(_PRIVILEGES, rng.randrange(20, len(_PRIVILEGES)))
+        after = rng.sample(_PRIVILEGES, rng.randrange(30, len(_PRIVILEGES)))
+        return "Update", (
+            f"Update Role - {role}: Privileges: from [{', '.join(before)}] to [{', '.join(after)}]"
+        )
+    if r < 0.7:
+        return "Update", f"Assign Role - {role}: add members {_target(rng, world)}"
+    return rng.choice(("Add", "Delete")), f"Role - {role}"
+
+
+def _zoom_rooms_op(rng: random.Random, world: World) -> tuple[str, str]:
+    room = rng.choice(world.rooms)
+    old, new = _on_off(rng)
+    if rng.random() < 0.2:
+        return "Add", f"Add Room - {room}"
+    return "Update", f"Zoom Rooms - {room}: Settings > Meeting: Screen sharing: from {old} to {new}"
+
+
+_OPERATION_CATEGORIES = (
+    ("User", 30), ("User Settings", 15), ("Account", 10), ("Billing", 2), ("IM", 4),
+    ("Channels", 6), ("Recording", 12), ("Phone Contacts", 3), ("Webinar", 6),
+    ("Sub Account", 1), ("Role", 4), ("Zoom Rooms", 7),
+)  # fmt: skip
+_OPERATION_TEMPLATES: dict[str, Callable[[random.Random, World], tuple[str, str]]] = {
+    "User": _user_op,
+    "User Settings": _user_settings_op,
+    "Account": _account_op,
+    "Billing": _billing_op,
+    "IM": _im_op,
+    "Channels": _channels_op,
+    "Recording": _recording_op,
+    "Phone Contacts": _phone_contacts_op,
+    "Webinar": _webinar_op,
+    "Sub Account": _sub_account_op,
+    "Role": _role_op,
+    "Zoom Rooms": _zoom_rooms_op,
+}
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """How many records a day gets: Poisson around the mean (normal approximation when
+    the mean is large enough for it to be indistinguishable)."""
+    if mean <= 0:
+        return 0
+    if mean >= 30:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass
+class DayRecords:
+    """The records of one (stream, UTC day), newest first, serialised once."""
+
+    neg_keys: array  # 'q': minus the order key, so ascending means newest first
+    blob: bytes  # every record's JSON followed by b","
+    offsets: array  # 'q': len(neg_keys) + 1 offsets into blob
+    categories: bytes | None  # category code per record (operation logs)
+    late: bytes | None  # 1 where the record stays hidden until release_late()
+    views: dict[tuple[frozenset[int] | None, bool], DayRecords] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, items: list[tuple[int, bytes, int, int]]) -> DayRecords:
+        """From (order key, JSON bytes, category code, late flag) in any order."""
+        items.sort(key=lambda item: item[0], reverse=True)
+        parts = [item[1] + b"," for item in items]
+        late = bytes(item[3] for item in items)
+        return cls(
+            neg_keys=array("q", [-item[0] for item in items]),
+            blob=b"".join(parts),
+            offsets=array("q", [0, *accumulate(len(p) for p in parts)]),
+            categories=bytes(item[2] for item in items),
+            late=late if any(late) else None,
+        )
+
+    def __len__(self) -> int:
+        return len(self.neg_keys)
+
+    @property
+    def nbytes(self) -> int:
+        own = len(self.blob) + 18 * len(self.neg_keys)
+        views = tuple(self.views.values())  # a snapshot: request threads may add views
+        return own + sum(view.nbytes for view in views)
+
+    def record(self, index: int) -> bytes:
+        return self.blob[self.offsets[index] : self.offsets[index + 1] - 1]
+
+    def records(self, start: int, stop: int) -> bytes:
+        """Records [start, stop) as JSON joined by "," (with a trailing ",")."""
+        return self.blob[self.offsets[start] : self.offsets[stop]]
+
+    def key(self, index: int) -> int:
+        return -self.neg_keys[index]
+
+    def span(self, lo: int | None, hi: int | None, after_key: int | None) -> tuple[int, int]:
+        """Index range of the records with lo <= second < hi that come after `after_key`."""
+        nk = self.neg_keys
+        start = 0 if hi is None else bisect_right(nk, -(hi << TIE_BITS))
+        if after_key is not None:
+            start = max(start, bisect_right(nk, -after_key))
+        stop = len(nk) if lo is None else bisect_right(nk, -(lo << TIE_BITS))
+        return start, stop
+
+    def view(self, codes: frozenset[int] | None, hide_late: bool) -> DayRecords:
+        """The records a request sees: only `codes` categories, without hidden late ones.
+        Built once per filter (O(records of the day)) and kept with the day."""
+        hide_late = hide_late and self.late is not None
+        if codes is None and not hide_late:
+            return self
+        found = self.views.get((codes, hide_late))
+        if found is None:
+            late, categories = self.late or bytes(len(self)), self.categories or b""
+            keep = [
+                i
+                for i in range(len(self))
+                if not (hide_late and late[i]) and (codes is None or categories[i] in codes)
+            ]
+            found = DayRecords.build([(self.key(i), self.record(i), 0, 0) for i in keep])
+            self.views[(codes, hide_late)] = found
+        return found
+
+
+@dataclass(frozen=True)
+class Page:
+    body: bytes  # the records' JSON joined by "," (no brackets, no trailing comma)
+    count: int
+    last_key: int | None  # order key of the last record served
+    last_record: bytes | None  # its JSON (for pages that repeat it)
+    more: bool  # records remain after this page
+
+
+class Dataset:
+    """Every record of both streams: generated lazily per UTC day, plus added ones."""
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        start: datetime,
+        now: datetime,
+        per_day: Mapping[str, float],
+        offset_hours: float,
+        late_fraction: float,
+        cache_bytes: int,
+    ) -> None:
+        self._seed = seed
+        self._per_day = dict(per_day)
+        self._late_fraction = late_fraction
+        self._cache_bytes = cache_bytes
+        # Generated seconds lie in [first, end): never later than `now`.
+        self._first = math.ceil(start.timestamp())
+        self._end = math.floor(now.timestamp()) + 1
+        population = int(max(25, min(20_000, self._per_day[ACTIVITY_LOGS] / 3)))
+        world = World.build(seed, population)
+        self._generators = {
+            ACTIVITY_LOGS: ActivityGenerator(world, offset_hours),
+            OPERATION_LOGS: OperationGenerator(world, offset_hours),
+        }
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int], DayRecords] = OrderedDict()
+        self._pending: dict[tuple[str, int], Future[DayRecords]] = {}
+        self._versions: dict[tuple[str, int], int] = {}
+        self._added: dict[tuple[str, int], list[tuple[int, bytes, int]]] = {}
+        self._added_days: dict[str, set[int]] = {stream: set() for stream in STREAMS}
+        self._late_hidden = late_fraction > 0
+
+    # ---- what callers see
+
+    def page(
+        self,
+        stream: str,
+        lo: int,
+        hi: int,
+        codes: frozenset[int] | None,
+        after_key: int | None,
+        limit: int,
+    ) -> Page:
+        """Up to `limit` visible records with lo <= second < hi, newest first, after
+        `after_key` (exclusive) when given."""
+        newest = (hi - 1) // DAY_SECONDS
+        if after_key is not None:
+            newest = min(newest, key_second(after_key) // DAY_SECONDS)
+        chunks: list[bytes] = []
+        count, last_key, last_record, more = 0, None, None, False
+        for day_number in self._days_desc(stream, newest, lo // DAY_SECONDS):
+            day = self._day(stream, day_number).view(codes, self._late_hidden)
+            start, stop = day.span(lo, hi, after_key)
+            if start >= stop:
+                continue
+            if count == limit:
+                more = True
+                break
+            take = min(stop - start, limit - count)
+            chunks.append(day.records(start, start + take))
+            count += take
+            last_key, last_record = day.key(start + take - 1), day.record(start + take - 1)
+            if start + take < stop:
+                more = True
+                break
+        return Page(b"".join(chunks)[:-1], count, last_key, last_record, more)
+
+    def ground_truth(self, stream: str, lo: int | None, hi: int | None) -> list[dict[str, Any]]:
+        """Every visible record with lo <= second < hi, newest first, as served."""
+        bounds = self._known_days(stream)
+        if bounds is None:
+            return []
+        newest = bounds[1] if hi is None else (hi - 1) // DAY_SECONDS
+        oldest = bounds[0] if lo is None else lo // DAY_SECONDS
+        records: list[dict[str, Any]] = []
+        for day_number in self._days_desc(stream, newest, oldest):
+            day = self._day(stream, day_number).view(None, self._late_hidden)
+            start, stop = day.span(lo, hi, None)
+            if start < stop:
+                records.extend(json.loads(b"[" + day.records(start, stop)[:-1] + b"]"))
+        return records
+
+    def add_records(self, stream: str, records: list[Mapping[str, Any]], now: int) -> None:
+        """Visible from now on. A record whose `time` is not RFC 3339 (it is served as
+        given, for clients to reject) is placed at `now` for ordering and date filters."""
+        prepared = []
+        for record in records:
+            if not isinstance(record, Mapping):
+                raise TypeError(f"add_records takes dicts, not {type(record).__name__}")
+            second = parse_record_time(record.get("time"))
+            category = 0
+            if stream == OPERATION_LOGS:
+                category = _DISPLAY_INDEX.get(record.get("category_type"), OTHER_CATEGORY)  # type: ignore[arg-type]
+            prepared.append((now if second is None else second, _encode(record), category))
+        with self._lock:
+            for second, raw, category in prepared:
+                key = (stream, second // DAY_SECONDS)
+                self._added.setdefault(key, []).append((second, raw, category))
+                self._added_days[stream].add(key[1])
+                self._versions[key] = self._versions.get(key, 0) + 1
+                self._cache.pop(key, None)
+                self._pending.pop(key, None)
+
+    def release_late(self) -> None:
+        with self._lock:
+            self._late_hidden = False
+            for day in self._cache.values():
+                day.views.clear()
+
+    # ---- days
+
+    def _generated_days(self, stream: str) -> tuple[int, int] | None:
+        if self._per_day[stream] <= 0 or self._first >= self._end:
+            return None
+        return self._first // DAY_SECONDS, (self._end - 1) // DAY_SECONDS
+
+    def _known_days(self, stream: str) -> tuple[int, int] | None:
+        with self._lock:
+            added = list(self._added_days[stream])
+        generated = self._generated_days(stream)
+        days = [*added, *(generated or ())]
+        return (min(days), max(days)) if days else None
+
+    def _days_desc(self, stream: str, newest: int, oldest: int) -> Iterator[int]:
+        """Days in [oldest, newest] that hold records, newest first."""
+        with self._lock:
+            days = {d for d in self._added_days[stream] if oldest <= d <= newest}
+        generated = self._generated_days(stream)
+        if generated is not None:
+            days.update(range(max(oldest, generated[0]), min(newest, generated[1]) + 1))
+        return iter(sorted(days, reverse=True))
+
+    def _day(self, stream: str, day_number: int) -> DayRecords:
+        """The day's records, generated by exactly one thread when first needed."""
+        key = (stream, day_number)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+            future = self._pending.get(key)
+            if future is None:
+                future = self._pending[key] = Future()
+                version = self._versions.get(key, 0)
+                added = list(self._added.get(key, ()))
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            return future.result()
+        try:
+            day = self._generate(stream, day_number, added)
+        except BaseException as exc:
+            with self._lock:
+                if self._pending.get(key) is future:
+                    del self._pending[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            if self._pending.get(key) is future:
+                del self._pending[key]
+            if self._versions.get(key, 0) == version:  # no add_records meanwhile
+                self._cache[key] = day
+                self._evict()
+        future.set_result(day)
+        return day
+
+    def _evict(self) -> None:
+        # Keep a few days whatever their size, so that concurrent chains do not thrash.
+        total = sum(day.nbytes for day in self._cache.values())
+        while total > self._cache_bytes and len(self._cache) > 4:
+            _, oldest = self._cache.popitem(last=False)
+            total -= oldest.nbytes
+
+    def _generate(
+        self, stream: str, day_number: int, added: list[tuple[int, bytes, int]]
+    ) -> DayRecords:
+        lo = max(day_number * DAY_SECONDS, self._first)
+        hi = min((day_number + 1) * DAY_SECONDS, self._end)
+        items: list[tuple[int, bytes, int, int]] = []
+        if self._per_day[stream] > 0 and lo < hi:
+            rng = random.Random(f"{self._seed}/{stream}/{day_number}")
+            count = _poisson(rng, self._per_day[stream] * (hi - lo) / DAY_SECONDS)
+            generated = self._generators[stream].generate(rng, lo, hi, count)
+            generated.sort(key=lambda g: g[0], reverse=True)  # stable: ties keep their rank
+            fraction = self._late_fraction
+            for seq, (second, text, category) in enumerate(generated):
+                late = 1 if fraction and rng.random() < fraction else 0
+                items.append((order_key(second, seq), text.encode(), category, late))
+        base = len(items)
+        if base + len(added) > TIE_MASK:
+            raise ValueError(f"more than {TIE_MASK} records on one day")
+        for j, (second, raw, category) in enumerate(added):
+            items.append((order_key(second, base + j), raw, category, 0))
+        return DayRecords.build(items)
+
+
+def _encode(record: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON
+        return json.dumps(record).encode("ascii")
+
+
+def day_bounds(day: date, offset_hours: float) -> tuple[int, int]:
+    """UTC seconds [start, end) of a calendar date read in a UTC+offset time zone."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=offset_hours)
+    return math.floor(start.timestamp()), math.floor(start.timestamp()) + DAY_SECONDS

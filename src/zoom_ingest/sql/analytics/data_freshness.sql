@@ -1,0 +1,43 @@
+-- title: Data freshness
+-- answers: Is ingestion keeping up? For each log table: how many records it holds, its
+--   newest record, how many hours ago that was, how many records arrived for the last 24
+--   hours, the committed checkpoint cursor and the outcome of the latest run.
+WITH logs AS (
+  SELECT
+    'activity_logs' AS table_name,
+    count(*) AS total_records,
+    max(time) AS latest_time,
+    count_if(time >= current_timestamp() - INTERVAL 24 HOURS) AS records_last_24h
+  FROM activity_logs
+  UNION ALL
+  SELECT
+    'operation_logs',
+    count(*),
+    max(time),
+    count_if(time >= current_timestamp() - INTERVAL 24 HOURS)
+  FROM operation_logs
+),
+checkpoints AS (
+  SELECT stream, max(cursor) AS checkpoint_cursor
+  FROM zoom_ingest_checkpoints
+  GROUP BY stream
+),
+runs AS (
+  SELECT stream, max_by(status, started_at) AS last_run_status, max(started_at) AS last_run_started_at
+  FROM zoom_ingest_runs
+  GROUP BY stream
+)
+SELECT
+  l.table_name,
+  l.total_records,
+  l.latest_time,
+  round((unix_seconds(current_timestamp()) - unix_seconds(l.latest_time)) / 3600, 2)
+    AS hours_since_latest,
+  l.records_last_24h,
+  c.checkpoint_cursor,
+  r.last_run_status,
+  r.last_run_started_at
+FROM logs AS l
+LEFT JOIN checkpoints AS c ON c.stream = l.table_name
+LEFT JOIN runs AS r ON r.stream = l.table_name
+ORDER BY l.table_name

@@ -1,0 +1,64 @@
+"""Shared fixtures.
+
+`ENGINE_FACTORIES` lists every engine the contract tests (test_engine_contract.py) run
+against. A factory gets a fresh folder private to the test and returns an engine whose
+destination lives there (a warehouse folder, or a schema named after it). Calling a
+factory twice with the same folder must give two engine objects on the SAME destination:
+the lock tests rely on it. A factory that cannot run on this machine calls
+`pytest.skip(reason)` with a reason that says what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from zoom_ingest.engines import Engine, LocalEngine
+
+EngineFactory = Callable[[Path], Engine]
+
+
+def _local_engine(where: Path) -> Engine:
+    return LocalEngine(where / "warehouse")
+
+
+def _spark_engine(where: Path) -> Engine:
+    """Delta tables in a schema of the local SparkSession named after `where`."""
+    try:
+        from zoom_ingest.engines.spark import SparkEngine, delta_jars, has_delta, local_session
+    except ImportError:
+        pytest.skip("spark engine: pyspark is not installed (pip install -e '.[spark]')")
+    if not delta_jars():
+        pytest.skip(
+            "spark engine: Delta jars unavailable; set ZOOM_INGEST_DELTA_JARS to the "
+            "delta-spark and delta-storage jars (see DEVELOPERS.md)"
+        )
+    spark = local_session()  # one per process, shared with tests/test_spark_engine.py
+    if not has_delta(spark):
+        pytest.skip("spark engine: this process's SparkSession started without Delta")
+    schema = "contract_" + hashlib.sha256(str(where).encode()).hexdigest()[:16]
+    return SparkEngine(spark, "spark_catalog", schema, conflict_backoff_seconds=0.05)
+
+
+ENGINE_FACTORIES: dict[str, EngineFactory] = {
+    "local": _local_engine,
+    "spark": _spark_engine,
+}
+
+
+@pytest.fixture(params=sorted(ENGINE_FACTORIES))
+def engine_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Engine]:
+    """Makes engine objects that all share one destination private to the test."""
+    factory = ENGINE_FACTORIES[request.param]
+    return lambda: factory(tmp_path)
+
+
+@pytest.fixture
+def engine(engine_factory: Callable[[], Engine]) -> Engine:
+    """An engine whose tables exist and are empty."""
+    made = engine_factory()
+    made.ensure_tables()
+    return made

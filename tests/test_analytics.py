@@ -1,0 +1,919 @@
+"""The analytics queries and the detections, on data whose answers are known.
+
+- A hand-built "clean world" (five users signing in and out every day, benign admin
+  work during business hours) gives the exact rows of every analytics query, and not a
+  single alert.
+- The same world with `scenarios.standard_scenarios` planted gives exactly the planted
+  alerts, and the planted new-address sign-ins.
+- Small datasets pin down each query's edge cases.
+- The simulator → job → tables → queries path runs once, end to end.
+- Spark's own parser checks every query; Spark runs the detections on the planted
+  world and must agree with DuckDB row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from zoom_ingest import analytics, detections, scenarios
+from zoom_ingest.analytics import ALERT_SCHEMA, DETECTIONS, QUERIES, QueryError
+from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.normalise import Batch
+from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, RUNS, UTC, format_time, lw_id
+
+NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)  # a Friday
+ADMIN = scenarios.DEFAULT_ADMIN
+USERS = scenarios.DEFAULT_USERS
+JANE, OMAR, LI, SOFIA, KWAME = USERS
+HOME = {user: f"198.51.100.{10 + i}" for i, user in enumerate(USERS)}
+CLIENT = {
+    JANE: ("Mac", "6.2.5 (41233)"),
+    OMAR: ("Windows", "6.1.0 (30010)"),
+    LI: ("Browser", "-"),
+    SOFIA: ("Windows", "6.2.5 (41233)"),
+    KWAME: ("iOS", "6.0.3 (20000)"),
+}
+FIRST_DAY = date(2025, 2, 28)
+DAYS = [FIRST_DAY + timedelta(days=n) for n in range(15)]  # 2025-02-28 … 2025-03-14
+
+
+def t(text: str) -> datetime:
+    """'2025-03-05 14:00:00' → aware UTC datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def activity(
+    at: datetime, email: str, ip: str, kind: str = "Sign in", client: tuple[str, str] | None = None
+) -> dict[str, str]:
+    client_type, version = client or CLIENT.get(email, ("Browser", "-"))
+    return {
+        "email": email,
+        "time": format_time(at),
+        "type": kind,
+        "ip_address": ip,
+        "client_type": client_type,
+        "version": version,
+    }
+
+
+def operation(
+    at: datetime, category: str, action: str, detail: str, operator: str = ADMIN
+) -> dict[str, str]:
+    return {
+        "time": format_time(at),
+        "operator": operator,
+        "category_type": category,
+        "action": action,
+        "operation_detail": detail,
+    }
+
+
+def clean_activity() -> list[dict[str, str]]:
+    """Every user signs in at 09:0i and out at 17:0i from home, every day until NOW."""
+    records = []
+    for day in DAYS:
+        for i, user in enumerate(USERS):
+            start = datetime(day.year, day.month, day.day, 9, i, tzinfo=UTC)
+            records.append(activity(start, user, HOME[user]))
+            if start + timedelta(hours=8) < NOW:
+                records.append(activity(start + timedelta(hours=8), user, HOME[user], "Sign out"))
+    return records
+
+
+CLEAN_OPERATIONS = [
+    operation(t("2025-03-03 10:00:00"), "User", "Add", f"Add User  - {KWAME}"),
+    operation(
+        t("2025-03-03 10:05:00"), "User", "Update", f"Update User  - {KWAME}: User Type: from Basic to Licensed"
+    ),
+    operation(
+        t("2025-03-04 11:00:00"),
+        "Account",
+        "Update",
+        "Account Settings - Meeting > Security: Require a passcode when scheduling new meetings: "
+        "from Off to On",
+    ),
+    operation(
+        t("2025-03-04 11:30:00"),
+        "Account",
+        "Update",
+        "Account Settings: Sign in with two-factor authentication: from Off to On",
+    ),
+    operation(t("2025-03-05 14:00:00"), "User", "Update", f"Change Role  - {OMAR}: from Admin to Member"),
+    operation(t("2025-03-05 14:10:00"), "Role", "Update", f"Assign Role - Member: add members {LI}"),
+    operation(
+        t("2025-03-05 14:20:00"),
+        "Role",
+        "Update",
+        "Update Role - Auditor: Privileges: from [Users:View, Groups:View] to [Users:View, Dashboard:View]",
+    ),
+    operation(
+        t("2025-03-06 09:30:00"),
+        "User Settings",
+        "Update",
+        f"Update User Settings - {SOFIA}: Meeting > Security: Waiting room: from Off to On",
+    ),
+    operation(
+        t("2025-03-06 16:00:00"),
+        "Account",
+        "Update",
+        "Account Settings - Security: Automatically sign users out after a specified time: from Off to On",
+    ),
+    operation(t("2025-03-07 13:00:00"), "Recording", "Delete", "Delete Recording - Weekly sync (ID 123 456 789)"),
+    operation(
+        t("2025-03-07 13:05:00"),
+        "Recording",
+        "Recover",
+        "Recover Recording - Meeting ID: 987 6543 2100, Topic: Board meeting",
+    ),
+    operation(t("2025-03-10 10:00:00"), "User", "Delete", "Delete User  - old.user@acme.example"),
+    operation(t("2025-03-10 10:30:00"), "User", "Sign in with SSO", f"Sign in with SSO  - {JANE}"),
+    operation(
+        t("2025-03-11 15:00:00"),
+        "Account",
+        "Update",
+        "Account Settings - Security > Only allow sign in from: 198.51.100.0/24, 203.0.113.0/24",
+    ),
+    operation(
+        t("2025-03-12 12:00:00"), "Billing", "Update", "Change Plan - Zoom Workplace Business: from 50 to 60 licenses"
+    ),
+    operation(
+        t("2025-03-12 13:00:00"),
+        "Recording",
+        "Delete",
+        "Delete Recording - Meeting ID: 305 4083 5835, Topic: 週次定例",
+    ),
+    operation(
+        t("2025-03-13 09:00:00"),
+        "Zoom Rooms",
+        "Update",
+        "Zoom Rooms - Boardroom 3 (Berlin HQ): Settings > Meeting: Screen sharing: from Off to On",
+    ),
+]
+
+
+def op_id(record: dict[str, str]) -> str:
+    return lw_id(OPERATION_LOGS, t(record["time"][:-1].replace("T", " ")), record)
+
+
+def write(
+    warehouse: Path,
+    activity_records: Iterable[dict[str, str]] = (),
+    operation_records: Iterable[dict[str, str]] = (),
+) -> Path:
+    """The records as Delta tables in `warehouse`, through the local engine."""
+    engine = LocalEngine(warehouse)
+    engine.ensure_tables()
+    for spec, records in ((ACTIVITY_LOGS, activity_records), (OPERATION_LOGS, operation_records)):
+        batch = Batch(spec)
+        batch.add(list(records))
+        assert not batch.rejects
+        engine.merge_new(spec, batch.to_arrow())
+    return warehouse
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    return table.to_pylist()
+
+
+@pytest.fixture(scope="module")
+def clean_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    warehouse = write(tmp_path_factory.mktemp("clean") / "warehouse", clean_activity(), CLEAN_OPERATIONS)
+    engine = LocalEngine(warehouse)
+    engine.save_checkpoint("acct", "activity_logs", t("2025-03-14 11:00:00"), "run-2")
+    engine.save_checkpoint("acct", "operation_logs", t("2025-03-14 11:00:00"), "run-2")
+    runs = [
+        {"run_id": run_id, "account_id": "acct", "stream": stream, "started_at": started, "status": status}
+        for run_id, started, status in (
+            ("run-1", t("2025-03-14 10:00:00"), "succeeded"),
+            ("run-2", t("2025-03-14 11:00:00"), "failed"),
+        )
+        for stream in ("activity_logs", "operation_logs")
+    ]
+    engine.append(RUNS, pa.Table.from_pylist(runs, schema=RUNS.schema))
+    return warehouse
+
+
+@pytest.fixture(scope="module")
+def planted() -> list[scenarios.Scenario]:
+    return scenarios.standard_scenarios(NOW, admin=ADMIN, users=USERS)
+
+
+@pytest.fixture(scope="module")
+def planted_world(tmp_path_factory: pytest.TempPathFactory, planted: list[scenarios.Scenario]) -> Path:
+    return write(
+        tmp_path_factory.mktemp("planted") / "warehouse",
+        clean_activity() + scenarios.records_of(planted, "activity_logs"),
+        CLEAN_OPERATIONS + scenarios.records_of(planted, "operation_logs"),
+    )
+
+
+def named(warehouse: Path, name: str, now: datetime = NOW) -> list[dict[str, Any]]:
+    return rows(analytics.run_named(warehouse, name, now=now))
+
+
+# --------------------------------------------------------------------------- the files
+
+
+def test_every_query_file_has_a_header_that_says_what_it_answers() -> None:
+    assert len(QUERIES) >= 12 and len(DETECTIONS) >= 8
+    for query in [*QUERIES.values(), *DETECTIONS.values()]:
+        assert query.header.get("title"), query.name
+        assert len(query.description) > 40, query.name
+    for query in DETECTIONS.values():
+        assert query.severity in analytics.SEVERITIES, query.name
+        assert "alert_id" in query.header, f"{query.name}: document the alert_id recipe"
+    assert set(QUERIES).isdisjoint(DETECTIONS)
+
+
+def test_headers_join_continuation_lines() -> None:
+    header = analytics.parse_header(
+        "-- title: Something\n-- answers: first line\n--   second line\n-- severity: low\nSELECT 1\n-- x: no"
+    )
+    assert header == {"title": "Something", "answers": "first line second line", "severity": "low"}
+
+
+def test_detections_return_the_alert_columns(clean_world: Path) -> None:
+    with analytics.LocalWarehouse(clean_world, now=NOW) as session:
+        for name in DETECTIONS:
+            assert session.named(name).schema.names == ALERT_SCHEMA.names, name
+
+
+# --------------------------------------------------------------------------- clean world
+
+
+def test_daily_sign_ins(clean_world: Path) -> None:
+    expected = [
+        {"day": day, "sign_ins": 5, "sign_outs": 5 if day < NOW.date() else 0, "users_signing_in": 5}
+        for day in DAYS
+    ]
+    assert named(clean_world, "daily_sign_ins") == expected
+
+
+def test_daily_active_users(clean_world: Path) -> None:
+    expected = [
+        {"day": day, "active_users": 5, "first_seen_users": 5 if day == FIRST_DAY else 0}
+        for day in DAYS
+    ]
+    assert named(clean_world, "daily_active_users") == expected
+
+
+def test_client_versions_flag_older_versions_of_the_same_client(clean_world: Path) -> None:
+    def row(client: str, version: str, user: str, minute: int, latest: str | None, outdated: bool):
+        last = t(f"2025-03-14 09:0{minute}:00")
+        return {
+            "client_type": client,
+            "version": version,
+            "users": 1,
+            "sign_ins": 15,
+            "last_seen": last,
+            "latest_version": latest,
+            "is_outdated": outdated,
+        }
+
+    assert named(clean_world, "client_versions") == [
+        row("Browser", "-", LI, 2, None, False),
+        row("Mac", "6.2.5 (41233)", JANE, 0, "6.2.5 (41233)", False),
+        row("Windows", "6.2.5 (41233)", SOFIA, 3, "6.2.5 (41233)", False),
+        row("Windows", "6.1.0 (30010)", OMAR, 1, "6.2.5 (41233)", True),
+        row("iOS", "6.0.3 (20000)", KWAME, 4, "6.0.3 (20000)", False),
+    ]
+
+
+def test_operations_by_category(clean_world: Path) -> None:
+    counts = Counter((r["category_type"], r["action"]) for r in CLEAN_OPERATIONS)
+    times: dict[tuple[str, str], list[datetime]] = {}
+    for r in CLEAN_OPERATIONS:
+        times.setdefault((r["category_type"], r["action"]), []).append(t(r["time"][:-1].replace("T", " ")))
+    expected = sorted(
+        (
+            {
+                "category_type": category,
+                "action": action,
+                "operator": ADMIN,
+                "operations": n,
+                "first_time": min(times[(category, action)]),
+                "last_time": max(times[(category, action)]),
+            }
+            for (category, action), n in counts.items()
+        ),
+        key=lambda r: (-r["operations"], r["category_type"], r["action"]),
+    )
+    result = named(clean_world, "operations_by_category")
+    assert result == expected
+    assert result[0] == {
+        "category_type": "Account",
+        "action": "Update",
+        "operator": ADMIN,
+        "operations": 4,
+        "first_time": t("2025-03-04 11:00:00"),
+        "last_time": t("2025-03-11 15:00:00"),
+    }
+
+
+def test_setting_changes_split_setting_old_and_new_value(clean_world: Path) -> None:
+    by_time = {r["time"]: r for r in CLEAN_OPERATIONS}
+
+    def row(at: str, target: str, setting: str, old: str, new: str) -> dict[str, Any]:
+        record = by_time[format_time(t(at))]
+        return {
+            "time": t(at),
+            "operator": ADMIN,
+            "category_type": record["category_type"],
+            "action": record["action"],
+            "target": target,
+            "setting": setting,
+            "old_value": old,
+            "new_value": new,
+            "lw_id": op_id(record),
+        }
+
+    assert named(clean_world, "setting_changes") == [
+        row("2025-03-13 09:00:00", "Boardroom 3 (Berlin HQ)", "Screen sharing", "Off", "On"),
+        row("2025-03-12 12:00:00", "Zoom Workplace Business", "Change Plan", "50", "60 licenses"),
+        row(
+            "2025-03-06 16:00:00",
+            "account",
+            "Automatically sign users out after a specified time",
+            "Off",
+            "On",
+        ),
+        row("2025-03-06 09:30:00", SOFIA, "Waiting room", "Off", "On"),
+        row(
+            "2025-03-05 14:20:00",
+            "Auditor",
+            "Privileges",
+            "[Users:View, Groups:View]",
+            "[Users:View, Dashboard:View]",
+        ),
+        row("2025-03-05 14:00:00", OMAR, "Change Role", "Admin", "Member"),
+        row("2025-03-04 11:30:00", "account", "Sign in with two-factor authentication", "Off", "On"),
+        row(
+            "2025-03-04 11:00:00",
+            "account",
+            "Require a passcode when scheduling new meetings",
+            "Off",
+            "On",
+        ),
+        row("2025-03-03 10:05:00", KWAME, "User Type", "Basic", "Licensed"),
+    ]
+
+
+def test_role_changes(clean_world: Path) -> None:
+    by_time = {r["time"]: r for r in CLEAN_OPERATIONS}
+
+    def row(at: str, change: str, target: str, old: Any, new: Any, added: Any = None, removed: Any = None):
+        return {
+            "time": t(at),
+            "operator": ADMIN,
+            "change": change,
+            "target": target,
+            "role_from": old,
+            "role_to": new,
+            "privileges_added": added,
+            "privileges_removed": removed,
+            "lw_id": op_id(by_time[format_time(t(at))]),
+        }
+
+    assert named(clean_world, "role_changes") == [
+        row(
+            "2025-03-05 14:20:00",
+            "role privileges changed",
+            "Auditor",
+            "Auditor",
+            "Auditor",
+            "Dashboard:View",
+            "Groups:View",
+        ),
+        row("2025-03-05 14:10:00", "added to role", LI, None, "Member"),
+        row("2025-03-05 14:00:00", "role changed", OMAR, "Admin", "Member"),
+    ]
+
+
+def test_users_added_and_removed(clean_world: Path) -> None:
+    deleted, added = CLEAN_OPERATIONS[11], CLEAN_OPERATIONS[0]
+    assert named(clean_world, "users_added_removed") == [
+        {
+            "time": t("2025-03-10 10:00:00"),
+            "operator": ADMIN,
+            "change": "removed",
+            "user_email": "old.user@acme.example",
+            "operation_detail": deleted["operation_detail"],
+            "lw_id": op_id(deleted),
+        },
+        {
+            "time": t("2025-03-03 10:00:00"),
+            "operator": ADMIN,
+            "change": "added",
+            "user_email": KWAME,
+            "operation_detail": added["operation_detail"],
+            "lw_id": op_id(added),
+        },
+    ]
+
+
+def test_recording_deletions_in_both_detail_formats(clean_world: Path) -> None:
+    new_format, old_format = CLEAN_OPERATIONS[15], CLEAN_OPERATIONS[9]
+    assert named(clean_world, "recording_deletions") == [
+        {
+            "time": t("2025-03-12 13:00:00"),
+            "operator": ADMIN,
+            "action": "Delete",
+            "meeting_id": "305 4083 5835",
+            "topic": "週次定例",
+            "operation_detail": new_format["operation_detail"],
+            "lw_id": op_id(new_format),
+        },
+        {
+            "time": t("2025-03-07 13:00:00"),
+            "operator": ADMIN,
+            "action": "Delete",
+            "meeting_id": "123 456 789",
+            "topic": "Weekly sync",
+            "operation_detail": old_format["operation_detail"],
+            "lw_id": op_id(old_format),
+        },
+    ]
+
+
+def test_data_freshness_reports_latest_records_cursor_and_last_run(clean_world: Path) -> None:
+    cursor = t("2025-03-14 11:00:00")
+    assert named(clean_world, "data_freshness") == [
+        {
+            "table_name": "activity_logs",
+            "total_records": 14 * 10 + 5,
+            "latest_time": t("2025-03-14 09:04:00"),
+            "hours_since_latest": 2.93,  # 2 h 56 min
+            "records_last_24h": 10,  # five sign-outs on the 13th, five sign-ins today
+            "checkpoint_cursor": cursor,
+            "last_run_status": "failed",
+            "last_run_started_at": cursor,
+        },
+        {
+            "table_name": "operation_logs",
+            "total_records": len(CLEAN_OPERATIONS),
+            "latest_time": t("2025-03-13 09:00:00"),
+            "hours_since_latest": 27.0,
+            "records_last_24h": 0,
+            "checkpoint_cursor": cursor,
+            "last_run_status": "failed",
+            "last_run_started_at": cursor,
+        },
+    ]
+
+
+def test_daily_record_counts_cover_every_day(clean_world: Path) -> None:
+    operations = Counter(r["time"][:10] for r in CLEAN_OPERATIONS)
+    assert named(clean_world, "daily_record_counts") == [
+        {
+            "day": day,
+            "activity_logs": 10 if day < NOW.date() else 5,
+            "operation_logs": operations.get(day.isoformat(), 0),
+        }
+        for day in DAYS
+    ]
+
+
+def test_clean_world_has_no_new_addresses_and_no_address_hopping(clean_world: Path) -> None:
+    assert named(clean_world, "new_ip_sign_ins") == []
+    assert named(clean_world, "users_many_ips") == []
+
+
+def test_every_detection_is_silent_on_clean_data(clean_world: Path) -> None:
+    for name in DETECTIONS:
+        assert named(clean_world, name) == [], name
+
+
+# --------------------------------------------------------------------------- planted world
+
+
+def test_planted_scenarios_raise_exactly_their_alerts(
+    planted_world: Path, planted: list[scenarios.Scenario]
+) -> None:
+    expected = [a.as_row() for a in scenarios.alerts_of(planted)]
+    assert {a["detection"] for a in expected} == set(DETECTIONS) - {"activity_gap"}
+    found = rows(analytics.run_detections(planted_world, now=NOW))
+    assert sorted(found, key=lambda r: (r["time"], r["alert_id"])) == expected
+    for row in found:
+        assert row["severity"] == DETECTIONS[row["detection"]].severity
+
+
+def test_alert_ids_follow_the_documented_recipe(planted_world: Path, planted: list[scenarios.Scenario]) -> None:
+    promotion = next(s for s in planted if s.name == "privileged_role_granted")
+    record = promotion.records[0]
+    recipe = hashlib.sha256(f"privileged_role_granted|{op_id(record)}".encode()).hexdigest()
+    [row] = named(planted_world, "privileged_role_granted")
+    assert row["alert_id"] == recipe
+
+
+def test_planted_new_address_sign_ins(planted_world: Path) -> None:
+    burst = t("2025-03-13 03:30:00")
+    expected = [
+        {
+            "time": t("2025-03-13 13:14:15"),
+            "email": JANE,
+            "ip_address": scenarios.NEW_ADDRESS,
+            "client_type": "Mac",
+            "version": "6.2.5 (41233)",
+            "prior_ips": 2,  # home and the burst address
+        }
+    ] + [
+        {
+            "time": burst + timedelta(minutes=4 * i),
+            "email": user,
+            "ip_address": scenarios.BURST_ADDRESS,
+            "client_type": "Browser",
+            "version": "-",
+            "prior_ips": 1,
+        }
+        for i, user in reversed(list(enumerate(USERS)))
+    ]
+    assert named(planted_world, "new_ip_sign_ins") == expected
+
+
+def test_detections_look_back_30_days(planted_world: Path) -> None:
+    later = NOW + timedelta(days=40)
+    for name in set(DETECTIONS) - {"activity_gap"}:
+        assert named(planted_world, name, now=later) == [], name
+
+
+def test_an_ongoing_gap_alerts_once_no_record_came_for_24_hours(clean_world: Path) -> None:
+    last = t("2025-03-14 09:04:00")
+    assert named(clean_world, "activity_gap", now=last + timedelta(hours=23, minutes=59)) == []
+    later = last + timedelta(hours=30, minutes=10)
+    expected = scenarios.activity_gap_alert(last, later, ongoing=True)
+    assert named(clean_world, "activity_gap", now=later) == [expected.as_row()]
+    assert expected.change == (
+        "no activity records for 30 hours after 2025-03-14 09:04:00 UTC (none since)"
+    )
+
+
+def test_a_hole_in_the_data_alerts_with_the_same_id_as_while_it_was_ongoing(tmp_path: Path) -> None:
+    records = [r for r in clean_activity() if not ("2025-03-10T12" < r["time"] < "2025-03-11T17")]
+    warehouse = write(tmp_path / "warehouse", records)
+    before, after = t("2025-03-10 09:04:00"), t("2025-03-11 17:00:00")
+    expected = scenarios.activity_gap_alert(before, after, ongoing=False)
+    assert named(warehouse, "activity_gap") == [expected.as_row()]
+    assert "(next at 2025-03-11 17:00:00 UTC)" in expected.change
+    during = named(warehouse, "activity_gap", now=t("2025-03-11 12:00:00"))
+    assert [r["alert_id"] for r in during] == [expected.alert_id]
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+def test_role_grants_alert_only_when_the_role_goes_up(tmp_path: Path) -> None:
+    day = "2025-03-12 10:00:0"
+    ops = [
+        operation(t(day + "0"), "User", "Update", f"Change Role  - {JANE}: from Admin to Member"),
+        operation(t(day + "1"), "User", "Update", f"Change Role  - {OMAR}: from Member to Auditor"),
+        operation(t(day + "2"), "User", "Update", f"Change Role  - {LI}: from Admin to Owner"),
+        operation(t(day + "3"), "User", "Update", f"Change Role  - {SOFIA}: from Owner to Admin"),
+        operation(t(day + "4"), "Role", "Update", f"Assign Role - Billing Admin: add members {KWAME}"),
+        operation(t(day + "5"), "Role", "Update", f"Assign Role - Member: add members {JANE}"),
+        operation(t(day + "6"), "User", "Update", f"Update User  - {JANE}: User Type: from Basic to Licensed"),
+        operation(t("2025-02-01 10:00:00"), "User", "Update", f"Change Role  - {KWAME}: from Member to Admin"),
+    ]
+    found = named(write(tmp_path / "warehouse", operation_records=ops), "privileged_role_granted")
+    assert [(r["target"], r["change"]) for r in found] == [
+        (OMAR, "role: Member → Auditor"),
+        (LI, "role: Admin → Owner"),
+        (KWAME, "role: (none) → Billing Admin"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("detail", "detection"),
+    [
+        ("Account Settings: Sign in with two-factor authentication: from On to Off", "sign_in_security_disabled"),
+        (f"Update User Settings - {JANE}: Security: Two Factor Authentication: from Enabled to Disabled", "sign_in_security_disabled"),
+        ("Account Settings - Security: Require users to sign in with a password: from On to Off", "sign_in_security_disabled"),
+        ("Account Settings - Security: Sign in with SSO: from On to Off", "sign_in_methods_changed"),
+        ("Account Settings: Allow users to sign in with Apple: from Off to On", "sign_in_methods_changed"),
+        ("Account Settings - Security: Automatically sign users out after a specified time: from On to Off", "auto_sign_out_disabled"),
+        ("Account Settings - Security: Idle session timeout: from 15 minutes to Never", "auto_sign_out_disabled"),
+        (f"Update User Settings - {JANE}: Require a passcode for Personal Meeting ID (PMI): from On to Off", "meeting_passcode_disabled"),
+        ("Account Settings - Meeting > Security: Require that all meetings are secured with one security option: from On to Off", "meeting_passcode_disabled"),
+        ("Account Settings: Require passcode for participants joining by phone: from On to Off", "meeting_passcode_disabled"),
+        # Not alerts: turned on, unrelated, or a name that only looks similar.
+        ("Account Settings: Sign in with two-factor authentication: from Off to On", None),
+        ("Account Settings - Meeting > Security: Require a passcode when scheduling new meetings: from Off to On", None),
+        ("Account Settings - Meeting > In Meeting: Lessons mode: from On to Off", None),
+        ("Account Settings - Meeting > Security: Embed passcode in invite link for one-click join: from On to Off", None),
+        ("Account Settings - Security > Only allow sign in from: 198.51.100.0/24", None),
+    ],
+)
+def test_setting_detections_match_the_settings_they_name(
+    tmp_path: Path, detail: str, detection: str | None
+) -> None:
+    category = "User Settings" if detail.startswith("Update User Settings") else "Account"
+    record = operation(t("2025-03-12 10:00:00"), category, "Update", detail)
+    warehouse = write(tmp_path / "warehouse", operation_records=[record])
+    found = {r["detection"] for r in rows(analytics.run_detections(warehouse, now=NOW))}
+    assert found == ({detection} if detection else set())
+
+
+@pytest.mark.parametrize(
+    ("when", "alerts"),
+    [
+        ("2025-03-12 07:59:59", True),  # Wednesday, before 08:00
+        ("2025-03-12 08:00:00", False),
+        ("2025-03-12 17:59:59", False),
+        ("2025-03-12 18:00:00", True),
+        ("2025-03-08 12:00:00", True),  # Saturday noon
+        ("2025-03-09 09:30:00", True),  # Sunday morning
+    ],
+)
+def test_off_hours_means_outside_monday_to_friday_eight_to_six(
+    tmp_path: Path, when: str, alerts: bool
+) -> None:
+    detail = "Account Settings - Meeting > Security: Waiting room: from On to Off"
+    record = operation(t(when), "Account", "Update", detail)
+    warehouse = write(tmp_path / "warehouse", operation_records=[record])
+    found = named(warehouse, "off_hours_account_change")
+    assert len(found) == (1 if alerts else 0)
+    if alerts:
+        local = t(when)
+        assert found[0]["change"] == f"Waiting room: On → Off (at {local:%a %H:%M} UTC)"
+
+
+def test_ip_bursts_need_five_users_within_an_hour_from_an_unknown_address(tmp_path: Path) -> None:
+    base = clean_activity()
+    office = "203.0.113.7"  # everybody's office address, used every day
+    office_days = [
+        activity(datetime(d.year, d.month, d.day, 12, i, tzinfo=UTC), user, office)
+        for d in DAYS[:-1]
+        for i, user in enumerate(USERS)
+    ]
+    four = [activity(t("2025-03-12 02:00:00") + timedelta(minutes=i), u, "100.64.0.4") for i, u in enumerate(USERS[:4])]
+    slow = [activity(t("2025-03-11 02:00:00") + timedelta(minutes=16 * i), u, "100.64.0.5") for i, u in enumerate(USERS)]
+    fast = [activity(t("2025-03-10 02:00:00") + timedelta(minutes=14 * i), u, "100.64.0.6") for i, u in enumerate(USERS)]
+    warehouse = write(tmp_path / "warehouse", base + office_days + four + slow + fast)
+    found = named(warehouse, "ip_sign_in_burst")
+    assert [(r["actor"], r["time"]) for r in found] == [("100.64.0.6", t("2025-03-10 02:00:00"))]
+    assert found[0]["target"] == ", ".join(sorted(USERS))
+
+
+def test_users_many_ips_merges_overlapping_windows_into_one_episode(tmp_path: Path) -> None:
+    records = [
+        activity(t("2025-03-12 09:00:00"), JANE, "100.64.1.1"),
+        activity(t("2025-03-12 09:20:00"), JANE, "100.64.1.2"),
+        activity(t("2025-03-12 09:40:00"), JANE, "100.64.1.3"),
+        activity(t("2025-03-12 10:10:00"), JANE, "100.64.1.4"),
+        activity(t("2025-03-12 10:15:00"), JANE, "100.64.1.1", kind="Sign out"),
+        # Omar: three addresses, but over more than an hour.
+        activity(t("2025-03-12 09:00:00"), OMAR, "100.64.2.1"),
+        activity(t("2025-03-12 09:40:00"), OMAR, "100.64.2.2"),
+        activity(t("2025-03-12 10:01:00"), OMAR, "100.64.2.3"),
+        # Li: a second episode later.
+        activity(t("2025-03-13 20:00:00"), LI, "100.64.3.1"),
+        activity(t("2025-03-13 20:01:00"), LI, "100.64.3.2"),
+        activity(t("2025-03-13 20:02:00"), LI, "100.64.3.3"),
+    ]
+    found = named(write(tmp_path / "warehouse", records), "users_many_ips")
+    assert found == [
+        {
+            "email": LI,
+            "first_sign_in": t("2025-03-13 20:00:00"),
+            "last_sign_in": t("2025-03-13 20:02:00"),
+            "ip_addresses": 3,
+            "sign_ins": 3,
+            "addresses": "100.64.3.1, 100.64.3.2, 100.64.3.3",
+        },
+        {
+            "email": JANE,
+            "first_sign_in": t("2025-03-12 09:00:00"),
+            "last_sign_in": t("2025-03-12 10:10:00"),
+            "ip_addresses": 4,
+            "sign_ins": 4,
+            "addresses": "100.64.1.1, 100.64.1.2, 100.64.1.3, 100.64.1.4",
+        },
+    ]
+
+
+def test_daily_record_counts_show_empty_days_as_zero(tmp_path: Path) -> None:
+    records = [activity(t("2025-03-10 10:00:00"), JANE, HOME[JANE]), activity(t("2025-03-12 10:00:00"), JANE, HOME[JANE])]
+    ops = [operation(t("2025-03-12 11:00:00"), "User", "Add", f"Add User  - {OMAR}")]
+    found = named(write(tmp_path / "warehouse", records, ops), "daily_record_counts")
+    assert [(r["day"].isoformat(), r["activity_logs"], r["operation_logs"]) for r in found] == [
+        ("2025-03-10", 1, 0),
+        ("2025-03-11", 0, 0),
+        ("2025-03-12", 1, 1),
+        ("2025-03-13", 0, 0),
+        ("2025-03-14", 0, 0),
+    ]
+
+
+def test_queries_on_an_empty_warehouse_return_no_rows(tmp_path: Path) -> None:
+    warehouse = write(tmp_path / "warehouse")
+    with analytics.LocalWarehouse(warehouse, now=NOW) as session:
+        for name in [*QUERIES, *DETECTIONS]:
+            result = session.named(name)
+            if name == "data_freshness":
+                assert [r["total_records"] for r in rows(result)] == [0, 0]
+            else:
+                assert result.num_rows == 0, name
+
+
+# --------------------------------------------------------------------------- run_query
+
+
+def test_run_query_runs_databricks_sql_with_qualified_names(clean_world: Path) -> None:
+    sql = """
+        SELECT email, count_if(type = 'Sign in') AS sign_ins, date_format(max(time), 'yyyy-MM-dd HH:mm') AS last
+        FROM main.zoom.activity_logs
+        WHERE email RLIKE '^(jane|omar)[.]'
+        GROUP BY email ORDER BY email
+    """
+    assert rows(analytics.run_query(clean_world, sql)) == [
+        {"email": JANE, "sign_ins": 15, "last": "2025-03-14 09:00"},
+        {"email": OMAR, "sign_ins": 15, "last": "2025-03-14 09:01"},
+    ]
+
+
+def test_run_query_pins_the_current_time(clean_world: Path) -> None:
+    sql = "SELECT current_timestamp() AS now, current_date() AS today"
+    assert rows(analytics.run_query(clean_world, sql, now=NOW)) == [{"now": NOW, "today": NOW.date()}]
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("DELETE FROM activity_logs", "only queries"),
+        ("SELECT 1; SELECT 2", "one query"),
+        ("SELECT FROM WHERE (", "cannot parse"),
+        ("SELECT nope FROM activity_logs", "the query failed"),
+    ],
+)
+def test_run_query_explains_what_it_cannot_run(clean_world: Path, sql: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        analytics.run_query(clean_world, sql)
+
+
+def test_run_query_needs_a_warehouse(tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="no warehouse"):
+        analytics.run_query(tmp_path / "missing", "SELECT 1")
+
+
+def test_run_named_rejects_unknown_names(clean_world: Path) -> None:
+    with pytest.raises(QueryError, match="daily_sign_ins"):
+        analytics.run_named(clean_world, "no_such_query")
+
+
+# --------------------------------------------------------------------------- detections table
+
+
+def test_write_detections_locally_is_idempotent(tmp_path: Path, planted: list[scenarios.Scenario]) -> None:
+    warehouse = write(
+        tmp_path / "warehouse",
+        clean_activity() + scenarios.records_of(planted, "activity_logs"),
+        CLEAN_OPERATIONS + scenarios.records_of(planted, "operation_logs"),
+    )
+    first = detections.write_detections_local(warehouse, now=NOW)
+    assert (first.found, first.new_by_severity) == (7, {"high": 3, "medium": 3, "low": 1})
+    again = detections.write_detections_local(warehouse, now=NOW + timedelta(hours=1))
+    assert (again.found, again.new) == (7, 0)
+    later = NOW + timedelta(days=2)  # the data stops: a gap alert joins the rest
+    gap = detections.write_detections_local(warehouse, now=later)
+    assert gap.new_by_severity == {"medium": 1}
+    stored = rows(analytics.run_query(warehouse, "SELECT * FROM zoom_detections ORDER BY time, alert_id"))
+    expected = [a.as_row() for a in scenarios.alerts_of(planted)]
+    assert [{k: r[k] for k in ALERT_SCHEMA.names} for r in stored[:-1]] == expected
+    assert {r["detected_at"] for r in stored} == {NOW, later}
+    assert stored[-1]["detection"] == "activity_gap"
+
+
+def test_scenarios_plant_one_call_per_stream(planted: list[scenarios.Scenario]) -> None:
+    calls: list[tuple[str, int]] = []
+
+    class Sink:
+        def add_records(self, stream: str, records: Iterable[dict[str, str]]) -> None:
+            calls.append((stream, len(list(records))))
+
+    scenarios.plant(Sink(), planted)
+    assert sorted(calls) == [("activity_logs", 6), ("operation_logs", 6)]
+
+
+def test_off_hours_scenario_refuses_business_hours() -> None:
+    with pytest.raises(ValueError, match="business hours"):
+        scenarios.off_hours_account_change(t("2025-03-12 10:00:00"), ADMIN)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
+    """Generated activity (clean for the detections) and no generated operations; the
+    standard scenarios planted into the simulator; the job ingests; the queries answer."""
+    from zoom_ingest.job import run
+    from zoom_ingest.settings import Secret, Settings
+    from zoom_ingest.simulator import Simulator
+
+    warehouse = tmp_path / "warehouse"
+    with Simulator(seed=11, days=10, activity_per_day=150, operation_per_day=0, now=NOW) as sim:
+        people = list(dict.fromkeys(r["email"] for r in reversed(sim.ground_truth("activity_logs"))))
+        planted = scenarios.standard_scenarios(NOW, users=people[:5])
+        scenarios.plant(sim, planted)
+        truth = sim.ground_truth("activity_logs")
+        settings = Settings(
+            account_id=sim.account_id,
+            client_id=sim.client_id,
+            client_secret=Secret(sim.client_secret),
+            api_url=sim.api_url,
+            oauth_url=sim.oauth_url,
+            backfill_start=(NOW - timedelta(days=10)).date(),
+            requests_per_second=200,
+        )
+        summary = run(settings, LocalEngine(warehouse), progress=False, now=NOW)
+    assert all(s.error is None for s in summary.streams)
+
+    with analytics.LocalWarehouse(warehouse, now=NOW) as session:
+        alerts = rows(session.detections())
+        expected = [a.as_row() for a in scenarios.alerts_of(planted)]
+        assert sorted(alerts, key=lambda r: (r["time"], r["alert_id"])) == expected
+
+        per_day: dict[date, Counter[str]] = {}
+        for record in truth:
+            day = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).date()
+            per_day.setdefault(day, Counter())[record["type"]] += 1
+        assert [(r["day"], r["sign_ins"], r["sign_outs"]) for r in rows(session.named("daily_sign_ins"))] == [
+            (day, c["Sign in"], c["Sign out"]) for day, c in sorted(per_day.items())
+        ]
+        new_ips = rows(session.named("new_ip_sign_ins"))
+        victim = planted[-1].records[0]
+        assert {"email": victim["email"], "ip_address": victim["ip_address"]} in [
+            {"email": r["email"], "ip_address": r["ip_address"]} for r in new_ips
+        ]
+        changes = rows(session.named("setting_changes"))
+        assert len(changes) == 6  # the planted operations; nothing else was generated
+
+        # No activity after the simulator's last record: the gap detection speaks up.
+        last = max(datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in truth)
+    later = last + timedelta(hours=26)
+    gap = named(warehouse, "activity_gap", now=later)
+    assert gap == [scenarios.activity_gap_alert(last, later, ongoing=True).as_row()]
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+@pytest.fixture(scope="module")
+def spark_session() -> Any:
+    pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -e '.[spark]'")
+    from zoom_ingest.engines.spark import local_session
+
+    # A session of its own (temporary views and settings) on the process's one JVM.
+    session = local_session().newSession()
+    session.conf.set("spark.sql.session.timeZone", "UTC")
+    return session
+
+
+def parse_plan(spark: Any, sql: str) -> None:
+    spark._jsparkSession.sessionState().sqlParser().parsePlan(sql)
+
+
+@pytest.mark.spark
+def test_spark_parses_every_query(spark_session: Any) -> None:
+    for query in [*QUERIES.values(), *DETECTIONS.values()]:
+        parse_plan(spark_session, query.sql)
+
+
+@pytest.mark.spark
+def test_spark_parses_the_detections_task_statements(spark_session: Any) -> None:
+    from zoom_ingest.engines.spark import create_table_sql
+
+    parse_plan(spark_session, detections.merge_sql("`main`.`zoom`.`zoom_detections`", NOW))
+    parse_plan(
+        spark_session, create_table_sql(detections.DETECTIONS_TABLE, "`main`.`zoom`.`zoom_detections`")
+    )
+
+
+@pytest.mark.spark
+def test_spark_runs_the_detections_task_query_with_the_same_alerts(
+    spark_session: Any, planted_world: Path, planted: list[scenarios.Scenario]
+) -> None:
+    """The union the Databricks task merges, run by Spark on the planted world, with each
+    detection's current time pinned to NOW, gives exactly the planted alerts."""
+    from dataclasses import replace
+
+    from zoom_ingest.engines.spark import dataframe
+    from zoom_ingest.tables import ALL_TABLES
+
+    engine = LocalEngine(planted_world)
+    for spec in ALL_TABLES.values():
+        dataframe(spark_session, spec, engine.read_table(spec)).createOrReplaceTempView(spec.name)
+    pinned = [replace(q, sql=analytics.pin_now(q.sql, NOW)) for q in DETECTIONS.values()]
+    found = [r.asDict() for r in spark_session.sql(detections.alerts_sql(NOW, pinned)).collect()]
+    # Spark hands back naive datetimes in the session time zone, UTC.
+    found = [{**r, "time": r["time"].replace(tzinfo=UTC)} for r in found]
+    expected = [
+        {**a.as_row(), "detected_at": NOW.replace(tzinfo=None)} for a in scenarios.alerts_of(planted)
+    ]
+    assert sorted(found, key=lambda r: (r["time"], r["alert_id"])) == expected
