@@ -872,6 +872,9 @@ def spark_session() -> Any:
     # A session of its own (temporary views and settings) on the process's one JVM.
     session = local_session().newSession()
     session.conf.set("spark.sql.session.timeZone", "UTC")
+    # Tiny tables: one partition per shuffle and no re-planning keep each query quick.
+    session.conf.set("spark.sql.shuffle.partitions", "1")
+    session.conf.set("spark.sql.adaptive.enabled", "false")
     return session
 
 

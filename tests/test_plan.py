@@ -122,3 +122,12 @@ def test_a_window_covers_only_instants_every_time_zone_has_fetched(done, tz_minu
         return
     local_date = (instant + timedelta(minutes=tz_minutes)).date()
     assert plan.windows[0].from_date <= local_date <= window.to_date
+
+
+def test_resumed_backfill_keeps_the_backfill_start_as_a_floor():
+    start = date(2026, 11, 20)
+    cursor = datetime(2026, 11, 20, 6, tzinfo=UTC)  # an interrupted first run got this far
+    plan = plan_stream(settings(backfill_start=start, lookback=timedelta(hours=2)),
+                       "activity_logs", cursor, NOW)
+    assert plan.mode == "incremental"
+    assert plan.floor == datetime(2026, 11, 20, tzinfo=UTC)

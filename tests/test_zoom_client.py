@@ -433,7 +433,7 @@ def test_early_stop_after_the_page_that_reaches_below_stop_before() -> None:
 @pytest.mark.parametrize(
     "bad_body",
     [
-        {"next_page_token": ""},
+        {"message": "an object, but not a report page"},
         {"operation_logs": {"not": "a list"}},
         {"operation_logs": [], "next_page_token": 5},
     ],
@@ -449,6 +449,17 @@ def test_a_body_without_the_records_list_is_retried_as_garbage(bad_body: dict[st
     pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, client.settings, counters))
     assert len(pages) == 1 and len(pages[0].records) == 1
     assert counters.retries == 1 and counters.api_calls == 2
+
+
+def test_a_report_page_without_the_records_list_is_an_empty_page() -> None:
+    key = "activity_logs"
+    empty = {"from": "2025-01-01", "to": "2025-01-01", "page_size": 300, "next_page_token": ""}
+    client, session = scripted_client([token_ok()], [response(200, empty)])
+    window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
+    counters = CallCounters()
+    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, client.settings, counters))
+    assert [p.records for p in pages] == [[]]
+    assert counters.retries == 0 and len(session.gets) == 1
 
 
 def test_garbage_until_retries_run_out_is_unavailable() -> None:

@@ -266,8 +266,9 @@ def demo_command(warehouse: Path, days: int, activity_per_day: int, operation_pe
               help="How many of the latest runs rows to show.")
 def status_command(warehouse: Path, last_runs: int) -> None:
     """Checkpoints, row counts and the latest runs of a local warehouse."""
-    if not warehouse.is_dir():
-        click.echo(f"error: no warehouse at {warehouse}", err=True)
+    if not (warehouse / "zoom_ingest_checkpoints").is_dir():
+        click.echo(f"error: no zoom_ingest tables in {warehouse}; run `zoom-ingest run` first",
+                   err=True)
         sys.exit(EXIT_SETTINGS)
     show_status(warehouse, None, last_runs=last_runs)
 
@@ -281,7 +282,7 @@ def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
     from .tables import ACTIVITY_LOGS, CHECKPOINTS, LOG_TABLES, RUNS
 
     engine = LocalEngine(warehouse)
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(140, Console().width))
 
     counts = Table(title=f"Tables in {warehouse}")
     counts.add_column("table")
@@ -294,8 +295,8 @@ def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
         counts.add_row(
             spec.name,
             f"{data.num_rows:,}",
-            str(_min(times)) if times is not None else "-",
-            str(_max(times)) if times is not None else "-",
+            _cell(_min(times)) if times is not None else "-",
+            _cell(_max(times)) if times is not None else "-",
         )
     console.print(counts)
 
@@ -305,8 +306,8 @@ def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
         table.add_column(column)
     for row in checkpoints:
         if account_id is None or row["account_id"] == account_id:
-            table.add_row(*(str(row[c]) for c in ("account_id", "stream", "cursor",
-                                                  "updated_at", "run_id")))
+            table.add_row(*(_cell(row[c]) for c in ("account_id", "stream", "cursor",
+                                                    "updated_at", "run_id")))
     console.print(table)
 
     if last_runs:
@@ -316,9 +317,11 @@ def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
         columns = ("started_at", "stream", "mode", "status", "api_calls", "records_fetched",
                    "records_inserted", "records_rejected", "retries", "rate_limited",
                    "duration_seconds")
-        for column in columns:
-            table.add_column(column, justify="right" if column not in ("stream", "mode",
-                                                                        "status") else "left")
+        headers = ("started", "stream", "mode", "status", "calls", "fetched", "inserted",
+                   "rejected", "retries", "429s", "seconds")
+        for header in headers:
+            table.add_column(header, justify="left" if header in ("started", "stream", "mode",
+                                                                  "status") else "right")
         for row in runs:
             table.add_row(*(_cell(row[c]) for c in columns))
         console.print(table)
@@ -336,6 +339,8 @@ def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
 def _cell(value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, int):

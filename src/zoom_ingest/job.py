@@ -193,8 +193,6 @@ def run(
         )
         engine.append(RUNS, _runs_rows(summary, settings))
         _maintain(engine)
-    for line in summary.lines():
-        log.info(line)
     return summary
 
 

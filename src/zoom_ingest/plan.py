@@ -58,7 +58,7 @@ class Plan:
     start: datetime  # earliest instant this run is responsible for
     end: datetime  # the run's start time: nothing newer is promised
     windows: tuple[Window, ...]
-    #: First run with an explicit backfill start: records older than this are not stored.
+    #: The backfill start's midnight, when set: records older than this are not stored.
     floor: datetime | None
     cursor_before: datetime | None
 
@@ -80,7 +80,9 @@ def plan_stream(
     """The windows one run fetches for one stream."""
     today = now.astimezone(UTC).date()
     oldest = retention_start(today)
-    floor: datetime | None = None
+    # The backfill start is a floor in every mode: a run that resumes an interrupted
+    # backfill re-reads from cursor − lookback and must not store records before it.
+    floor = _midnight(settings.backfill_start) if settings.backfill_start else None
 
     if settings.mode == "reconcile":
         mode = "reconcile"
@@ -88,9 +90,8 @@ def plan_stream(
         stop_before = None
     elif cursor is None:
         mode = "backfill"
-        if settings.backfill_start is not None:
-            start = _midnight(settings.backfill_start)
-            floor = start
+        if floor is not None:
+            start = floor
         else:
             start = _midnight(oldest)
         stop_before = start
@@ -119,8 +120,8 @@ def plan_stream(
         first = oldest
         if mode != "reconcile":
             start = max(start, _midnight(oldest))
-            if floor is not None:
-                floor = start
+        if floor is not None:
+            floor = max(floor, _midnight(oldest))
     last = (now + AHEAD_OF_UTC).date()
     windows = cut_windows(stream, first, last, settings.window_days, stop_before)
     return Plan(

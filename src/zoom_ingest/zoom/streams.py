@@ -58,6 +58,8 @@ class Stream:
     def check_body(self, body: dict[str, Any]) -> str | None:
         """What makes a 200 body unusable for this stream, or None."""
         records = body.get(self.records_key)
+        if records is None and _REPORT_KEYS & body.keys():
+            return None  # a report page with the list left out: no records (not garbage)
         if not isinstance(records, list):
             found = "missing" if records is None else type(records).__name__
             return f"{self.records_key!r} is {found}, expected a list"
@@ -65,6 +67,11 @@ class Stream:
         if token is not None and not isinstance(token, str):
             return f"next_page_token is {type(token).__name__}, expected a string"
         return None
+
+
+#: Keys of a report response besides the records list; a body with any of them and no
+#: records list is an empty page, not an HTML error page or a truncated body.
+_REPORT_KEYS = frozenset({"from", "to", "page_size", "next_page_token", "total_records"})
 
 
 ACTIVITY_LOGS_STREAM = Stream(
@@ -159,7 +166,7 @@ def fetch_pages(
 
         pages += 1
         counters.add("pages")
-        records: list[Any] = body[stream.records_key]
+        records: list[Any] = body.get(stream.records_key) or []
         token = body.get("next_page_token") or ""
         newest, oldest = _time_span(records)
         yield Page(records=records, next_page_token=token, newest=newest, oldest=oldest)
