@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -705,20 +706,30 @@ def test_the_entry_point_stops_on_a_bad_setting_before_any_spark_or_zoom_call(
     monkeypatch.setenv("ZOOM_ACCOUNT_ID", "acct")
     monkeypatch.setenv("ZOOM_CLIENT_ID", "client")
     monkeypatch.setenv("ZOOM_CLIENT_SECRET", "s3cr3t-value")
+    base = ["--catalog=main", "--schema=zoom"]
     cases = {
-        "--lookback=soon": "invalid setting lookback",
-        "--mode=backfill": "invalid setting mode",
-        "--requests-per-second=fast": "invalid setting requests_per_second",
-        "--category-type=meetings": "invalid setting category_type",
-        "--schema=": "invalid setting schema",
-        "--optimize=sometimes": "invalid setting optimize",
+        (*base, "--lookback=soon"): "invalid setting lookback",
+        (*base, "--mode=backfill"): "invalid setting mode",
+        (*base, "--requests-per-second=fast"): "invalid setting requests_per_second",
+        (*base, "--category-type=meetings"): "invalid setting category_type",
+        (*base, "--optimize=sometimes"): "invalid setting optimize",
+        ("--catalog=main", "--schema="): "invalid setting schema",
+        ("--schema=zoom",): "invalid setting catalog",
     }
-    for flag, message in cases.items():
-        assert databricks_job.main(["--catalog=main", "--schema=zoom", flag]) == 2
+    for argv, message in cases.items():
+        assert databricks_job.main(list(argv)) == 2
         out, err = capsys.readouterr()
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert "s3cr3t-value" not in out + err
     assert databricks_job.main(["--catalog=main", "--schema=zoom", "--no-such-flag=1"]) == 2
+    # As the wheel task's entry point (arguments from the process), failure must exit:
+    # the task ignores a returned status.
+    monkeypatch.setattr(
+        sys, "argv", ["zoom-ingest-job", "--catalog=main", "--schema=zoom", "--lookback=soon"]
+    )
+    with pytest.raises(SystemExit) as exited:
+        databricks_job.main()
+    assert exited.value.code == 2
 
 
 def parsed(*flags: str) -> Any:

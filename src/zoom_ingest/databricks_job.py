@@ -141,7 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run once; return the exit status (see the module docstring)."""
+    """Run once and return the exit status (see the module docstring).
+
+    Called as the entry point (no `argv`: the arguments are the process's), a non-zero
+    status is raised as SystemExit, because a python_wheel_task calls the function and
+    ignores what it returns: only an exit or an exception marks the task failed, which is
+    what triggers its retries and the failure notifications.
+    """
+    status = run_once(argv)
+    if argv is None and status != 0:
+        raise SystemExit(status)
+    return status
+
+
+def run_once(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, run the job once, return the exit status."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or an unknown flag: argparse has said why
@@ -173,16 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Nothing was fetched or written; the message says what to do.
         log.error("%s", exc)
         return job.EXIT_STREAM_FAILED
+    for line in summary.lines():  # the run summary, in the task's output
+        print(line, flush=True)
     return summary.exit_code
 
 
 def settings_from_args(
     args: argparse.Namespace, read_secret: SecretReader | None = None
 ) -> Settings:
-    """Parsed arguments (+ credentials) → validated Settings; SettingsError names the bad one."""
-    account_id, client_id, client_secret = credentials(
-        args.secret_scope.strip(), args.account.strip(), read_secret
-    )
+    """Parsed arguments (+ credentials) → validated Settings; SettingsError names the bad one.
+
+    The plain settings are checked first: a typo fails before the secret scope is read."""
     options: dict[str, object] = {}
     if _given(args.backfill_start):
         options["backfill_start"] = parse_date("backfill_start", args.backfill_start)
@@ -200,6 +215,9 @@ def settings_from_args(
         options["reconcile_days"] = _integer("reconcile_days", args.reconcile_days)
     if _given(args.window_days):
         options["window_days"] = _integer("window_days", args.window_days)
+    account_id, client_id, client_secret = credentials(
+        args.secret_scope.strip(), args.account.strip(), read_secret
+    )
     return Settings(
         account_id=account_id,
         client_id=client_id,
