@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,160 +23,30 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from known_world import (
+    ADMIN,
+    CLEAN_OPERATIONS,
+    DAYS,
+    FIRST_DAY,
+    HOME,
+    JANE,
+    KWAME,
+    LI,
+    NOW,
+    OMAR,
+    SOFIA,
+    USERS,
+    activity,
+    clean_activity,
+    op_id,
+    operation,
+    t,
+    write,
+)
 from zoom_ingest import analytics, detections, scenarios
 from zoom_ingest.analytics import ALERT_SCHEMA, DETECTIONS, QUERIES, QueryError
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.normalise import Batch
-from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, RUNS, UTC, format_time, lw_id
-
-NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)  # a Friday
-ADMIN = scenarios.DEFAULT_ADMIN
-USERS = scenarios.DEFAULT_USERS
-JANE, OMAR, LI, SOFIA, KWAME = USERS
-HOME = {user: f"198.51.100.{10 + i}" for i, user in enumerate(USERS)}
-CLIENT = {
-    JANE: ("Mac", "6.2.5 (41233)"),
-    OMAR: ("Windows", "6.1.0 (30010)"),
-    LI: ("Browser", "-"),
-    SOFIA: ("Windows", "6.2.5 (41233)"),
-    KWAME: ("iOS", "6.0.3 (20000)"),
-}
-FIRST_DAY = date(2025, 2, 28)
-DAYS = [FIRST_DAY + timedelta(days=n) for n in range(15)]  # 2025-02-28 … 2025-03-14
-
-
-def t(text: str) -> datetime:
-    """'2025-03-05 14:00:00' → aware UTC datetime."""
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def activity(
-    at: datetime, email: str, ip: str, kind: str = "Sign in", client: tuple[str, str] | None = None
-) -> dict[str, str]:
-    client_type, version = client or CLIENT.get(email, ("Browser", "-"))
-    return {
-        "email": email,
-        "time": format_time(at),
-        "type": kind,
-        "ip_address": ip,
-        "client_type": client_type,
-        "version": version,
-    }
-
-
-def operation(
-    at: datetime, category: str, action: str, detail: str, operator: str = ADMIN
-) -> dict[str, str]:
-    return {
-        "time": format_time(at),
-        "operator": operator,
-        "category_type": category,
-        "action": action,
-        "operation_detail": detail,
-    }
-
-
-def clean_activity() -> list[dict[str, str]]:
-    """Every user signs in at 09:0i and out at 17:0i from home, every day until NOW."""
-    records = []
-    for day in DAYS:
-        for i, user in enumerate(USERS):
-            start = datetime(day.year, day.month, day.day, 9, i, tzinfo=UTC)
-            records.append(activity(start, user, HOME[user]))
-            if start + timedelta(hours=8) < NOW:
-                records.append(activity(start + timedelta(hours=8), user, HOME[user], "Sign out"))
-    return records
-
-
-CLEAN_OPERATIONS = [
-    operation(t("2025-03-03 10:00:00"), "User", "Add", f"Add User  - {KWAME}"),
-    operation(
-        t("2025-03-03 10:05:00"), "User", "Update", f"Update User  - {KWAME}: User Type: from Basic to Licensed"
-    ),
-    operation(
-        t("2025-03-04 11:00:00"),
-        "Account",
-        "Update",
-        "Account Settings - Meeting > Security: Require a passcode when scheduling new meetings: "
-        "from Off to On",
-    ),
-    operation(
-        t("2025-03-04 11:30:00"),
-        "Account",
-        "Update",
-        "Account Settings: Sign in with two-factor authentication: from Off to On",
-    ),
-    operation(t("2025-03-05 14:00:00"), "User", "Update", f"Change Role  - {OMAR}: from Admin to Member"),
-    operation(t("2025-03-05 14:10:00"), "Role", "Update", f"Assign Role - Member: add members {LI}"),
-    operation(
-        t("2025-03-05 14:20:00"),
-        "Role",
-        "Update",
-        "Update Role - Auditor: Privileges: from [Users:View, Groups:View] to [Users:View, Dashboard:View]",
-    ),
-    operation(
-        t("2025-03-06 09:30:00"),
-        "User Settings",
-        "Update",
-        f"Update User Settings - {SOFIA}: Meeting > Security: Waiting room: from Off to On",
-    ),
-    operation(
-        t("2025-03-06 16:00:00"),
-        "Account",
-        "Update",
-        "Account Settings - Security: Automatically sign users out after a specified time: from Off to On",
-    ),
-    operation(t("2025-03-07 13:00:00"), "Recording", "Delete", "Delete Recording - Weekly sync (ID 123 456 789)"),
-    operation(
-        t("2025-03-07 13:05:00"),
-        "Recording",
-        "Recover",
-        "Recover Recording - Meeting ID: 987 6543 2100, Topic: Board meeting",
-    ),
-    operation(t("2025-03-10 10:00:00"), "User", "Delete", "Delete User  - old.user@acme.example"),
-    operation(t("2025-03-10 10:30:00"), "User", "Sign in with SSO", f"Sign in with SSO  - {JANE}"),
-    operation(
-        t("2025-03-11 15:00:00"),
-        "Account",
-        "Update",
-        "Account Settings - Security > Only allow sign in from: 198.51.100.0/24, 203.0.113.0/24",
-    ),
-    operation(
-        t("2025-03-12 12:00:00"), "Billing", "Update", "Change Plan - Zoom Workplace Business: from 50 to 60 licenses"
-    ),
-    operation(
-        t("2025-03-12 13:00:00"),
-        "Recording",
-        "Delete",
-        "Delete Recording - Meeting ID: 305 4083 5835, Topic: 週次定例",
-    ),
-    operation(
-        t("2025-03-13 09:00:00"),
-        "Zoom Rooms",
-        "Update",
-        "Zoom Rooms - Boardroom 3 (Berlin HQ): Settings > Meeting: Screen sharing: from Off to On",
-    ),
-]
-
-
-def op_id(record: dict[str, str]) -> str:
-    return lw_id(OPERATION_LOGS, t(record["time"][:-1].replace("T", " ")), record)
-
-
-def write(
-    warehouse: Path,
-    activity_records: Iterable[dict[str, str]] = (),
-    operation_records: Iterable[dict[str, str]] = (),
-) -> Path:
-    """The records as Delta tables in `warehouse`, through the local engine."""
-    engine = LocalEngine(warehouse)
-    engine.ensure_tables()
-    for spec, records in ((ACTIVITY_LOGS, activity_records), (OPERATION_LOGS, operation_records)):
-        batch = Batch(spec)
-        batch.add(list(records))
-        assert not batch.rejects
-        engine.merge_new(spec, batch.to_arrow())
-    return warehouse
+from zoom_ingest.tables import RUNS, UTC, format_time
 
 
 def rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -185,12 +55,20 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def clean_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    warehouse = write(tmp_path_factory.mktemp("clean") / "warehouse", clean_activity(), CLEAN_OPERATIONS)
+    warehouse = write(
+        tmp_path_factory.mktemp("clean") / "warehouse", clean_activity(), CLEAN_OPERATIONS
+    )
     engine = LocalEngine(warehouse)
     engine.save_checkpoint("acct", "activity_logs", t("2025-03-14 11:00:00"), "run-2")
     engine.save_checkpoint("acct", "operation_logs", t("2025-03-14 11:00:00"), "run-2")
     runs = [
-        {"run_id": run_id, "account_id": "acct", "stream": stream, "started_at": started, "status": status}
+        {
+            "run_id": run_id,
+            "account_id": "acct",
+            "stream": stream,
+            "started_at": started,
+            "status": status,
+        }
         for run_id, started, status in (
             ("run-1", t("2025-03-14 10:00:00"), "succeeded"),
             ("run-2", t("2025-03-14 11:00:00"), "failed"),
@@ -207,7 +85,9 @@ def planted() -> list[scenarios.Scenario]:
 
 
 @pytest.fixture(scope="module")
-def planted_world(tmp_path_factory: pytest.TempPathFactory, planted: list[scenarios.Scenario]) -> Path:
+def planted_world(
+    tmp_path_factory: pytest.TempPathFactory, planted: list[scenarios.Scenario]
+) -> Path:
     return write(
         tmp_path_factory.mktemp("planted") / "warehouse",
         clean_activity() + scenarios.records_of(planted, "activity_logs"),
@@ -235,7 +115,8 @@ def test_every_query_file_has_a_header_that_says_what_it_answers() -> None:
 
 def test_headers_join_continuation_lines() -> None:
     header = analytics.parse_header(
-        "-- title: Something\n-- answers: first line\n--   second line\n-- severity: low\nSELECT 1\n-- x: no"
+        "-- title: Something\n-- answers: first line\n--   second line\n-- severity: low\n"
+        "SELECT 1\n-- x: no"
     )
     assert header == {"title": "Something", "answers": "first line second line", "severity": "low"}
 
@@ -251,7 +132,12 @@ def test_detections_return_the_alert_columns(clean_world: Path) -> None:
 
 def test_daily_sign_ins(clean_world: Path) -> None:
     expected = [
-        {"day": day, "sign_ins": 5, "sign_outs": 5 if day < NOW.date() else 0, "users_signing_in": 5}
+        {
+            "day": day,
+            "sign_ins": 5,
+            "sign_outs": 5 if day < NOW.date() else 0,
+            "users_signing_in": 5,
+        }
         for day in DAYS
     ]
     assert named(clean_world, "daily_sign_ins") == expected
@@ -291,7 +177,9 @@ def test_operations_by_category(clean_world: Path) -> None:
     counts = Counter((r["category_type"], r["action"]) for r in CLEAN_OPERATIONS)
     times: dict[tuple[str, str], list[datetime]] = {}
     for r in CLEAN_OPERATIONS:
-        times.setdefault((r["category_type"], r["action"]), []).append(t(r["time"][:-1].replace("T", " ")))
+        times.setdefault((r["category_type"], r["action"]), []).append(
+            t(r["time"][:-1].replace("T", " "))
+        )
     expected = sorted(
         (
             {
@@ -354,7 +242,9 @@ def test_setting_changes_split_setting_old_and_new_value(clean_world: Path) -> N
             "[Users:View, Dashboard:View]",
         ),
         row("2025-03-05 14:00:00", OMAR, "Change Role", "Admin", "Member"),
-        row("2025-03-04 11:30:00", "account", "Sign in with two-factor authentication", "Off", "On"),
+        row(
+            "2025-03-04 11:30:00", "account", "Sign in with two-factor authentication", "Off", "On"
+        ),
         row(
             "2025-03-04 11:00:00",
             "account",
@@ -369,7 +259,15 @@ def test_setting_changes_split_setting_old_and_new_value(clean_world: Path) -> N
 def test_role_changes(clean_world: Path) -> None:
     by_time = {r["time"]: r for r in CLEAN_OPERATIONS}
 
-    def row(at: str, change: str, target: str, old: Any, new: Any, added: Any = None, removed: Any = None):
+    def row(
+        at: str,
+        change: str,
+        target: str,
+        old: Any,
+        new: Any,
+        added: Any = None,
+        removed: Any = None,
+    ):
         return {
             "time": t(at),
             "operator": ADMIN,
@@ -505,7 +403,9 @@ def test_planted_scenarios_raise_exactly_their_alerts(
         assert row["severity"] == DETECTIONS[row["detection"]].severity
 
 
-def test_alert_ids_follow_the_documented_recipe(planted_world: Path, planted: list[scenarios.Scenario]) -> None:
+def test_alert_ids_follow_the_documented_recipe(
+    planted_world: Path, planted: list[scenarios.Scenario]
+) -> None:
     promotion = next(s for s in planted if s.name == "privileged_role_granted")
     record = promotion.records[0]
     recipe = hashlib.sha256(f"privileged_role_granted|{op_id(record)}".encode()).hexdigest()
@@ -576,10 +476,22 @@ def test_role_grants_alert_only_when_the_role_goes_up(tmp_path: Path) -> None:
         operation(t(day + "1"), "User", "Update", f"Change Role  - {OMAR}: from Member to Auditor"),
         operation(t(day + "2"), "User", "Update", f"Change Role  - {LI}: from Admin to Owner"),
         operation(t(day + "3"), "User", "Update", f"Change Role  - {SOFIA}: from Owner to Admin"),
-        operation(t(day + "4"), "Role", "Update", f"Assign Role - Billing Admin: add members {KWAME}"),
+        operation(
+            t(day + "4"), "Role", "Update", f"Assign Role - Billing Admin: add members {KWAME}"
+        ),
         operation(t(day + "5"), "Role", "Update", f"Assign Role - Member: add members {JANE}"),
-        operation(t(day + "6"), "User", "Update", f"Update User  - {JANE}: User Type: from Basic to Licensed"),
-        operation(t("2025-02-01 10:00:00"), "User", "Update", f"Change Role  - {KWAME}: from Member to Admin"),
+        operation(
+            t(day + "6"),
+            "User",
+            "Update",
+            f"Update User  - {JANE}: User Type: from Basic to Licensed",
+        ),
+        operation(
+            t("2025-02-01 10:00:00"),
+            "User",
+            "Update",
+            f"Change Role  - {KWAME}: from Member to Admin",
+        ),
     ]
     found = named(write(tmp_path / "warehouse", operation_records=ops), "privileged_role_granted")
     assert [(r["target"], r["change"]) for r in found] == [
@@ -592,21 +504,63 @@ def test_role_grants_alert_only_when_the_role_goes_up(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("detail", "detection"),
     [
-        ("Account Settings: Sign in with two-factor authentication: from On to Off", "sign_in_security_disabled"),
-        (f"Update User Settings - {JANE}: Security: Two Factor Authentication: from Enabled to Disabled", "sign_in_security_disabled"),
-        ("Account Settings - Security: Require users to sign in with a password: from On to Off", "sign_in_security_disabled"),
-        ("Account Settings - Security: Sign in with SSO: from On to Off", "sign_in_methods_changed"),
-        ("Account Settings: Allow users to sign in with Apple: from Off to On", "sign_in_methods_changed"),
-        ("Account Settings - Security: Automatically sign users out after a specified time: from On to Off", "auto_sign_out_disabled"),
-        ("Account Settings - Security: Idle session timeout: from 15 minutes to Never", "auto_sign_out_disabled"),
-        (f"Update User Settings - {JANE}: Require a passcode for Personal Meeting ID (PMI): from On to Off", "meeting_passcode_disabled"),
-        ("Account Settings - Meeting > Security: Require that all meetings are secured with one security option: from On to Off", "meeting_passcode_disabled"),
-        ("Account Settings: Require passcode for participants joining by phone: from On to Off", "meeting_passcode_disabled"),
+        (
+            "Account Settings: Sign in with two-factor authentication: from On to Off",
+            "sign_in_security_disabled",
+        ),
+        (
+            f"Update User Settings - {JANE}: Security: Two Factor Authentication: "
+            "from Enabled to Disabled",
+            "sign_in_security_disabled",
+        ),
+        (
+            "Account Settings - Security: Require users to sign in with a password: from On to Off",
+            "sign_in_security_disabled",
+        ),
+        (
+            "Account Settings - Security: Sign in with SSO: from On to Off",
+            "sign_in_methods_changed",
+        ),
+        (
+            "Account Settings: Allow users to sign in with Apple: from Off to On",
+            "sign_in_methods_changed",
+        ),
+        (
+            "Account Settings - Security: Automatically sign users out after a specified time: "
+            "from On to Off",
+            "auto_sign_out_disabled",
+        ),
+        (
+            "Account Settings - Security: Idle session timeout: from 15 minutes to Never",
+            "auto_sign_out_disabled",
+        ),
+        (
+            f"Update User Settings - {JANE}: Require a passcode for Personal Meeting ID (PMI): "
+            "from On to Off",
+            "meeting_passcode_disabled",
+        ),
+        (
+            "Account Settings - Meeting > Security: Require that all meetings are secured with "
+            "one security option: from On to Off",
+            "meeting_passcode_disabled",
+        ),
+        (
+            "Account Settings: Require passcode for participants joining by phone: from On to Off",
+            "meeting_passcode_disabled",
+        ),
         # Not alerts: turned on, unrelated, or a name that only looks similar.
         ("Account Settings: Sign in with two-factor authentication: from Off to On", None),
-        ("Account Settings - Meeting > Security: Require a passcode when scheduling new meetings: from Off to On", None),
+        (
+            "Account Settings - Meeting > Security: Require a passcode when scheduling new "
+            "meetings: from Off to On",
+            None,
+        ),
         ("Account Settings - Meeting > In Meeting: Lessons mode: from On to Off", None),
-        ("Account Settings - Meeting > Security: Embed passcode in invite link for one-click join: from On to Off", None),
+        (
+            "Account Settings - Meeting > Security: Embed passcode in invite link for one-click "
+            "join: from On to Off",
+            None,
+        ),
         ("Account Settings - Security > Only allow sign in from: 198.51.100.0/24", None),
     ],
 )
@@ -652,9 +606,18 @@ def test_ip_bursts_need_five_users_within_an_hour_from_an_unknown_address(tmp_pa
         for d in DAYS[:-1]
         for i, user in enumerate(USERS)
     ]
-    four = [activity(t("2025-03-12 02:00:00") + timedelta(minutes=i), u, "100.64.0.4") for i, u in enumerate(USERS[:4])]
-    slow = [activity(t("2025-03-11 02:00:00") + timedelta(minutes=16 * i), u, "100.64.0.5") for i, u in enumerate(USERS)]
-    fast = [activity(t("2025-03-10 02:00:00") + timedelta(minutes=14 * i), u, "100.64.0.6") for i, u in enumerate(USERS)]
+    four = [
+        activity(t("2025-03-12 02:00:00") + timedelta(minutes=i), u, "100.64.0.4")
+        for i, u in enumerate(USERS[:4])
+    ]
+    slow = [
+        activity(t("2025-03-11 02:00:00") + timedelta(minutes=16 * i), u, "100.64.0.5")
+        for i, u in enumerate(USERS)
+    ]
+    fast = [
+        activity(t("2025-03-10 02:00:00") + timedelta(minutes=14 * i), u, "100.64.0.6")
+        for i, u in enumerate(USERS)
+    ]
     warehouse = write(tmp_path / "warehouse", base + office_days + four + slow + fast)
     found = named(warehouse, "ip_sign_in_burst")
     assert [(r["actor"], r["time"]) for r in found] == [("100.64.0.6", t("2025-03-10 02:00:00"))]
@@ -699,7 +662,10 @@ def test_users_many_ips_merges_overlapping_windows_into_one_episode(tmp_path: Pa
 
 
 def test_daily_record_counts_show_empty_days_as_zero(tmp_path: Path) -> None:
-    records = [activity(t("2025-03-10 10:00:00"), JANE, HOME[JANE]), activity(t("2025-03-12 10:00:00"), JANE, HOME[JANE])]
+    records = [
+        activity(t("2025-03-10 10:00:00"), JANE, HOME[JANE]),
+        activity(t("2025-03-12 10:00:00"), JANE, HOME[JANE]),
+    ]
     ops = [operation(t("2025-03-12 11:00:00"), "User", "Add", f"Add User  - {OMAR}")]
     found = named(write(tmp_path / "warehouse", records, ops), "daily_record_counts")
     assert [(r["day"].isoformat(), r["activity_logs"], r["operation_logs"]) for r in found] == [
@@ -727,7 +693,8 @@ def test_queries_on_an_empty_warehouse_return_no_rows(tmp_path: Path) -> None:
 
 def test_run_query_runs_databricks_sql_with_qualified_names(clean_world: Path) -> None:
     sql = """
-        SELECT email, count_if(type = 'Sign in') AS sign_ins, date_format(max(time), 'yyyy-MM-dd HH:mm') AS last
+        SELECT email, count_if(type = 'Sign in') AS sign_ins,
+               date_format(max(time), 'yyyy-MM-dd HH:mm') AS last
         FROM main.zoom.activity_logs
         WHERE email RLIKE '^(jane|omar)[.]'
         GROUP BY email ORDER BY email
@@ -740,7 +707,9 @@ def test_run_query_runs_databricks_sql_with_qualified_names(clean_world: Path) -
 
 def test_run_query_pins_the_current_time(clean_world: Path) -> None:
     sql = "SELECT current_timestamp() AS now, current_date() AS today"
-    assert rows(analytics.run_query(clean_world, sql, now=NOW)) == [{"now": NOW, "today": NOW.date()}]
+    assert rows(analytics.run_query(clean_world, sql, now=NOW)) == [
+        {"now": NOW, "today": NOW.date()}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -770,7 +739,9 @@ def test_run_named_rejects_unknown_names(clean_world: Path) -> None:
 # --------------------------------------------------------------------------- detections table
 
 
-def test_write_detections_locally_is_idempotent(tmp_path: Path, planted: list[scenarios.Scenario]) -> None:
+def test_write_detections_locally_is_idempotent(
+    tmp_path: Path, planted: list[scenarios.Scenario]
+) -> None:
     warehouse = write(
         tmp_path / "warehouse",
         clean_activity() + scenarios.records_of(planted, "activity_logs"),
@@ -783,7 +754,9 @@ def test_write_detections_locally_is_idempotent(tmp_path: Path, planted: list[sc
     later = NOW + timedelta(days=2)  # the data stops: a gap alert joins the rest
     gap = detections.write_detections_local(warehouse, now=later)
     assert gap.new_by_severity == {"medium": 1}
-    stored = rows(analytics.run_query(warehouse, "SELECT * FROM zoom_detections ORDER BY time, alert_id"))
+    stored = rows(
+        analytics.run_query(warehouse, "SELECT * FROM zoom_detections ORDER BY time, alert_id")
+    )
     expected = [a.as_row() for a in scenarios.alerts_of(planted)]
     assert [{k: r[k] for k in ALERT_SCHEMA.names} for r in stored[:-1]] == expected
     assert {r["detected_at"] for r in stored} == {NOW, later}
@@ -818,9 +791,7 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
 
     warehouse = tmp_path / "warehouse"
     with Simulator(seed=11, days=10, activity_per_day=150, operation_per_day=0, now=NOW) as sim:
-        people = list(dict.fromkeys(r["email"] for r in reversed(sim.ground_truth("activity_logs"))))
-        planted = scenarios.standard_scenarios(NOW, users=people[:5])
-        scenarios.plant(sim, planted)
+        planted = scenarios.plant_standard_scenarios(sim)
         truth = sim.ground_truth("activity_logs")
         settings = Settings(
             account_id=sim.account_id,
@@ -843,9 +814,9 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
         for record in truth:
             day = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).date()
             per_day.setdefault(day, Counter())[record["type"]] += 1
-        assert [(r["day"], r["sign_ins"], r["sign_outs"]) for r in rows(session.named("daily_sign_ins"))] == [
-            (day, c["Sign in"], c["Sign out"]) for day, c in sorted(per_day.items())
-        ]
+        assert [
+            (r["day"], r["sign_ins"], r["sign_outs"]) for r in rows(session.named("daily_sign_ins"))
+        ] == [(day, c["Sign in"], c["Sign out"]) for day, c in sorted(per_day.items())]
         new_ips = rows(session.named("new_ip_sign_ins"))
         victim = planted[-1].records[0]
         assert {"email": victim["email"], "ip_address": victim["ip_address"]} in [
@@ -894,7 +865,8 @@ def test_spark_parses_the_detections_task_statements(spark_session: Any) -> None
 
     parse_plan(spark_session, detections.merge_sql("`main`.`zoom`.`zoom_detections`", NOW))
     parse_plan(
-        spark_session, create_table_sql(detections.DETECTIONS_TABLE, "`main`.`zoom`.`zoom_detections`")
+        spark_session,
+        create_table_sql(detections.DETECTIONS_TABLE, "`main`.`zoom`.`zoom_detections`"),
     )
 
 
@@ -917,6 +889,189 @@ def test_spark_runs_the_detections_task_query_with_the_same_alerts(
     # Spark hands back naive datetimes in the session time zone, UTC.
     found = [{**r, "time": r["time"].replace(tzinfo=UTC)} for r in found]
     expected = [
-        {**a.as_row(), "detected_at": NOW.replace(tzinfo=None)} for a in scenarios.alerts_of(planted)
+        {**a.as_row(), "detected_at": NOW.replace(tzinfo=None)}
+        for a in scenarios.alerts_of(planted)
     ]
     assert sorted(found, key=lambda r: (r["time"], r["alert_id"])) == expected
+
+
+# --------------------------------------------------------------------------- the bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_resource(name: str) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((ROOT / "resources" / name).read_text(encoding="utf-8"))["resources"]
+
+
+def test_the_dashboard_file_is_generated_from_the_queries() -> None:
+    from zoom_ingest.dashboards import DASHBOARD_PATH, render_dashboard
+
+    assert DASHBOARD_PATH.read_text(encoding="utf-8") == render_dashboard(), (
+        "regenerate it: python -m zoom_ingest.dashboards"
+    )
+    [dashboard] = load_resource("zoom_ingest.dashboard.yml")["dashboards"].values()
+    assert (ROOT / "resources" / dashboard["file_path"]).resolve() == DASHBOARD_PATH
+    assert dashboard["dataset_catalog"] == "${var.catalog}"
+    assert dashboard["dataset_schema"] == "${var.schema}"
+
+
+def test_every_dashboard_widget_reads_columns_its_dataset_has(clean_world: Path) -> None:
+    import json
+    import re
+
+    from zoom_ingest.dashboards import DASHBOARD_PATH, GRID_WIDTH
+
+    document = json.loads(DASHBOARD_PATH.read_text(encoding="utf-8"))
+    with analytics.LocalWarehouse(clean_world, now=NOW) as session:
+        columns = {
+            d["name"]: set(session.query("".join(d["queryLines"])).schema.names)
+            for d in document["datasets"]
+        }
+    for name in set(columns) - {"latest_detections"}:
+        assert "".join(document["datasets"][list(columns).index(name)]["queryLines"]) == (
+            QUERIES[name].sql.rstrip("\n")
+        )
+    assert columns["latest_detections"] == set(ALERT_SCHEMA.names)
+    for page in document["pages"]:
+        cells: set[tuple[int, int]] = set()
+        for item in page["layout"]:
+            box = item["position"]
+            assert box["x"] + box["width"] <= GRID_WIDTH, item["widget"]["name"]
+            area = {
+                (x, y)
+                for x in range(box["x"], box["x"] + box["width"])
+                for y in range(box["y"], box["y"] + box["height"])
+            }
+            assert not area & cells, f"{item['widget']['name']} overlaps another widget"
+            cells |= area
+            for query in item["widget"].get("queries", []):
+                spec = query["query"]
+                for field in spec["fields"]:
+                    for column in re.findall(r"`([^`]+)`", field["expression"]):
+                        assert column in columns[spec["datasetName"]], (page["name"], field)
+            encoded = json.dumps(item["widget"].get("spec", {}).get("encodings", {}))
+            fields = {
+                f["name"] for q in item["widget"].get("queries", []) for f in q["query"]["fields"]
+            }
+            assert set(re.findall(r'"fieldName": "([^"]+)"', encoded)) <= fields
+
+
+def test_the_detections_job_runs_the_detections_entry_point() -> None:
+    job = load_resource("zoom_detections.job.yml")["jobs"]["zoom_detections"]
+    [loop] = job["tasks"]
+    task = loop["for_each_task"]["task"]
+    wheel = task["python_wheel_task"]
+    assert (wheel["package_name"], wheel["entry_point"]) == (
+        "zoom_ingest",
+        "zoom-ingest-detections",
+    )
+    defaults = {p["name"]: p["default"] for p in job["parameters"]}
+
+    def rendered(account_schema: str) -> list[str]:
+        return [
+            a.replace("{{job.parameters.catalog}}", "main")
+            .replace("{{job.parameters.schema}}", "zoom")
+            .replace("{{job.parameters.fail_on}}", defaults["fail_on"])
+            .replace("{{input.schema}}", account_schema)
+            for a in wheel["parameters"]
+        ]
+
+    args = detections.build_parser().parse_args(rendered(""))
+    assert (args.catalog, args.schema, args.fail_on) == ("main", "zoom", "")
+    assert detections.build_parser().parse_args(rendered("zoom_acme")).schema == "zoom_acme"
+    assert job["schedule"]["quartz_cron_expression"].startswith("0 ")
+    assert job["max_concurrent_runs"] == 1
+
+
+class FakeSpark:
+    """Records statements; answers the two SELECTs of write_detections_spark."""
+
+    def __init__(self, found: int, new: dict[str, int]) -> None:
+        self.statements: list[str] = []
+        self.found, self.new = found, new
+        self.conf = self
+
+    def set(self, key: str, value: str) -> None:
+        self.statements.append(f"SET {key}={value}")
+
+    def sql(self, statement: str) -> Any:
+        self.statements.append(statement)
+        rows: list[dict[str, Any]] = []
+        if statement.startswith("SELECT count(*)"):
+            rows = [{"n": self.found}]
+        elif statement.startswith("SELECT severity"):
+            rows = [{"severity": s, "n": n} for s, n in self.new.items()]
+        return type("Result", (), {"collect": lambda _self: rows})()
+
+
+def test_the_spark_task_creates_the_table_and_merges_on_alert_id() -> None:
+    spark = FakeSpark(found=7, new={"high": 2})
+    result = detections.write_detections_spark(spark, "main", "zoom", now=NOW)  # type: ignore[arg-type]
+    assert (result.found, result.new, result.new_at_or_above("medium")) == (7, 2, 2)
+    assert result.line() == "detections: 7 alerts found, 2 new (high 2, medium 0, low 0)"
+    table = "`main`.`zoom`.`zoom_detections`"
+    assert spark.statements[:4] == [
+        "SET spark.sql.session.timeZone=UTC",
+        "USE CATALOG `main`",
+        "USE SCHEMA `zoom`",
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        "`alert_id` STRING NOT NULL, `detection` STRING NOT NULL, `severity` STRING NOT NULL, "
+        "`time` TIMESTAMP NOT NULL, `actor` STRING, `target` STRING, `change` STRING, "
+        "`detected_at` TIMESTAMP NOT NULL) USING DELTA CLUSTER BY (`time`) "
+        "COMMENT 'zoom_ingest: alerts of the detections in sql/detections, one row per alert_id'",
+    ]
+    assert spark.statements[5] == detections.merge_sql(table, NOW)
+    assert "WHEN NOT MATCHED THEN INSERT *" in spark.statements[5]
+    assert "WHEN MATCHED" not in spark.statements[5]
+    assert spark.statements[6].endswith(
+        "WHERE detected_at = TIMESTAMP'2025-03-14T12:00:00.000000Z' GROUP BY severity"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "new", "exit_code"),
+    [
+        (["--catalog=main", "--schema=zoom"], {"high": 1}, 0),
+        (["--catalog=main", "--schema=zoom", "--fail-on=high"], {"medium": 3}, 0),
+        (["--catalog=main", "--schema=zoom", "--fail-on=medium"], {"medium": 3}, 1),
+        (["--catalog=main", "--schema=zoom", "--fail-on=low"], {"high": 1}, 1),
+    ],
+)
+def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], new: dict[str, int], exit_code: int
+) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def fake(spark: Any, catalog: str, schema: str) -> detections.DetectionRun:
+        seen.append((catalog, schema))
+        return detections.DetectionRun(NOW, sum(new.values()), new)
+
+    monkeypatch.setattr(detections, "_active_session", lambda: None)
+    monkeypatch.setattr(detections, "write_detections_spark", fake)
+    assert detections.main(argv) == exit_code
+    assert seen == [("main", "zoom")]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--catalog=main", "--schema="],
+        ["--schema=zoom"],
+        ["--catalog=a", "--schema=b", "--fail-on=urgent"],
+    ],
+)
+def test_the_entry_point_rejects_missing_or_bad_arguments(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        detections.main(argv)
+    assert exit_info.value.code == 2
+
+
+def test_the_docs_describe_every_query_and_detection() -> None:
+    docs = (ROOT / "docs" / "analytics.md").read_text(encoding="utf-8")
+    for name in [*QUERIES, *DETECTIONS]:
+        assert f"`{name}`" in docs, name
+    for query in DETECTIONS.values():
+        assert f"| `{query.name}` | {query.severity} |" in docs, query.name

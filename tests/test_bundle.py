@@ -209,8 +209,12 @@ def test_the_schema_check_catches_mistakes(validator: Any, root: dict[str, Any])
 # -- what the jobs promise ---------------------------------------------------------------------
 
 
+INGEST_JOBS = ("zoom_ingest", "zoom_ingest_reconcile")
+
+
 def jobs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return config["resources"]["jobs"]
+    """The two ingest jobs (the detections job has its own tests in test_analytics.py)."""
+    return {name: config["resources"]["jobs"][name] for name in INGEST_JOBS}
 
 
 def wheel_tasks(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -224,7 +228,7 @@ def wheel_tasks(job: dict[str, Any]) -> list[dict[str, Any]]:
 def test_both_jobs_run_the_wheel_entry_point_once_per_account(root: dict[str, Any]) -> None:
     installed = importlib.metadata.distribution("zoom-ingest")
     scripts = {e.name: e.value for e in installed.entry_points if e.group == "console_scripts"}
-    assert set(jobs(root)) == {"zoom_ingest", "zoom_ingest_reconcile"}
+    assert set(root["resources"]["jobs"]) == {*INGEST_JOBS, "zoom_detections"}
     for name, job in jobs(root).items():
         [loop] = job["tasks"]
         assert loop["for_each_task"]["inputs"] == "{{job.parameters.accounts}}", name

@@ -18,8 +18,9 @@ from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC
 FAKE_SECRET = "ZZ-FAKE-CLIENT-SECRET-7f3a"
 
 
-def zoom_ingest(*args: str, env: dict[str, str] | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def zoom_ingest(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ZOOM_",))}
     return subprocess.run(
         [sys.executable, "-m", "zoom_ingest.cli", *args],
@@ -50,8 +51,16 @@ def sim_env(sim: Simulator) -> dict[str, str]:
 def test_run_with_only_env_vars_then_status(sim, tmp_path):
     start = (datetime.now(UTC) - timedelta(days=4)).date().isoformat()
     warehouse = tmp_path / "wh"
-    done = zoom_ingest("run", "--warehouse", str(warehouse), "--backfill-start", start,
-                       "--requests-per-second", "100", env=sim_env(sim))
+    done = zoom_ingest(
+        "run",
+        "--warehouse",
+        str(warehouse),
+        "--backfill-start",
+        start,
+        "--requests-per-second",
+        "100",
+        env=sim_env(sim),
+    )
     assert done.returncode == 0, done.stderr
     assert "activity_logs" in done.stdout and "succeeded" in done.stdout
     engine = LocalEngine(warehouse)
@@ -101,8 +110,9 @@ def test_missing_secret_names_the_env_var(sim, tmp_path):
 def test_bad_credentials_fail_clearly_without_leaking(sim, tmp_path):
     env = {**sim_env(sim), "ZOOM_CLIENT_SECRET": FAKE_SECRET}
     start = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
-    done = zoom_ingest("run", "--warehouse", str(tmp_path / "wh"), "--backfill-start", start,
-                       env=env)
+    done = zoom_ingest(
+        "run", "--warehouse", str(tmp_path / "wh"), "--backfill-start", start, env=env
+    )
     assert done.returncode == 1
     output = done.stdout + done.stderr
     assert "ZOOM_CLIENT_SECRET" in output or "ZOOM_CLIENT_ID" in output
@@ -122,8 +132,17 @@ def test_a_second_run_on_the_same_warehouse_exits_4(sim, tmp_path):
 
 def test_demo_runs_end_to_end(tmp_path: Path):
     warehouse = tmp_path / "demo"
-    done = zoom_ingest("demo", "--warehouse", str(warehouse), "--days", "3",
-                       "--activity-per-day", "50", "--operation-per-day", "10")
+    done = zoom_ingest(
+        "demo",
+        "--warehouse",
+        str(warehouse),
+        "--days",
+        "3",
+        "--activity-per-day",
+        "50",
+        "--operation-per-day",
+        "10",
+    )
     assert done.returncode == 0, done.stderr
     assert "simulator" in done.stdout
     assert "activity_logs" in done.stdout and "inserted" in done.stdout

@@ -67,8 +67,9 @@ def sim() -> Iterator[Simulator]:
 
 
 def backfill_start(days: int = DAYS) -> datetime:
-    return datetime.combine(datetime.now(UTC).date() - timedelta(days=days - 1),
-                            datetime.min.time(), tzinfo=UTC)
+    return datetime.combine(
+        datetime.now(UTC).date() - timedelta(days=days - 1), datetime.min.time(), tzinfo=UTC
+    )
 
 
 def test_backfill_equals_ground_truth_and_second_run_adds_nothing(sim, tmp_path):
@@ -107,9 +108,14 @@ def test_new_records_are_picked_up_incrementally(sim, tmp_path):
 
     now = datetime.now(UTC).replace(microsecond=0)
     fresh = [
-        {"email": f"new{i}@example.com", "time": (now - timedelta(seconds=i)).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"), "type": "Sign in", "ip_address": "203.0.113.9",
-         "client_type": "Mac", "version": "6.2.5 (41233)"}
+        {
+            "email": f"new{i}@example.com",
+            "time": (now - timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "type": "Sign in",
+            "ip_address": "203.0.113.9",
+            "client_type": "Mac",
+            "version": "6.2.5 (41233)",
+        }
         for i in range(5)
     ]
     sim.add_records("activity_logs", fresh)
@@ -127,9 +133,13 @@ def test_late_records_caught_by_lookback_and_by_reconcile(sim, tmp_path):
     now = datetime.now(UTC).replace(microsecond=0)
 
     def record(email: str, age: timedelta) -> dict[str, str]:
-        return {"time": (now - age).strftime("%Y-%m-%dT%H:%M:%SZ"), "operator": email,
-                "category_type": "Role", "action": "Update",
-                "operation_detail": f"Change Role  - {email}: from Member to Admin"}
+        return {
+            "time": (now - age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "operator": email,
+            "category_type": "Role",
+            "action": "Update",
+            "operation_detail": f"Change Role  - {email}: from Member to Admin",
+        }
 
     within_lookback = record("recent@example.com", timedelta(minutes=90))
     older = record("old@example.com", timedelta(days=2, hours=3))
@@ -140,8 +150,9 @@ def test_late_records_caught_by_lookback_and_by_reconcile(sim, tmp_path):
     operators = set(engine.read_table(OPERATION_LOGS)["operator"].to_pylist())
     assert "recent@example.com" in operators and "old@example.com" not in operators
 
-    reconcile = run(settings.with_changes(mode="reconcile", reconcile_days=3), engine,
-                    progress=False)
+    reconcile = run(
+        settings.with_changes(mode="reconcile", reconcile_days=3), engine, progress=False
+    )
     assert reconcile.exit_code == EXIT_OK
     assert reconcile.streams[1].plan.mode == "reconcile"
     assert reconcile.streams[1].inserted == 1
@@ -150,16 +161,24 @@ def test_late_records_caught_by_lookback_and_by_reconcile(sim, tmp_path):
 
 @pytest.mark.parametrize("offset", [14, -12])
 def test_account_time_zone_never_loses_boundary_records(tmp_path, offset):
-    with Simulator(seed=5, days=6, activity_per_day=400, operation_per_day=50,
-                   account_utc_offset_hours=offset) as sim:
+    with Simulator(
+        seed=5, days=6, activity_per_day=400, operation_per_day=50, account_utc_offset_hours=offset
+    ) as sim:
         now = datetime.now(UTC).replace(microsecond=0)
         midnight = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
         edge = [
-            {"email": f"edge{i}@example.com", "time": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "type": "Sign out"}
-            for i, t in enumerate([midnight - timedelta(days=3, seconds=1),
-                                   midnight - timedelta(days=3),
-                                   midnight - timedelta(days=1, seconds=1)])
+            {
+                "email": f"edge{i}@example.com",
+                "time": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "type": "Sign out",
+            }
+            for i, t in enumerate(
+                [
+                    midnight - timedelta(days=3, seconds=1),
+                    midnight - timedelta(days=3),
+                    midnight - timedelta(days=1, seconds=1),
+                ]
+            )
         ]
         sim.add_records("activity_logs", edge)
         engine = LocalEngine(tmp_path)
@@ -186,8 +205,11 @@ def test_daily_limit_stops_cleanly_and_next_run_finishes(tmp_path):
         for cp in engine.read_table(CHECKPOINTS).to_pylist():
             held = engine.read_table(LOG_TABLES[cp["stream"]])
             wanted = expected_ids(sim, cp["stream"], start)
-            below = {i for i, t in zip(held["lw_id"].to_pylist(), held["time"].to_pylist())
-                     if t < cp["cursor"]}
+            below = {
+                i
+                for i, t in zip(held["lw_id"].to_pylist(), held["time"].to_pylist(), strict=True)
+                if t < cp["cursor"]
+            }
             truth_below = {
                 i for i, r in _ids_with_times(sim, cp["stream"], start) if r < cp["cursor"]
             }
@@ -228,15 +250,20 @@ def test_crash_mid_backfill_then_rerun_has_no_gap_and_no_duplicate(sim, tmp_path
         run(settings, FailingEngine(tmp_path, fail_on=4), progress=False)
     engine = LocalEngine(tmp_path)
     partial = {s: len(table_ids(engine, s)) for s in LOG_TABLES}
-    assert 0 < sum(partial.values())
+    assert sum(partial.values()) > 0
     summary = run(settings, engine, progress=False)
     assert summary.exit_code == EXIT_OK, summary.lines()
     assert_equals_ground_truth(engine, sim, start)
 
 
 def test_missing_scope_fails_that_stream_only(tmp_path):
-    with Simulator(seed=2, days=4, activity_per_day=50, operation_per_day=20,
-                   scopes=["report:read:user_activities:admin"]) as sim:
+    with Simulator(
+        seed=2,
+        days=4,
+        activity_per_day=50,
+        operation_per_day=20,
+        scopes=["report:read:user_activities:admin"],
+    ) as sim:
         engine = LocalEngine(tmp_path)
         start = backfill_start(4)
         summary = run(settings_for(sim, backfill_start=start.date()), engine, progress=False)
@@ -245,8 +272,7 @@ def test_missing_scope_fails_that_stream_only(tmp_path):
         assert by_name["activity_logs"].status == "succeeded"
         assert by_name["operation_logs"].status == "failed"
         assert "report:read:operation_logs:admin" in by_name["operation_logs"].error
-        assert set(table_ids(engine, "activity_logs")) == expected_ids(sim, "activity_logs",
-                                                                        start)
+        assert set(table_ids(engine, "activity_logs")) == expected_ids(sim, "activity_logs", start)
         checkpoints = {r["stream"] for r in engine.read_table(CHECKPOINTS).to_pylist()}
         assert checkpoints == {"activity_logs"}
         failed = [r for r in engine.read_table(RUNS).to_pylist() if r["status"] == "failed"]
@@ -255,8 +281,11 @@ def test_missing_scope_fails_that_stream_only(tmp_path):
 
 def test_bad_records_go_to_rejects_and_the_batch_goes_on(sim, tmp_path):
     now = datetime.now(UTC).replace(microsecond=0)
-    good = {"email": "fine@example.com", "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "type": "Sign in"}
+    good = {
+        "email": "fine@example.com",
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "type": "Sign in",
+    }
     bad = [
         {"email": "no-time@example.com", "type": "Sign in"},
         {"email": "bad-time@example.com", "time": "yesterday", "type": "Sign in"},

@@ -43,12 +43,13 @@ def test_backfill_from_a_start_date_cuts_day_windows_oldest_first():
 
 
 def test_window_days_groups_days_but_never_exceeds_a_month():
-    plan = plan_stream(settings(backfill_start=date(2026, 7, 1), window_days=28),
-                       "operation_logs", None, NOW)
+    plan = plan_stream(
+        settings(backfill_start=date(2026, 7, 1), window_days=28), "operation_logs", None, NOW
+    )
     assert all((w.to_date - w.from_date).days <= 27 for w in plan.windows)
     assert covered_dates(plan) == {
-        date(2026, 6, 30) + timedelta(days=i) for i in range((date(2026, 11, 23)
-                                                              - date(2026, 6, 30)).days + 1)
+        date(2026, 6, 30) + timedelta(days=i)
+        for i in range((date(2026, 11, 23) - date(2026, 6, 30)).days + 1)
     }
 
 
@@ -66,8 +67,12 @@ def test_incremental_run_is_one_short_chain_from_cursor_minus_lookback():
 
 
 def test_reconcile_rereads_full_days_without_early_stop():
-    plan = plan_stream(settings(mode="reconcile", reconcile_days=3), "activity_logs",
-                       NOW - timedelta(minutes=5), NOW)
+    plan = plan_stream(
+        settings(mode="reconcile", reconcile_days=3),
+        "activity_logs",
+        NOW - timedelta(minutes=5),
+        NOW,
+    )
     assert plan.mode == "reconcile"
     assert plan.start == datetime(2026, 11, 19, tzinfo=UTC)
     assert all(w.stop_before is None for w in plan.windows)
@@ -76,8 +81,7 @@ def test_reconcile_rereads_full_days_without_early_stop():
 
 def test_backfill_older_than_retention_is_clamped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="zoom_ingest"):
-        plan = plan_stream(settings(backfill_start=date(2025, 1, 1)), "activity_logs", None,
-                           NOW)
+        plan = plan_stream(settings(backfill_start=date(2025, 1, 1)), "activity_logs", None, NOW)
     assert plan.windows[0].from_date == retention_start(NOW.date()) == date(2026, 5, 23)
     assert plan.floor == datetime(2026, 5, 23, tzinfo=UTC)
     assert "retention" in caplog.text and "2025-01-01" in caplog.text
@@ -111,10 +115,14 @@ def test_every_instant_of_the_run_is_on_a_requested_date_in_any_time_zone(
     assert local_date in covered_dates(plan)
 
 
-@given(done=st.integers(min_value=1, max_value=20), tz_minutes=st.integers(-720, 840),
-       seconds_before=st.integers(min_value=1, max_value=40 * 24 * 3600))
-def test_a_window_covers_only_instants_every_time_zone_has_fetched(done, tz_minutes,
-                                                                   seconds_before):
+@given(
+    done=st.integers(min_value=1, max_value=20),
+    tz_minutes=st.integers(-720, 840),
+    seconds_before=st.integers(min_value=1, max_value=40 * 24 * 3600),
+)
+def test_a_window_covers_only_instants_every_time_zone_has_fetched(
+    done, tz_minutes, seconds_before
+):
     plan = plan_stream(settings(backfill_start=date(2026, 10, 20)), "activity_logs", None, NOW)
     window = plan.windows[min(done, len(plan.windows)) - 1]
     instant = window.covers_until - timedelta(seconds=seconds_before)
@@ -127,7 +135,8 @@ def test_a_window_covers_only_instants_every_time_zone_has_fetched(done, tz_minu
 def test_resumed_backfill_keeps_the_backfill_start_as_a_floor():
     start = date(2026, 11, 20)
     cursor = datetime(2026, 11, 20, 6, tzinfo=UTC)  # an interrupted first run got this far
-    plan = plan_stream(settings(backfill_start=start, lookback=timedelta(hours=2)),
-                       "activity_logs", cursor, NOW)
+    plan = plan_stream(
+        settings(backfill_start=start, lookback=timedelta(hours=2)), "activity_logs", cursor, NOW
+    )
     assert plan.mode == "incremental"
     assert plan.floor == datetime(2026, 11, 20, tzinfo=UTC)

@@ -62,8 +62,12 @@ def test_every_documented_category_type_is_accepted():
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:8080/v2", "http://localhost/v2", "http://[::1]:9/v2",
-     "https://api.zoom.us/v2"],
+    [
+        "http://127.0.0.1:8080/v2",
+        "http://localhost/v2",
+        "http://[::1]:9/v2",
+        "https://api.zoom.us/v2",
+    ],
 )
 def test_http_is_allowed_only_to_loopback(url):
     check_url("api_url", url)
@@ -71,14 +75,19 @@ def test_http_is_allowed_only_to_loopback(url):
 
 def test_secret_never_shows_itself():
     settings = make()
-    for text in (repr(settings), str(settings), repr(settings.client_secret),
-                 f"{settings.client_secret}"):
+    for text in (
+        repr(settings),
+        str(settings),
+        repr(settings.client_secret),
+        f"{settings.client_secret}",
+    ):
         assert "SECRET-VALUE-123" not in text
     assert settings.client_secret.reveal() == "SECRET-VALUE-123"
 
 
-@pytest.mark.parametrize(("text", "minutes"), [("90m", 90), ("2h", 120), ("1d", 1440),
-                                               ("45", 45), ("30s", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "minutes"), [("90m", 90), ("2h", 120), ("1d", 1440), ("45", 45), ("30s", 0.5)]
+)
 def test_durations(text, minutes):
     assert parse_duration("lookback", text) == timedelta(minutes=minutes)
 

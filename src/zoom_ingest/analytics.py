@@ -21,6 +21,7 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
+
 import duckdb
 import pyarrow as pa
 import sqlglot
@@ -48,8 +49,7 @@ ALERT_SCHEMA = pa.schema(
 
 _HEADER_LINE = re.compile(r"--\s?(?P<key>[a-z_]+):\s*(?P<value>.*)")
 _CONTINUATION = re.compile(r"--\s{2,}(?P<value>\S.*)")
-
-
+# DuckDB's HUGEINT (COUNT_IF, SUM of BIGINT) as Arrow gives it.
 _HUGEINT = pa.decimal128(38, 0)
 
 
@@ -120,7 +120,9 @@ QUERIES: dict[str, Query] = load_queries("analytics")
 DETECTIONS: dict[str, Query] = load_queries("detections")
 
 
-def to_duckdb(sql: str, *, now: datetime | None = None, tables: frozenset[str] = frozenset()) -> str:
+def to_duckdb(
+    sql: str, *, now: datetime | None = None, tables: frozenset[str] = frozenset()
+) -> str:
     """One Databricks SQL query → DuckDB SQL.
 
     `now` (aware) replaces current_timestamp()/now()/current_date(), so that queries about
@@ -136,9 +138,7 @@ def to_duckdb(sql: str, *, now: datetime | None = None, tables: frozenset[str] =
         raise QueryError(f"expected one query, found {len(statements)} statements")
     tree = statements[0]
     if not isinstance(tree, exp.Query):
-        raise QueryError(
-            f"only queries (SELECT …) can run here, not {tree.key.upper()} statements"
-        )
+        raise QueryError(f"only queries (SELECT …) can run here, not {tree.key.upper()} statements")
     if now is not None:
         tree = _pin_now(tree, now)
     if tables:
@@ -232,7 +232,9 @@ class LocalWarehouse:
         """Run one Databricks SQL query; the result as an Arrow table."""
         translated = to_duckdb(sql, now=self.now, tables=self.tables)
         try:
-            result = self._connection.sql(translated).to_arrow_table()
+            result = self._connection.sql(translated).arrow()
+            if isinstance(result, pa.RecordBatchReader):  # DuckDB 1.4 and later
+                result = result.read_all()
         except duckdb.Error as exc:
             raise QueryError(f"the query failed: {_first_line(exc)}") from None
         return _as_spark_types(result)

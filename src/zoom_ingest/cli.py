@@ -74,47 +74,144 @@ def configure_logging(level: str, secrets: list[str] | None = None) -> None:
     logging.getLogger("zoom_ingest").setLevel(level.upper())
 
 
+def require_tables(warehouse: Path) -> None:
+    """Exit 2 with a hint when the folder holds no zoom_ingest tables yet."""
+    if not (warehouse / "zoom_ingest_checkpoints").is_dir():
+        click.echo(
+            f"error: no zoom_ingest tables in {warehouse}; run `zoom-ingest run` first", err=True
+        )
+        sys.exit(EXIT_SETTINGS)
+
+
 def fail_settings(exc: SettingsError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(EXIT_SETTINGS)
 
 
+class OptionValueError(click.ClickException):
+    """An option value click itself refused (not a number, a file for a folder, …)."""
+
+    exit_code = EXIT_SETTINGS
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class SettingsCommand(click.Command):
+    """A command whose wrong option values are reported like every other bad setting:
+    one line naming the setting and what is allowed, exit code 2 (not click's usage
+    block)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            name = exc.param.name if exc.param is not None else exc.param_hint
+            raise OptionValueError(f"invalid setting {name}: {exc.message}") from None
+
+
 def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options every run shares (run, demo)."""
     options = [
-        click.option("--streams", envvar="ZOOM_INGEST_STREAMS", default="activity_logs,operation_logs",
-                     show_default=True, help="Comma-separated streams to ingest."),
-        click.option("--category-type", envvar="ZOOM_INGEST_CATEGORY_TYPE", default="all",
-                     show_default=True,
-                     help=f"Operation-log filter: {', '.join(CATEGORY_TYPES)}."),
-        click.option("--backfill-start", envvar="ZOOM_INGEST_BACKFILL_START", default=None,
-                     metavar="YYYY-MM-DD",
-                     help="First run: ingest every record from this UTC date on "
-                     "(clamped to Zoom's 6-month retention). Default: all Zoom holds."),
-        click.option("--lookback", envvar="ZOOM_INGEST_LOOKBACK", default="1h", show_default=True,
-                     help="Later runs re-read from cursor minus this (90m, 2h, 1d)."),
-        click.option("--mode", envvar="ZOOM_INGEST_MODE", default="incremental",
-                     show_default=True, help=f"One of {', '.join(MODES)}."),
-        click.option("--reconcile-days", envvar="ZOOM_INGEST_RECONCILE_DAYS", default=3,
-                     type=int, show_default=True,
-                     help="reconcile mode: re-read this many full days, no early stop."),
-        click.option("--requests-per-second", envvar="ZOOM_INGEST_REQUESTS_PER_SECOND",
-                     default=10.0, type=float, show_default=True,
-                     help="Client-side limit for the account (Heavy APIs: 10 Pro, 40 Business+)."),
-        click.option("--concurrency", envvar="ZOOM_INGEST_CONCURRENCY", default=None, type=int,
-                     help="Windows fetched at once (default: from the rate)."),
-        click.option("--window-days", envvar="ZOOM_INGEST_WINDOW_DAYS", default=1, type=int,
-                     show_default=True, help="Days per backfill window (1-28)."),
-        click.option("--batch-rows", envvar="ZOOM_INGEST_BATCH_ROWS", default=100_000, type=int,
-                     show_default=True, help="Rows buffered per table before a merge."),
-        click.option("--timeout", envvar="ZOOM_INGEST_TIMEOUT", default=30.0, type=float,
-                     show_default=True, help="Seconds to wait for one HTTP response."),
-        click.option("--max-retries", envvar="ZOOM_INGEST_MAX_RETRIES", default=8, type=int,
-                     show_default=True, help="Retries per request (429, 5xx, resets, timeouts)."),
-        click.option("--progress/--no-progress", default=None,
-                     help="Progress bar (default: when stderr is a terminal)."),
-        click.option("--log-level", envvar="ZOOM_INGEST_LOG_LEVEL", default="INFO",
-                     show_default=True),
+        click.option(
+            "--streams",
+            envvar="ZOOM_INGEST_STREAMS",
+            default="activity_logs,operation_logs",
+            show_default=True,
+            help="Comma-separated streams to ingest.",
+        ),
+        click.option(
+            "--category-type",
+            envvar="ZOOM_INGEST_CATEGORY_TYPE",
+            default="all",
+            show_default=True,
+            help=f"Operation-log filter: {', '.join(CATEGORY_TYPES)}.",
+        ),
+        click.option(
+            "--backfill-start",
+            envvar="ZOOM_INGEST_BACKFILL_START",
+            default=None,
+            metavar="YYYY-MM-DD",
+            help="First run: ingest every record from this UTC date on "
+            "(clamped to Zoom's 6-month retention). Default: all Zoom holds.",
+        ),
+        click.option(
+            "--lookback",
+            envvar="ZOOM_INGEST_LOOKBACK",
+            default="1h",
+            show_default=True,
+            help="Later runs re-read from cursor minus this (90m, 2h, 1d).",
+        ),
+        click.option(
+            "--mode",
+            envvar="ZOOM_INGEST_MODE",
+            default="incremental",
+            show_default=True,
+            help=f"One of {', '.join(MODES)}.",
+        ),
+        click.option(
+            "--reconcile-days",
+            envvar="ZOOM_INGEST_RECONCILE_DAYS",
+            default=3,
+            type=int,
+            show_default=True,
+            help="reconcile mode: re-read this many full days, no early stop.",
+        ),
+        click.option(
+            "--requests-per-second",
+            envvar="ZOOM_INGEST_REQUESTS_PER_SECOND",
+            default=10.0,
+            type=float,
+            show_default=True,
+            help="Client-side limit for the account (Heavy APIs: 10 Pro, 40 Business+).",
+        ),
+        click.option(
+            "--concurrency",
+            envvar="ZOOM_INGEST_CONCURRENCY",
+            default=None,
+            type=int,
+            help="Windows fetched at once (default: from the rate).",
+        ),
+        click.option(
+            "--window-days",
+            envvar="ZOOM_INGEST_WINDOW_DAYS",
+            default=1,
+            type=int,
+            show_default=True,
+            help="Days per backfill window (1-28).",
+        ),
+        click.option(
+            "--batch-rows",
+            envvar="ZOOM_INGEST_BATCH_ROWS",
+            default=100_000,
+            type=int,
+            show_default=True,
+            help="Rows buffered per table before a merge.",
+        ),
+        click.option(
+            "--timeout",
+            envvar="ZOOM_INGEST_TIMEOUT",
+            default=30.0,
+            type=float,
+            show_default=True,
+            help="Seconds to wait for one HTTP response.",
+        ),
+        click.option(
+            "--max-retries",
+            envvar="ZOOM_INGEST_MAX_RETRIES",
+            default=8,
+            type=int,
+            show_default=True,
+            help="Retries per request (429, 5xx, resets, timeouts).",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Progress bar (default: when stderr is a terminal).",
+        ),
+        click.option(
+            "--log-level", envvar="ZOOM_INGEST_LOG_LEVEL", default="INFO", show_default=True
+        ),
     ]
     return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
 
@@ -163,9 +260,19 @@ def build_settings(
 
 def _job_settings_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     names = (
-        "streams category_type backfill_start lookback mode reconcile_days requests_per_second "
-        "concurrency window_days batch_rows timeout max_retries"
-    ).split()
+        "streams",
+        "category_type",
+        "backfill_start",
+        "lookback",
+        "mode",
+        "reconcile_days",
+        "requests_per_second",
+        "concurrency",
+        "window_days",
+        "batch_rows",
+        "timeout",
+        "max_retries",
+    )
     return {n: opts[n] for n in names}
 
 
@@ -191,44 +298,83 @@ def main() -> None:
     """Zoom activity logs and operation logs into Delta tables."""
 
 
-@main.command("run")
-@click.option("--warehouse", envvar="ZOOM_INGEST_WAREHOUSE", default=DEFAULT_WAREHOUSE,
-              show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the local Delta tables (one sub-folder per table).")
+@main.command("run", cls=SettingsCommand)
+@click.option(
+    "--warehouse",
+    envvar="ZOOM_INGEST_WAREHOUSE",
+    default=DEFAULT_WAREHOUSE,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the local Delta tables (one sub-folder per table).",
+)
 @click.option("--account-id", envvar="ZOOM_ACCOUNT_ID", help="Zoom account id [ZOOM_ACCOUNT_ID].")
-@click.option("--client-id", envvar="ZOOM_CLIENT_ID", help="S2S OAuth app client id [ZOOM_CLIENT_ID].")
-@click.option("--client-secret", envvar="ZOOM_CLIENT_SECRET", show_envvar=False,
-              help="S2S OAuth app client secret; prefer the ZOOM_CLIENT_SECRET env var.")
+@click.option(
+    "--client-id", envvar="ZOOM_CLIENT_ID", help="S2S OAuth app client id [ZOOM_CLIENT_ID]."
+)
+@click.option(
+    "--client-secret",
+    envvar="ZOOM_CLIENT_SECRET",
+    show_envvar=False,
+    help="S2S OAuth app client secret; prefer the ZOOM_CLIENT_SECRET env var.",
+)
 @click.option("--api-url", envvar="ZOOM_API_URL", default=DEFAULT_API_URL, show_default=True)
-@click.option("--oauth-url", envvar="ZOOM_OAUTH_URL", default=DEFAULT_OAUTH_URL,
-              show_default=True)
+@click.option("--oauth-url", envvar="ZOOM_OAUTH_URL", default=DEFAULT_OAUTH_URL, show_default=True)
 @job_options
-def run_command(warehouse: Path, account_id: str | None, client_id: str | None,
-                client_secret: str | None, api_url: str, oauth_url: str, progress: bool | None,
-                log_level: str, **opts: Any) -> None:
+def run_command(
+    warehouse: Path,
+    account_id: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    api_url: str,
+    oauth_url: str,
+    progress: bool | None,
+    log_level: str,
+    **opts: Any,
+) -> None:
     """Ingest both log streams into the local warehouse (incremental after the first run)."""
     configure_logging(log_level, [client_secret or ""])
     try:
         settings = build_settings(
-            account_id=account_id, client_id=client_id, client_secret=client_secret,
-            api_url=api_url, oauth_url=oauth_url, **_job_settings_kwargs(opts),
+            account_id=account_id,
+            client_id=client_id,
+            client_secret=client_secret,
+            api_url=api_url,
+            oauth_url=oauth_url,
+            **_job_settings_kwargs(opts),
         )
     except SettingsError as exc:
         fail_settings(exc)
     sys.exit(execute(settings, warehouse, progress))
 
 
-@main.command("demo")
-@click.option("--warehouse", default=DEMO_WAREHOUSE, show_default=True,
-              type=click.Path(file_okay=False, path_type=Path))
-@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 180),
-              help="Days of simulated history to backfill.")
+@main.command("demo", cls=SettingsCommand)
+@click.option(
+    "--warehouse",
+    default=DEMO_WAREHOUSE,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--days",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 180),
+    help="Days of simulated history to backfill.",
+)
 @click.option("--activity-per-day", default=400, show_default=True, type=click.IntRange(0))
 @click.option("--operation-per-day", default=80, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=7, show_default=True, type=int)
 @job_options
-def demo_command(warehouse: Path, days: int, activity_per_day: int, operation_per_day: int,
-                 seed: int, progress: bool | None, log_level: str, **opts: Any) -> None:
+def demo_command(
+    warehouse: Path,
+    days: int,
+    activity_per_day: int,
+    operation_per_day: int,
+    seed: int,
+    progress: bool | None,
+    log_level: str,
+    **opts: Any,
+) -> None:
     """Run the real job against the built-in Zoom simulator and show what it ingested."""
     from .simulator import Simulator
 
@@ -237,14 +383,27 @@ def demo_command(warehouse: Path, days: int, activity_per_day: int, operation_pe
         opts["backfill_start"] = (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
     if opts["requests_per_second"] == 10.0:
         opts["requests_per_second"] = 40.0  # a Business account: the simulator enforces it
-    with Simulator(seed=seed, days=days, activity_per_day=activity_per_day,
-                   operation_per_day=operation_per_day,
-                   qps_limit=opts["requests_per_second"]) as sim:
-        click.echo(f"Zoom simulator on {sim.api_url} ({days} days of seeded history)")
+    with Simulator(
+        seed=seed,
+        days=days,
+        activity_per_day=activity_per_day,
+        operation_per_day=operation_per_day,
+        qps_limit=opts["requests_per_second"],
+    ) as sim:
+        from .scenarios import plant_standard_scenarios
+
+        planted = plant_standard_scenarios(sim)
+        click.echo(
+            f"Zoom simulator on {sim.api_url} ({days} days of seeded history, "
+            f"{len(planted)} planted security scenarios)"
+        )
         try:
             settings = build_settings(
-                account_id=sim.account_id, client_id=sim.client_id,
-                client_secret=sim.client_secret, api_url=sim.api_url, oauth_url=sim.oauth_url,
+                account_id=sim.account_id,
+                client_id=sim.client_id,
+                client_secret=sim.client_secret,
+                api_url=sim.api_url,
+                oauth_url=sim.oauth_url,
                 **_job_settings_kwargs(opts),
             )
         except SettingsError as exc:
@@ -255,26 +414,40 @@ def demo_command(warehouse: Path, days: int, activity_per_day: int, operation_pe
     click.echo("")
     click.echo(f"Tables are in {warehouse}/ (one Delta table per folder). Next:")
     click.echo(f"  zoom-ingest status --warehouse {warehouse}")
-    click.echo(f"  zoom-ingest demo --warehouse {warehouse}   # again: an incremental run adds nothing new")
+    click.echo(
+        f"  zoom-ingest query --warehouse {warehouse} "
+        '"SELECT type, count(*) AS n FROM activity_logs GROUP BY type"'
+    )
+    click.echo(f"  zoom-ingest query --warehouse {warehouse} --detections   # the alerts")
+    click.echo(f"  zoom-ingest report --warehouse {warehouse}   # an HTML page with charts")
     sys.exit(code)
 
 
 @main.command("status")
-@click.option("--warehouse", envvar="ZOOM_INGEST_WAREHOUSE", default=DEFAULT_WAREHOUSE,
-              show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--runs", "last_runs", default=6, show_default=True, type=click.IntRange(0),
-              help="How many of the latest runs rows to show.")
+@click.option(
+    "--warehouse",
+    envvar="ZOOM_INGEST_WAREHOUSE",
+    default=DEFAULT_WAREHOUSE,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--runs",
+    "last_runs",
+    default=6,
+    show_default=True,
+    type=click.IntRange(0),
+    help="How many of the latest runs rows to show.",
+)
 def status_command(warehouse: Path, last_runs: int) -> None:
     """Checkpoints, row counts and the latest runs of a local warehouse."""
-    if not (warehouse / "zoom_ingest_checkpoints").is_dir():
-        click.echo(f"error: no zoom_ingest tables in {warehouse}; run `zoom-ingest run` first",
-                   err=True)
-        sys.exit(EXIT_SETTINGS)
+    require_tables(warehouse)
     show_status(warehouse, None, last_runs=last_runs)
 
 
-def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
-                samples: int = 0) -> None:
+def show_status(
+    warehouse: Path, account_id: str | None, *, last_runs: int = 4, samples: int = 0
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -306,22 +479,47 @@ def show_status(warehouse: Path, account_id: str | None, *, last_runs: int = 4,
         table.add_column(column)
     for row in checkpoints:
         if account_id is None or row["account_id"] == account_id:
-            table.add_row(*(_cell(row[c]) for c in ("account_id", "stream", "cursor",
-                                                    "updated_at", "run_id")))
+            table.add_row(
+                *(_cell(row[c]) for c in ("account_id", "stream", "cursor", "updated_at", "run_id"))
+            )
     console.print(table)
 
     if last_runs:
-        runs = sorted(engine.read_table(RUNS).to_pylist(), key=lambda r: r["started_at"],
-                      reverse=True)[: last_runs]
+        runs = sorted(
+            engine.read_table(RUNS).to_pylist(), key=lambda r: r["started_at"], reverse=True
+        )[:last_runs]
         table = Table(title="Latest runs (zoom_ingest_runs)")
-        columns = ("started_at", "stream", "mode", "status", "api_calls", "records_fetched",
-                   "records_inserted", "records_rejected", "retries", "rate_limited",
-                   "duration_seconds")
-        headers = ("started", "stream", "mode", "status", "calls", "fetched", "inserted",
-                   "rejected", "retries", "429s", "seconds")
+        columns = (
+            "started_at",
+            "stream",
+            "mode",
+            "status",
+            "api_calls",
+            "records_fetched",
+            "records_inserted",
+            "records_rejected",
+            "retries",
+            "rate_limited",
+            "duration_seconds",
+        )
+        headers = (
+            "started",
+            "stream",
+            "mode",
+            "status",
+            "calls",
+            "fetched",
+            "inserted",
+            "rejected",
+            "retries",
+            "429s",
+            "seconds",
+        )
         for header in headers:
-            table.add_column(header, justify="left" if header in ("started", "stream", "mode",
-                                                                  "status") else "right")
+            table.add_column(
+                header,
+                justify="left" if header in ("started", "stream", "mode", "status") else "right",
+            )
         for row in runs:
             table.add_row(*(_cell(row[c]) for c in columns))
         console.print(table)
@@ -362,24 +560,184 @@ def _max(column: Any) -> Any:
     return pc.max(column).as_py()
 
 
+@main.command("query")
+@click.argument("sql", required=False)
+@click.option(
+    "--warehouse",
+    envvar="ZOOM_INGEST_WAREHOUSE",
+    default=DEFAULT_WAREHOUSE,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--name",
+    "query_name",
+    default=None,
+    help="Run one of the shipped queries by name (see --list).",
+)
+@click.option("--detections", is_flag=True, help="Run every shipped detection.")
+@click.option("--list", "list_queries", is_flag=True, help="List the shipped queries.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Rows shown in table format (0: all). CSV and JSON print every row.",
+)
+def query_command(
+    sql: str | None,
+    warehouse: Path,
+    query_name: str | None,
+    detections: bool,
+    list_queries: bool,
+    output_format: str,
+    limit: int,
+) -> None:
+    """Run SQL (Databricks dialect) on the local tables; prints a table, CSV or JSON."""
+    from . import analytics
+
+    if list_queries:
+        for kind, queries in (
+            ("analytics", analytics.QUERIES),
+            ("detections", analytics.DETECTIONS),
+        ):
+            click.echo(f"{kind}:")
+            for name, q in sorted(queries.items()):
+                click.echo(f"  {name:<32} {q.title}")
+        return
+    if sum(x is not None and x is not False for x in (sql, query_name, detections or None)) != 1:
+        click.echo("error: give one of SQL, --name NAME or --detections (see --list)", err=True)
+        sys.exit(EXIT_SETTINGS)
+    require_tables(warehouse)
+    try:
+        if detections:
+            result = analytics.run_detections(warehouse)
+        elif query_name is not None:
+            if query_name not in analytics.QUERIES and query_name not in analytics.DETECTIONS:
+                click.echo(f"error: no query named {query_name!r}; see --list", err=True)
+                sys.exit(EXIT_SETTINGS)
+            result = analytics.run_named(warehouse, query_name)
+        else:
+            result = analytics.run_query(warehouse, sql or "")
+    except analytics.QueryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    print_table(result, output_format, limit)
+
+
+def print_table(result: Any, output_format: str, limit: int) -> None:
+    """An Arrow table as a rich table, CSV or JSON lines on stdout."""
+    if output_format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.column_names)
+        for row in result.to_pylist():
+            writer.writerow([_csv_cell(row[c]) for c in result.column_names])
+        return
+    if output_format == "json":
+        import json
+
+        for row in result.to_pylist():
+            click.echo(json.dumps(row, default=_json_default, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for name in result.column_names:
+        table.add_column(name, overflow="fold")
+    rows = result.to_pylist()
+    shown = rows if not limit else rows[:limit]
+    for row in shown:
+        table.add_row(*(_cell(row[c]) for c in result.column_names))
+    console = Console(width=max(140, Console().width))
+    console.print(table)
+    if len(shown) < len(rows):
+        console.print(f"{len(shown)} of {len(rows)} rows (--limit 0 for all, or --format csv)")
+    else:
+        console.print(f"{len(rows)} rows")
+
+
+def _csv_cell(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+    return str(value)
+
+
+@main.command("report")
+@click.option(
+    "--warehouse",
+    envvar="ZOOM_INGEST_WAREHOUSE",
+    default=DEFAULT_WAREHOUSE,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTML file to write (default: <warehouse>/zoom-report.html).",
+)
+def report_command(warehouse: Path, output: Path | None) -> None:
+    """Write a self-contained HTML report: sign-ins, clients, changes, latest detections."""
+    from .report import write_report
+
+    require_tables(warehouse)
+    path = write_report(warehouse, output or warehouse / "zoom-report.html")
+    click.echo(f"wrote {path}")
+
+
 @main.command("simulate")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
-              help="Port on 127.0.0.1 (0: a free one).")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port on 127.0.0.1 (0: a free one).",
+)
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 185))
 @click.option("--activity-per-day", default=400, show_default=True, type=click.IntRange(0))
 @click.option("--operation-per-day", default=80, show_default=True, type=click.IntRange(0))
 @click.option("--qps-limit", default=None, type=float, help="Requests/s before 429s.")
-@click.option("--latency", default=0.0, show_default=True, type=float,
-              help="Seconds added to every API call.")
-def simulate_command(port: int, seed: int, days: int, activity_per_day: int,
-                     operation_per_day: int, qps_limit: float | None, latency: float) -> None:
+@click.option(
+    "--latency", default=0.0, show_default=True, type=float, help="Seconds added to every API call."
+)
+def simulate_command(
+    port: int,
+    seed: int,
+    days: int,
+    activity_per_day: int,
+    operation_per_day: int,
+    qps_limit: float | None,
+    latency: float,
+) -> None:
     """Start the Zoom API simulator on 127.0.0.1 and print how to point the job at it."""
     from .simulator import Simulator, serve
 
-    sim = Simulator(seed=seed, days=days, activity_per_day=activity_per_day,
-                    operation_per_day=operation_per_day, qps_limit=qps_limit, latency=latency,
-                    port=port)
+    sim = Simulator(
+        seed=seed,
+        days=days,
+        activity_per_day=activity_per_day,
+        operation_per_day=operation_per_day,
+        qps_limit=qps_limit,
+        latency=latency,
+        port=port,
+    )
     serve(sim)
 
 

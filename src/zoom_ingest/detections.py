@@ -59,7 +59,6 @@ DETECTIONS_TABLE = TableSpec(
 )
 EXIT_OK = 0
 EXIT_ALERTS = 1
-EXIT_USAGE = 2
 
 
 @dataclass(frozen=True)
@@ -87,18 +86,24 @@ class DetectionRun:
 # --------------------------------------------------------------------------- Databricks
 
 
-def alerts_sql(detected_at: datetime, detections: Sequence[Query] | None = None) -> str:
-    """One Spark SQL query: the alerts of every detection, with `detected_at`."""
+def union_sql(detections: Sequence[Query] | None = None) -> str:
+    """One Databricks SQL query: the alert rows of every detection (ALERT_SCHEMA columns)."""
     selected = list(detections) if detections is not None else list(DETECTIONS.values())
     columns = ", ".join(quote_identifier(name) for name in ALERT_SCHEMA.names)
     parts = [
         # The newline before ")" ends the query's last line, which may be a comment.
-        f"SELECT {columns} FROM (\n{query.sql.rstrip().rstrip(';')}\n)" for query in selected
+        f"SELECT {columns} FROM (\n{query.sql.rstrip().rstrip(';')}\n)"
+        for query in selected
     ]
-    union = "\nUNION ALL\n".join(parts)
+    return "\nUNION ALL\n".join(parts)
+
+
+def alerts_sql(detected_at: datetime, detections: Sequence[Query] | None = None) -> str:
+    """The alerts of every detection, each once, with `detected_at` (the MERGE source)."""
+    columns = ", ".join(quote_identifier(name) for name in ALERT_SCHEMA.names)
     return (
         f"SELECT DISTINCT {columns}, {timestamp_literal(detected_at)} AS `detected_at`\n"
-        f"FROM (\n{union}\n)"
+        f"FROM (\n{union_sql(detections)}\n)"
     )
 
 
@@ -132,38 +137,71 @@ def write_detections_spark(
     return DetectionRun(detected_at, int(found), {r["severity"]: int(r["n"]) for r in rows})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`zoom-ingest-detections`: the entry point of the zoom_detections job."""
+class _LastNonEmpty(argparse.Action):
+    """An option given several times keeps its last non-empty value: the job passes
+    `--schema={{job.parameters.schema}}` then `--schema={{input.schema}}`, and an
+    account's own schema wins only when it has one."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        if str(values).strip() or not getattr(namespace, self.dest, ""):
+            setattr(namespace, self.dest, str(values).strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoom-ingest-detections",
-        description="Run the Zoom log detections and store new alerts in zoom_detections.",
+        description="Run the Zoom log detections in catalog.schema and store new alerts in "
+        "its zoom_detections table. An empty value means not set.",
     )
-    parser.add_argument("--catalog", required=True, help="Unity Catalog catalog of the tables")
-    parser.add_argument("--schema", required=True, help="schema of the tables")
+    parser.add_argument(
+        "--catalog", action=_LastNonEmpty, default="", help="Unity Catalog catalog (required)"
+    )
+    parser.add_argument(
+        "--schema", action=_LastNonEmpty, default="", help="schema of the tables (required)"
+    )
     parser.add_argument(
         "--fail-on",
+        action=_LastNonEmpty,
         default="",
         help=f"exit 1 when a new alert has this severity or above ({', '.join(SEVERITIES)}); "
         "empty: never",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`zoom-ingest-detections`: the entry point of the zoom_detections job."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    fail_on = args.fail_on.strip().lower()
+    fail_on = args.fail_on.lower()
     if fail_on and fail_on not in SEVERITIES:
         parser.error(f"--fail-on must be one of {', '.join(SEVERITIES)} or empty, not {fail_on!r}")
     for name in ("catalog", "schema"):
-        if not getattr(args, name).strip():
-            parser.error(f"--{name} must not be empty")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not getattr(args, name):
+            parser.error(f"--{name} is required and must not be empty")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
-    from pyspark.sql import SparkSession
-
-    spark = SparkSession.builder.getOrCreate()
-    result = write_detections_spark(spark, args.catalog.strip(), args.schema.strip())
+    result = write_detections_spark(_active_session(), args.catalog, args.schema)
     log.info("%s", result.line())
     if fail_on and result.new_at_or_above(fail_on):
         log.error("new alerts of severity %s or above: see the zoom_detections table", fail_on)
         return EXIT_ALERTS
     return EXIT_OK
+
+
+def _active_session() -> SparkSession:
+    """The SparkSession the Databricks runtime provides."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.getOrCreate()
 
 
 # --------------------------------------------------------------------------- local

@@ -74,9 +74,7 @@ def retention_start(today: date) -> date:
     return add_months(today, -RETENTION_MONTHS) + timedelta(days=1)
 
 
-def plan_stream(
-    settings: Settings, stream: str, cursor: datetime | None, now: datetime
-) -> Plan:
+def plan_stream(settings: Settings, stream: str, cursor: datetime | None, now: datetime) -> Plan:
     """The windows one run fetches for one stream."""
     today = now.astimezone(UTC).date()
     oldest = retention_start(today)
@@ -90,10 +88,7 @@ def plan_stream(
         stop_before = None
     elif cursor is None:
         mode = "backfill"
-        if floor is not None:
-            start = floor
-        else:
-            start = _midnight(oldest)
+        start = floor if floor is not None else _midnight(oldest)
         stop_before = start
     else:
         mode = "incremental"
@@ -140,10 +135,7 @@ def cut_windows(
 ) -> list[Window]:
     """Oldest first. A short range is one chain; a long one is cut for parallel fetches."""
     total = (last - first).days + 1
-    if total <= SINGLE_WINDOW_MAX_DATES:
-        step = total
-    else:
-        step = window_days
+    step = total if total <= SINGLE_WINDOW_MAX_DATES else window_days
     windows = []
     day = first
     while day <= last:

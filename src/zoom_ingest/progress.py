@@ -87,4 +87,3 @@ class Progress:
                 self._totals[stream],
                 self._records[stream],
             )
-

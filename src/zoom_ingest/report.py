@@ -13,6 +13,7 @@ Every value from the data is HTML-escaped.
 from __future__ import annotations
 
 import html
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -26,7 +27,7 @@ from .tables import UTC
 
 #: How many rows the tables of the page show (the newest first).
 TABLE_ROWS = 25
-ALERT_ROWS = 50
+ALERT_ROWS = 30
 FRESHNESS_WARNING_HOURS = 24.0
 _COLOURS = ("#1f6feb", "#d29922", "#2da44e", "#cf222e", "#8250df", "#57606a")
 _SEVERITY_COLOURS = {"high": "#cf222e", "medium": "#d29922", "low": "#57606a"}
@@ -34,9 +35,7 @@ _SEVERITY_COLOURS = {"high": "#cf222e", "medium": "#d29922", "low": "#57606a"}
 Row = dict[str, Any]
 
 
-def write_report(
-    warehouse: str | Path, output: str | Path, *, now: datetime | None = None
-) -> Path:
+def write_report(warehouse: str | Path, output: str | Path, *, now: datetime | None = None) -> Path:
     """Write the report of a local warehouse to `output` (an .html file); return its path."""
     page = render_report(warehouse, now=now)
     path = Path(output).expanduser()
@@ -62,7 +61,16 @@ def render_report(warehouse: str | Path, *, now: datetime | None = None) -> str:
         _table_section(
             "role_changes",
             results["role_changes"],
-            ["time", "operator", "change", "target", "role_from", "role_to", "privileges_added", "privileges_removed"],
+            [
+                "time",
+                "operator",
+                "change",
+                "target",
+                "role_from",
+                "role_to",
+                "privileges_added",
+                "privileges_removed",
+            ],
         ),
         _table_section(
             "setting_changes",
@@ -80,7 +88,9 @@ def render_report(warehouse: str | Path, *, now: datetime | None = None) -> str:
             ["email", "first_sign_in", "last_sign_in", "ip_addresses", "sign_ins", "addresses"],
         ),
         _table_section(
-            "users_added_removed", results["users_added_removed"], ["time", "operator", "change", "user_email"]
+            "users_added_removed",
+            results["users_added_removed"],
+            ["time", "operator", "change", "user_email"],
         ),
         _table_section(
             "recording_deletions",
@@ -104,7 +114,8 @@ def _freshness_section(rows: list[Row]) -> str:
             f'<div class="card{" stale" if stale else ""}"><h3>{_e(row["table_name"])}</h3>'
             f'<p class="big">{_number(row["total_records"])}</p><p>records · newest '
             f"{_e(_format(row['latest_time']))} ({_e(status)})</p><p>last 24 h: "
-            f"{_number(row['records_last_24h'])} · checkpoint {_e(_format(row['checkpoint_cursor']))}"
+            f"{_number(row['records_last_24h'])} · checkpoint "
+            f"{_e(_format(row['checkpoint_cursor']))}"
             f" · last run {_e(_format(row['last_run_status']))}</p></div>"
         )
     return _section("data_freshness", f'<div class="cards">{"".join(cells)}</div>')
@@ -140,7 +151,10 @@ def _alerts_section(alerts: list[Row]) -> str:
             body += f'<p class="quiet">The newest {ALERT_ROWS} of {len(alerts)} alerts.</p>'
     title = "Latest detections"
     description = "Alerts of the detections over the last 30 days, newest first."
-    return f'<section id="detections"><h2>{title}</h2><p class="quiet">{description}</p>{body}</section>'
+    return (
+        f'<section id="detections"><h2>{title}</h2>'
+        f'<p class="quiet">{description}</p>{body}</section>'
+    )
 
 
 def _sign_ins_section(daily: list[Row], active: list[Row]) -> str:
@@ -169,10 +183,8 @@ def _records_section(rows: list[Row]) -> str:
         },
         highlight=[row["activity_logs"] == 0 for row in rows],
     )
-    empty = [label for label, row in zip(labels, rows) if row["activity_logs"] == 0]
-    note = (
-        f'<p class="warn">No activity records on {_e(", ".join(empty))}.</p>' if empty else ""
-    )
+    empty = [label for label, row in zip(labels, rows, strict=True) if row["activity_logs"] == 0]
+    note = f'<p class="warn">No activity records on {_e(", ".join(empty))}.</p>' if empty else ""
     return _section("daily_record_counts", chart + note)
 
 
@@ -185,7 +197,10 @@ def _clients_section(rows: list[Row]) -> str:
     outdated.sort(key=lambda row: (-row["users"], row["client_type"], row["version"]))
     table = (
         "<h3>Outdated versions</h3>"
-        + _table(outdated[:TABLE_ROWS], ["client_type", "version", "users", "sign_ins", "latest_version", "last_seen"])
+        + _table(
+            outdated[:TABLE_ROWS],
+            ["client_type", "version", "users", "sign_ins", "latest_version", "last_seen"],
+        )
         if outdated
         else '<p class="quiet">No outdated versions.</p>'
     )
@@ -199,12 +214,17 @@ def _operations_section(rows: list[Row]) -> str:
     chart = _bar_list(
         sorted(per_category.items(), key=lambda item: (-item[1], item[0])), unit="operations"
     )
-    top = _table(rows[:TABLE_ROWS], ["category_type", "action", "operator", "operations", "last_time"])
+    top = _table(
+        rows[:TABLE_ROWS], ["category_type", "action", "operator", "operations", "last_time"]
+    )
     return _section("operations_by_category", chart + top)
 
 
 def _table_section(name: str, rows: list[Row], columns: list[str]) -> str:
-    body = _table(rows[:TABLE_ROWS], columns) if rows else '<p class="quiet">None.</p>'
+    shown = rows[:TABLE_ROWS]
+    # Columns that are empty in every row shown only take room.
+    columns = [c for c in columns if any(row.get(c) is not None for row in shown)]
+    body = _table(shown, columns) if rows else '<p class="quiet">None.</p>'
     if len(rows) > TABLE_ROWS:
         body += f'<p class="quiet">The first {TABLE_ROWS} of {len(rows)} rows.</p>'
     return _section(name, body)
@@ -235,7 +255,7 @@ def _column_chart(
     group = max(8.0, min(48.0, 860.0 / len(labels)))
     width = int(left + group * len(labels) + 12)
     plot = height - bottom - top
-    peak = max((v for values in series.values() for v in values), default=0) or 1
+    peak = _nice_ceiling(max((v for values in series.values() for v in values), default=0))
     bar = max(2.0, (group - 4) / len(series))
     parts = [_axis(left, top, plot, width, peak)]
     for index, label in enumerate(labels):
@@ -259,13 +279,26 @@ def _column_chart(
                 f'text-anchor="middle" class="tick">{_e(label)}</text>'
             )
     legend = "".join(
-        f'<span class="key"><i style="background:{_COLOURS[s % len(_COLOURS)]}"></i>{_e(name)}</span>'
+        f'<span class="key"><i style="background:{_COLOURS[s % len(_COLOURS)]}"></i>'
+        f"{_e(name)}</span>"
         for s, name in enumerate(series)
     )
     return (
-        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg><p>{legend}</p>'
     )
+
+
+def _nice_ceiling(value: float) -> float:
+    """The top of the y axis: 4 grid steps of a round size (whole numbers), at or above `value`."""
+    if value <= 4:
+        return 4.0
+    quarter = value / 4
+    magnitude = 10 ** math.floor(math.log10(quarter))
+    for multiple in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if multiple * magnitude >= quarter:
+            return 4 * max(1.0, multiple * magnitude)
+    return value  # unreachable: 10 × magnitude ≥ quarter
 
 
 def _axis(left: int, top: int, plot: int, width: int, peak: float) -> str:
@@ -276,7 +309,7 @@ def _axis(left: int, top: int, plot: int, width: int, peak: float) -> str:
         lines.append(
             f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
-            f"{_number(round(value))}</text>"
+            f"{_number(value)}</text>"
         )
     return "".join(lines)
 
@@ -295,11 +328,12 @@ def _bar_list(items: Sequence[tuple[str, float]], *, unit: str) -> str:
             f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end">{_e(label)}</text>'
             f'<rect x="{label_width}" y="{y + 4}" width="{length:.1f}" height="{row - 8}" '
             f'fill="{_COLOURS[0]}"><title>{_e(label)}: {_number(value)} {_e(unit)}</title></rect>'
-            f'<text x="{label_width + length + 6:.1f}" y="{y + 16}" class="tick">{_number(value)}</text>'
+            f'<text x="{label_width + length + 6:.1f}" y="{y + 16}" class="tick">'
+            f"{_number(value)}</text>"
         )
     height = row * len(items)
     return (
-        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
     )
 
@@ -308,22 +342,25 @@ def _bar_list(items: Sequence[tuple[str, float]], *, unit: str) -> str:
 
 
 def _table(
-    rows: Sequence[Row], columns: Sequence[str], formatters: dict[str, Callable[[Any], str]] | None = None
+    rows: Sequence[Row],
+    columns: Sequence[str],
+    formatters: dict[str, Callable[[Any], str]] | None = None,
 ) -> str:
     if not rows:
         return '<p class="quiet">None.</p>'
     formatters = formatters or {}
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{formatters[c](row.get(c)) if c in formatters else _e(_format(row.get(c)))}</td>"
-            for c in columns
-        )
-        + "</tr>"
+        "<tr>" + "".join(_cell(row.get(c), formatters.get(c)) for c in columns) + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value: Any, formatter: Callable[[Any], str] | None) -> str:
+    text = formatter(value) if formatter else _e(_format(value))
+    # Times stay on one line; long text wraps.
+    return f'<td class="time">{text}</td>' if isinstance(value, datetime) else f"<td>{text}</td>"
 
 
 def _severity_badge(severity: Any) -> str:
@@ -340,7 +377,7 @@ def _format(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, bool):
@@ -396,8 +433,8 @@ def _page(location: str, generated: datetime, sections: list[str]) -> str:
 </head>
 <body>
 <header><h1>Zoom audit report</h1>
-<p class="quiet">Local tables in {_e(location)} · generated {_e(_format(generated))} ·
-days are UTC days</p><nav>{nav}</nav></header>
+<p class="quiet">Local tables in {_e(location)} · generated {_e(_format(generated))} UTC ·
+all times and days are UTC</p><nav>{nav}</nav></header>
 <main>
 {"".join(sections)}
 </main>
@@ -407,20 +444,33 @@ days are UTC days</p><nav>{nav}</nav></header>
 
 
 _STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;margin:0;background:#f6f8fa}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;margin:0}
+body{background:#f6f8fa}
 header{background:#fff;border-bottom:1px solid #d0d7de;padding:16px 32px}
-h1{margin:0 0 4px;font-size:22px}h2{font-size:18px;margin:0 0 4px}h3{font-size:15px;margin:16px 0 6px}
+h1{margin:0 0 4px;font-size:22px}
+h2{font-size:18px;margin:0 0 4px}
+h3{font-size:15px;margin:16px 0 6px}
 nav a{margin-right:14px;color:#0969da;text-decoration:none}
 main{padding:16px 32px;max-width:1200px}
-section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:16px 20px;margin:0 0 16px}
-.quiet{color:#57606a}.warn{color:#cf222e}
+section{background:#fff;border:1px solid #d0d7de;border-radius:6px}
+section{padding:16px 20px;margin:0 0 16px}
+.quiet{color:#57606a}
+.warn{color:#cf222e}
 .cards{display:flex;gap:16px;flex-wrap:wrap}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:8px 16px;min-width:260px}
-.card.stale{border-color:#cf222e;background:#ffebe9}.card p{margin:2px 0}.big{font-size:24px;font-weight:600}
+.card.stale{border-color:#cf222e;background:#ffebe9}
+.card p{margin:2px 0}
+.big{font-size:24px;font-weight:600}
 table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eaeef2;vertical-align:top;word-break:break-word}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eaeef2}
+th,td{vertical-align:top;word-break:break-word}
 th{background:#f6f8fa}
-.badge{color:#fff;border-radius:10px;padding:1px 8px;font-size:12px}
-.key{margin-right:16px}.key i{display:inline-block;width:10px;height:10px;margin-right:4px}
-svg text{font-size:11px;fill:#1f2328}svg .tick{fill:#57606a}svg .grid{stroke:#eaeef2}
+.badge{color:#fff;border-radius:10px;padding:1px 8px;font-size:12px;white-space:nowrap}
+td.time{white-space:nowrap}
+.key{margin-right:16px}
+.key i{display:inline-block;width:10px;height:10px;margin-right:4px}
+svg{max-width:100%;height:auto}
+svg text{font-size:11px;fill:#1f2328}
+svg .tick{fill:#57606a}
+svg .grid{stroke:#eaeef2}
 """

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from .tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC, format_time, lw_id
 
@@ -41,6 +41,17 @@ class RecordSink(Protocol):
     """Anything records can be planted into; the simulator is one."""
 
     def add_records(self, stream: str, records: Iterable[dict[str, str]]) -> None: ...
+
+
+class SimulatorLike(RecordSink, Protocol):
+    """What plant_standard_scenarios needs of a simulator."""
+
+    now: datetime
+    start_time: datetime
+
+    def ground_truth(
+        self, stream: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,9 @@ def alerts_of(scenarios: Iterable[Scenario]) -> list[ExpectedAlert]:
 # --------------------------------------------------------------------------- operations
 
 
-def _operation(at: datetime, operator: str, category: str, action: str, detail: str) -> dict:
+def _operation(
+    at: datetime, operator: str, category: str, action: str, detail: str
+) -> dict[str, str]:
     return {
         "time": format_time(at),
         "operator": operator,
@@ -165,7 +178,9 @@ def two_factor_disabled(at: datetime, operator: str) -> Scenario:
     return _operation_scenario(
         "two_factor_disabled",
         f"{operator} turns two-factor authentication off",
-        _operation(at, operator, "Account", "Update", f"Account Settings: {setting}: from On to Off"),
+        _operation(
+            at, operator, "Account", "Update", f"Account Settings: {setting}: from On to Off"
+        ),
         "sign_in_security_disabled",
         "high",
         "account",
@@ -195,7 +210,11 @@ def auto_sign_out_disabled(at: datetime, operator: str) -> Scenario:
         "auto_sign_out_disabled",
         f"{operator} turns automatic sign-out off",
         _operation(
-            at, operator, "Account", "Update", f"Account Settings - Security: {setting}: from On to Off"
+            at,
+            operator,
+            "Account",
+            "Update",
+            f"Account Settings - Security: {setting}: from On to Off",
         ),
         "auto_sign_out_disabled",
         "medium",
@@ -252,7 +271,11 @@ def _sign_in(at: datetime, email: str, ip: str, client: str, version: str) -> di
 
 
 def new_ip_sign_in(
-    at: datetime, email: str, ip: str = NEW_ADDRESS, client: str = "Mac", version: str = "6.2.5 (41233)"
+    at: datetime,
+    email: str,
+    ip: str = NEW_ADDRESS,
+    client: str = "Mac",
+    version: str = "6.2.5 (41233)",
 ) -> Scenario:
     """A user with earlier activity signs in from an address never seen for them.
 
@@ -267,7 +290,10 @@ def new_ip_sign_in(
 
 
 def ip_sign_in_burst(
-    at: datetime, users: Sequence[str], ip: str = BURST_ADDRESS, every: timedelta = timedelta(minutes=4)
+    at: datetime,
+    users: Sequence[str],
+    ip: str = BURST_ADDRESS,
+    every: timedelta = timedelta(minutes=4),
 ) -> Scenario:
     """`users` (at least BURST_USERS) sign in from one new address, `every` apart from `at`."""
     if len(set(users)) < BURST_USERS:
@@ -350,6 +376,24 @@ def standard_scenarios(
         ip_sign_in_burst(_business_day(now, 1, time(3, 30, 0)), users[:BURST_USERS]),
         new_ip_sign_in(_business_day(now, 1, time(13, 14, 15)), victim),
     ]
+
+
+def plant_standard_scenarios(sim: SimulatorLike, *, admin: str = DEFAULT_ADMIN) -> list[Scenario]:
+    """Plant `standard_scenarios` at the simulator's `now`, with its own users as victims.
+
+    The victims are people active on the first day of the simulated data, so that the
+    new-address sign-in has a history to differ from. Returns the planted scenarios (their
+    `alerts` are what the detections must find). For `zoom-ingest demo`.
+    """
+    first_day = sim.ground_truth(
+        "activity_logs", sim.start_time, sim.start_time + timedelta(days=1)
+    )
+    oldest_first = [r.get("email") for r in reversed(first_day)]
+    people = [e for e in dict.fromkeys(oldest_first) if isinstance(e, str) and e]
+    users = people[:BURST_USERS] if len(people) >= BURST_USERS else DEFAULT_USERS
+    planted = standard_scenarios(sim.now, admin=admin, users=users)
+    plant(sim, planted)
+    return planted
 
 
 def _business_day(now: datetime, days_ago: int, at: time) -> datetime:

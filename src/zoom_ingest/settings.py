@@ -134,7 +134,9 @@ def validate(s: Settings) -> None:
         raise SettingsError("streams", f"at least one of {', '.join(STREAMS)}")
     for stream in s.streams:
         if stream not in STREAMS:
-            raise SettingsError("streams", f"unknown stream {stream!r}; allowed: {', '.join(STREAMS)}")
+            raise SettingsError(
+                "streams", f"unknown stream {stream!r}; allowed: {', '.join(STREAMS)}"
+            )
     if s.category_type not in CATEGORY_TYPES:
         raise SettingsError(
             "category_type", f"{s.category_type!r} is not one of {', '.join(CATEGORY_TYPES)}"

@@ -239,6 +239,9 @@ class AccessTokens:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[frozenset[str], float]] = {}
+        #: Every token ever issued, in order (expired and revoked ones too), so tests can
+        #: search logs, errors and tables for any of them.
+        self._issued: list[str] = []
 
     def issue(self, scopes: frozenset[str], ttl: float) -> str:
         token = "sim." + secrets.token_urlsafe(32)
@@ -246,7 +249,12 @@ class AccessTokens:
             now = time.monotonic()
             self._tokens = {t: v for t, v in self._tokens.items() if v[1] > now}
             self._tokens[token] = (scopes, now + ttl)
+            self._issued.append(token)
         return token
+
+    def issued(self) -> list[str]:
+        with self._lock:
+            return list(self._issued)
 
     def scopes(self, token: str | None) -> frozenset[str] | None:
         """The token's scopes, or None when it is unknown, expired or revoked."""
@@ -363,7 +371,10 @@ class Simulator:
         duplicate_across_pages: bool = False,
         port: int = 0,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        client_secret: str | None = None,
     ) -> None:
+        """`client_secret`: use this fake instead of the one derived from the seed (tests
+        that look for it in logs and tables want one that is easy to recognise)."""
         _check(days >= 0, "days must not be negative")
         _check(activity_per_day >= 0 and operation_per_day >= 0, "per_day must not be negative")
         _check(-12 <= account_utc_offset_hours <= 14, "account_utc_offset_hours is -12..14")
@@ -390,7 +401,8 @@ class Simulator:
         credentials = _Credentials.from_seed(seed)
         self.account_id = credentials.account_id
         self.client_id = credentials.client_id
-        self.client_secret = credentials.client_secret
+        self.client_secret = credentials.client_secret if client_secret is None else client_secret
+        _check(bool(self.client_secret), "client_secret must not be empty")
 
         self.faults = FaultSet(seed)
         self.stats = Stats()
@@ -503,6 +515,11 @@ class Simulator:
     def revoke_tokens(self) -> None:
         """Every access token issued so far now gets 401 code 124."""
         self._access.revoke_all()
+
+    def issued_tokens(self) -> list[str]:
+        """Every access token the token endpoint has issued, oldest first (for tests that
+        check no token leaks into logs, errors or tables)."""
+        return self._access.issued()
 
     # ---- requests
 

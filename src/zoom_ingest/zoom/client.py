@@ -106,6 +106,7 @@ class _Call:
 
     path: str
     attempts: int = 0
+    #: This attempt already refreshed the token after a 401 code 124.
     refreshed_token: bool = False
 
 
@@ -229,6 +230,10 @@ class ZoomClient:
         check: BodyCheck | None,
     ) -> dict[str, Any]:
         call.attempts += 1
+        # One refresh per attempt: a token rejected right after its refresh means the
+        # app or account is wrong, but a revocation during an earlier attempt of this
+        # call (before a 5xx, a reset, …) says nothing about the token issued since.
+        call.refreshed_token = False
         while True:
             token = self.tokens.token()
             # Token first, then the slot: a slot taken and then spent waiting for a token
