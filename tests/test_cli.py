@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -147,3 +149,53 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     assert "simulator" in done.stdout
     assert "activity_logs" in done.stdout and "inserted" in done.stdout
     assert LocalEngine(warehouse).read_table(ACTIVITY_LOGS).num_rows > 0
+
+
+def test_query_and_report_on_the_demo_warehouse(tmp_path: Path):
+    warehouse = tmp_path / "demo"
+    demo = zoom_ingest(
+        "demo",
+        "--warehouse",
+        str(warehouse),
+        "--days",
+        "10",
+        "--activity-per-day",
+        "40",
+        "--operation-per-day",
+        "10",
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert "planted security scenarios" in demo.stdout
+    assert "zoom-ingest report" in demo.stdout and "zoom-ingest query" in demo.stdout
+
+    sql = "SELECT type, count(*) AS n FROM activity_logs GROUP BY type ORDER BY type"
+    as_csv = zoom_ingest("query", "--warehouse", str(warehouse), "--format", "csv", sql)
+    assert as_csv.returncode == 0, as_csv.stderr
+    lines = as_csv.stdout.strip().splitlines()
+    assert lines[0] == "type,n"
+    counts = dict(line.split(",") for line in lines[1:])
+    engine = LocalEngine(warehouse)
+    types = engine.read_table(ACTIVITY_LOGS)["type"].to_pylist()
+    assert counts == {t: str(types.count(t)) for t in set(types)}
+
+    as_json = zoom_ingest(
+        "query", "--warehouse", str(warehouse), "--format", "json", "--detections"
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    alerts = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert {"privileged_role_granted", "sign_in_security_disabled", "ip_sign_in_burst"} <= {
+        a["detection"] for a in alerts
+    }
+
+    bad = zoom_ingest("query", "--warehouse", str(warehouse), "SELEC nonsense")
+    assert bad.returncode == 1 and "error" in bad.stderr
+
+    report = zoom_ingest(
+        "report", "--warehouse", str(warehouse), "--output", str(tmp_path / "r.html")
+    )
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html
+    # Self-contained: nothing to fetch (an SVG's xmlns is a name, not a fetch).
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<script" not in html
