@@ -32,7 +32,9 @@ from jsonschema.exceptions import ValidationError, best_match
 from zoom_ingest import databricks_job
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = ROOT.parent / "shared" / "reference" / "databricks-bundle-schema.json"
+# The Databricks CLI's own JSON schema for bundle configuration (`databricks bundle
+# schema`), kept in the repo so the test runs on any clone.
+SCHEMA_PATH = ROOT / "tests" / "data" / "databricks-bundle-schema.json"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 DOCS = ROOT / "docs" / "databricks.md"
 # Sequences the CLI merges by a key field rather than by position.

@@ -687,17 +687,17 @@ class Dataset:
                 records.extend(json.loads(b"[" + day.records(start, stop)[:-1] + b"]"))
         return records
 
-    def add_records(self, stream: str, records: list[Mapping[str, Any]], now: int) -> None:
-        """Visible from now on. A record whose `time` is not RFC 3339 (it is served as
-        given, for clients to reject) is placed at `now` for ordering and date filters."""
+    def add_records(self, stream: str, records: list[Any], now: int) -> None:
+        """Visible from now on. A record whose `time` is not RFC 3339, or that is not a
+        JSON object at all (a string, a list, null: served as given, for clients to
+        reject), is placed at `now` for ordering and date filters."""
         prepared = []
         for record in records:
-            if not isinstance(record, Mapping):
-                raise TypeError(f"add_records takes dicts, not {type(record).__name__}")
-            second = parse_record_time(record.get("time"))
+            fields: Mapping[str, Any] = record if isinstance(record, Mapping) else {}
+            second = parse_record_time(fields.get("time"))
             category = 0
             if stream == OPERATION_LOGS:
-                category = _DISPLAY_INDEX.get(record.get("category_type"), OTHER_CATEGORY)  # type: ignore[arg-type]
+                category = _DISPLAY_INDEX.get(fields.get("category_type"), OTHER_CATEGORY)  # type: ignore[arg-type]
             prepared.append((now if second is None else second, _encode(record), category))
         with self._lock:
             for second, raw, category in prepared:
@@ -802,7 +802,7 @@ class Dataset:
         return DayRecords.build(items)
 
 
-def _encode(record: Mapping[str, Any]) -> bytes:
+def _encode(record: Any) -> bytes:
     try:
         return json.dumps(record, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: escaped, still valid JSON

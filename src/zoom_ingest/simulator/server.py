@@ -503,8 +503,9 @@ class Simulator:
         _check(stream in STREAMS, f"unknown stream {stream!r}; known: {', '.join(STREAMS)}")
         return self._data.ground_truth(stream, _ceil_second(start), _ceil_second(end))
 
-    def add_records(self, stream: str, records: Iterable[Mapping[str, Any]]) -> None:
-        """New or late-arriving records, served from now on exactly as given."""
+    def add_records(self, stream: str, records: Iterable[Mapping[str, Any] | Any]) -> None:
+        """New or late-arriving records, served from now on exactly as given (any JSON
+        value: a non-object or one without a valid `time` is served at the current time)."""
         _check(stream in STREAMS, f"unknown stream {stream!r}; known: {', '.join(STREAMS)}")
         self._data.add_records(stream, list(records), math.floor(self.clock().timestamp()))
 

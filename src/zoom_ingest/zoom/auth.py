@@ -63,12 +63,22 @@ class TokenProvider:
         self.requests_made = 0
         #: The scopes Zoom granted with the current token (space-separated in the answer).
         self.scopes: tuple[str, ...] = ()
+        #: Zoom refused the credentials (or TLS failed): final for this provider.
+        self._refused: ZoomAuthError | None = None
 
     def token(self) -> str:
         """A token that is valid for a while yet; asks Zoom for one if needed."""
         with self._lock:
+            if self._refused is not None:
+                raise _same_error(self._refused)
             if self._token is None or self._clock() >= self._refresh_at:
-                self._fetch_locked()
+                try:
+                    self._fetch_locked()
+                except ZoomAuthError as exc:
+                    # Wrong credentials stay wrong for the whole run. Asking again from
+                    # every fetch thread would only repeat a failed sign-in at Zoom.
+                    self._refused = exc
+                    raise
             assert self._token is not None
             return self._token
 
@@ -151,6 +161,19 @@ class TokenProvider:
 
     def __repr__(self) -> str:
         return f"TokenProvider(account_id={self._settings.account_id!r}, token=***)"
+
+
+def _same_error(error: ZoomAuthError) -> ZoomAuthError:
+    """A new exception saying what `error` says (one instance is not raised in several
+    threads at once: each raise writes its traceback into it)."""
+    return ZoomAuthError(
+        error.summary,
+        status=error.status,
+        code=error.code,
+        message=error.message,
+        tracking_id=error.tracking_id,
+        hint=error.hint,
+    )
 
 
 def _auth_hint(code: int | str | None, reason: str | None) -> str:

@@ -1,0 +1,195 @@
+"""What every benchmark shares: the simulated account, and the job run as a child process.
+
+The job runs as `zoom-ingest run` in its own process so that its peak memory (RSS) and
+CPU time are its own: `os.wait4` returns the child's resource usage. The simulator runs
+in the benchmark's process, so neither its memory nor its CPU is counted for the job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.settings import PAGE_SIZE
+from zoom_ingest.simulator import Simulator
+from zoom_ingest.tables import RUNS, UTC
+
+#: Seconds a single job run may take before the benchmark gives up on it.
+JOB_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A simulated Zoom account: how much history, how dense, how slow the API is."""
+
+    days: float
+    activity_per_day: float
+    operation_per_day: float
+    latency: float = 0.3
+    seed: int = 11
+
+    @property
+    def expected_records(self) -> int:
+        """About how many records the simulator generates (it draws Poisson counts)."""
+        return round(self.days * (self.activity_per_day + self.operation_per_day))
+
+    def simulator(self, qps_limit: float | None) -> Simulator:
+        return Simulator(
+            seed=self.seed,
+            days=self.days,
+            activity_per_day=self.activity_per_day,
+            operation_per_day=self.operation_per_day,
+            qps_limit=qps_limit,
+            latency=self.latency,
+        )
+
+
+def ceiling_records_per_second(requests_per_second: float) -> float:
+    """Zoom's throughput ceiling: every allowed request returns a full page."""
+    return requests_per_second * PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class JobProcess:
+    """One `zoom-ingest run` in a child process, as the operating system saw it."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+    exit_code: int
+    log_path: Path
+
+
+def simulator_env(sim: Simulator) -> dict[str, str]:
+    """The ZOOM_* variables that point the job at the simulator."""
+    return {
+        "ZOOM_API_URL": sim.api_url,
+        "ZOOM_OAUTH_URL": sim.oauth_url,
+        "ZOOM_ACCOUNT_ID": sim.account_id,
+        "ZOOM_CLIENT_ID": sim.client_id,
+        # The simulator's own fake credential, passed to a child process only.
+        "ZOOM_CLIENT_SECRET": sim.client_secret,
+    }
+
+
+def run_job_process(
+    sim: Simulator,
+    warehouse: Path,
+    log_path: Path,
+    *,
+    settings: Mapping[str, object],
+    timeout: float = JOB_TIMEOUT,
+) -> JobProcess:
+    """Run `zoom-ingest run` against `sim` into `warehouse`; wait and measure it.
+
+    `settings` become ZOOM_INGEST_<NAME> variables (e.g. requests_per_second=10).
+    """
+    env = {**simulator_env(sim), "ZOOM_INGEST_LOG_LEVEL": "WARNING"}
+    env.update({f"ZOOM_INGEST_{name.upper()}": str(value) for name, value in settings.items()})
+    return run_python_process(
+        "from zoom_ingest.cli import main; main()",
+        log_path,
+        args=["run", "--warehouse", str(warehouse), "--no-progress"],
+        env=env,
+        timeout=timeout,
+    )
+
+
+def run_python_process(
+    code: str,
+    log_path: Path,
+    *,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = JOB_TIMEOUT,
+) -> JobProcess:
+    """`python -c code args…` in a child process, its output in `log_path`; measured."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        started = time.monotonic()
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        watchdog = threading.Timer(timeout, child.kill)
+        watchdog.start()
+        try:
+            # wait4, not wait: it returns this child's own rusage (peak RSS, CPU time).
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            watchdog.cancel()
+        wall = time.monotonic() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return JobProcess(
+        wall_seconds=wall,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        peak_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        exit_code=child.returncode,
+        log_path=log_path,
+    )
+
+
+def last_run_rows(warehouse: Path) -> list[dict[str, Any]]:
+    """The `zoom_ingest_runs` rows (one per stream) of the latest run in `warehouse`."""
+    rows = LocalEngine(warehouse).read_table(RUNS).to_pylist()
+    if not rows:
+        raise RuntimeError(f"no run recorded in {warehouse}")
+    latest = max(row["started_at"] for row in rows)
+    return [row for row in rows if row["started_at"] == latest]
+
+
+def merges_since(table_path: Path, version: int) -> list[dict[str, Any]]:
+    """The commit entries (metrics and parameters) of every MERGE after `version`."""
+    history = DeltaTable(str(table_path)).history()
+    return [
+        entry
+        for entry in history
+        if entry.get("operation") == "MERGE" and int(entry["version"]) > version
+    ]
+
+
+def files_in_merge_range(table_path: Path, version: int, merge: Mapping[str, Any]) -> int | None:
+    """How many data files of the table at `version` a MERGE's time range overlaps: the
+    files it has to read after pruning on file statistics. None without a time range.
+
+    delta-rs' own `num_target_files_scanned` stays 0 for an insert-only MERGE even when
+    it reads a file to look for matches, so the benchmark counts from the statistics.
+    """
+    predicate = str(merge.get("operationParameters", {}).get("predicate", ""))
+    bounds = [datetime.fromisoformat(v) for v in _PREDICATE_TIMESTAMP.findall(predicate)]
+    if len(bounds) != 2:
+        return None
+    low, high = (bound.replace(tzinfo=UTC) for bound in sorted(bounds))
+    files = DeltaTable(str(table_path), version=version).get_add_actions(flatten=True)
+    table = pa.table(files)
+    if not table.num_rows:
+        return 0
+    lows, highs = table.column("min.time").to_pylist(), table.column("max.time").to_pylist()
+    return sum(1 for lo, hi in zip(lows, highs) if not (hi < low or lo > high))
+
+
+def table_version(table_path: Path) -> int:
+    return DeltaTable(str(table_path)).version()
+
+
+def backfill_start(sim: Simulator) -> str:
+    """The UTC date whose midnight is at or before the simulator's oldest record."""
+    return sim.start_time.date().isoformat()
+
+
+_PREDICATE_TIMESTAMP = re.compile(r"'(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)'")

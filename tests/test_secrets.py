@@ -1,0 +1,333 @@
+"""Secrets: the client secret and the access tokens never show, whatever happens.
+
+Runs that succeed and runs that fail (bad credentials, 401s, 500s, an unreachable token
+endpoint, the daily limit) are made with recognisable fake credentials. Every log line
+of every logger at DEBUG, every exception text and traceback, the run summaries, the
+output of `zoom-ingest` processes and every row of every table are searched for the
+secret, for each access token the simulator issued, for the Basic-auth header built
+from the secret, and for pieces of each. The HTTP client verifies TLS (shown against a
+local HTTPS server whose certificate is not trusted, then trusted) and refuses plain
+http except to loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import http.server
+import ipaddress
+import logging
+import ssl
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, EXIT_STREAM_FAILED, run
+from zoom_ingest.settings import Secret, Settings, SettingsError, check_url
+from zoom_ingest.simulator import Fault, Simulator
+from zoom_ingest.tables import UTC
+from zoom_ingest.zoom import ZoomClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import soak  # the soak script: process runner, table scan
+
+SECRET = "FAKE-zoom-secret-LEAKCHECK-7b3e91d0c2"
+WRONG_SECRET = "FAKE-wrong-secret-LEAKCHECK-1a9f44e6"
+DAYS = 4
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(seed=71, days=DAYS, activity_per_day=400, operation_per_day=40,
+                   client_secret=SECRET) as s:  # fmt: skip
+        yield s
+
+
+def settings_for(sim: Simulator, **changes: object) -> Settings:
+    return Settings(
+        account_id=sim.account_id,
+        client_id=sim.client_id,
+        client_secret=Secret(SECRET),
+        api_url=sim.api_url,
+        oauth_url=sim.oauth_url,
+        backfill_start=datetime.now(UTC).date() - timedelta(days=DAYS - 2),
+        requests_per_second=500,
+        timeout=2,
+        max_retries=2,
+    ).with_changes(**changes)
+
+
+def forbidden(sim: Simulator) -> list[str]:
+    """Everything that must never be seen, and pieces of it."""
+    whole = [SECRET, WRONG_SECRET, *sim.issued_tokens()]
+    basic = [
+        base64.b64encode(f"{sim.client_id}:{secret}".encode()).decode()
+        for secret in (SECRET, WRONG_SECRET)
+    ]
+    pieces = [s[4:20] for s in whole] + [s[-16:] for s in whole]
+    return whole + basic + pieces
+
+
+def assert_nothing_secret(sim: Simulator, texts: list[str], warehouse: Path | None) -> None:
+    assert len(sim.issued_tokens()) >= 2, "the runs should have used several tokens"
+    secrets = forbidden(sim)
+    for index, text in enumerate(texts):
+        for secret in secrets:
+            assert secret not in text, f"text {index} shows a secret: …{text[:300]}"
+    if warehouse is not None:
+        engine = LocalEngine(warehouse)
+        for spec in soak.ALL_TABLES.values():
+            dump = repr(engine.read_table(spec).to_pylist())
+            for secret in secrets:
+                assert secret not in dump, f"table {spec.name} holds a secret"
+
+
+def log_texts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Each record as formatted (with its traceback), its raw message and arguments."""
+    texts = [caplog.text]
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    for record in caplog.records:
+        texts += [formatter.format(record), repr(record.msg), repr(record.args)]
+    return texts
+
+
+def test_no_secret_in_logs_errors_summaries_or_tables(sim, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)  # the root logger: every library's records reach it
+    for name in ("urllib3", "requests", "zoom_ingest"):  # in case one was set higher
+        caplog.set_level(logging.DEBUG, logger=name)
+    texts: list[str] = []
+    warehouse = tmp_path / "wh"
+
+    def attempt(settings: Settings, expected: int) -> None:
+        try:
+            with ZoomClient(settings, backoff_base=0.01, backoff_max=0.05) as client:
+                summary = run(settings, LocalEngine(warehouse), progress=False, client=client)
+        except Exception as exc:  # none is expected; its text is searched all the same
+            texts.extend(traceback.format_exception(exc))
+            raise
+        texts.extend(summary.lines())
+        texts.append(repr(summary))
+        texts.extend(s.error or "" for s in summary.streams)
+        assert summary.exit_code == expected, summary.lines()
+
+    # Succeeds through a revocation, 5xx, resets, a 429 and bad bodies, all logged.
+    for fault in (
+        Fault("token_revoked", after_calls=2),
+        Fault("http_503", count=2),
+        Fault("reset", count=1),
+        Fault("qps_429", count=1),
+        Fault("html_200", count=1),
+        Fault("truncated_json", count=1),
+        Fault("page_token_expired", count=1),
+    ):
+        sim.faults.inject(fault)
+    attempt(settings_for(sim), EXIT_OK)
+    sim.faults.clear()
+
+    # Bad credentials: Zoom refuses the token.
+    attempt(settings_for(sim, client_secret=Secret(WRONG_SECRET)), EXIT_STREAM_FAILED)
+    # 401 code 124 on every call: refreshed once, then an auth error.
+    sim.faults.inject(Fault("token_revoked", count=None))
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_STREAM_FAILED)
+    sim.faults.clear()
+    # 500 from every API call, then from the token endpoint.
+    sim.faults.inject(Fault("http_500", count=None))
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_STREAM_FAILED)
+    sim.faults.clear()
+    sim.revoke_tokens()
+    sim.faults.inject(Fault("http_500", count=None, path="/oauth/token"))
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_STREAM_FAILED)
+    sim.faults.clear()
+    # The daily limit.
+    sim.faults.inject(Fault("daily_429", count=None))
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_DAILY_LIMIT)
+    sim.faults.clear()
+
+    texts += log_texts(caplog)
+    assert "Authorization" not in caplog.text
+    assert any("retry" in t for t in texts) and any("124" in t for t in texts)  # it was logged
+    assert_nothing_secret(sim, texts, warehouse)
+
+
+def test_no_secret_in_the_output_of_zoom_ingest(sim, tmp_path):
+    runner = soak.Runner(sim, tmp_path)
+    warehouse = tmp_path / "wh"
+    start = datetime.now(UTC).date() - timedelta(days=DAYS - 2)
+    args = soak.run_args(
+        warehouse, start, "--max-retries", "1", "--timeout", "2", "--requests-per-second", "300"
+    )
+    env = soak.cli_env(sim)  # --log-level DEBUG is in run_args
+
+    sim.faults.inject(Fault("token_revoked", after_calls=3))
+    assert runner.run(args, env).returncode == soak.EXIT_OK
+    sim.faults.clear()
+    wrong = soak.cli_env(sim, ZOOM_CLIENT_SECRET=WRONG_SECRET)
+    assert runner.run(args, wrong).returncode == soak.EXIT_FAILED
+    on_the_command_line = [*args, "--client-secret", WRONG_SECRET]
+    assert runner.run(on_the_command_line, env).returncode == soak.EXIT_FAILED
+    sim.faults.inject(Fault("token_revoked", count=None))
+    assert runner.run([*args, "--mode", "reconcile"], env).returncode == soak.EXIT_FAILED
+    sim.faults.clear()
+    sim.faults.inject(Fault("http_500", count=None))
+    no_retry = [*args, "--mode", "reconcile", "--max-retries", "0"]  # no backoff to wait out
+    assert runner.run(no_retry, env).returncode == soak.EXIT_FAILED
+    sim.faults.clear()
+    status = soak.Runner(sim, tmp_path).run(
+        [*soak.zoom_ingest_command(), "status", "--warehouse", str(warehouse)], env
+    )
+    assert status.returncode == 0
+
+    outputs = [a.output for a in runner.attempts] + [status.output]
+    assert any("ZOOM_CLIENT_SECRET" in text for text in outputs)  # the failure says what to fix
+    assert_nothing_secret(sim, outputs, warehouse)
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Counts the requests that got past the TLS handshake; refuses every one."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        type(self).seen.append(self.path)
+        body = b'{"reason": "Invalid client_id or client_secret", "error": "invalid_client"}'
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate (its URL, its cert)."""
+    crypto = pytest.importorskip(
+        "cryptography", reason="TLS test: needs `cryptography` to make a certificate"
+    )
+    del crypto
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _Recorder.seen = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert_file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def tls_settings(url: str) -> Settings:
+    return Settings(
+        account_id="acct-LEAKCHECK",
+        client_id="client-LEAKCHECK",
+        client_secret=Secret(SECRET),
+        api_url=f"{url}/v2",
+        oauth_url=f"{url}/oauth/token",
+        backfill_start=datetime.now(UTC).date() - timedelta(days=1),
+        timeout=5,
+        max_retries=1,
+    )
+
+
+def test_an_untrusted_certificate_stops_the_run_before_anything_is_sent(
+    https_server, tmp_path, monkeypatch
+):
+    url, _ = https_server
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    summary = run(tls_settings(url), LocalEngine(tmp_path), progress=False)
+    assert summary.exit_code == EXIT_STREAM_FAILED
+    errors = [s.error or "" for s in summary.streams]
+    assert all("TLS verification failed" in e for e in errors), errors
+    assert _Recorder.seen == []  # the handshake failed: no request, no credentials sent
+    assert all(SECRET not in line for line in summary.lines())
+
+
+def test_the_same_server_once_trusted_is_reached(https_server, tmp_path, monkeypatch):
+    """The control: with its certificate trusted, the same request does arrive, so it
+    was verification (not the server) that refused it above."""
+    url, cert = https_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    summary = run(tls_settings(url), LocalEngine(tmp_path), progress=False)
+    assert summary.exit_code == EXIT_STREAM_FAILED
+    # Asked once: refused credentials are not asked for again by the other fetch threads.
+    assert _Recorder.seen == ["/oauth/token"]
+    errors = [s.error or "" for s in summary.streams]
+    assert any("invalid_client" in e for e in errors), errors
+    assert all(SECRET not in e for e in errors)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.zoom.us/v2",
+        "HTTP://api.zoom.us/v2",
+        "http://localhost.example.com/v2",
+        "http://127.0.0.1.nip.io/v2",
+        "http://0.0.0.0/v2",
+        "http://10.0.0.1/v2",
+        "http://169.254.169.254/v2",
+        "http://[fe80::1]/v2",
+        "ftp://127.0.0.1/v2",
+        "//api.zoom.us/v2",
+    ],
+)
+def test_plain_http_is_refused_unless_to_loopback(url):
+    with pytest.raises(SettingsError, match="api_url"):
+        check_url("api_url", url)
+    settings = tls_settings("https://127.0.0.1:1")
+    # The client checks again where credentials leave the process, whatever built it.
+    bypass = object.__new__(Settings)
+    object.__setattr__(bypass, "__dict__", {**settings.__dict__, "api_url": url})
+    with pytest.raises(SettingsError, match="api_url"):
+        ZoomClient(bypass)
