@@ -118,18 +118,20 @@ def run_python_process(
 ) -> JobProcess:
     """`python -c code args…` in a child process, its output in `log_path`; measured."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    peak_file = log_path.with_suffix(".peak-rss")
+    peak_file.unlink(missing_ok=True)
     with log_path.open("w") as log:
         started = time.monotonic()
         child = subprocess.Popen(
-            [sys.executable, "-c", code, *args],
-            env={**os.environ, **(env or {})},
+            [sys.executable, "-c", _PEAK_PROBE + code, *args],
+            env={**os.environ, **(env or {}), _PEAK_FILE_VARIABLE: str(peak_file)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         watchdog = threading.Timer(timeout, child.kill)
         watchdog.start()
         try:
-            # wait4, not wait: it returns this child's own rusage (peak RSS, CPU time).
+            # wait4, not wait: it returns this child's own CPU time.
             _, status, usage = os.wait4(child.pid, 0)
         finally:
             watchdog.cancel()
@@ -138,10 +140,33 @@ def run_python_process(
     return JobProcess(
         wall_seconds=wall,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        peak_rss_bytes=_read_peak(peak_file),
         exit_code=child.returncode,
         log_path=log_path,
     )
+
+
+#: The child's peak RSS is its VmHWM, written at exit. Not ru_maxrss: Linux carries a
+#: process's maxrss across exec, so a child spawned by a big benchmark process would
+#: report at least the benchmark's own size.
+_PEAK_FILE_VARIABLE = "ZOOM_INGEST_BENCHMARK_PEAK_RSS_FILE"
+_PEAK_PROBE = f"""
+import atexit as _atexit, os as _os
+def _write_peak_rss():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(_os.environ["{_PEAK_FILE_VARIABLE}"], "w") as out:
+        out.write(peak)
+_atexit.register(_write_peak_rss)
+"""
+
+
+def _read_peak(peak_file: Path) -> int:
+    """Bytes; 0 when the child died before it could write it."""
+    try:
+        return int(peak_file.read_text()) * 1024  # VmHWM is in kB
+    except (OSError, ValueError):
+        return 0
 
 
 def last_run_rows(warehouse: Path) -> list[dict[str, Any]]:
@@ -180,7 +205,7 @@ def files_in_merge_range(table_path: Path, version: int, merge: Mapping[str, Any
     if not table.num_rows:
         return 0
     lows, highs = table.column("min.time").to_pylist(), table.column("max.time").to_pylist()
-    return sum(1 for lo, hi in zip(lows, highs) if not (hi < low or lo > high))
+    return sum(1 for lo, hi in zip(lows, highs, strict=True) if not (hi < low or lo > high))
 
 
 def table_version(table_path: Path) -> int:

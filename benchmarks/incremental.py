@@ -13,14 +13,16 @@ skipped come from the MERGE commits' metrics in the Delta log.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import random
+from array import array
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from zoom_ingest.engines.local import SMALL_FILE_BYTES, LocalEngine
@@ -31,8 +33,8 @@ from zoom_ingest.tables import ACTIVITY_LOGS, LOG_TABLES, OPERATION_LOGS, TableS
 
 from .backfill import warm_up
 from .harness import (
-    last_run_rows,
     files_in_merge_range,
+    last_run_rows,
     merges_since,
     run_job_process,
     run_python_process,
@@ -71,7 +73,7 @@ class IncrementalResult:
     files_scanned: int  # data files whose time range the MERGEs overlap (read by them)
     files_skipped: int  # data files pruned on their statistics
     peak_rss_bytes: int
-    compaction: CompactionResult
+    compaction: CompactionResult | None
 
     @property
     def expected_calls(self) -> float:
@@ -83,12 +85,12 @@ class IncrementalResult:
 
 
 def measure_compaction(
-    engine: LocalEngine, workdir: Path, label: str, seed: int
+    engine: LocalEngine, workdir: Path, label: str, new_per_hour: Mapping[str, int], seed: int
 ) -> CompactionResult:
     """Add the small files of the hourly runs until the next one compacts, then time
     `maintain()` in a child process (what that hourly run pays on top)."""
     small_files = engine.compact_after_files + 1
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     versions = {}
     for spec in LOG_TABLES.values():
         path = engine.table_path(spec)
@@ -97,7 +99,7 @@ def measure_compaction(
         for hour in range(max(0, small_files - existing)):
             start = newest + timedelta(hours=hour)
             (chunk,) = _synthetic_chunks(
-                spec, rng, start, start + timedelta(hours=1), NEW_PER_HOUR[spec.name]
+                spec, rng, start, start + timedelta(hours=1), new_per_hour[spec.name]
             )
             write_deltalake(str(path), chunk, mode="append")
         versions[spec.name] = table_version(path)
@@ -132,11 +134,19 @@ def _small_files(path: Path) -> int:
     return sum(1 for size in files.column("size_bytes").to_pylist() if size < SMALL_FILE_BYTES)
 
 
-def measure_incremental(table_rows: int, workdir: Path, *, latency: float = 0.3,
-                        seed: int = 23) -> IncrementalResult:  # fmt: skip
-    """Build a warehouse whose activity_logs has `table_rows` rows, then time one run."""
+def measure_incremental(
+    table_rows: int,
+    workdir: Path,
+    *,
+    latency: float = 0.3,
+    new_per_hour: Mapping[str, int] = NEW_PER_HOUR,
+    compaction: bool = True,
+    seed: int = 23,
+) -> IncrementalResult:
+    """Build a warehouse whose activity_logs has `table_rows` rows, then time one run
+    (and, with `compaction`, the compaction a later hourly run triggers)."""
     warehouse = workdir / f"incremental-{table_rows}"
-    per_day = {name: rate * 24 for name, rate in NEW_PER_HOUR.items()}
+    per_day = {name: rate * 24 for name, rate in new_per_hour.items()}
     with Simulator(
         seed=seed,
         days=1,
@@ -151,11 +161,13 @@ def measure_incremental(table_rows: int, workdir: Path, *, latency: float = 0.3,
         engine.ensure_tables()
         files = 0
         for spec, rows in ((ACTIVITY_LOGS, table_rows), (OPERATION_LOGS, table_rows // 5)):
-            files += build_table(engine, spec, sim, cursor, rows, seed)
+            per_hour = new_per_hour[spec.name]
+            files += build_table(engine, spec, sim, cursor, rows, per_hour, seed)
             engine.save_checkpoint(sim.account_id, spec.name, cursor, "benchmark-setup")
         new_records = sum(len(sim.ground_truth(stream, start=cursor)) for stream in LOG_TABLES)
-        versions = {name: table_version(engine.table_path(spec)) for name, spec in
-                    LOG_TABLES.items()}  # fmt: skip
+        versions = {
+            name: table_version(engine.table_path(spec)) for name, spec in LOG_TABLES.items()
+        }
         process = run_job_process(
             sim,
             warehouse,
@@ -188,12 +200,22 @@ def measure_incremental(table_rows: int, workdir: Path, *, latency: float = 0.3,
         files_scanned=sum(n or 0 for n in in_range),
         files_skipped=files - sum(n or 0 for n in in_range),
         peak_rss_bytes=process.peak_rss_bytes,
-        compaction=measure_compaction(engine, workdir, f"incremental-{table_rows}", seed),
+        compaction=(
+            measure_compaction(engine, workdir, f"incremental-{table_rows}", new_per_hour, seed)
+            if compaction
+            else None
+        ),
     )
 
 
 def build_table(
-    engine: LocalEngine, spec: TableSpec, sim: Simulator, cursor: datetime, rows: int, seed: int
+    engine: LocalEngine,
+    spec: TableSpec,
+    sim: Simulator,
+    cursor: datetime,
+    rows: int,
+    per_hour: int,
+    seed: int,
 ) -> int:
     """Fill `spec`'s table with `rows` rows ending at `cursor`; returns the files written.
 
@@ -205,10 +227,10 @@ def build_table(
     batch.add(sim.ground_truth(spec.name, end=cursor))
     recent = batch.to_arrow()
     synthetic = max(0, rows - recent.num_rows)
-    per_second = NEW_PER_HOUR[spec.name] / 3600
+    per_second = per_hour / 3600
     history_end = sim.start_time.replace(microsecond=0)
     history_start = history_end - timedelta(seconds=synthetic / per_second)
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     pending: list[pa.Table] = []
     pending_rows = written = 0
     path = str(engine.table_path(spec))
@@ -229,20 +251,21 @@ def build_table(
 
 
 def _synthetic_chunks(
-    spec: TableSpec, rng: np.random.Generator, start: datetime, end: datetime, rows: int
+    spec: TableSpec, rng: random.Random, start: datetime, end: datetime, rows: int
 ) -> Iterator[pa.Table]:
     """`rows` rows evenly spread over [start, end), oldest first, in chunks."""
     start_us = int(start.timestamp() * 1_000_000)
     step = (end - start) / timedelta(microseconds=1) / max(rows, 1)
     for first in range(0, rows, FILE_ROWS):
         count = min(FILE_ROWS, rows - first)
-        offsets = (np.arange(first, first + count, dtype=np.float64) * step).astype(np.int64)
-        times = pa.array(start_us + offsets, type=spec.schema.field("time").type)
+        positions = pa.array(range(first, first + count), pa.float64())
+        offsets = pc.cast(pc.floor(pc.multiply(positions, step)), pa.int64())
+        times = pc.cast(pc.add(offsets, start_us), spec.schema.field("time").type)
         yield pa.table(_columns(spec, rng, times, count), schema=spec.schema)
 
 
 def _columns(
-    spec: TableSpec, rng: np.random.Generator, times: pa.Array, count: int
+    spec: TableSpec, rng: random.Random, times: pa.Array, count: int
 ) -> dict[str, pa.Array]:
     columns: dict[str, pa.Array] = {"lw_id": _hex_ids(rng, count), "time": times}
     if spec is ACTIVITY_LOGS:
@@ -265,13 +288,15 @@ def _columns(
     return columns
 
 
-def _hex_ids(rng: np.random.Generator, count: int) -> pa.Array:
+def _hex_ids(rng: random.Random, count: int) -> pa.Array:
     """`count` random 64-character hex strings (lw_id's shape), built without a loop."""
-    text = rng.bytes(32 * count).hex().encode("ascii")
-    offsets = np.arange(0, 64 * (count + 1), 64, dtype=np.int32)
+    text = rng.randbytes(32 * count).hex().encode("ascii")
+    offsets = array("i", range(0, 64 * (count + 1), 64))
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
 
 
-def _pick(rng: np.random.Generator, count: int, values: list[str]) -> pa.Array:
-    indices = pa.array(rng.integers(0, len(values), size=count, dtype=np.int32))
+def _pick(rng: random.Random, count: int, values: list[str]) -> pa.Array:
+    """`count` values drawn from `values` (uniformly, seeded by `rng`)."""
+    uniform = pc.random(count, initializer=rng.getrandbits(63))
+    indices = pc.cast(pc.floor(pc.multiply(uniform, len(values))), pa.int32())
     return pa.DictionaryArray.from_arrays(indices, pa.array(values)).dictionary_decode()

@@ -13,8 +13,9 @@ every line the processes printed plus every row of every table is searched for t
 client secret and for each access token the simulator issued. The table in
 docs/faults.md is this script's output, not typed by hand.
 
-The fast tests (tests/test_crash_resume.py, tests/test_concurrency.py,
-tests/test_bad_input.py) import this file and run the same harness on less data.
+The fast tests (tests/test_faults.py, test_crash_resume.py, test_concurrency.py,
+test_bad_input.py, test_secrets.py) import this file and run the same harness and the
+same comparison on less data.
 """
 
 from __future__ import annotations
@@ -140,13 +141,13 @@ class Runner:
     ) -> tuple[subprocess.Popen[bytes], Path]:
         self._count += 1
         out = self.logs / f"run-{self._count:03d}"
-        proc = subprocess.Popen(
-            list(args),
-            env=env,
-            stdout=(out.with_suffix(".out")).open("wb"),
-            stderr=(out.with_suffix(".err")).open("wb"),
-            stdin=subprocess.DEVNULL,
-        )
+        with (
+            out.with_suffix(".out").open("wb") as stdout,
+            out.with_suffix(".err").open("wb") as stderr,
+        ):  # the child writes to its own copies of these
+            proc = subprocess.Popen(
+                list(args), env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+            )
         return proc, out
 
     def collect(
@@ -386,7 +387,7 @@ def kill_and_resume(
     late = before.below_cursor
     points: list[KillPoint] = []
     finished_early = False
-    orphans = uncommitted_files(warehouse)
+    orphans = uncommitted_files(warehouse)  # left by earlier kills: not this one's
     while len(points) < kills:
         after_calls = rng.randint(0, max_calls)
         plus_seconds = round(rng.uniform(0.0, max_delay), 3)
@@ -397,6 +398,7 @@ def kill_and_resume(
         state = compare(warehouse, runner.sim, floor)
         gap = [key for key in state.below_cursor if _owed(key, late, before, state, lookback)]
         consistent = not (state.duplicates or state.extra or gap) and state.checkpoint_rows <= 2
+        left = uncommitted_files(warehouse)
         points.append(
             KillPoint(
                 after_calls=after_calls,
@@ -405,11 +407,12 @@ def kill_and_resume(
                 calls=attempt.calls,
                 rows=state.rows,
                 consistent=consistent,
-                orphans=len(uncommitted_files(warehouse) - orphans),
+                orphans=len(left - orphans),
                 state=f"{state.describe()} ({len(gap)} owed), "
                 f"{state.checkpoint_rows} checkpoint rows",
             )
         )
+        orphans = left
     final = runner.run(args, env)
     return KillReport(points, finished_early, final, compare(warehouse, runner.sim, floor))
 
@@ -428,7 +431,10 @@ def uncommitted_files(warehouse: Path) -> set[Path]:
                 action = json.loads(line) if line.strip() else {}
                 if "add" in action:
                     added.add(unquote(action["add"]["path"]))
-        found |= {f for f in folder.rglob("*.parquet") if str(f.relative_to(folder)) not in added}
+        for file in folder.rglob("*.parquet"):
+            relative = file.relative_to(folder)
+            if relative.parts[0] != "_delta_log" and str(relative) not in added:
+                found.add(file)
     return found
 
 
@@ -827,6 +833,15 @@ class Soak:
             notes="Retries stop after 3; the run exits 1 naming the window and Zoom's answer.",
         )
         self.fault(
+            "empty pages with a next_page_token forever",
+            "`empty_page_with_token` on every page after the 10th, until cleared",
+            lambda s: [Fault("empty_page_with_token", count=None, after_calls=10)],
+            kinds=("empty_page_with_token",),
+            extra=("--requests-per-second", "400", "--concurrency", "2"),
+            expect_first=EXIT_FAILED,
+            notes="A looping API: each window gives up after 1,000 empty pages in a row.",
+        )
+        self.fault(
             "token revoked on every call",
             "`token_revoked` on every call after the 15th, until cleared",
             lambda s: [Fault("token_revoked", count=None, after_calls=15)],
@@ -834,6 +849,15 @@ class Soak:
             expect_first=EXIT_FAILED,
             notes="One refresh, then the run stops every stream with an auth error.",
         )
+        self.fault(
+            "token endpoint down",
+            "`http_503` from /oauth/token on every request, until cleared",
+            lambda s: [Fault("http_503", count=None, path="/oauth/token")],
+            kinds=("http_503",),
+            extra=("--max-retries", "2"),
+            expect_first=EXIT_FAILED,
+        )
+        self.bad_credentials()
         self.fault(
             "everything at once",
             "5xx, resets, slow, 429s, revoked token, expired page tokens, bad bodies, "
@@ -859,6 +883,37 @@ class Soak:
                   "(exit 1: refresh once per 124, as the API contract says); the next run "
                   "finishes.",
         )  # fmt: skip
+
+    def bad_credentials(self) -> None:
+        """A wrong client secret: refused once, the run stops; fixed, the next one runs."""
+        started = time.monotonic()
+        warehouse, logs = self._place("bad-credentials")
+        days = self.scale.fault_days
+        with self._simulator(days, 0) as sim:
+            runner = Runner(sim, logs)
+            start = self._start(days - 1)
+            args = run_args(warehouse, start, *self._common())
+            wrong = runner.run(args, cli_env(sim, ZOOM_CLIENT_SECRET="FAKE-wrong-secret-0000"))
+            asked = sim.stats.token_requests
+            right = runner.run(args, cli_env(sim))
+            final = compare(warehouse, sim, floor_of(start))
+            texts = [a.output for a in runner.attempts]
+            leaked = len(leaks(sim, texts, warehouse))
+            leaked += sum("FAKE-wrong-secret-0000" in text for text in texts)
+        self._row(
+            "wrong client secret",
+            "ZOOM_CLIENT_SECRET set to another value for the first run",
+            [asked],
+            [[wrong.returncode, right.returncode]],
+            final.equal and wrong.returncode == EXIT_FAILED and right.returncode == EXIT_OK,
+            final.duplicates,
+            final.consistent,
+            f"{final.rejects}/{final.rejects_expected}",
+            leaked,
+            started,
+            f"Hits: token requests of the refused run (refused once, not asked again). "
+            f"Stopped with: {_short(wrong.error_line())}",
+        )
 
     def bad_records(self) -> None:
         now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -996,6 +1051,7 @@ class Soak:
             final = compare(warehouse, sim, floor_of(start))
             leaked = len(leaks(sim, [a.output for a in runner.attempts], warehouse))
         message = busy.stderr.strip().splitlines()[-1] if busy else ""
+        message = re.sub(r"pid \d+", "pid <n>", message.replace(str(warehouse), "<warehouse>"))
         self._row(
             "two runs started at once on one warehouse",
             "2 processes launched back to back",

@@ -199,3 +199,17 @@ def test_query_and_report_on_the_demo_warehouse(tmp_path: Path):
     # Self-contained: nothing to fetch (an SVG's xmlns is a name, not a fetch).
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "<script" not in html
+
+
+def test_reading_tables_never_aborts_the_process_at_exit(sim, tmp_path):
+    """delta-rs' own pyarrow filesystem could abort the interpreter at exit (SIGABRT)
+    after a read; reads go through a native filesystem. Probabilistic, hence a loop."""
+    start = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    warehouse = str(tmp_path / "wh")
+    env = sim_env(sim)
+    assert (
+        zoom_ingest("run", "--warehouse", warehouse, "--backfill-start", start, env=env).returncode
+        == 0
+    )
+    codes = [zoom_ingest("status", "--warehouse", warehouse).returncode for _ in range(8)]
+    assert codes == [0] * 8

@@ -11,6 +11,7 @@ lock is an flock the kernel drops with the killed process.
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.normalise import Batch
 from zoom_ingest.simulator import Simulator
-from zoom_ingest.tables import UTC
+from zoom_ingest.tables import ACTIVITY_LOGS, UTC
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import soak  # the soak script's kill-and-resume harness
@@ -105,3 +108,18 @@ def test_sigkill_during_an_incremental_run_n_times_then_it_finishes(sim, tmp_pat
     )
     assert_survived(result, runner, sim)
     assert result.comparison.rows >= 1500
+
+
+def test_files_a_killed_write_leaves_behind_are_told_apart_from_committed_ones(tmp_path):
+    """The soak reports kills that landed inside a write by the files they leave."""
+    engine = LocalEngine(tmp_path)
+    engine.ensure_tables()
+    batch = Batch(ACTIVITY_LOGS)
+    batch.add([{"email": "a@example.com", "time": "2025-08-11T14:32:18Z", "type": "Sign in"}])
+    engine.merge_new(ACTIVITY_LOGS, batch.to_arrow())
+    assert soak.uncommitted_files(tmp_path) == set()
+    (committed,) = (tmp_path / "activity_logs").glob("*.parquet")
+    stray = committed.with_name("part-00000-written-but-never-committed.parquet")
+    shutil.copy(committed, stray)
+    assert soak.uncommitted_files(tmp_path) == {stray}
+    assert engine.read_table(ACTIVITY_LOGS).num_rows == 1  # Delta never reads it

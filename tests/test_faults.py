@@ -24,7 +24,7 @@ from zoom_ingest.job import EXIT_OK, EXIT_STREAM_FAILED, RunSummary, run
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import RUNS, UTC
-from zoom_ingest.zoom import ZoomClient
+from zoom_ingest.zoom import ZoomClient, streams
 from zoom_ingest.zoom.streams import MAX_RESTARTS_PER_WINDOW
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -32,6 +32,8 @@ import soak  # the soak script: its comparison with the ground truth
 
 DAYS = 6
 MAX_RETRIES = 3
+#: Empty pages in a row before a window gives up (1,000 in production; fewer here).
+EMPTY_PAGES = 25
 
 
 def settings_for(sim: Simulator, **changes: object) -> Settings:
@@ -192,13 +194,19 @@ PERSISTENT = {
         Fault("page_token_expired", count=None, after_calls=2),
         "next page token expired 4 times",
     ),
+    # A looping API: empty pages that always carry a next_page_token.
+    "empty_page_with_token": (
+        Fault("empty_page_with_token", count=None, after_calls=6),
+        f"gave up after {EMPTY_PAGES} empty pages in a row",
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(PERSISTENT))
 def test_a_fault_that_never_ends_stops_the_run_with_the_reason_then_the_next_run_finishes(
-    sim, tmp_path, kind
+    sim, tmp_path, monkeypatch, kind
 ):
+    monkeypatch.setattr(streams, "MAX_EMPTY_PAGES_IN_A_ROW", EMPTY_PAGES)
     fault, reason = PERSISTENT[kind]
     sim.faults.inject(fault)
     # Waiting out Retry-After (1 s) or the timeout takes long: fewer retries for those.
@@ -233,6 +241,28 @@ def test_a_fault_that_never_ends_stops_the_run_with_the_reason_then_the_next_run
     state = compare(sim, settings, tmp_path)
     assert state.consistent, state.describe()  # the checkpoint is where the data is
     assert state.missing > 0  # (the run really did stop short)
+
+    sim.faults.clear()
+    finished = run_fast(settings, tmp_path)
+    assert finished.exit_code == EXIT_OK, finished.lines()
+    state = compare(sim, settings, tmp_path)
+    assert state.equal, state.describe()
+
+
+def test_the_token_endpoint_down_stops_the_run_naming_it_then_the_next_run_finishes(sim, tmp_path):
+    sim.faults.inject(Fault("http_503", count=None, path="/oauth/token"))
+    settings = settings_for(sim)
+    stopped = run_fast(settings, tmp_path)
+    assert stopped.exit_code == EXIT_STREAM_FAILED, stopped.lines()
+    for s in stopped.streams:
+        assert s.status == "failed"
+        assert "token request failed" in (s.error or "") and "HTTP 503" in (s.error or "")
+    assert sim.stats.calls == 0  # no report call goes out without a token
+    # Bounded: each window that started asked exactly max_retries + 1 times, then gave up.
+    attempts = settings.max_retries + 1
+    windows = sum(len(s.plan.windows) for s in stopped.streams)
+    assert sim.stats.token_requests % attempts == 0
+    assert attempts <= sim.stats.token_requests <= attempts * windows
 
     sim.faults.clear()
     finished = run_fast(settings, tmp_path)

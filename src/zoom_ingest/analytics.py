@@ -29,6 +29,7 @@ from deltalake import DeltaTable
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from .engines.local import read_delta
 from .tables import ALL_TABLES, TIMESTAMP, UTC
 
 SOURCE_DIALECT = "databricks"
@@ -223,7 +224,7 @@ class LocalWarehouse:
         features = table.protocol().reader_features or []
         schema = pa.schema(table.schema().to_arrow())
         if features or not files:
-            data = table.to_pyarrow_table() if files else schema.empty_table()
+            data = read_delta(table) if files else schema.empty_table()
             self._connection.register(name, data)
             return
         self._connection.read_parquet(files).create_view(name)

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from .analytics import ALERT_SCHEMA, DETECTIONS, SEVERITIES, LocalWarehouse, Query
-from .engines.local import LocalEngine
+from .engines.local import LocalEngine, read_delta
 from .engines.spark import create_table_sql, quote_identifier, timestamp_literal
 from .tables import TIMESTAMP, UTC, TableSpec
 
@@ -229,7 +229,7 @@ def write_detections_local(warehouse: str | Path, *, now: datetime | None = None
         pa.field("detected_at", TIMESTAMP), pa.array([detected_at] * alerts.num_rows, TIMESTAMP)
     )
     batch = _unique_keys(stamped.cast(DETECTIONS_TABLE.schema)).sort_by("time")
-    stored_ids = DeltaTable(str(path)).to_pyarrow_table(columns=["alert_id"]).column("alert_id")
+    stored_ids = read_delta(DeltaTable(str(path)), columns=["alert_id"]).column("alert_id")
     fresh = batch.filter(pc.invert(pc.is_in(batch.column("alert_id"), value_set=stored_ids)))
     engine.merge_new(DETECTIONS_TABLE, batch)
     counts = fresh.group_by("severity").aggregate([("alert_id", "count")]).to_pylist()

@@ -201,9 +201,7 @@ class ZoomClient:
                 code=last.code,
                 message=last.message,
                 tracking_id=last.tracking_id,
-                # Without Zoom's own message (reset, timeout, garbage body) the summary of
-                # the last attempt is the only detail.
-                hint="try again later" if last.message else f"last: {last.summary}",
+                hint=_last_failure_hint(path, last),
             ) from last
 
     def close(self) -> None:
@@ -416,6 +414,15 @@ class ZoomClient:
         if not path.startswith("/") or "://" in path:
             raise ValueError(f"expected an API path such as /report/activities, got {path!r}")
         return self._api_url + path
+
+
+def _last_failure_hint(path: str, last: TransientZoomError) -> str:
+    """Zoom's own message says enough about a failed API call. Without one (a reset, a
+    timeout, a garbage body), or when the failing request was not the API call (the
+    token endpoint), the summary of the last attempt is what tells the user."""
+    if last.message and last.summary.startswith(f"GET {path}"):
+        return "try again later"
+    return f"last: {last.summary}"
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:

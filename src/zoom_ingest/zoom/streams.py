@@ -35,6 +35,10 @@ MAX_RESTARTS_PER_WINDOW = 3
 #: One window never takes more pages than this (30M records at 300 a page: far beyond
 #: a month of any account's logs), so a server that keeps sending tokens cannot loop us.
 MAX_PAGES_PER_WINDOW = 100_000
+#: …and gives up sooner on empty pages that keep carrying a next_page_token: a few are
+#: normal, a thousand in a row (300,000 records' worth of nothing) is a loop, and at
+#: Zoom's 10 requests/s waiting for MAX_PAGES_PER_WINDOW of them would take hours.
+MAX_EMPTY_PAGES_IN_A_ROW = 1_000
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def fetch_pages(
     }
     restarts = 0
     pages = 0
+    empty_in_a_row = 0
     token = ""
     while True:
         if pages >= MAX_PAGES_PER_WINDOW:
@@ -168,6 +173,13 @@ def fetch_pages(
         counters.add("pages")
         records: list[Any] = body.get(stream.records_key) or []
         token = body.get("next_page_token") or ""
+        empty_in_a_row = 0 if records or not token else empty_in_a_row + 1
+        if empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW:
+            raise ZoomError(
+                f"{window}: gave up after {empty_in_a_row} empty pages in a row, each with "
+                "a next_page_token",
+                hint="the API seems to be looping; try again later",
+            )
         newest, oldest = _time_span(records)
         yield Page(records=records, next_page_token=token, newest=newest, oldest=oldest)
         if not token:

@@ -1,0 +1,144 @@
+"""The benchmark's pieces work: a tiny run of every measurement, checked for shape and sense.
+
+Speed is never asserted here (that is what `python -m benchmarks.run` reports); these
+tests only show that each measurement runs end to end and its figures hang together.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's benchmarks/
+
+from benchmarks import report
+from benchmarks.harness import Workload
+from benchmarks.incremental import _synthetic_chunks
+from benchmarks.run import Plan, render, run_plan
+
+from zoom_ingest.engines import local as local_engine
+from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.settings import PAGE_SIZE
+from zoom_ingest.tables import ACTIVITY_LOGS, UTC
+
+TINY = Plan(
+    backfill=Workload(days=1, activity_per_day=900, operation_per_day=150, latency=0.01),
+    rates=(10.0, 40.0),
+    memory=Workload(days=1, activity_per_day=300, operation_per_day=60, latency=0.01),
+    small_batch_rows=100,
+    naive_rate=10.0,
+    naive_budget_seconds=0.5,
+    table_sizes=(2_000, 6_000),
+    new_per_hour={"activity_logs": 90, "operation_logs": 15},
+)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return run_plan(TINY, tmp_path_factory.mktemp("bench"), say=lambda _: None)
+
+
+def test_backfill_figures_hang_together(results: dict) -> None:
+    assert [b["requests_per_second"] for b in results["backfill"]] == [10.0, 40.0]
+    for b in results["backfill"]:
+        assert b["records"] > 500
+        assert b["inserted"] <= b["records"]
+        # Every page but the last of a window is full, so calls are close to records/300.
+        assert math.ceil(b["records"] / PAGE_SIZE) <= b["api_calls"] <= b["records"]
+        assert b["rate_limited"] == 0
+        assert 0 < b["fraction_of_ceiling"] <= 1
+        assert b["records_per_second"] == pytest.approx(b["records"] / b["wall_seconds"])
+        assert 0 < b["fetch_seconds"] <= b["wall_seconds"]
+        assert b["cpu_seconds"] > 0
+        # The job's own peak, read in the child: a Python process with pyarrow and
+        # deltalake loaded, far below the benchmark process that spawned it.
+        assert 50 * 2**20 < b["peak_rss_bytes"] < 4 * 2**30
+
+
+def test_naive_baseline_pages_thirty_at_a_time(results: dict) -> None:
+    naive = results["naive"]
+    assert naive["records"] > 0
+    assert naive["rows"] == naive["records"]  # the simulator served no duplicates
+    assert naive["api_calls"] >= naive["records"] / 30
+    assert naive["records_per_second"] > 0
+
+
+def test_memory_runs_cover_two_sizes_and_two_batches(results: dict) -> None:
+    memory = results["memory"]
+    assert len(memory) == 3
+    assert {m["batch_rows"] for m in memory} == {100_000, TINY.small_batch_rows}
+    assert all(m["peak_rss_bytes"] > 0 for m in memory)
+
+
+def test_incremental_inserts_exactly_the_new_hour(results: dict) -> None:
+    incremental = results["incremental"]
+    assert [r["table_rows"] for r in incremental] == list(TINY.table_sizes)
+    for r in incremental:
+        assert r["inserted"] == r["new_records"] > 0
+        assert r["fetched"] >= r["new_records"]  # the lookback hour is read again
+        assert r["api_calls"] <= math.ceil(r["fetched"] / PAGE_SIZE) + 4
+        assert 1 <= r["files_scanned"] <= r["table_files"]
+        assert r["merge_seconds"] < r["wall_seconds"]
+        compaction = r["compaction"]
+        assert compaction["small_files"] == LocalEngine(".").compact_after_files + 1
+        assert compaction["bytes_rewritten"] > 0
+
+
+def test_report_names_every_target_and_renders(results: dict, tmp_path: Path) -> None:
+    results = {**results, "command": "python -m benchmarks.run --quick"}
+    verdicts = report.verdicts(results)
+    assert len(verdicts) == 7
+    assert all(v.met in (True, False) for v in verdicts)
+    table = report.console_table(results)
+    for v in verdicts:
+        assert v.target in table
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the bench extra)")
+    written = render(results, tmp_path)
+    page = (tmp_path / "benchmarks.md").read_text()
+    assert "## Against the targets" in page
+    assert results["command"] in page
+    for path in written[1:]:
+        assert path.suffix == ".png" and path.stat().st_size > 10_000
+        assert f"]({path.relative_to(tmp_path)})" in page
+
+
+def test_large_tables_compact_only_their_small_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the compaction figure measures: past SORT_WHOLE_TABLE_BYTES, maintain()
+    joins the small files and leaves the big ones as they are."""
+    engine = LocalEngine(tmp_path / "warehouse", compact_after_files=4)
+    engine.ensure_tables()
+    path = str(engine.table_path(ACTIVITY_LOGS))
+    rng = random.Random(1)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    (big,) = _synthetic_chunks(ACTIVITY_LOGS, rng, start, start + timedelta(days=30), 50_000)
+    write_deltalake(path, big, mode="append")
+    for hour in range(6):
+        first = start + timedelta(days=30, hours=hour)
+        (small,) = _synthetic_chunks(ACTIVITY_LOGS, rng, first, first + timedelta(hours=1), 50)
+        write_deltalake(path, small, mode="append")
+    big_file = _files(path)[0]
+    # A file at the compaction target size is done; make the first one such a file
+    # without writing 100 MB, and count any table as large.
+    DeltaTable(path).alter.set_table_properties(
+        {"delta.targetFileSize": str(big_file["size_bytes"] // 2)}
+    )
+    monkeypatch.setattr(local_engine, "SORT_WHOLE_TABLE_BYTES", 1)
+    engine.maintain()
+    files = _files(path)
+    assert big_file["path"] in [f["path"] for f in files]  # not rewritten
+    assert len(files) == 2
+    assert engine.read_table(ACTIVITY_LOGS).num_rows == 50_300
+
+
+def _files(path: str) -> list[dict]:
+    table = pa.table(DeltaTable(path).get_add_actions(flatten=True))
+    return sorted(table.to_pylist(), key=lambda f: f["min.time"])
