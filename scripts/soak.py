@@ -879,9 +879,9 @@ class Soak:
                    "page_token_expired", "html_200", "truncated_json", "empty_page_with_token"),
             sim_options={"duplicate_across_pages": True},
             expect_first=(EXIT_OK, EXIT_FAILED),
-            notes="A token revoked again between its refresh and its first use stops the run "
-                  "(exit 1: refresh once per 124, as the API contract says); the next run "
-                  "finishes.",
+            notes="Should a token be revoked again between its refresh and its first use, "
+                  "that run stops (exit 1: one refresh per 124, as the API contract says) "
+                  "and the next one finishes; Runs shows whether it happened.",
         )  # fmt: skip
 
     def bad_credentials(self) -> None:
@@ -926,7 +926,8 @@ class Soak:
         cases: list[tuple[str, str, list[Any], int]] = [
             ("record without `time`", "3 records",
              [{k: v for k, v in sign_in(i).items() if k != "time"} for i in range(3)], 3),
-            ("unparseable `time`", "`yesterday`, `2025-13-45T99:00:00Z`, `` and a naive time",
+            ("unparseable `time`",
+             "`yesterday`, `2025-13-45T99:00:00Z`, an empty string, a time without zone",
              [sign_in(0, time="yesterday"), sign_in(1, time="2025-13-45T99:00:00Z"),
               sign_in(2, time=""), sign_in(3, time=stamp[:-1])], 4),
             ("wrong JSON types", "`time` a number/null, `email` 42, `type` a list, "
@@ -995,6 +996,9 @@ class Soak:
 
             started = time.monotonic()
             sim.add_records("activity_logs", recent_records(sim, 6000, timedelta(minutes=50), 1))
+            # One paging chain of ~20 pages: slower answers spread it over ~0.5 s, so the
+            # kills land while it pages as well as while it merges.
+            sim.latency = 0.02
             report = kill_and_resume(
                 runner, args, cli_env(sim), kills=self.scale.incremental_kills, rng=rng,
                 max_calls=12, max_delay=0.3, floor=floor_of(start), warehouse=warehouse,

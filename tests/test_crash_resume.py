@@ -93,8 +93,8 @@ def test_sigkill_during_an_incremental_run_n_times_then_it_finishes(sim, tmp_pat
     assert runner.run(args, env).returncode == soak.EXIT_OK
     assert soak.compare(warehouse, sim, floor).equal
 
-    # New records in the last hour: the incremental run pages through ~6 pages of them.
-    sim.add_records("activity_logs", soak.recent_records(sim, 1500, timedelta(minutes=50), 7))
+    # New records in the last hour: the incremental run pages through ~11 pages of them.
+    sim.add_records("activity_logs", soak.recent_records(sim, 3000, timedelta(minutes=50), 7))
     result = soak.kill_and_resume(
         runner,
         args,
@@ -107,7 +107,7 @@ def test_sigkill_during_an_incremental_run_n_times_then_it_finishes(sim, tmp_pat
         warehouse=warehouse,
     )
     assert_survived(result, runner, sim)
-    assert result.comparison.rows >= 1500
+    assert result.comparison.rows >= 3000
 
 
 def test_files_a_killed_write_leaves_behind_are_told_apart_from_committed_ones(tmp_path):

@@ -71,14 +71,23 @@ def raw_json(record: object) -> str:
 
 @dataclass
 class Batch:
-    """Rows for one table, de-duplicated on lw_id, plus the rejects met on the way."""
+    """Rows for one table, de-duplicated on lw_id, plus the rejects met on the way.
+
+    Rows are held as Arrow columns (one small table per `add()`), not as a dict per row:
+    a buffered row costs a fraction of the memory, so a batch of `batch_rows` stays
+    small, and `to_arrow()` is a concatenation and a sort inside Arrow rather than a
+    Python sort of dicts that holds the interpreter while fetch threads wait.
+    """
 
     spec: TableSpec
-    rows: dict[str, dict[str, object]] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     records_seen: int = 0
+    _ids: set[str] = field(default_factory=set, repr=False, compare=False)
+    _chunks: list[pa.Table] = field(default_factory=list, repr=False, compare=False)
+    _rows: dict[str, dict[str, object]] | None = field(default=None, repr=False, compare=False)
 
     def add(self, records: Iterable[object]) -> None:
+        columns: dict[str, list[object]] = {name: [] for name in self.spec.columns}
         for record in records:
             self.records_seen += 1
             try:
@@ -86,14 +95,35 @@ class Batch:
             except RecordError as exc:
                 self.rejects.append(Reject(reason=str(exc), raw_json=raw_json(record)))
                 continue
-            self.rows.setdefault(row["lw_id"], row)  # type: ignore[arg-type]
+            key = row["lw_id"]
+            if key in self._ids:
+                continue  # the first copy of a record wins
+            self._ids.add(key)  # type: ignore[arg-type]
+            for name, values in columns.items():
+                values.append(row.get(name))
+        if columns["lw_id"]:
+            self._chunks.append(pa.Table.from_pydict(columns, schema=self.spec.schema))
+            self._rows = None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._ids)
+
+    @property
+    def rows(self) -> dict[str, dict[str, object]]:
+        """lw_id → row (a dict keyed by column), in the order first met; built on demand
+        (the job itself only uses `to_arrow()`)."""
+        if self._rows is None:
+            self._rows = {row["lw_id"]: row for row in self._table().to_pylist()}
+        return self._rows
 
     def to_arrow(self) -> pa.Table:
         """The rows as an Arrow table in the table schema, sorted by time (oldest first)."""
-        return rows_to_arrow(self.spec, self.rows.values())
+        return self._table().sort_by([("time", "ascending"), ("lw_id", "ascending")])
+
+    def _table(self) -> pa.Table:
+        if not self._chunks:
+            return self.spec.schema.empty_table()
+        return pa.concat_tables(self._chunks)
 
 
 def rows_to_arrow(spec: TableSpec, rows: Iterable[dict[str, object]]) -> pa.Table:
