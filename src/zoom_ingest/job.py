@@ -323,7 +323,7 @@ class _Writer:
             return
         message = str(exc) if isinstance(exc, ZoomError) else f"{type(exc).__name__}: {exc}"
         if s.error is None:
-            s.error = f"{window}: {message}"
+            s.error = message if message.startswith(str(window)) else f"{window}: {message}"
             log.error("%s failed: %s", window, message)
         if not isinstance(exc, ZoomError):
             log.debug("unexpected error in %s", window, exc_info=exc)

@@ -212,4 +212,8 @@ def _require_text(setting: str, value: str, env: str) -> None:
 
 def _check_range(setting: str, value: float, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise SettingsError(setting, f"{value!r} is outside {low:g}–{high:g}")
+        raise SettingsError(setting, f"{value!r} is outside {_number(low)}–{_number(high)}")
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if float(value).is_integer() else f"{value:g}"
