@@ -74,6 +74,12 @@ def configure_logging(level: str, secrets: list[str] | None = None) -> None:
     logging.getLogger("zoom_ingest").setLevel(level.upper())
 
 
+def invoked_as() -> str:
+    """How the user started this command (e.g. `.venv/bin/zoom-ingest`), for hints."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return sys.argv[0] if name == "zoom-ingest" else "zoom-ingest"
+
+
 def require_tables(warehouse: Path) -> None:
     """Exit 2 with a hint when the folder holds no zoom_ingest tables yet."""
     if not (warehouse / "zoom_ingest_checkpoints").is_dir():
@@ -412,14 +418,15 @@ def demo_command(
     click.echo("")
     show_status(warehouse, settings.account_id, samples=3)
     click.echo("")
+    me = invoked_as()
     click.echo(f"Tables are in {warehouse}/ (one Delta table per folder). Next:")
-    click.echo(f"  zoom-ingest status --warehouse {warehouse}")
+    click.echo(f"  {me} status --warehouse {warehouse}")
     click.echo(
-        f"  zoom-ingest query --warehouse {warehouse} "
+        f"  {me} query --warehouse {warehouse} "
         '"SELECT type, count(*) AS n FROM activity_logs GROUP BY type"'
     )
-    click.echo(f"  zoom-ingest query --warehouse {warehouse} --detections   # the alerts")
-    click.echo(f"  zoom-ingest report --warehouse {warehouse}   # an HTML page with charts")
+    click.echo(f"  {me} query --warehouse {warehouse} --detections   # the alerts")
+    click.echo(f"  {me} report --warehouse {warehouse}   # an HTML page with charts")
     sys.exit(code)
 
 

@@ -126,12 +126,6 @@ class Batch:
         return pa.concat_tables(self._chunks)
 
 
-def rows_to_arrow(spec: TableSpec, rows: Iterable[dict[str, object]]) -> pa.Table:
-    ordered = sorted(rows, key=lambda r: (r["time"], r.get("lw_id", "")))  # type: ignore[return-value]
-    columns = {name: [r.get(name) for r in ordered] for name in spec.columns}
-    return pa.Table.from_pydict(columns, schema=spec.schema)
-
-
 def _is_valid_unicode(value: str) -> bool:
     try:
         value.encode("utf-8")
