@@ -3,15 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint setup setup-dev
+.PHONY: demo test lint bench soak setup setup-dev
 
 # Set up and run the job on the local engine against the built-in Zoom simulator.
 demo: setup
 	$(BIN)/zoom-ingest demo
 
-# Set up (with the test and Spark extras) and run the whole test suite.
+# Set up (with the test, Spark and benchmark extras) and run the whole test suite.
 test: setup-dev
 	$(BIN)/python -m pytest
+
+# Backfill throughput against Zoom's rate limit, and incremental cost (about 15 minutes).
+bench: setup-dev
+	$(BIN)/python -m benchmarks.run
+
+# Faults, kills and bad input against the simulator; rewrites docs/faults.md (about 5 minutes).
+soak: setup-dev
+	$(BIN)/python scripts/soak.py
 
 lint: setup-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -24,4 +32,4 @@ setup: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
 setup-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
