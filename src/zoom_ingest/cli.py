@@ -116,6 +116,16 @@ class SettingsCommand(click.Command):
             raise OptionValueError(f"invalid setting {name}: {exc.message}") from None
 
 
+warehouse_option = click.option(
+    "--warehouse",
+    envvar="ZOOM_INGEST_WAREHOUSE",
+    default=DEFAULT_WAREHOUSE,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the local Delta tables (one sub-folder per table).",
+)
+
+
 def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options every run shares (run, demo)."""
     options = [
@@ -305,14 +315,7 @@ def main() -> None:
 
 
 @main.command("run", cls=SettingsCommand)
-@click.option(
-    "--warehouse",
-    envvar="ZOOM_INGEST_WAREHOUSE",
-    default=DEFAULT_WAREHOUSE,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the local Delta tables (one sub-folder per table).",
-)
+@warehouse_option
 @click.option("--account-id", envvar="ZOOM_ACCOUNT_ID", help="Zoom account id [ZOOM_ACCOUNT_ID].")
 @click.option(
     "--client-id", envvar="ZOOM_CLIENT_ID", help="S2S OAuth app client id [ZOOM_CLIENT_ID]."
@@ -431,13 +434,7 @@ def demo_command(
 
 
 @main.command("status")
-@click.option(
-    "--warehouse",
-    envvar="ZOOM_INGEST_WAREHOUSE",
-    default=DEFAULT_WAREHOUSE,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@warehouse_option
 @click.option(
     "--runs",
     "last_runs",
@@ -569,13 +566,7 @@ def _max(column: Any) -> Any:
 
 @main.command("query")
 @click.argument("sql", required=False)
-@click.option(
-    "--warehouse",
-    envvar="ZOOM_INGEST_WAREHOUSE",
-    default=DEFAULT_WAREHOUSE,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@warehouse_option
 @click.option(
     "--name",
     "query_name",
@@ -686,13 +677,7 @@ def _json_default(value: object) -> str:
 
 
 @main.command("report")
-@click.option(
-    "--warehouse",
-    envvar="ZOOM_INGEST_WAREHOUSE",
-    default=DEFAULT_WAREHOUSE,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@warehouse_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -62,7 +62,7 @@ OPTIMIZE_CHOICES = ("auto", "always", "never")
 SecretReader = Callable[[str, str], str]
 
 
-class _LastNonEmpty(argparse.Action):
+class LastNonEmpty(argparse.Action):
     """An option given several times keeps its last non-empty value.
 
     The bundle passes `--schema={{job.parameters.schema}}` and then
@@ -78,7 +78,7 @@ class _LastNonEmpty(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         if str(values).strip() or not getattr(namespace, self.dest, ""):
-            setattr(namespace, self.dest, values)
+            setattr(namespace, self.dest, str(values).strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def add(flag: str, **options: object) -> None:
-        parser.add_argument(flag, action=_LastNonEmpty, **options)  # type: ignore[arg-type]
+        parser.add_argument(flag, action=LastNonEmpty, **options)  # type: ignore[arg-type]
 
     add("--catalog", default="", help="Unity Catalog catalog of the tables (required).")
     add("--schema", default="", help="Schema of the tables (required); created if missing.")

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from .analytics import ALERT_SCHEMA, DETECTIONS, SEVERITIES, LocalWarehouse, Query
+from .databricks_job import LastNonEmpty
 from .engines.local import LocalEngine, read_delta
 from .engines.spark import create_table_sql, quote_identifier, timestamp_literal
 from .tables import TIMESTAMP, UTC, TableSpec
@@ -137,22 +138,6 @@ def write_detections_spark(
     return DetectionRun(detected_at, int(found), {r["severity"]: int(r["n"]) for r in rows})
 
 
-class _LastNonEmpty(argparse.Action):
-    """An option given several times keeps its last non-empty value: the job passes
-    `--schema={{job.parameters.schema}}` then `--schema={{input.schema}}`, and an
-    account's own schema wins only when it has one."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        option_string: str | None = None,
-    ) -> None:
-        if str(values).strip() or not getattr(namespace, self.dest, ""):
-            setattr(namespace, self.dest, str(values).strip())
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoom-ingest-detections",
@@ -160,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         "its zoom_detections table. An empty value means not set.",
     )
     parser.add_argument(
-        "--catalog", action=_LastNonEmpty, default="", help="Unity Catalog catalog (required)"
+        "--catalog", action=LastNonEmpty, default="", help="Unity Catalog catalog (required)"
     )
     parser.add_argument(
-        "--schema", action=_LastNonEmpty, default="", help="schema of the tables (required)"
+        "--schema", action=LastNonEmpty, default="", help="schema of the tables (required)"
     )
     parser.add_argument(
         "--fail-on",
-        action=_LastNonEmpty,
+        action=LastNonEmpty,
         default="",
         help=f"exit 1 when a new alert has this severity or above ({', '.join(SEVERITIES)}); "
         "empty: never",

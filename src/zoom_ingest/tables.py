@@ -143,6 +143,20 @@ BOOKKEEPING_TABLES: dict[str, TableSpec] = {t.name: t for t in (CHECKPOINTS, RUN
 ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES}
 
 
+def checkpoint_row(account_id: str, stream: str, cursor: datetime, run_id: str) -> pa.Table:
+    """One zoom_ingest_checkpoints row, as both engines upsert it."""
+    if cursor.tzinfo is None:
+        raise ValueError(f"checkpoint cursor must be an aware datetime, got {cursor!r}")
+    row = {
+        "account_id": account_id,
+        "stream": stream,
+        "cursor": cursor.astimezone(UTC),
+        "updated_at": datetime.now(UTC),
+        "run_id": run_id,
+    }
+    return pa.Table.from_pylist([row], schema=CHECKPOINTS.schema)
+
+
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, seconds precision unless the instant has a fraction."""
     value = value.astimezone(UTC)

@@ -33,7 +33,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec
+from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
 from .base import EngineBusy, TableSchemaMismatch
 
 log = logging.getLogger(__name__)
@@ -151,20 +151,7 @@ class LocalEngine:
 
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
         """Upsert the (account_id, stream) row: MERGE, update when matched, else insert."""
-        if cursor.tzinfo is None:
-            raise ValueError(f"checkpoint cursor must be an aware datetime, got {cursor!r}")
-        row = pa.Table.from_pylist(
-            [
-                {
-                    "account_id": account_id,
-                    "stream": stream,
-                    "cursor": cursor.astimezone(UTC),
-                    "updated_at": datetime.now(UTC),
-                    "run_id": run_id,
-                }
-            ],
-            schema=CHECKPOINTS.schema,
-        )
+        row = checkpoint_row(account_id, stream, cursor, run_id)
         predicate = _key_predicate(CHECKPOINTS)
 
         def run() -> dict[str, Any]:

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec
+from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
 from .base import EngineBusy, TableSchemaMismatch
 
 if TYPE_CHECKING:
@@ -181,18 +181,7 @@ class SparkEngine:
             self._run(insert_sql(spec, self.table_name(spec), view))
 
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
-        row = pa.Table.from_pylist(
-            [
-                {
-                    "account_id": account_id,
-                    "stream": stream,
-                    "cursor": cursor.astimezone(UTC),
-                    "updated_at": datetime.now(UTC),
-                    "run_id": run_id,
-                }
-            ],
-            schema=CHECKPOINTS.schema,
-        )
+        row = checkpoint_row(account_id, stream, cursor, run_id)
         with self._temp_view(CHECKPOINTS, row) as view:
             self._run(upsert_sql(CHECKPOINTS, self.table_name(CHECKPOINTS), view))
 
