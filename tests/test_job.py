@@ -251,6 +251,9 @@ def test_crash_mid_backfill_then_rerun_has_no_gap_and_no_duplicate(sim, tmp_path
     engine = LocalEngine(tmp_path)
     partial = {s: len(table_ids(engine, s)) for s in LOG_TABLES}
     assert sum(partial.values()) > 0
+    crashed = engine.read_table(RUNS).to_pylist()
+    assert {r["status"] for r in crashed} == {"failed"}
+    assert all("disk on fire" in r["error"] for r in crashed)
     summary = run(settings, engine, progress=False)
     assert summary.exit_code == EXIT_OK, summary.lines()
     assert_equals_ground_truth(engine, sim, start)

@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -175,25 +176,48 @@ def run(
             )
         own_client = client is None
         client = client or ZoomClient(settings)
+        writer = _Writer(settings, engine, run_id, runs, client, progress)
+
+        def summary() -> RunSummary:
+            return RunSummary(
+                run_id=run_id,
+                account_id=settings.account_id,
+                engine=engine.describe(),
+                streams=runs,
+                started_at=now,
+                duration=(datetime.now(UTC) - now).total_seconds(),
+                daily_limit_retry_at=writer.daily_limit_retry_at,
+                interrupted=writer.interrupted,
+            )
+
         try:
-            writer = _Writer(settings, engine, run_id, runs, client, progress)
             writer.run()
+        except Exception as exc:
+            # The destination failed under us (disk, permissions, a lost commit race that
+            # outlived its retries). Checkpoints are already where the data is; record
+            # the run as failed if the runs table can still take a row, then re-raise.
+            _record_crash(engine, summary, settings, exc)
+            raise
         finally:
             if own_client:
                 client.close()
-        summary = RunSummary(
-            run_id=run_id,
-            account_id=settings.account_id,
-            engine=engine.describe(),
-            streams=runs,
-            started_at=now,
-            duration=(datetime.now(UTC) - now).total_seconds(),
-            daily_limit_retry_at=writer.daily_limit_retry_at,
-            interrupted=writer.interrupted,
-        )
-        engine.append(RUNS, _runs_rows(summary, settings))
+        result = summary()
+        engine.append(RUNS, _runs_rows(result, settings))
         _maintain(engine)
-    return summary
+    return result
+
+
+def _record_crash(
+    engine: Engine, summary: Callable[[], RunSummary], settings: Settings, exc: Exception
+) -> None:
+    crashed = summary()
+    for s in crashed.streams:
+        if s.error is None:
+            s.error = f"run failed: {type(exc).__name__}: {exc}"
+    try:
+        engine.append(RUNS, _runs_rows(crashed, settings))
+    except Exception as again:
+        log.warning("could not record the failed run in %s: %s", RUNS.name, again)
 
 
 class _Writer:
