@@ -710,3 +710,15 @@ def test_command_line_prints_working_settings(session):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_a_simulator_started_later_serves_the_same_history_plus_what_happened_since():
+    earlier = Simulator(seed=4, days=3, activity_per_day=500, operation_per_day=80, now=NOW)
+    later_now = NOW + timedelta(hours=5)
+    later = Simulator(seed=4, days=3, activity_per_day=500, operation_per_day=80, now=later_now)
+    overlap_start = later_now - timedelta(days=3)
+    for stream in ("activity_logs", "operation_logs"):
+        before = earlier.ground_truth(stream, start=overlap_start, end=NOW)
+        after = later.ground_truth(stream, start=overlap_start, end=NOW)
+        assert before and before == after
+        assert later.ground_truth(stream, start=NOW, end=later_now)  # the new hours

@@ -782,18 +782,25 @@ class Dataset:
     def _generate(
         self, stream: str, day_number: int, added: list[tuple[int, bytes, int]]
     ) -> DayRecords:
-        lo = max(day_number * DAY_SECONDS, self._first)
-        hi = min((day_number + 1) * DAY_SECONDS, self._end)
+        day_start = day_number * DAY_SECONDS
+        lo = max(day_start, self._first)
+        hi = min(day_start + DAY_SECONDS, self._end)
         items: list[tuple[int, bytes, int, int]] = []
         if self._per_day[stream] > 0 and lo < hi:
+            # The whole day is drawn from its own seed, then cut to [first, now): a
+            # simulator started later serves the same history plus what happened since,
+            # as a real account would.
             rng = random.Random(f"{self._seed}/{stream}/{day_number}")
-            count = _poisson(rng, self._per_day[stream] * (hi - lo) / DAY_SECONDS)
-            generated = self._generators[stream].generate(rng, lo, hi, count)
+            count = _poisson(rng, self._per_day[stream])
+            generated = self._generators[stream].generate(
+                rng, day_start, day_start + DAY_SECONDS, count
+            )
             generated.sort(key=lambda g: g[0], reverse=True)  # stable: ties keep their rank
             fraction = self._late_fraction
             for seq, (second, text, category) in enumerate(generated):
                 late = 1 if fraction and rng.random() < fraction else 0
-                items.append((order_key(second, seq), text.encode(), category, late))
+                if lo <= second < hi:
+                    items.append((order_key(second, seq), text.encode(), category, late))
         base = len(items)
         if base + len(added) > TIE_MASK:
             raise ValueError(f"more than {TIE_MASK} records on one day")
