@@ -55,13 +55,7 @@ def activity(
 def operation(
     at: datetime, category: str, action: str, detail: str, operator: str = ADMIN
 ) -> dict[str, str]:
-    return {
-        "time": format_time(at),
-        "operator": operator,
-        "category_type": category,
-        "action": action,
-        "operation_detail": detail,
-    }
+    return scenarios.operation_record(at, operator, category, action, detail)
 
 
 def clean_activity() -> list[dict[str, str]]:

@@ -786,19 +786,13 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
     """Generated activity (clean for the detections) and no generated operations; the
     standard scenarios planted into the simulator; the job ingests; the queries answer."""
     from zoom_ingest.job import run
-    from zoom_ingest.settings import Secret, Settings
     from zoom_ingest.simulator import Simulator
 
     warehouse = tmp_path / "warehouse"
     with Simulator(seed=11, days=10, activity_per_day=150, operation_per_day=0, now=NOW) as sim:
         planted = scenarios.plant_standard_scenarios(sim)
         truth = sim.ground_truth("activity_logs")
-        settings = Settings(
-            account_id=sim.account_id,
-            client_id=sim.client_id,
-            client_secret=Secret(sim.client_secret),
-            api_url=sim.api_url,
-            oauth_url=sim.oauth_url,
+        settings = sim.settings(
             backfill_start=(NOW - timedelta(days=10)).date(),
             requests_per_second=200,
         )

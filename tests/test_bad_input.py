@@ -28,7 +28,7 @@ from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, run
 from zoom_ingest.normalise import Batch, RecordError, normalise_record, raw_json
 from zoom_ingest.plan import retention_start
-from zoom_ingest.settings import Secret, Settings
+from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
@@ -92,15 +92,7 @@ def sim() -> Iterator[Simulator]:
 def test_bad_records_go_to_rejects_are_counted_and_the_rest_is_stored(sim, tmp_path):
     sim.add_records("activity_logs", [record for record, _ in RECORDS])
     start = datetime.now(UTC).date() - timedelta(days=1)
-    settings = Settings(
-        account_id=sim.account_id,
-        client_id=sim.client_id,
-        client_secret=Secret(sim.client_secret),
-        api_url=sim.api_url,
-        oauth_url=sim.oauth_url,
-        backfill_start=start,
-        requests_per_second=500,
-    )
+    settings = sim.settings(backfill_start=start, requests_per_second=500)
     bad = [(record, field) for record, field in RECORDS if field is not None]
     engine = LocalEngine(tmp_path)
 

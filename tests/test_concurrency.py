@@ -21,7 +21,6 @@ import pytest
 
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, RunSummary, run
-from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import CHECKPOINTS, RUNS, UTC
 
@@ -85,12 +84,7 @@ class UnlockedEngine(LocalEngine):
 
 def test_two_jobs_writing_at_once_without_a_lock_neither_corrupt_nor_duplicate(sim, tmp_path):
     start = datetime.now(UTC).date() - timedelta(days=DAYS - 2)
-    settings = Settings(
-        account_id=sim.account_id,
-        client_id=sim.client_id,
-        client_secret=Secret(sim.client_secret),
-        api_url=sim.api_url,
-        oauth_url=sim.oauth_url,
+    settings = sim.settings(
         backfill_start=start,
         requests_per_second=400,
         concurrency=3,

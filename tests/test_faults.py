@@ -21,7 +21,7 @@ import pytest
 
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, EXIT_STREAM_FAILED, RunSummary, run
-from zoom_ingest.settings import Secret, Settings
+from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import RUNS, UTC
 from zoom_ingest.zoom import ZoomClient, streams
@@ -38,12 +38,7 @@ EMPTY_PAGES = 25
 
 def settings_for(sim: Simulator, **changes: object) -> Settings:
     start = datetime.now(UTC).date() - timedelta(days=DAYS - 2)
-    return Settings(
-        account_id=sim.account_id,
-        client_id=sim.client_id,
-        client_secret=Secret(sim.client_secret),
-        api_url=sim.api_url,
-        oauth_url=sim.oauth_url,
+    return sim.settings(
         backfill_start=start,
         requests_per_second=500,
         concurrency=4,

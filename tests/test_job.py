@@ -11,7 +11,7 @@ import pytest
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, EXIT_STREAM_FAILED, run
 from zoom_ingest.normalise import Batch
-from zoom_ingest.settings import Secret, Settings
+from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
@@ -27,18 +27,13 @@ DAYS = 12
 
 
 def settings_for(sim: Simulator, **changes: object) -> Settings:
-    base = Settings(
-        account_id=sim.account_id,
-        client_id=sim.client_id,
-        client_secret=Secret(sim.client_secret),
-        api_url=sim.api_url,
-        oauth_url=sim.oauth_url,
-        requests_per_second=200,
-        concurrency=6,
-        timeout=5,
-        max_retries=4,
-    )
-    return base.with_changes(**changes)
+    defaults: dict[str, object] = {
+        "requests_per_second": 200,
+        "concurrency": 6,
+        "timeout": 5,
+        "max_retries": 4,
+    }
+    return sim.settings(**{**defaults, **changes})
 
 
 def expected_ids(sim: Simulator, stream: str, start: datetime | None = None) -> set[str]:

@@ -313,18 +313,8 @@ def test_token_provider_refreshes_before_expiry_and_once_per_invalidation() -> N
 
 
 def sim_settings(sim: Simulator, **changes: Any) -> Settings:
-    values: dict[str, Any] = {
-        "account_id": sim.account_id,
-        "client_id": sim.client_id,
-        "client_secret": Secret(sim.client_secret),
-        "api_url": sim.api_url,
-        "oauth_url": sim.oauth_url,
-        "timeout": 5.0,
-        "max_retries": 4,
-        "requests_per_second": 200.0,
-    }
-    values.update(changes)
-    return Settings(**values)
+    values: dict[str, Any] = {"timeout": 5.0, "max_retries": 4, "requests_per_second": 200.0}
+    return sim.settings(**{**values, **changes})
 
 
 def sim_client(sim: Simulator, **changes: Any) -> ZoomClient:

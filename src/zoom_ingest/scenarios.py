@@ -118,9 +118,10 @@ def alerts_of(scenarios: Iterable[Scenario]) -> list[ExpectedAlert]:
 # --------------------------------------------------------------------------- operations
 
 
-def _operation(
+def operation_record(
     at: datetime, operator: str, category: str, action: str, detail: str
 ) -> dict[str, str]:
+    """One operation-log record exactly as the Zoom API serves it."""
     return {
         "time": format_time(at),
         "operator": operator,
@@ -164,7 +165,7 @@ def privileged_role_granted(
     return _operation_scenario(
         "privileged_role_granted",
         f"{operator} makes {user} {role_to}",
-        _operation(at, operator, "User", "Update", detail),
+        operation_record(at, operator, "User", "Update", detail),
         "privileged_role_granted",
         "high",
         user,
@@ -178,7 +179,7 @@ def two_factor_disabled(at: datetime, operator: str) -> Scenario:
     return _operation_scenario(
         "two_factor_disabled",
         f"{operator} turns two-factor authentication off",
-        _operation(
+        operation_record(
             at, operator, "Account", "Update", f"Account Settings: {setting}: from On to Off"
         ),
         "sign_in_security_disabled",
@@ -195,7 +196,7 @@ def sign_in_method_changed(at: datetime, operator: str) -> Scenario:
     return _operation_scenario(
         "sign_in_method_changed",
         f"{operator} allows sign-in with Google",
-        _operation(at, operator, "Account", "Update", detail),
+        operation_record(at, operator, "Account", "Update", detail),
         "sign_in_methods_changed",
         "medium",
         "account",
@@ -209,7 +210,7 @@ def auto_sign_out_disabled(at: datetime, operator: str) -> Scenario:
     return _operation_scenario(
         "auto_sign_out_disabled",
         f"{operator} turns automatic sign-out off",
-        _operation(
+        operation_record(
             at,
             operator,
             "Account",
@@ -230,7 +231,7 @@ def meeting_passcode_disabled(at: datetime, operator: str, user: str) -> Scenari
     return _operation_scenario(
         "meeting_passcode_disabled",
         f"{operator} drops the instant-meeting passcode of {user}",
-        _operation(at, operator, "User Settings", "Update", detail),
+        operation_record(at, operator, "User Settings", "Update", detail),
         "meeting_passcode_disabled",
         "medium",
         user,
@@ -248,7 +249,7 @@ def off_hours_account_change(at: datetime, operator: str) -> Scenario:
     return _operation_scenario(
         "off_hours_account_change",
         f"{operator} changes the waiting room setting at {local:%a %H:%M} UTC",
-        _operation(at, operator, "Account", "Update", detail),
+        operation_record(at, operator, "Account", "Update", detail),
         "off_hours_account_change",
         "low",
         "account",

@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
+from ..settings import Secret, Settings
 from ..tables import UTC
 from .data import (
     ACTIVITY_LOGS,
@@ -485,6 +486,17 @@ class Simulator:
     @property
     def oauth_url(self) -> str:
         return f"{self.base_url}{TOKEN_PATH}"
+
+    def settings(self, **changes: Any) -> Settings:
+        """Settings that point the job at this simulator (its URLs and credentials),
+        with `changes` applied on top."""
+        return Settings(
+            account_id=self.account_id,
+            client_id=self.client_id,
+            client_secret=Secret(self.client_secret),
+            api_url=self.api_url,
+            oauth_url=self.oauth_url,
+        ).with_changes(**changes)
 
     def __repr__(self) -> str:
         where = self.base_url if self.running else "stopped"
