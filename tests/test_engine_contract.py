@@ -256,6 +256,19 @@ def test_checkpoints_are_upserted_per_account_and_stream(engine: Engine) -> None
     assert engine.read_checkpoints("acct-c") == {}
 
 
+def test_a_checkpoint_never_moves_back(engine: Engine) -> None:
+    """Two overlapping runs (hourly and reconcile) each save what they committed; the one
+    that writes last must not take back the later cursor the other one saved."""
+    later, earlier = START + timedelta(hours=5), START + timedelta(hours=2)
+    engine.save_checkpoint("acct-a", "activity_logs", later, "run-hourly")
+    engine.save_checkpoint("acct-a", "activity_logs", earlier, "run-reconcile")
+    assert engine.read_checkpoints("acct-a") == {"activity_logs": later}
+    (row,) = engine.read_table(CHECKPOINTS).to_pylist()
+    assert row["run_id"] == "run-hourly"  # the row still names the run that claimed it
+    engine.save_checkpoint("acct-a", "activity_logs", later + timedelta(seconds=1), "run-3")
+    assert engine.read_checkpoints("acct-a") == {"activity_logs": later + timedelta(seconds=1)}
+
+
 def test_append_adds_rows_every_time(engine: Engine) -> None:
     def runs(run_id: str) -> pa.Table:
         rows = [

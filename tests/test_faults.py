@@ -161,10 +161,11 @@ def test_every_fault_at_once(tmp_path):
         for kind in TRANSIENT:
             if kind not in ("slow", "qps_429", "token_revoked"):  # slow ones: own cases
                 sim.faults.inject(Fault(kind, count=2, probability=0.2))
-        # One revocation at a time: a token revoked again right after its refresh fails
+        # One revocation at a time (far apart, so that a busy machine cannot bring them
+        # together): a token revoked again right after its refresh fails
         # the stream by design (the contract: refresh once per 124, then give up).
         sim.faults.inject(Fault("token_revoked", after_calls=5))
-        sim.faults.inject(Fault("token_revoked", after_calls=15))
+        sim.faults.inject(Fault("token_revoked", after_calls=30))
         # Enough retries for every fault to land on one request in a row.
         settings = settings_for(sim, max_retries=20)
         summary = run_fast(settings, tmp_path)

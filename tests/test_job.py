@@ -216,6 +216,29 @@ def test_daily_limit_stops_cleanly_and_next_run_finishes(tmp_path):
         assert_equals_ground_truth(engine, sim, start)
 
 
+def test_a_backfill_stopped_by_the_daily_limit_then_a_short_reconcile_loses_nothing(tmp_path):
+    """The reported loss: a 10-day backfill stopped by the daily limit after a few days,
+    then `--mode reconcile --reconcile-days 3` and two ordinary runs. The reconcile used
+    to plan from today − 3 days and move the cursor past the days it never read."""
+    with Simulator(seed=5, days=10, activity_per_day=400, operation_per_day=60) as sim:
+        engine = LocalEngine(tmp_path)
+        start = backfill_start(10)
+        settings = settings_for(sim, backfill_start=start.date(), concurrency=1, window_days=1)
+        sim.faults.inject(Fault("daily_429", count=None, after_calls=6))
+        stopped = run(settings, engine, progress=False)
+        assert stopped.exit_code == EXIT_DAILY_LIMIT, stopped.lines()
+        sim.faults.clear()  # the quota resets
+        reconcile = run(
+            settings.with_changes(mode="reconcile", reconcile_days=3), engine, progress=False
+        )
+        assert reconcile.exit_code == EXIT_OK, reconcile.lines()
+        for s in reconcile.streams:
+            assert s.plan.start <= s.plan.cursor_before  # it re-read from the cursor
+        for _ in range(2):
+            assert run(settings, engine, progress=False).exit_code == EXIT_OK
+        assert_equals_ground_truth(engine, sim, start)
+
+
 def _ids_with_times(sim: Simulator, stream: str, start: datetime) -> list[tuple[str, datetime]]:
     batch = Batch(LOG_TABLES[stream])
     batch.add(sim.ground_truth(stream, start=start))

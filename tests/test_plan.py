@@ -79,6 +79,36 @@ def test_reconcile_rereads_full_days_without_early_stop():
     assert min(covered_dates(plan)) == date(2026, 11, 18)
 
 
+def test_reconcile_after_a_gap_longer_than_n_days_starts_at_the_cursor():
+    """A stopped backfill, failed runs, an outage: the range since the cursor is owed,
+    whatever N says. Reconcile covers from min(cursor − lookback, today − N)."""
+    cursor = NOW - timedelta(days=9, hours=3)
+    plan = plan_stream(
+        settings(mode="reconcile", reconcile_days=3, lookback=timedelta(hours=2)),
+        "activity_logs",
+        cursor,
+        NOW,
+    )
+    assert plan.mode == "reconcile"
+    assert plan.start == cursor - timedelta(hours=2)
+    assert min(covered_dates(plan)) == (plan.start - timedelta(hours=12)).date()
+    assert all(w.stop_before is None for w in plan.windows)
+    assert plan.cursor_after_all == NOW
+
+
+def test_reconcile_without_a_checkpoint_is_a_backfill_from_the_start_date():
+    start = date(2026, 11, 1)
+    plan = plan_stream(
+        settings(mode="reconcile", reconcile_days=2, backfill_start=start),
+        "operation_logs",
+        None,
+        NOW,
+    )
+    assert plan.mode == "backfill"
+    assert plan.start == plan.floor == datetime(2026, 11, 1, tzinfo=UTC)
+    assert min(covered_dates(plan)) == date(2026, 10, 31)
+
+
 def test_backfill_older_than_retention_is_clamped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="zoom_ingest"):
         plan = plan_stream(settings(backfill_start=date(2025, 1, 1)), "activity_logs", None, NOW)

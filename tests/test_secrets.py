@@ -29,7 +29,13 @@ from typing import ClassVar
 import pytest
 
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, EXIT_STREAM_FAILED, run
+from zoom_ingest.job import (
+    EXIT_DAILY_LIMIT,
+    EXIT_OK,
+    EXIT_STREAM_FAILED,
+    EXIT_ZOOM_UNREACHABLE,
+    run,
+)
 from zoom_ingest.settings import Secret, Settings, SettingsError, check_url
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import UTC
@@ -286,9 +292,10 @@ def test_an_untrusted_certificate_stops_the_run_before_anything_is_sent(
     for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(variable, raising=False)
     summary = run(tls_settings(url), LocalEngine(tmp_path), progress=False)
-    assert summary.exit_code == EXIT_STREAM_FAILED
+    assert summary.exit_code == EXIT_ZOOM_UNREACHABLE
     errors = [s.error or "" for s in summary.streams]
     assert all("TLS verification failed" in e for e in errors), errors
+    assert f"cannot reach {url}/oauth/token: TLS verification failed" in summary.lines()[1]
     assert _Recorder.seen == []  # the handshake failed: no request, no credentials sent
     assert all(SECRET not in line for line in summary.lines())
 

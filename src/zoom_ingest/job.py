@@ -40,6 +40,7 @@ from .zoom import (
     ZoomAuthError,
     ZoomClient,
     ZoomError,
+    ZoomUnreachable,
     fetch_pages,
 )
 
@@ -48,6 +49,8 @@ log = logging.getLogger("zoom_ingest.job")
 EXIT_OK = 0
 EXIT_STREAM_FAILED = 1
 EXIT_DAILY_LIMIT = 3
+#: No connection to Zoom could be made (DNS, refused, TLS): nothing was fetched.
+EXIT_ZOOM_UNREACHABLE = 5
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0
@@ -102,9 +105,13 @@ class RunSummary:
     duration: float
     daily_limit_retry_at: datetime | None = None
     interrupted: bool = False
+    #: Zoom could not be reached when the run started: one line, the URL and the cause.
+    unreachable: str | None = None
 
     @property
     def exit_code(self) -> int:
+        if self.unreachable is not None:
+            return EXIT_ZOOM_UNREACHABLE
         if any(s.status == "failed" for s in self.streams):
             return EXIT_STREAM_FAILED
         if self.daily_limit_retry_at is not None:
@@ -115,6 +122,8 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         out = [f"run {self.run_id} on {self.engine}: {self.duration:.1f} s"]
+        if self.unreachable is not None:
+            out.append(f"  {self.unreachable}")
         for s in self.streams:
             c = s.counters
             cursor = format_time(s.cursor) if s.cursor else "none"
@@ -125,7 +134,7 @@ class RunSummary:
                 f"calls {c.api_calls:,}  retries {c.retries:,}  429s {c.rate_limited:,}  "
                 f"cursor {cursor}"
             )
-            if s.error:
+            if s.error and s.error != self.unreachable:
                 out.append(f"    error: {s.error}")
         if self.daily_limit_retry_at is not None:
             out.append(
@@ -177,6 +186,7 @@ def run(
         own_client = client is None
         client = client or ZoomClient(settings)
         writer = _Writer(settings, engine, run_id, runs, client, progress)
+        unreachable: str | None = None
 
         def summary() -> RunSummary:
             return RunSummary(
@@ -188,10 +198,23 @@ def run(
                 duration=(datetime.now(UTC) - now).total_seconds(),
                 daily_limit_retry_at=writer.daily_limit_retry_at,
                 interrupted=writer.interrupted,
+                unreachable=unreachable,
             )
 
         try:
-            writer.run()
+            # The token first, once: without a route to Zoom, or with refused
+            # credentials, the run ends here in seconds rather than in every window.
+            try:
+                client.connect()
+            except ZoomError as exc:
+                if isinstance(exc, ZoomUnreachable):
+                    unreachable = str(exc)
+                    log.error("%s", exc)
+                for s in runs:
+                    s.error = str(exc)
+                    s.finished = time.monotonic()
+            else:
+                writer.run()
         except Exception as exc:
             # The destination failed under us (disk, permissions, a lost commit race that
             # outlived its retries). Checkpoints are already where the data is; record

@@ -82,14 +82,23 @@ def plan_stream(settings: Settings, stream: str, cursor: datetime | None, now: d
     # backfill re-reads from cursor − lookback and must not store records before it.
     floor = _midnight(settings.backfill_start) if settings.backfill_start else None
 
-    if settings.mode == "reconcile":
-        mode = "reconcile"
-        start = _midnight(today - timedelta(days=settings.reconcile_days))
-        stop_before = None
-    elif cursor is None:
+    if cursor is None:
+        # No checkpoint yet: whatever the mode, the first run is a backfill. A reconcile
+        # that started at today − N would otherwise claim everything before it.
         mode = "backfill"
         start = floor if floor is not None else _midnight(oldest)
         stop_before = start
+        if settings.mode == "reconcile":
+            log.info("%s: no checkpoint yet, so this reconcile run is a backfill", stream)
+    elif settings.mode == "reconcile":
+        # Re-read the last N days in full, and never less than an incremental run would
+        # read: after a gap (a stopped backfill, failed runs, an outage) the cursor may
+        # lie further back than N days, and the range since it is still owed.
+        mode = "reconcile"
+        start = min(
+            cursor - settings.lookback, _midnight(today - timedelta(days=settings.reconcile_days))
+        )
+        stop_before = None
     else:
         mode = "incremental"
         start = cursor - settings.lookback
@@ -104,7 +113,7 @@ def plan_stream(settings: Settings, stream: str, cursor: datetime | None, now: d
                 settings.backfill_start,
                 oldest,
             )
-        elif mode == "incremental":
+        elif mode != "backfill" and cursor is not None and cursor < _midnight(oldest):
             log.warning(
                 "%s: checkpoint %s is older than Zoom's 6-month retention; records between "
                 "it and %s can no longer be fetched",
@@ -113,8 +122,7 @@ def plan_stream(settings: Settings, stream: str, cursor: datetime | None, now: d
                 oldest,
             )
         first = oldest
-        if mode != "reconcile":
-            start = max(start, _midnight(oldest))
+        start = max(start, _midnight(oldest))
         if floor is not None:
             floor = max(floor, _midnight(oldest))
     last = (now + AHEAD_OF_UTC).date()

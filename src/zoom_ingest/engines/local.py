@@ -150,15 +150,25 @@ class LocalEngine:
         _with_commit_retries(lambda: write_deltalake(self._table(spec), batch, mode="append"))
 
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
-        """Upsert the (account_id, stream) row: MERGE, update when matched, else insert."""
+        """Upsert the (account_id, stream) row, never moving a cursor backwards.
+
+        MERGE: insert when missing, update only when the new cursor is later. Two runs
+        that overlap (an hourly run and a reconcile) each claim only what they
+        committed; whichever writes last cannot take back what the other claimed.
+        """
         row = checkpoint_row(account_id, stream, cursor, run_id)
         predicate = _key_predicate(CHECKPOINTS)
+        later = f"source.{_identifier('cursor')} > target.{_identifier('cursor')}"
 
         def run() -> dict[str, Any]:
             merger = self._table(CHECKPOINTS).merge(
                 row, predicate, source_alias="source", target_alias="target"
             )
-            return merger.when_matched_update_all().when_not_matched_insert_all().execute()
+            return (
+                merger.when_matched_update_all(predicate=later)
+                .when_not_matched_insert_all()
+                .execute()
+            )
 
         _with_commit_retries(run)
 

@@ -183,7 +183,9 @@ class SparkEngine:
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
         row = checkpoint_row(account_id, stream, cursor, run_id)
         with self._temp_view(CHECKPOINTS, row) as view:
-            self._run(upsert_sql(CHECKPOINTS, self.table_name(CHECKPOINTS), view))
+            self._run(
+                upsert_sql(CHECKPOINTS, self.table_name(CHECKPOINTS), view, only_if_later="cursor")
+            )
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -362,16 +364,24 @@ def merge_sql(spec: TableSpec, table: str, view: str, batch: pa.Table) -> str:
     )
 
 
-def upsert_sql(spec: TableSpec, table: str, view: str) -> str:
-    """MERGE that updates the row with the same key, or inserts it (checkpoints)."""
+def upsert_sql(spec: TableSpec, table: str, view: str, *, only_if_later: str | None = None) -> str:
+    """MERGE that updates the row with the same key, or inserts it (checkpoints).
+
+    `only_if_later`: a column the update may only move forward (the cursor), so that of
+    two overlapping runs the one that writes last never takes back the other's claim.
+    """
     columns = [quote_identifier(c) for c in spec.columns]
     others = [quote_identifier(c) for c in spec.columns if c not in spec.key]
     condition = " AND ".join(
         f"tgt.{quote_identifier(k)} = src.{quote_identifier(k)}" for k in spec.key
     )
+    matched = "WHEN MATCHED"
+    if only_if_later is not None:
+        column = quote_identifier(only_if_later)
+        matched += f" AND src.{column} > tgt.{column}"
     return (
         f"MERGE INTO {table} AS tgt USING {view} AS src ON {condition} "
-        f"WHEN MATCHED THEN UPDATE SET {', '.join(f'{c} = src.{c}' for c in others)} "
+        f"{matched} THEN UPDATE SET {', '.join(f'{c} = src.{c}' for c in others)} "
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
         f"VALUES ({', '.join(f'src.{c}' for c in columns)})"
     )

@@ -708,6 +708,21 @@ class Dataset:
                 self._cache.pop(key, None)
                 self._pending.pop(key, None)
 
+    def extend_to(self, now: datetime) -> None:
+        """Generated records now reach `now`: the days between the old and the new end
+        are drawn again (from the same per-day seeds, so nothing seen so far changes)."""
+        end = math.floor(now.timestamp()) + 1
+        with self._lock:
+            if end <= self._end:
+                return
+            old_end, self._end = self._end, end
+            for stream in STREAMS:
+                for day_number in range((old_end - 1) // DAY_SECONDS, (end - 1) // DAY_SECONDS + 1):
+                    key = (stream, day_number)
+                    self._versions[key] = self._versions.get(key, 0) + 1
+                    self._cache.pop(key, None)
+                    self._pending.pop(key, None)
+
     def release_late(self) -> None:
         with self._lock:
             self._late_hidden = False

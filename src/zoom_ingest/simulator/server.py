@@ -508,6 +508,13 @@ class Simulator:
         """The simulator's current time: `now` at construction, then real time passing."""
         return self.now + timedelta(seconds=time.monotonic() - self._started_at)
 
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock forward by `delta`: the account's generated history goes on
+        until the new `now` (seeded per day, as if the simulator had started later)."""
+        _check(delta >= timedelta(0), "time only moves forward")
+        self.now += delta
+        self._data.extend_to(self.now)
+
     def ground_truth(
         self, stream: str, start: datetime | None = None, end: datetime | None = None
     ) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from .errors import (
     ZoomRequestError,
     ZoomScopeError,
     ZoomUnavailable,
+    ZoomUnreachable,
 )
 from .ratelimit import RateLimiter
 from .streams import STREAMS_BY_NAME, Page, Stream, fetch_pages
@@ -29,5 +30,6 @@ __all__ = [
     "ZoomRequestError",
     "ZoomScopeError",
     "ZoomUnavailable",
+    "ZoomUnreachable",
     "fetch_pages",
 ]

@@ -11,7 +11,10 @@ The token lives only in this object: it is never logged, and repr() does not sho
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +23,7 @@ from typing import Any
 import requests
 
 from ..settings import Settings
-from .errors import TransientZoomError, ZoomAuthError, scrub
+from .errors import TransientZoomError, ZoomAuthError, ZoomUnreachable, scrub
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ _DISABLED_HINT = (
     "App Marketplace (Manage → the app → Activation)"
 )
 _GENERIC_HINT = "check ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET"
+_UNREACHABLE_HINT = (
+    "check the network route (DNS, proxy, firewall egress to zoom.us and api.zoom.us), "
+    "ZOOM_OAUTH_URL and the machine's CA certificates"
+)
 
 
 class TokenProvider:
@@ -111,13 +118,13 @@ class TokenProvider:
                 verify=True,
                 allow_redirects=False,
             )
-        except requests.exceptions.SSLError as exc:
-            raise ZoomAuthError(
-                f"TLS verification failed for the token endpoint {settings.oauth_url}: "
-                f"{type(exc).__name__}",
-                hint="check the OAuth URL and the machine's CA certificates",
-            ) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
+            cause = connection_failure(exc)
+            if cause is not None:
+                raise ZoomUnreachable(
+                    f"cannot reach {settings.oauth_url}: {cause}",
+                    hint=_UNREACHABLE_HINT,
+                ) from None
             raise TransientZoomError(f"token request failed: {type(exc).__name__}") from None
 
         tracking_id = response.headers.get("x-zm-trackingid")
@@ -161,6 +168,38 @@ class TokenProvider:
 
     def __repr__(self) -> str:
         return f"TokenProvider(account_id={self._settings.account_id!r}, token=***)"
+
+
+def connection_failure(exc: BaseException) -> str | None:
+    """Why no connection could be made at all, in a few words, or None when one was made
+    (a reset or a read timeout after connecting is an ordinary transient failure).
+
+    requests wraps urllib3, which wraps the socket error: the cause is found by walking
+    the chain, never by parsing the message (which can carry pool internals).
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ssl.SSLError, requests.exceptions.SSLError)):
+            return f"TLS verification failed ({type(current).__name__})"
+        if isinstance(current, socket.gaierror):
+            return "name resolution failed"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, requests.exceptions.ConnectTimeout):
+            return "no connection within the timeout"
+        if isinstance(current, OSError) and current.errno in _UNREACHABLE_ERRNOS:
+            return f"network unreachable ({errno.errorcode.get(current.errno or 0, '?')})"
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(current.args)
+    return None
+
+
+_UNREACHABLE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL})
 
 
 def _same_error(error: ZoomAuthError) -> ZoomAuthError:

@@ -43,6 +43,7 @@ from .errors import (
     ZoomRequestError,
     ZoomScopeError,
     ZoomUnavailable,
+    ZoomUnreachable,
     scopes_from_message,
     scrub,
 )
@@ -55,6 +56,10 @@ CODE_INVALID_TOKEN = 124
 CODE_NO_PERMISSION = 200
 CODE_MISSING_SCOPE = 4711
 #: A per-second 429 without a usable Retry-After waits this long.
+#: Attempts at the first token when no connection can be made at all (DNS, refused,
+#: TLS): enough to ride out a blip, few enough that a run with no route to Zoom ends
+#: within seconds instead of retrying every window.
+CONNECT_ATTEMPTS = 3
 DEFAULT_QPS_WAIT = 1.0
 #: …and a Retry-After beyond this is not believed for a *per-second* limit.
 MAX_QPS_WAIT = 60.0
@@ -202,6 +207,56 @@ class ZoomClient:
                 message=last.message,
                 tracking_id=last.tracking_id,
                 hint=_last_failure_hint(path, last),
+            ) from last
+
+    def connect(self) -> None:
+        """Get the run's first access token now, before any window starts.
+
+        A Zoom that cannot be reached (DNS, refused, TLS) raises ZoomUnreachable after
+        `CONNECT_ATTEMPTS`, naming the URL and the cause in one line; a token endpoint
+        that keeps failing raises ZoomUnavailable after the usual retries; refused
+        credentials raise ZoomAuthError at once.
+        """
+        attempts = 0
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            limit = (
+                CONNECT_ATTEMPTS
+                if isinstance(exc, ZoomUnreachable)
+                else self._settings.max_retries + 1
+            )
+            return state.attempt_number >= limit
+
+        def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            self.tokens.token()
+
+        retrying = Retrying(
+            stop=stop,
+            wait=self._backoff,
+            retry=retry_if_exception_type(TransientZoomError),
+            before_sleep=lambda state: log.warning(
+                "%s; retrying in %.1f s",
+                state.outcome.exception() if state.outcome else "token request failed",
+                state.next_action.sleep if state.next_action else 0.0,
+            ),
+            reraise=True,
+        )
+        try:
+            retrying(attempt)
+        except ZoomUnreachable:
+            raise
+        except TransientZoomError as last:
+            raise ZoomUnavailable(
+                "token request failed",
+                attempts=attempts,
+                status=last.status,
+                code=last.code,
+                message=last.message,
+                tracking_id=last.tracking_id,
+                hint=f"last: {last.summary}",
             ) from last
 
     def close(self) -> None:

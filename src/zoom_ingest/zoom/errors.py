@@ -126,6 +126,12 @@ class TransientZoomError(ZoomError):
     ZoomUnavailable when its retries run out; it is not raised to callers of get()."""
 
 
+class ZoomUnreachable(TransientZoomError):
+    """No connection could be made at all: the name did not resolve, the connection was
+    refused or timed out, or TLS failed. Retried like any transient failure within a
+    run; before a run starts (the first token request) it ends the run at once."""
+
+
 class RateLimited(TransientZoomError):
     """A per-second (QPS) 429: everyone waits `retry_after` seconds, then the call is retried."""
 
