@@ -19,7 +19,7 @@ bench: setup-dev
 
 # Faults, kills and bad input against the simulator; rewrites docs/faults.md (about 5 minutes).
 soak: setup-dev
-	$(BIN)/python scripts/soak.py
+	PYTHONPATH=tests $(BIN)/python scripts/soak.py
 
 lint: setup-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

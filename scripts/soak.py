@@ -604,6 +604,8 @@ class Scale:
     kills: int = 10
     incremental_kills: int = 5
     repeat: int = 2
+    sequences: int = 60  # the model-based test's long profile
+    steps: int = 25
 
 
 class Soak:
@@ -1070,6 +1072,38 @@ class Soak:
             f"The second says: {_short(message, 160)}",
         )
 
+    def model(self) -> None:
+        """The model-based test's long profile: new random sequences of runs each time."""
+        from support.cursor_model import TALLY, explore  # tests/ is on PYTHONPATH (Makefile)
+
+        started = time.monotonic()
+        TALLY.clear()
+        failure = ""
+        try:
+            explore(self.scale.sequences, self.scale.steps, derandomize=False)
+        except Exception as exc:  # hypothesis has printed the shortest failing sequence
+            failure = f"{type(exc).__name__}: {str(exc)[:300]}"
+        t = TALLY
+        self._row(
+            "random sequences of runs (model-based, tests/support/cursor_model.py)",
+            f"{t['sequences']} sequences × up to {self.scale.steps} steps "
+            f"({t['steps_checked']} checked): {t['runs']} runs, {t['kills']} SIGKILLs, "
+            f"{t['daily_limit_stops']} daily-limit stops, {t['overlapping_pairs']} overlapping "
+            f"pairs, {sum(v for k, v in t.items() if k.startswith('fault_'))} fault runs, "
+            f"{t['late_records']} late records, {t['minutes_advanced'] // 1440} days of time",
+            [t["kills"], t["daily_limit_stops"]],
+            [[EXIT_OK]] * max(1, t["sequences"]),
+            not failure,
+            0,  # a duplicate lw_id fails the invariant, so failure covers it
+            not failure,
+            "-",
+            0,
+            started,
+            failure
+            or f"records lost 0, duplicates 0; settle runs stored {t['records_settled']:,} "
+            "records, each sequence's tables equal to the truth since its floor",
+        )
+
     def settings(self) -> None:
         started = time.monotonic()
         base, _ = self._place("bad-settings")
@@ -1167,7 +1201,8 @@ def markdown(rows: list[Row], header: dict[str, str]) -> str:
         "nothing was duplicated. **Leaks**: places where the client secret or any access "
         "token the simulator issued appeared in the output of any run (at DEBUG) or in "
         "any row of any table. **Runs** lists the exit codes of the runs a trial needed "
-        "(0 ok, 1 stream failed, 2 bad settings, 3 daily limit, 4 warehouse busy) and how "
+        "(0 ok, 1 stream failed, 2 bad settings, 3 daily limit, 4 warehouse busy, 5 Zoom "
+        "unreachable) and how "
         "many trials ran. **Rejects**: rows in `zoom_ingest_rejects` / rejects counted in "
         "the printed run summary / `records_rejected` in `zoom_ingest_runs` (for the bad "
         "records; elsewhere rows / expected).",
@@ -1220,7 +1255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = Scale()
     if args.quick:
         scale = Scale(days=40, fault_days=15, activity_per_day=300, operation_per_day=60,
-                      kills=3, incremental_kills=2, repeat=1)  # fmt: skip
+                      kills=3, incremental_kills=2, repeat=1, sequences=8,
+                      steps=10)  # fmt: skip
     scale.days = args.days or scale.days
     scale.kills = args.kills or scale.kills
     scale.repeat = args.repeat or scale.repeat
@@ -1234,6 +1270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         soak.kills()
         soak.concurrency()
         soak.settings()
+        soak.model()
     finally:
         if not args.keep:
             import shutil
@@ -1253,7 +1290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scale": (
                 f"{scale.days}-day killed backfill, {scale.fault_days}-day fault runs, "
                 f"{scale.activity_per_day}+{scale.operation_per_day} records/day, "
-                f"{scale.kills}+{scale.incremental_kills} kills, {scale.repeat} trial(s) per fault"
+                f"{scale.kills}+{scale.incremental_kills} kills, "
+                f"{scale.repeat} trial(s) per fault, "
+                f"{scale.sequences} model sequences × {scale.steps} steps"
             ),
             "seconds": f"{time.monotonic() - began:.0f} s",
             "verdict": "all passed" if not failed else f"FAILED: {', '.join(failed)}",
