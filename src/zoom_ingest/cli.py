@@ -1,7 +1,8 @@
 """`zoom-ingest`: run the job locally, try it against the built-in simulator, inspect tables.
 
 Exit codes: 0 ok · 1 a stream failed · 2 bad settings · 3 stopped at Zoom's daily rate
-limit (run again later; checkpoints are kept) · 4 another run holds the warehouse.
+limit (run again later; checkpoints are kept) · 4 another run holds the warehouse ·
+5 Zoom could not be reached (DNS, refused connection, TLS); nothing was fetched.
 """
 
 from __future__ import annotations
