@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -687,8 +688,8 @@ def test_command_line_prints_working_settings(session):
         assert process.stdout is not None
         for _ in range(10):
             line = process.stdout.readline().strip()
-            if "=" in line and line.startswith("ZOOM_"):
-                name, _, value = line.partition("=")
+            if "=" in line and line.startswith("export ZOOM_"):
+                name, _, value = shlex.split(line)[1].partition("=")
                 settings[name] = value
             if "ZOOM_CLIENT_SECRET" in settings:
                 break

@@ -29,6 +29,7 @@ from .settings import (
     parse_duration,
     parse_streams,
 )
+from .simulator.command import simulate as simulate_command
 from .tables import UTC
 
 EXIT_SETTINGS = 2
@@ -694,44 +695,9 @@ def report_command(warehouse: Path, output: Path | None) -> None:
     click.echo(f"wrote {path}")
 
 
-@main.command("simulate")
-@click.option(
-    "--port",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port on 127.0.0.1 (0: a free one).",
-)
-@click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 185))
-@click.option("--activity-per-day", default=400, show_default=True, type=click.IntRange(0))
-@click.option("--operation-per-day", default=80, show_default=True, type=click.IntRange(0))
-@click.option("--qps-limit", default=None, type=float, help="Requests/s before 429s.")
-@click.option(
-    "--latency", default=0.0, show_default=True, type=float, help="Seconds added to every API call."
-)
-def simulate_command(
-    port: int,
-    seed: int,
-    days: int,
-    activity_per_day: int,
-    operation_per_day: int,
-    qps_limit: float | None,
-    latency: float,
-) -> None:
-    """Start the Zoom API simulator on 127.0.0.1 and print how to point the job at it."""
-    from .simulator import Simulator, serve
-
-    sim = Simulator(
-        seed=seed,
-        days=days,
-        activity_per_day=activity_per_day,
-        operation_per_day=operation_per_day,
-        qps_limit=qps_limit,
-        latency=latency,
-        port=port,
-    )
-    serve(sim)
+# The simulator declares its own command line, once; `python -m zoom_ingest.simulator`
+# runs the same one.
+main.add_command(simulate_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

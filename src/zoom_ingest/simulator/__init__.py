@@ -6,13 +6,16 @@
         sim.ground_truth("activity_logs")
         sim.faults.inject(Fault("http_503", count=2))
 
-`python -m zoom_ingest.simulator` runs one in the foreground.
+`python -m zoom_ingest.simulator` (the same command as `zoom-ingest simulate`) runs one in
+the foreground.
 """
 
+from .command import env_lines, serve
 from .data import CATEGORY_DISPLAY_NAMES, STREAMS
 from .faults import KINDS as FAULT_KINDS
 from .faults import Fault, FaultSet
-from .server import Simulator, Stats, env_lines, serve
+from .ratelimits import Stats
+from .server import Simulator
 
 __all__ = [
     "CATEGORY_DISPLAY_NAMES",
