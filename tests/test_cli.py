@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -213,3 +215,87 @@ def test_reading_tables_never_aborts_the_process_at_exit(sim, tmp_path):
     )
     codes = [zoom_ingest("status", "--warehouse", warehouse).returncode for _ in range(8)]
     assert codes == [0] * 8
+
+
+def test_simulate_prints_lines_a_shell_uses_as_they_are(tmp_path):
+    """Paste what `zoom-ingest simulate` prints into a shell, then `zoom-ingest run`: it
+    reaches the simulator (on 127.0.0.1) with no other setting."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ZOOM_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoom_ingest.cli", "simulate", "--seed", "5", "--days", "2",
+         "--activity-per-day", "60", "--operation-per-day", "15"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=base,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        printed = []
+        for _ in range(20):
+            line = process.stdout.readline()
+            if not line or line.startswith("#"):
+                break
+            printed.append(line.rstrip("\n"))
+        lines = "\n".join(printed)
+        assert printed and all(line.startswith("export ZOOM_") for line in printed)
+
+        shell = subprocess.run(
+            ["bash", "-c", f"{lines}\nenv"], env=base, capture_output=True, text=True, timeout=30
+        )
+        assert shell.returncode == 0, shell.stderr
+        arrived = dict(
+            line.split("=", 1) for line in shell.stdout.splitlines() if line.startswith("ZOOM_")
+        )
+        expected = Simulator(seed=5)  # credentials are the seed's; never started
+        assert {k: arrived[k] for k in ("ZOOM_ACCOUNT_ID", "ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET")}
+        assert arrived["ZOOM_ACCOUNT_ID"] == expected.account_id
+        assert arrived["ZOOM_CLIENT_ID"] == expected.client_id
+        assert arrived["ZOOM_CLIENT_SECRET"] == expected.client_secret
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v2", arrived["ZOOM_API_URL"])
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/oauth/token", arrived["ZOOM_OAUTH_URL"])
+
+        warehouse = tmp_path / "wh"
+        start = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        run = subprocess.run(
+            ["bash", "-c", f'{lines}\nexec "$0" -m zoom_ingest.cli run "$@"', sys.executable,
+             "--warehouse", str(warehouse), "--backfill-start", start],
+            env=base,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert LocalEngine(warehouse).read_table(ACTIVITY_LOGS).num_rows > 0
+        assert LocalEngine(warehouse).read_table(OPERATION_LOGS).num_rows > 0
+        assert expected.client_secret not in run.stdout + run.stderr
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_one_simulator_command_line_with_the_simulator_defaults():
+    from zoom_ingest.cli import main
+    from zoom_ingest.simulator.command import simulate
+
+    assert main.commands["simulate"] is simulate
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(Simulator).parameters.items()
+    }
+    options = [p for p in simulate.params if p.name != "help"]
+    assert options and all(p.default == defaults[p.name] for p in options)
+    assert {p.name: p.default for p in options}["activity_per_day"] == 200
+
+    module_main = subprocess.run(
+        [sys.executable, "-m", "zoom_ingest.simulator", "--help"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    command = zoom_ingest("simulate", "--help")
+    assert command.returncode == 0
+    usage, _, text = module_main.stdout.partition("\n")
+    assert usage == "Usage: python -m zoom_ingest.simulator [OPTIONS]"
+    assert command.stdout.partition("\n")[2] == text  # the same options and help

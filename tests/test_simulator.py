@@ -24,6 +24,7 @@ from zoom_ingest.simulator import (
     FAULT_KINDS,
     Fault,
     Simulator,
+    env_lines,
 )
 from zoom_ingest.tables import UTC
 
@@ -711,6 +712,27 @@ def test_command_line_prints_working_settings(session):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_printed_lines_are_shell_quoted_exports():
+    secret = 'it\'s a $HOME `id` "secret" \\ ;|&'
+    with Simulator(seed=3, days=1, activity_per_day=5, now=NOW, client_secret=secret) as sim:
+        lines = env_lines(sim)
+        shell = subprocess.run(
+            ["bash", "-c", "\n".join(lines) + "\nenv"],
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shell.returncode == 0, shell.stderr
+        assert all(line.startswith("export ZOOM_") for line in lines)
+        arrived = dict(line.split("=", 1) for line in shell.stdout.splitlines() if "=" in line)
+        assert arrived["ZOOM_CLIENT_SECRET"] == secret
+        assert arrived["ZOOM_API_URL"] == sim.api_url
+        assert arrived["ZOOM_OAUTH_URL"] == sim.oauth_url
+        assert arrived["ZOOM_ACCOUNT_ID"] == sim.account_id
+        assert arrived["ZOOM_CLIENT_ID"] == sim.client_id
 
 
 def test_a_simulator_started_later_serves_the_same_history_plus_what_happened_since():
