@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from support.foreground import foreground
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC
@@ -221,14 +222,11 @@ def test_simulate_prints_lines_a_shell_uses_as_they_are(tmp_path):
     """Paste what `zoom-ingest simulate` prints into a shell, then `zoom-ingest run`: it
     reaches the simulator (on 127.0.0.1) with no other setting."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("ZOOM_")}
-    process = subprocess.Popen(
+    with foreground(
         [sys.executable, "-m", "zoom_ingest.cli", "simulate", "--seed", "5", "--days", "2",
          "--activity-per-day", "60", "--operation-per-day", "15"],
-        stdout=subprocess.PIPE,
-        text=True,
         env=base,
-    )  # fmt: skip
-    try:
+    ) as process:  # fmt: skip
         assert process.stdout is not None
         printed = []
         for _ in range(20):
@@ -271,10 +269,6 @@ def test_simulate_prints_lines_a_shell_uses_as_they_are(tmp_path):
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_one_simulator_command_line_with_the_simulator_defaults():

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from support.foreground import foreground
 from zoom_ingest.simulator import (
     CATEGORY_DISPLAY_NAMES,
     FAULT_KINDS,
@@ -678,13 +679,10 @@ def test_stop_closes_keep_alive_connections(session):
 
 def test_command_line_prints_working_settings(session):
     source = Path(__file__).resolve().parents[1] / "src"
-    process = subprocess.Popen(
+    with foreground(
         [sys.executable, "-m", "zoom_ingest.simulator", "--days", "1", "--seed", "3"],
-        stdout=subprocess.PIPE,
-        text=True,
         env={"PYTHONPATH": str(source), "PATH": "/usr/bin:/bin"},
-    )
-    try:
+    ) as process:
         settings: dict[str, str] = {}
         assert process.stdout is not None
         for _ in range(10):
@@ -708,10 +706,6 @@ def test_command_line_prints_working_settings(session):
         assert settings["ZOOM_API_URL"].endswith("/v2")
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def test_printed_lines_are_shell_quoted_exports():

@@ -12,6 +12,7 @@ import inspect
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import click
@@ -58,51 +59,37 @@ def serve(sim: Simulator, *, out: TextIO | None = None) -> None:
             sim.stop()
 
 
+#: The command's options: the Simulator parameter each sets, its type and help. The
+#: default is the Simulator's own.
+OPTIONS: tuple[tuple[str, click.ParamType, str], ...] = (
+    ("port", click.IntRange(0, 65535), "Port on 127.0.0.1 (0: a free one)."),
+    ("seed", click.INT, "Data seed."),
+    ("days", click.FloatRange(0, 185, min_open=True), "Days of history up to now."),
+    ("activity_per_day", click.FloatRange(0), "Sign-in/sign-out records a day, on average."),
+    ("operation_per_day", click.FloatRange(0), "Operation-log records a day, on average."),
+    ("qps_limit", click.FloatRange(0, min_open=True), "Requests/s before 429s (default: none)."),
+    ("latency", click.FloatRange(0), "Seconds added to every API call."),
+)
+
+
+def _with_options(command: Callable[..., None]) -> Callable[..., None]:
+    for name, kind, help_text in reversed(OPTIONS):
+        default = DEFAULTS[name]
+        option = click.option(
+            "--" + name.replace("_", "-"),
+            default=default,
+            show_default=default is not None,
+            type=kind,
+            help=help_text,
+        )
+        command = option(command)
+    return command
+
+
 @click.command(
     "simulate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )
-@click.option(
-    "--port",
-    default=DEFAULTS["port"],
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port on 127.0.0.1 (0: a free one).",
-)
-@click.option("--seed", default=DEFAULTS["seed"], show_default=True, type=int, help="Data seed.")
-@click.option(
-    "--days",
-    default=DEFAULTS["days"],
-    show_default=True,
-    type=click.FloatRange(0, 185, min_open=True),
-    help="Days of history up to now.",
-)
-@click.option(
-    "--activity-per-day",
-    default=DEFAULTS["activity_per_day"],
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Sign-in/sign-out records a day, on average.",
-)
-@click.option(
-    "--operation-per-day",
-    default=DEFAULTS["operation_per_day"],
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Operation-log records a day, on average.",
-)
-@click.option(
-    "--qps-limit",
-    default=DEFAULTS["qps_limit"],
-    type=click.FloatRange(0, min_open=True),
-    help="Requests/s before 429s (default: no limit).",
-)
-@click.option(
-    "--latency",
-    default=DEFAULTS["latency"],
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Seconds added to every API call.",
-)
+@_with_options
 def simulate(**options: Any) -> None:
     """Start the Zoom API simulator on 127.0.0.1 and print how to point the job at it."""
     serve(Simulator(**options))
