@@ -29,7 +29,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 setup: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[local]'
 
 setup-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,spark,bench]'
+	$(BIN)/pip install --quiet -e '.[local,dev,spark,bench]'
