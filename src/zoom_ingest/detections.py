@@ -253,7 +253,7 @@ def unique_alerts(table: pa.Table) -> pa.Table:
     first: dict[str, int] = {}
     for index, alert_id in enumerate(ids):
         first.setdefault(alert_id, index)
-    return table.take(sorted(first.values())).sort_by("time")
+    return table.take(pa.array(sorted(first.values()), pa.int64())).sort_by("time")
 
 
 if __name__ == "__main__":
