@@ -470,3 +470,27 @@ def test_notebooks_are_databricks_source_files_that_compile() -> None:
                 module = importlib.import_module(node.module or "")
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"{path.name}: {node.module}.{alias.name}"
+
+
+def test_the_dashboard_is_in_the_current_lakeview_format() -> None:
+    from zoom_ingest.dashboards import DASHBOARD_PATH
+
+    dashboard = json.loads(DASHBOARD_PATH.read_text(encoding="utf-8"))
+    assert dashboard["pages"]
+    tables = 0
+    for page in dashboard["pages"]:
+        # The API adds pageType to a page without it; the file says it itself.
+        assert page["pageType"] == "PAGE_TYPE_CANVAS", page["name"]
+        for item in page["layout"]:
+            spec = item["widget"].get("spec", {})
+            if spec.get("widgetType") != "table":
+                continue
+            tables += 1
+            # The current table spec: version 2, each column its field and its label.
+            assert spec["version"] == 2, item["widget"]["name"]
+            assert not {"itemsPerPage", "withRowNumber"} & set(spec)
+            fields = [f["name"] for f in item["widget"]["queries"][0]["query"]["fields"]]
+            columns = spec["encodings"]["columns"]
+            assert [c["fieldName"] for c in columns] == fields
+            assert all(set(c) == {"fieldName", "displayName"} for c in columns)
+    assert tables >= 5
