@@ -373,7 +373,7 @@ def test_dev_is_a_personal_copy_and_prod_runs_as_a_service_principal(
     assert prod["workspace"]["root_path"].startswith(
         "/Workspace/Users/${workspace.current_user.userName}/"
     )
-    assert {"user_name": "${workspace.current_user.userName}", "level": "CAN_MANAGE"} in prod[
+    assert {"service_principal_name": "${var.service_principal}", "level": "CAN_MANAGE"} in prod[
         "permissions"
     ]
     # Required variables: no default that fails on some workspace, no lookup by name.

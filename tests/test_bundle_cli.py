@@ -109,8 +109,11 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def copy_bundle(folder: Path) -> Path:
     """A copy of the bundle's files: deploy writes dist/, build/ and .databricks/."""
-    folder = tmp_path_factory.mktemp("bundle")
     for name in BUNDLE_FILES:
         source = ROOT / name
         if source.is_dir():
@@ -147,10 +150,13 @@ def cli_env(url: str, home: Path, token: str) -> dict[str, str]:
 
 
 class Cli:
-    def __init__(self, binary: Path, bundle: Path, url: str, home: Path) -> None:
+    def __init__(
+        self, binary: Path, bundle: Path, url: str, home: Path, identity: str = "dbapi0"
+    ) -> None:
         self.binary, self.bundle, self.url = binary, bundle, url
-        # The stand-in keeps one fake workspace per token.
-        self.token = f"dbapi0{uuid.uuid4().hex}"
+        # The stand-in keeps one fake workspace per token; its prefix is who calls:
+        # dbapi0 the user tester@databricks.com, dbapi1 the service principal.
+        self.token = f"{identity}{uuid.uuid4().hex}"
         self.env = cli_env(url, home, self.token)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -250,8 +256,12 @@ def test_the_cli_validates_each_target_into_the_jobs_we_mean(databricks: Cli, ta
                 )
                 for p in job["permissions"]
             }
-            # The deployer's CAN_MANAGE becomes ownership: the CLI makes it IS_OWNER.
-            assert levels == {USER: "IS_OWNER", "users": "CAN_VIEW"}, key
+            # The CLI makes the deployer the owner.
+            assert levels == {
+                USER: "IS_OWNER",
+                SERVICE_PRINCIPAL: "CAN_MANAGE",
+                "users": "CAN_VIEW",
+            }, key
     crons = {k: j["schedule"]["quartz_cron_expression"] for k, j in jobs.items()}
     assert crons == {
         "zoom_ingest": "0 7 * * * ?",
@@ -328,3 +338,28 @@ def test_the_cli_deploys_each_target_to_the_stand_in(databricks: Cli, target: st
     assert deployed_dashboard["warehouse_id"] == WAREHOUSE
     pages = json.loads(deployed_dashboard["serialized_dashboard"])["pages"]
     assert [p["displayName"] for p in pages] == ["Overview", "Hunting"]
+
+
+def test_prod_deploys_as_its_service_principal_into_its_own_folder(
+    cli: Path, standin: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """How docs/databricks.md says to deploy prod: authenticated as the service principal
+    (e.g. from CI), so its files sit in its own folder and it owns the jobs it runs as."""
+    bundle = copy_bundle(tmp_path_factory.mktemp("sp-bundle"))
+    principal = Cli(cli, bundle, standin, tmp_path_factory.mktemp("sp-home"), "dbapi1")
+    done = principal.run("bundle", "deploy", "-t", "prod", *variables("prod"))
+    assert done.returncode == 0, done.stderr
+    assert f"/Workspace/Users/{SERVICE_PRINCIPAL}/.bundle/zoom_ingest/prod/files" in done.stderr
+    # The deploying identity is in the permissions: the CLI has nothing to recommend.
+    assert "should explicitly include the current deployment identity" not in done.stderr
+    summary = principal.run("bundle", "summary", "-o", "json", "-t", "prod", *variables("prod"))
+    job_id = json.loads(summary.stdout)["resources"]["jobs"]["zoom_ingest"]["id"]
+    acl = principal.api(f"/api/2.0/permissions/jobs/{job_id}")["access_control_list"]
+    levels = {
+        (a.get("user_name") or a.get("group_name") or a.get("service_principal_name")): [
+            p["permission_level"] for p in a["all_permissions"]
+        ]
+        for a in acl
+    }
+    assert levels[SERVICE_PRINCIPAL] == ["IS_OWNER"], acl
+    assert levels["users"] == ["CAN_VIEW"], acl
