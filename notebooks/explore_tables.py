@@ -21,7 +21,7 @@
 
 # Notebook globals (spark, dbutils, display) are expected here.
 # ruff: noqa: F821
-dbutils.widgets.text("catalog", "main", "catalog")
+dbutils.widgets.text("catalog", "", "catalog (required)")
 dbutils.widgets.text("schema", "zoom", "schema")
 dbutils.widgets.text("days", "30", "days to look at")
 

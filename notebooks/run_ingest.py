@@ -17,17 +17,38 @@
 # COMMAND ----------
 
 # MAGIC %md
-# MAGIC Install the project from the bundle's files (this notebook sits in `notebooks/`
-# MAGIC beside `pyproject.toml`). Python restarts afterwards.
-
-# COMMAND ----------
-
-# MAGIC %pip install --quiet ..
+# MAGIC Install the wheel that `databricks bundle deploy` uploaded, the very one the jobs
+# MAGIC run, from the bundle's artifact path (`<root_path>/artifacts/.internal/`; this
+# MAGIC notebook is synced to `<root_path>/files/notebooks/`). Nothing is built from the
+# MAGIC synced source. Python restarts afterwards.
 
 # COMMAND ----------
 
 # Notebook globals (spark, dbutils, display) and imports in later cells are expected here.
 # ruff: noqa: F821, E402
+import glob
+import os
+
+notebook = dbutils.notebook.entry_point.getDbutils().notebook().getContext().notebookPath().get()
+bundle_root, marker, _ = notebook.partition("/files/notebooks/")
+if not marker:
+    raise RuntimeError(f"{notebook} is not in a deployed bundle: run `databricks bundle deploy`")
+# dynamic_version gives every deploy a new wheel: the newest is the one the jobs run.
+wheels = glob.glob(f"/Workspace{bundle_root}/artifacts/.internal/zoom_ingest-*.whl")
+if not wheels:
+    raise RuntimeError(f"no zoom_ingest wheel under {bundle_root}/artifacts: deploy the bundle")
+wheel = max(wheels, key=os.path.getmtime)
+print(f"installing {wheel}")
+# %pip reads the path from a requirements file: a magic cannot take a Python variable.
+with open("/tmp/zoom_ingest_wheel.txt", "w") as requirements:
+    requirements.write(wheel + "\n")
+
+# COMMAND ----------
+
+# MAGIC %pip install --quiet -r /tmp/zoom_ingest_wheel.txt
+
+# COMMAND ----------
+
 dbutils.library.restartPython()
 
 # COMMAND ----------
@@ -35,7 +56,7 @@ dbutils.library.restartPython()
 from zoom_ingest.settings import CATEGORY_TYPES, MODES
 
 widgets = dbutils.widgets
-widgets.text("catalog", "main", "catalog")
+widgets.text("catalog", "", "catalog (required)")
 widgets.text("schema", "zoom", "schema")
 widgets.text("secret_scope", "zoom_ingest", "secret scope")
 widgets.text("account", "", "account (secret key prefix)")
@@ -53,7 +74,8 @@ widgets.text("requests_per_second", "10", "requests per second")
 # MAGIC ## Run
 # MAGIC Exit status 0: every stream succeeded; 1: a stream failed (its row in
 # MAGIC `zoom_ingest_runs` has the error); 2: a setting is wrong (nothing was called);
-# MAGIC 3: Zoom's daily rate limit stopped the run (run again after the time it names).
+# MAGIC 3: Zoom's daily rate limit stopped the run (run again after the time it names);
+# MAGIC 4: another run in this session holds the destination.
 
 # COMMAND ----------
 

@@ -62,3 +62,9 @@ def engine(engine_factory: Callable[[], Engine]) -> Engine:
     made = engine_factory()
     made.ensure_tables()
     return made
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The genuine-CLI tests last: `make test` builds the CLI in the background while the
+    rest of the suite runs, and those tests wait for the build (test_bundle_cli.py)."""
+    items.sort(key=lambda item: item.path.name == "test_bundle_cli.py")

@@ -44,7 +44,7 @@ from known_world import (
     write,
 )
 from zoom_ingest import analytics, detections, scenarios
-from zoom_ingest.analytics import ALERT_SCHEMA, DETECTIONS, QUERIES, QueryError
+from zoom_ingest.analytics import ALERT_SCHEMA, DETECTIONS, QUERIES, Query, QueryError
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.tables import RUNS, UTC, format_time
 
@@ -857,11 +857,31 @@ def test_spark_parses_every_query(spark_session: Any) -> None:
 def test_spark_parses_the_detections_task_statements(spark_session: Any) -> None:
     from zoom_ingest.engines.spark import create_table_sql
 
-    parse_plan(spark_session, detections.merge_sql("`main`.`zoom`.`zoom_detections`", NOW))
+    parse_plan(spark_session, detections.alerts_sql(NOW))
     parse_plan(
         spark_session,
         create_table_sql(detections.DETECTIONS_TABLE, "`main`.`zoom`.`zoom_detections`"),
     )
+
+
+@pytest.mark.spark
+def test_the_detections_source_keeps_one_row_per_alert_id(spark_session: Any) -> None:
+    """Two rows of one alert that differ in `change`: DISTINCT would keep both, and the
+    MERGE on alert_id would insert the key twice."""
+    twice = Query(
+        name="twice",
+        kind="detections",
+        sql="SELECT 'a1' AS alert_id, 'twice' AS detection, 'high' AS severity, "
+        "TIMESTAMP'2025-03-14 10:00:00' AS time, 'x@example.com' AS actor, 'y' AS target, "
+        "c AS change FROM VALUES ('to 2'), ('to 3') AS t(c)",
+    )
+    rows = spark_session.sql(detections.alerts_sql(NOW, [twice, twice])).collect()
+    assert [(r["alert_id"], r["change"]) for r in rows] == [("a1", "to 2")]
+    collected = detections.collect_alerts(spark_session, NOW, [twice])
+    assert collected.schema == detections.DETECTIONS_TABLE.schema
+    assert collected.column("alert_id").to_pylist() == ["a1"]
+    assert collected.column("time").to_pylist() == [datetime(2025, 3, 14, 10, tzinfo=UTC)]
+    assert collected.column("detected_at").to_pylist() == [NOW]
 
 
 @pytest.mark.spark
@@ -981,48 +1001,70 @@ def test_the_detections_job_runs_the_detections_entry_point() -> None:
 
 
 class FakeSpark:
-    """Records statements; answers the two SELECTs of write_detections_spark."""
+    """Records statements; answers the alerts query with `alerts` (micros for times)."""
 
-    def __init__(self, found: int, new: dict[str, int]) -> None:
+    def __init__(self, alerts: list[tuple[Any, ...]]) -> None:
         self.statements: list[str] = []
-        self.found, self.new = found, new
-        self.conf = self
-
-    def set(self, key: str, value: str) -> None:
-        self.statements.append(f"SET {key}={value}")
+        self.alerts = alerts
 
     def sql(self, statement: str) -> Any:
         self.statements.append(statement)
-        rows: list[dict[str, Any]] = []
-        if statement.startswith("SELECT count(*)"):
-            rows = [{"n": self.found}]
-        elif statement.startswith("SELECT severity"):
-            rows = [{"severity": s, "n": n} for s, n in self.new.items()]
+        rows = self.alerts if statement.startswith("SELECT `alert_id`") else []
         return type("Result", (), {"collect": lambda _self: rows})()
 
 
-def test_the_spark_task_creates_the_table_and_merges_on_alert_id() -> None:
-    spark = FakeSpark(found=7, new={"high": 2})
-    result = detections.write_detections_spark(spark, "main", "zoom", now=NOW)  # type: ignore[arg-type]
-    assert (result.found, result.new, result.new_at_or_above("medium")) == (7, 2, 2)
-    assert result.line() == "detections: 7 alerts found, 2 new (high 2, medium 0, low 0)"
-    table = "`main`.`zoom`.`zoom_detections`"
-    assert spark.statements[:4] == [
-        "SET spark.sql.session.timeZone=UTC",
-        "USE CATALOG `main`",
-        "USE SCHEMA `zoom`",
-        f"CREATE TABLE IF NOT EXISTS {table} ("
-        "`alert_id` STRING NOT NULL, `detection` STRING NOT NULL, `severity` STRING NOT NULL, "
-        "`time` TIMESTAMP NOT NULL, `actor` STRING, `target` STRING, `change` STRING, "
-        "`detected_at` TIMESTAMP NOT NULL) USING DELTA CLUSTER BY (`time`) "
-        "COMMENT 'zoom_ingest: alerts of the detections in sql/detections, one row per alert_id'",
+class FakeEngine:
+    """The Engine calls the detections task makes: ensure_tables, then merge_new."""
+
+    def __init__(self, stored: set[str]) -> None:
+        self.stored = stored
+        self.calls: list[str] = []
+        self.batches: list[pa.Table] = []
+
+    def ensure_tables(self) -> None:
+        self.calls.append("ensure_tables")
+
+    def merge_new(self, spec: Any, batch: pa.Table) -> int:
+        assert spec is detections.DETECTIONS_TABLE and batch.schema == spec.schema
+        ids = batch.column("alert_id").to_pylist()
+        assert len(ids) == len(set(ids)), "a MERGE source must not repeat a key"
+        self.calls.append("merge_new")
+        self.batches.append(batch)
+        new = [i for i in ids if i not in self.stored]
+        self.stored |= set(new)
+        return len(new)
+
+
+def test_the_spark_task_writes_through_the_engine_one_row_per_alert() -> None:
+    from zoom_ingest.tables import ALL_TABLES
+
+    assert ALL_TABLES["zoom_detections"] is detections.DETECTIONS_TABLE
+    t = int(NOW.timestamp() * 1_000_000)
+    now = int(NOW.timestamp() * 1_000_000)
+    alerts = [
+        ("h1", "privileged_role_granted", "high", t, "a@x", "b@x", "Admin", now),
+        ("h1", "privileged_role_granted", "high", t, "a@x", "b@x", "Owner", now),
+        ("h2", "sign_in_security_disabled", "high", t + 1, "a@x", None, "2FA off", now),
+        ("m1", "activity_gap", "medium", t - 5, None, "activity_logs", "gap", now),
+        ("l1", "ip_sign_in_burst", "low", t, "203.0.113.9", None, "12", now),
     ]
-    assert spark.statements[5] == detections.merge_sql(table, NOW)
-    assert "WHEN NOT MATCHED THEN INSERT *" in spark.statements[5]
-    assert "WHEN MATCHED" not in spark.statements[5]
-    assert spark.statements[6].endswith(
-        "WHERE detected_at = TIMESTAMP'2025-03-14T12:00:00.000000Z' GROUP BY severity"
+    spark = FakeSpark(alerts)
+    engine = FakeEngine(stored={"h2"})
+    result = detections.write_detections_spark(
+        spark,  # type: ignore[arg-type]
+        "main",
+        "zoom",
+        now=NOW,
+        engine=engine,  # type: ignore[arg-type]
     )
+    assert engine.calls == ["ensure_tables", "merge_new", "merge_new", "merge_new"]
+    assert (result.found, result.new_by_severity) == (4, {"high": 1, "medium": 1, "low": 1})
+    assert result.line() == "detections: 4 alerts found, 3 new (high 1, medium 1, low 1)"
+    assert spark.statements[:2] == ["USE CATALOG `main`", "USE SCHEMA `zoom`"]
+    # No SQL write of its own: the engine merges (and creates the table).
+    assert not [s for s in spark.statements if s.startswith(("MERGE", "CREATE", "INSERT"))]
+    [high] = [b for b in engine.batches if b.column("severity")[0].as_py() == "high"]
+    assert high.column("change").to_pylist() == ["Admin", "2FA off"]
 
 
 @pytest.mark.parametrize(
@@ -1030,8 +1072,8 @@ def test_the_spark_task_creates_the_table_and_merges_on_alert_id() -> None:
     [
         (["--catalog=main", "--schema=zoom"], {"high": 1}, 0),
         (["--catalog=main", "--schema=zoom", "--fail-on=high"], {"medium": 3}, 0),
-        (["--catalog=main", "--schema=zoom", "--fail-on=medium"], {"medium": 3}, 1),
-        (["--catalog=main", "--schema=zoom", "--fail-on=low"], {"high": 1}, 1),
+        (["--catalog=main", "--schema=zoom", "--fail-on=medium"], {"medium": 3}, 5),
+        (["--catalog=main", "--schema=zoom", "--fail-on=low"], {"high": 1}, 5),
     ],
 )
 def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
@@ -1058,9 +1100,7 @@ def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
     ],
 )
 def test_the_entry_point_rejects_missing_or_bad_arguments(argv: list[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        detections.main(argv)
-    assert exit_info.value.code == 2
+    assert detections.main(argv) == 2
 
 
 def test_the_docs_describe_every_query_and_detection() -> None:

@@ -58,6 +58,12 @@ TARGET_SECTIONS = (
 JOB_PARAMETER = re.compile(r"\{\{job\.parameters\.([A-Za-z0-9_.-]+)\}\}")
 INPUT_FIELD = re.compile(r"\{\{input\.([A-Za-z0-9_]+)\}\}")
 VARIABLE = re.compile(r"\$\{var\.([A-Za-z0-9_]+)\}")
+# The variables without a default, as a user passes them (`--var name=value`).
+GIVEN = {
+    "catalog": "zoom_catalog",
+    "warehouse_id": "1234567890abcdef",
+    "service_principal": "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee",
+}
 
 
 # -- assembling the configuration --------------------------------------------------------------
@@ -121,6 +127,9 @@ def for_target(root: dict[str, Any], target: str) -> dict[str, Any]:
     for name, value in (settings.get("variables") or {}).items():
         assert name in merged["variables"], f"target {target} sets undeclared variable {name}"
         merged["variables"][name] = {**merged["variables"][name], "default": value}
+    for name, variable in merged["variables"].items():
+        if "default" not in variable:  # required: the user passes it with --var
+            merged["variables"][name] = {**variable, "default": GIVEN[name]}
     return merged
 
 
@@ -238,7 +247,8 @@ def test_both_jobs_run_the_wheel_entry_point_once_per_account(root: dict[str, An
         wheel = task["python_wheel_task"]
         assert scripts[wheel["entry_point"]] == "zoom_ingest.databricks_job:main"
         assert wheel["package_name"].replace("_", "-") == installed.metadata["Name"]
-        assert task["max_retries"] >= 1
+        # The next scheduled run is the retry (docs/databricks.md, "Failures and retries").
+        assert task["max_retries"] == 0
         [environment] = job["environments"]
         assert task["environment_key"] == environment["environment_key"]
         # ../dist/*.whl is relative to resources/, i.e. the artifact's dist folder.
@@ -322,7 +332,7 @@ def test_the_jobs_default_parameters_make_valid_settings_in_every_target(
     for target, config in targets.items():
         for name, job in jobs(config).items():
             args = parser.parse_args(rendered_arguments(job, config["variables"]))
-            assert args.catalog == "main"
+            assert args.catalog == GIVEN["catalog"]
             assert args.schema == ("zoom_ada" if target == "dev" else "zoom"), (target, name)
             assert args.secret_scope == "zoom_ingest"
             settings = databricks_job.settings_from_args(args, read_secret=lambda s, k: f"{k}!")
@@ -337,7 +347,9 @@ def test_the_jobs_default_parameters_make_valid_settings_in_every_target(
 def test_an_accounts_entry_brings_its_own_schema_and_secrets(root: dict[str, Any]) -> None:
     job = jobs(root)["zoom_ingest"]
     entry = {"account": "acme", "schema": "zoom_acme", "secret_scope": "zoom_acme_scope"}
-    argv = rendered_arguments(job, root["variables"], accounts=json.dumps([entry]))
+    argv = rendered_arguments(
+        job, for_target(root, "dev")["variables"], accounts=json.dumps([entry])
+    )
     args = databricks_job.build_parser().parse_args(argv)
     assert (args.account, args.schema, args.secret_scope) == (
         "acme",
@@ -357,7 +369,20 @@ def test_dev_is_a_personal_copy_and_prod_runs_as_a_service_principal(
     assert "${workspace.current_user.short_name}" in dev["variables"]["schema"]
     assert prod["mode"] == "production"
     assert prod["run_as"] == {"service_principal_name": "${var.service_principal}"}
-    assert prod["workspace"]["root_path"].startswith("/Workspace/Shared/")
+    # Not /Workspace/Shared, where every user could replace the wheel the SP runs.
+    assert prod["workspace"]["root_path"].startswith(
+        "/Workspace/Users/${workspace.current_user.userName}/"
+    )
+    assert {"service_principal_name": "${var.service_principal}", "level": "CAN_MANAGE"} in prod[
+        "permissions"
+    ]
+    # Required variables: no default that fails on some workspace, no lookup by name.
+    for name in GIVEN:
+        assert "default" not in root["variables"][name], name
+        assert "lookup" not in root["variables"][name], name
+    assert "service_principal" in dev["variables"]  # dev runs as the deployer
+    assert "service_principal" not in (prod.get("variables") or {})
+    assert root["bundle"]["databricks_cli_version"] == ">= 0.281.0"
     assert targets["prod"]["variables"]["schema"]["default"] == "zoom"
     artifact = root["artifacts"]["zoom_ingest"]
     assert artifact["type"] == "whl" and artifact["dynamic_version"] is True
@@ -422,6 +447,15 @@ def test_the_wheel_declares_the_job_entry_point_and_no_spark(tmp_path: Path) -> 
     section = scripts.split("[console_scripts]", 1)[1]
     assert re.search(r"^zoom-ingest-job = zoom_ingest\.databricks_job:main$", section, re.M)
     assert requires and not [r for r in requires if "pyspark" in r or "delta-spark" in r]
+    # What a serverless environment installs: only what the job uses there. The local
+    # engine's, SQL's and terminal's packages are the `local` extra.
+    names = {
+        re.split(r"[<>=!~ ;\[]", r.removeprefix("Requires-Dist:").strip())[0] for r in requires
+    }
+    assert names == {"requests", "tenacity", "databricks-sdk", "pyarrow"}, requires
+    # Loose enough to keep the runtime's own databricks-sdk (DBR 15.4 LTS ships 0.20.0).
+    [sdk] = [r for r in requires if "databricks-sdk" in r]
+    assert sdk.endswith("databricks-sdk>=0.20"), sdk
 
 
 def test_notebooks_are_databricks_source_files_that_compile() -> None:
@@ -436,3 +470,27 @@ def test_notebooks_are_databricks_source_files_that_compile() -> None:
                 module = importlib.import_module(node.module or "")
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"{path.name}: {node.module}.{alias.name}"
+
+
+def test_the_dashboard_is_in_the_current_lakeview_format() -> None:
+    from zoom_ingest.dashboards import DASHBOARD_PATH
+
+    dashboard = json.loads(DASHBOARD_PATH.read_text(encoding="utf-8"))
+    assert dashboard["pages"]
+    tables = 0
+    for page in dashboard["pages"]:
+        # The API adds pageType to a page without it; the file says it itself.
+        assert page["pageType"] == "PAGE_TYPE_CANVAS", page["name"]
+        for item in page["layout"]:
+            spec = item["widget"].get("spec", {})
+            if spec.get("widgetType") != "table":
+                continue
+            tables += 1
+            # The current table spec: version 2, each column its field and its label.
+            assert spec["version"] == 2, item["widget"]["name"]
+            assert not {"itemsPerPage", "withRowNumber"} & set(spec)
+            fields = [f["name"] for f in item["widget"]["queries"][0]["query"]["fields"]]
+            columns = spec["encodings"]["columns"]
+            assert [c["fieldName"] for c in columns] == fields
+            assert all(set(c) == {"fieldName", "displayName"} for c in columns)
+    assert tables >= 5

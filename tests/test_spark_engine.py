@@ -76,8 +76,12 @@ MERGE_METRICS = (
     "num_affected_rows BIGINT, num_updated_rows BIGINT, num_deleted_rows BIGINT, "
     "num_inserted_rows BIGINT"
 )
-# Delta's own SQL (parsed by the Delta extension, not by Spark's parser).
+# Delta's own SQL (parsed by the Delta extension, not by Spark's parser); Unity Catalog's
+# column tags (` SET TAGS (`) are Databricks SQL alone, also skipped.
 DELTA_ONLY_SQL = ("OPTIMIZE ", "DESCRIBE HISTORY ")
+# ensure_tables reads the column tags from Unity Catalog's information_schema; a local
+# session has none, so the tagging step is skipped after this one statement.
+TAGS_QUERY = "SELECT table_name, column_name, tag_value FROM `main`.information_schema"
 SOURCE_VIEW = re.compile(r"(?:USING|FROM) `(zoom_ingest_batch_[0-9a-f]{32})`")
 TABLE_NAME = re.compile(
     r"(?:CREATE TABLE IF NOT EXISTS|MERGE INTO|INSERT INTO) ((?:`[^`]+`\.?){3})"
@@ -130,7 +134,7 @@ class RecordingSparkEngine(SparkEngine):
         self.executions += 1
         if self.failures:
             raise self.failures.pop(0)
-        if not statement.startswith(DELTA_ONLY_SQL):
+        if not statement.startswith(DELTA_ONLY_SQL) and " SET TAGS (" not in statement:
             parse_plan(self.spark, statement)
         self.statements.append(statement)
         self.args.append(args)
@@ -301,7 +305,8 @@ def test_every_statement_parses_with_sparks_own_parser(recording: RecordingSpark
     assert kinds.count("MERGE INTO") == 4  # three insert-only merges, one checkpoint upsert
     assert kinds.count("INSERT INTO") == 1
     assert kinds.count("SELECT `stream`,") == 1
-    assert len(recording.statements) == 1 + 5 + 4 + 1 + 1 + len(ALL_TABLES)
+    assert kinds.count("SELECT table_name,") == 1  # the column tags, unreadable here
+    assert len(recording.statements) == 1 + len(ALL_TABLES) + 4 + 1 + 1 + 1 + len(ALL_TABLES)
 
 
 def test_tables_are_created_as_delta_clustered_on_their_clustering_column(
@@ -320,10 +325,12 @@ def test_tables_are_created_as_delta_clustered_on_their_clustering_column(
         else:
             assert "CLUSTER BY" not in create
     [create] = recording.statements_on(ACTIVITY_LOGS, "CREATE TABLE")
-    assert "(`lw_id` STRING NOT NULL, `time` TIMESTAMP NOT NULL, `type` STRING, " in create
+    assert "(`lw_id` STRING NOT NULL COMMENT 'Deterministic SHA-256 of the record " in create
+    assert ", `type` STRING COMMENT 'Sign in or Sign out', " in create
     assert "CLUSTER BY (`time`)" in create
     [create] = recording.statements_on(RUNS, "CREATE TABLE")
-    assert "`records_inserted` BIGINT, " in create and "`duration_seconds` DOUBLE, " in create
+    assert "`records_inserted` BIGINT COMMENT 'Records new to the table', " in create
+    assert "`duration_seconds` DOUBLE COMMENT 'Wall time of the stream', " in create
 
 
 def test_ddl_runs_only_at_setup_never_per_batch(recording: RecordingSparkEngine) -> None:
@@ -342,9 +349,12 @@ def test_ddl_runs_only_at_setup_never_per_batch(recording: RecordingSparkEngine)
 def test_existing_tables_are_checked_and_never_recreated_or_altered(
     recording: RecordingSparkEngine,
 ) -> None:
-    recording.existing = {spec.name: spark_schema(spec) for spec in ALL_TABLES.values()}
+    recording.existing = {
+        spec.name: spark_schema(spec, comments=True) for spec in ALL_TABLES.values()
+    }
     recording.ensure_tables()
-    assert recording.statements == ["CREATE SCHEMA IF NOT EXISTS `main`.`zoom`"]
+    assert recording.statements[0] == "CREATE SCHEMA IF NOT EXISTS `main`.`zoom`"
+    assert [s for s in recording.statements[1:] if not s.startswith(TAGS_QUERY)] == []
 
     expected = spark_schema(OPERATION_LOGS)
     foreign = StructType(
@@ -369,7 +379,82 @@ def test_existing_tables_are_checked_and_never_recreated_or_altered(
     assert "missing column operation_detail" in message
     assert "unexpected column detail" in message
     assert "unexpected column span interval" in message
-    assert not [s for s in recording.statements if not s.startswith("CREATE SCHEMA")]
+    assert not [s for s in recording.statements if not s.startswith(("CREATE SCHEMA", TAGS_QUERY))]
+
+
+def test_every_table_and_column_has_a_comment_and_personal_data_is_marked() -> None:
+    for spec in ALL_TABLES.values():
+        assert spec.comment, spec.name
+        assert [c for c in spec.columns if not spec.column_comment(c)] == [], spec.name
+        assert set(spec.pii) <= set(spec.columns), spec.name
+    assert ACTIVITY_LOGS.pii == {"email": "email", "ip_address": "ip_address"}
+    assert OPERATION_LOGS.pii == {"operator": "email"}
+
+
+def test_tables_created_without_comments_get_them_once(recording: RecordingSparkEngine) -> None:
+    recording.existing = {spec.name: spark_schema(spec) for spec in ALL_TABLES.values()}
+    recording.existing["activity_logs"] = spark_schema(ACTIVITY_LOGS, comments=True)
+    recording.ensure_tables()
+    comments = [s for s in recording.statements if s.startswith("ALTER TABLE")]
+    expected = sum(len(spec.columns) for spec in ALL_TABLES.values()) - len(ACTIVITY_LOGS.columns)
+    assert len(comments) == expected
+    assert not [s for s in comments if "`activity_logs`" in s]
+    assert (
+        "ALTER TABLE `main`.`zoom`.`operation_logs` ALTER COLUMN `operator` COMMENT "
+        "'Email address of the user who performed the operation'"
+    ) in comments
+
+
+def test_personal_data_columns_are_tagged_once_and_a_refusal_is_tolerated(
+    recording: RecordingSparkEngine, spark: SparkSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    recording.existing = {
+        spec.name: spark_schema(spec, comments=True) for spec in ALL_TABLES.values()
+    }
+    tags = spark.createDataFrame(
+        [
+            ("zoom", "activity_logs", "email", "pii", "email"),
+            ("zoom", "operation_logs", "operator", "pii", "other"),  # another value: reset
+            ("elsewhere", "activity_logs", "ip_address", "pii", "ip_address"),
+            ("zoom", "activity_logs", "ip_address", "owner", "ip_address"),
+        ],
+        "schema_name STRING, table_name STRING, column_name STRING, tag_name STRING, "
+        "tag_value STRING",
+    )
+    view = f"column_tags_{uuid.uuid4().hex}"
+    tags.createOrReplaceTempView(view)
+    recording.backing["`main`.information_schema.column_tags"] = view
+    recording.ensure_tables()
+    [query] = [s for s in recording.statements if s.startswith(TAGS_QUERY)]
+    assert recording.args[recording.statements.index(query)] == {"schema": "zoom", "tag": "pii"}
+    tagged = [s for s in recording.statements if " SET TAGS (" in s]
+    wanted = {
+        (spec.name, column, value)
+        for spec in ALL_TABLES.values()
+        for column, value in spec.pii.items()
+    } - {("activity_logs", "email", "email")}  # already there: not set again
+    assert sorted(tagged) == sorted(
+        f"ALTER TABLE `main`.`zoom`.`{table}` ALTER COLUMN `{column}` SET TAGS ('pii' = '{value}')"
+        for table, column, value in wanted
+    )
+
+    # A principal without APPLY TAG: one warning, the run goes on, no further attempts.
+    refused = RecordingSparkEngine(spark)
+    refused.existing = recording.existing
+    refused.backing = dict(recording.backing)
+    original = refused._execute
+
+    def no_tags(statement: str, args: dict[str, Any] | None = None) -> DataFrame:
+        if " SET TAGS (" in statement:
+            refused.statements.append(statement)
+            raise FakeSparkError("[PERMISSION_DENIED] User does not have APPLY TAG", "X")
+        return original(statement, args)
+
+    refused._execute = no_tags  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="zoom_ingest.engines.spark"):
+        refused.ensure_tables()
+    assert len([s for s in refused.statements if " SET TAGS (" in s]) == 1
+    assert "grant APPLY TAG" in caplog.text
 
 
 def test_merge_matches_on_the_key_within_the_batch_time_range_and_holds_no_value(
@@ -556,7 +641,8 @@ def test_a_schema_that_cannot_be_created_for_lack_of_rights_is_used_as_it_is(
 ) -> None:
     recording.failures = [FakeSparkError("User lacks CREATE SCHEMA", "PERMISSION_DENIED")]
     recording.ensure_tables()
-    assert [" ".join(s.split()[:2]) for s in recording.statements] == ["CREATE TABLE"] * 5
+    verbs = [" ".join(s.split()[:2]) for s in recording.statements]
+    assert verbs == ["CREATE TABLE"] * len(ALL_TABLES) + ["SELECT table_name,"]
 
 
 def test_run_lock_refuses_a_second_run_on_the_same_schema_in_this_process(
@@ -582,6 +668,7 @@ def test_maintain_optimizes_the_clustered_tables_when_asked(spark: SparkSession)
         "OPTIMIZE `main`.`zoom`.`activity_logs`",
         "OPTIMIZE `main`.`zoom`.`operation_logs`",
         "OPTIMIZE `main`.`zoom`.`zoom_ingest_runs`",
+        "OPTIMIZE `main`.`zoom`.`zoom_detections`",
     ]
     quiet = RecordingSparkEngine(spark, optimize=False)
     quiet.maintain()
@@ -675,7 +762,12 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
     assert (engine.catalog, engine.schema, engine.optimize) == ("main", "zoom_acme", False)
     verbs = [" ".join(s.split()[:2]) for s in engine.statements]
     first_write = verbs.index("MERGE INTO")
-    assert verbs[:first_write] == ["CREATE SCHEMA", *["CREATE TABLE"] * 5, "SELECT `stream`,"]
+    assert verbs[:first_write] == [
+        "CREATE SCHEMA",
+        *["CREATE TABLE"] * len(ALL_TABLES),
+        "SELECT table_name,",
+        "SELECT `stream`,",
+    ]
     assert not [v for v in verbs[first_write:] if not v.startswith(("MERGE", "INSERT"))]
     for spec in LOG_TABLES.values():
         merged = [row["lw_id"] for row in engine.source_rows(spec)]

@@ -14,11 +14,8 @@ timestamps in UTC, as a Databricks session with the UTC time zone does.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
@@ -30,95 +27,25 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from .engines.local import read_delta
-from .tables import ALL_TABLES, TIMESTAMP, UTC
+from .queries import (  # noqa: F401  (re-exported: the names analytics users know)
+    ALERT_SCHEMA,
+    DETECTIONS,
+    KINDS,
+    QUERIES,
+    SEVERITIES,
+    Query,
+    load_queries,
+    parse_header,
+)
+from .tables import ALL_TABLES, UTC
 
 SOURCE_DIALECT = "databricks"
-KINDS = ("analytics", "detections")
-SEVERITIES = ("high", "medium", "low")
-#: The columns every detection returns, in this order.
-ALERT_SCHEMA = pa.schema(
-    [
-        pa.field("alert_id", pa.string()),  # sha2 of the detection name and what it saw
-        pa.field("detection", pa.string()),
-        pa.field("severity", pa.string()),
-        pa.field("time", TIMESTAMP),
-        pa.field("actor", pa.string()),
-        pa.field("target", pa.string()),
-        pa.field("change", pa.string()),
-    ]
-)
-
-_HEADER_LINE = re.compile(r"--\s?(?P<key>[a-z_]+):\s*(?P<value>.*)")
-_CONTINUATION = re.compile(r"--\s{2,}(?P<value>\S.*)")
 # DuckDB's HUGEINT (COUNT_IF, SUM of BIGINT) as Arrow gives it.
 _HUGEINT = pa.decimal128(38, 0)
 
 
 class QueryError(ValueError):
     """A query that cannot be parsed, translated or run; the message says why."""
-
-
-@dataclass(frozen=True)
-class Query:
-    """One query file: its name (the file name), its header and its Databricks SQL."""
-
-    name: str
-    kind: str
-    sql: str
-    header: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        return self.header.get("title", self.name)
-
-    @property
-    def description(self) -> str:
-        """What it answers (analytics) or what it detects (detections)."""
-        return self.header.get("description") or self.header.get("answers", "")
-
-    @property
-    def severity(self) -> str | None:
-        return self.header.get("severity")
-
-
-def parse_header(sql: str) -> dict[str, str]:
-    """The `-- key: value` lines at the top of a query file (continuations joined)."""
-    header: dict[str, str] = {}
-    key: str | None = None
-    for line in sql.splitlines():
-        text = line.rstrip()
-        if not text.startswith("--"):
-            break
-        continuation = _CONTINUATION.fullmatch(text)
-        if continuation and key is not None:
-            header[key] = f"{header[key]} {continuation['value'].strip()}".strip()
-            continue
-        entry = _HEADER_LINE.fullmatch(text)
-        if entry is None:
-            key = None
-            continue
-        key = entry["key"]
-        header[key] = entry["value"].strip()
-    return header
-
-
-def load_queries(kind: str) -> dict[str, Query]:
-    """name → Query for every `.sql` file of one kind ("analytics" or "detections")."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
-    folder = resources.files(__package__).joinpath("sql", kind)
-    queries: dict[str, Query] = {}
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".sql"):
-            continue
-        sql = entry.read_text(encoding="utf-8")
-        name = entry.name.removesuffix(".sql")
-        queries[name] = Query(name=name, kind=kind, sql=sql, header=parse_header(sql))
-    return queries
-
-
-QUERIES: dict[str, Query] = load_queries("analytics")
-DETECTIONS: dict[str, Query] = load_queries("detections")
 
 
 def to_duckdb(

@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok · 1 a stream failed · 2 bad settings · 3 stopped at Zoom's daily rate
 limit (run again later; checkpoints are kept) · 4 another run holds the warehouse ·
-5 Zoom could not be reached (DNS, refused connection, TLS); nothing was fetched.
+5 Zoom could not be reached (DNS, refused connection, TLS); nothing was fetched
+(src/zoom_ingest/exit_codes.py declares them all).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import click
 
+from . import exit_codes
+from .logs import configure_logging
 from .settings import (
     CATEGORY_TYPES,
     DEFAULT_API_URL,
@@ -32,48 +35,12 @@ from .settings import (
 from .simulator.command import simulate as simulate_command
 from .tables import UTC
 
-EXIT_SETTINGS = 2
-EXIT_BUSY = 4
+EXIT_SETTINGS = exit_codes.BAD_SETTING
+EXIT_BUSY = exit_codes.BUSY
 DEFAULT_WAREHOUSE = "warehouse"
 DEMO_WAREHOUSE = "demo-warehouse"
 
 log = logging.getLogger("zoom_ingest")
-
-
-class RedactSecrets(logging.Filter):
-    """Defence in depth: whatever a library logs, the client secret never leaves."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(s in message for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
-        return True
-
-
-def configure_logging(level: str, secrets: list[str] | None = None) -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(show_path=False, log_time_format="%H:%M:%S")
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        )
-    handler.addFilter(RedactSecrets(secrets or []))
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("zoom_ingest").setLevel(level.upper())
 
 
 def invoked_as() -> str:
@@ -628,7 +595,7 @@ def query_command(
             result = analytics.run_query(warehouse, sql or "")
     except analytics.QueryError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(exit_codes.STREAM_FAILED)
     print_table(result, output_format, limit)
 
 

@@ -11,9 +11,14 @@ databricks-sdk, with keys `account_id`, `client_id` and `client_secret`, or, wit
 scope can hold several Zoom accounts. Without a scope (a local run) they come from
 ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET. They are never logged.
 
-Exit status: 0 every stream succeeded, 1 a stream failed, 2 a bad setting (nothing
-was called), 3 Zoom's daily rate limit stopped the run (checkpoints kept). The
-`zoom_ingest_runs` table has one row per stream with the details.
+Exit status (`exit_codes`): 0 every stream succeeded, 1 a stream failed, 2 a bad
+setting (nothing was called), 3 Zoom's daily rate limit stopped the run (checkpoints
+kept), 4 another run in this process holds the destination. The `zoom_ingest_runs`
+table has one row per stream with the details.
+
+This module and everything it imports on the Spark path use only the wheel's runtime
+dependencies: deltalake, duckdb, sqlglot, rich and click are the `local` extra, which a
+Databricks environment does not install (tests/test_entry_points.py blocks them).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from . import job
+from . import exit_codes, job
 from .engines.base import EngineBusy, TableSchemaMismatch
 from .engines.spark import SparkEngine
 from .settings import (
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zoom_ingest.databricks_job")
 
-EXIT_SETTINGS = 2
+EXIT_SETTINGS = exit_codes.BAD_SETTING
 #: The keys read from the secret scope, each prefixed with `<account>_` when --account is set.
 SECRET_KEYS = ("account_id", "client_id", "client_secret")
 #: Where the credentials come from when no secret scope is given.
@@ -149,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     what triggers its retries and the failure notifications.
     """
     status = run_once(argv)
-    if argv is None and status != 0:
-        raise SystemExit(status)
+    if argv is None:
+        return exit_codes.exit_with(status)
     return status
 
 
@@ -183,10 +188,14 @@ def run_once(argv: Sequence[str] | None = None) -> int:
     )
     try:
         summary = job.run(settings, engine, progress=False)
-    except (EngineBusy, TableSchemaMismatch) as exc:
+    except EngineBusy as exc:
+        # Nothing was fetched or written: the same outcome as the local CLI's.
+        log.error("%s", exc)
+        return exit_codes.BUSY
+    except TableSchemaMismatch as exc:
         # Nothing was fetched or written; the message says what to do.
         log.error("%s", exc)
-        return job.EXIT_STREAM_FAILED
+        return exit_codes.STREAM_FAILED
     for line in summary.lines():  # the run summary, in the task's output
         print(line, flush=True)
     return summary.exit_code
@@ -275,7 +284,7 @@ def get_spark() -> SparkSession:
 def _configure_logging(level: str, settings: Settings) -> None:
     # The CLI's setup: plain lines on stderr outside a terminal, the client secret redacted
     # from every record as defence in depth.
-    from .cli import configure_logging
+    from .logs import configure_logging
 
     configure_logging(level, [settings.client_secret.reveal()])
 

@@ -21,45 +21,29 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable
 
-from .analytics import ALERT_SCHEMA, DETECTIONS, SEVERITIES, LocalWarehouse, Query
+from . import exit_codes
 from .databricks_job import LastNonEmpty
-from .engines.local import LocalEngine, read_delta
-from .engines.spark import create_table_sql, quote_identifier, timestamp_literal
-from .tables import TIMESTAMP, UTC, TableSpec
+from .engines.base import Engine
+from .engines.spark import SparkEngine, quote_identifier, timestamp_literal
+from .queries import ALERT_SCHEMA, DETECTIONS, SEVERITIES, Query
+from .tables import DETECTIONS as DETECTIONS_TABLE
+from .tables import TIMESTAMP, UTC
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger("zoom_ingest.detections")
 
-DETECTIONS_TABLE = TableSpec(
-    name="zoom_detections",
-    schema=pa.schema(
-        [
-            pa.field("alert_id", pa.string(), nullable=False),
-            pa.field("detection", pa.string(), nullable=False),
-            pa.field("severity", pa.string(), nullable=False),
-            pa.field("time", TIMESTAMP, nullable=False),
-            pa.field("actor", pa.string()),
-            pa.field("target", pa.string()),
-            pa.field("change", pa.string()),
-            pa.field("detected_at", TIMESTAMP, nullable=False),
-        ]
-    ),
-    key=("alert_id",),
-    cluster_by="time",
-    comment="zoom_ingest: alerts of the detections in sql/detections, one row per alert_id",
-)
-EXIT_OK = 0
-EXIT_ALERTS = 1
+EXIT_OK = exit_codes.OK
+EXIT_ALERTS = exit_codes.ALERTS
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -100,42 +84,75 @@ def union_sql(detections: Sequence[Query] | None = None) -> str:
 
 
 def alerts_sql(detected_at: datetime, detections: Sequence[Query] | None = None) -> str:
-    """The alerts of every detection, each once, with `detected_at` (the MERGE source)."""
+    """The alerts of every detection, one row per alert_id, with `detected_at`.
+
+    A detection may return one alert_id in more than one row (rows that differ in
+    `change`, say); DISTINCT over whole rows would keep them all and a MERGE on alert_id
+    would then insert the same key twice. ROW_NUMBER keeps exactly one, the earliest."""
     columns = ", ".join(quote_identifier(name) for name in ALERT_SCHEMA.names)
+    order = ", ".join(quote_identifier(n) for n in ALERT_SCHEMA.names if n != "alert_id")
     return (
-        f"SELECT DISTINCT {columns}, {timestamp_literal(detected_at)} AS `detected_at`\n"
-        f"FROM (\n{union_sql(detections)}\n)"
+        f"SELECT {columns}, {timestamp_literal(detected_at)} AS `detected_at`\n"
+        f"FROM (\nSELECT *, ROW_NUMBER() OVER (PARTITION BY `alert_id` ORDER BY {order}) "
+        f"AS `zoom_ingest_rank`\nFROM (\n{union_sql(detections)}\n)\n)\n"
+        "WHERE `zoom_ingest_rank` = 1"
     )
 
 
-def merge_sql(table: str, detected_at: datetime) -> str:
-    """Insert-only MERGE of the current alerts into `table`, keyed by alert_id."""
-    return (
-        f"MERGE INTO {table} AS stored\n"
-        f"USING (\n{alerts_sql(detected_at)}\n) AS found\n"
-        "ON stored.`alert_id` = found.`alert_id`\n"
-        "WHEN NOT MATCHED THEN INSERT *"
+def collect_alerts(
+    spark: SparkSession, detected_at: datetime, detections: Sequence[Query] | None = None
+) -> pa.Table:
+    """The alerts as an Arrow table in the zoom_detections schema, sorted by time.
+
+    Timestamps travel as microseconds since the epoch (collect() would give naive
+    datetimes in the session zone); there are few alerts per run, so collecting is cheap."""
+    micros = ", ".join(
+        f"unix_micros({quote_identifier(f.name)}) AS {quote_identifier(f.name)}"
+        if pa.types.is_timestamp(f.type)
+        else quote_identifier(f.name)
+        for f in DETECTIONS_TABLE.schema
     )
+    rows = spark.sql(f"SELECT {micros} FROM (\n{alerts_sql(detected_at, detections)}\n)").collect()
+    arrays = []
+    for index, field in enumerate(DETECTIONS_TABLE.schema):
+        values = [row[index] for row in rows]
+        if pa.types.is_timestamp(field.type):
+            values = [None if v is None else _EPOCH + timedelta(microseconds=v) for v in values]
+        arrays.append(pa.array(values, field.type))
+    return unique_alerts(pa.Table.from_arrays(arrays, schema=DETECTIONS_TABLE.schema))
+
+
+def store_alerts(engine: Engine, alerts: pa.Table) -> dict[str, int]:
+    """Insert-only merge of `alerts` (unique alert_ids) into zoom_detections through the
+    engine; severity → how many were new. One merge per severity, so that the engine's
+    own count of inserted rows tells the new alerts of each."""
+    new: dict[str, int] = {}
+    for severity in SEVERITIES:
+        part = alerts.filter(pc.equal(alerts.column("severity"), severity))
+        inserted = engine.merge_new(DETECTIONS_TABLE, part) if part.num_rows else 0
+        if inserted:
+            new[severity] = inserted
+    return new
 
 
 def write_detections_spark(
-    spark: SparkSession, catalog: str, schema: str, *, now: datetime | None = None
+    spark: SparkSession,
+    catalog: str,
+    schema: str,
+    *,
+    now: datetime | None = None,
+    engine: Engine | None = None,
 ) -> DetectionRun:
     """Run every detection in `catalog.schema` and merge new alerts into zoom_detections."""
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    engine = engine or SparkEngine(spark, catalog, schema, optimize=False)
+    # Every table, zoom_detections included, as the ingest job declares and describes it.
+    engine.ensure_tables()
     # The detections name their tables without catalog or schema.
     spark.sql(f"USE CATALOG {quote_identifier(catalog)}")
     spark.sql(f"USE SCHEMA {quote_identifier(schema)}")
-    table = ".".join(quote_identifier(p) for p in (catalog, schema, DETECTIONS_TABLE.name))
-    spark.sql(create_table_sql(DETECTIONS_TABLE, table))
-    found = spark.sql(f"SELECT count(*) AS n FROM ({alerts_sql(detected_at)})").collect()[0]["n"]
-    spark.sql(merge_sql(table, detected_at))
-    rows = spark.sql(
-        f"SELECT severity, count(*) AS n FROM {table} "
-        f"WHERE detected_at = {timestamp_literal(detected_at)} GROUP BY severity"
-    ).collect()
-    return DetectionRun(detected_at, int(found), {r["severity"]: int(r["n"]) for r in rows})
+    alerts = collect_alerts(spark, detected_at)
+    return DetectionRun(detected_at, alerts.num_rows, store_alerts(engine, alerts))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,15 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`zoom-ingest-detections`: the entry point of the zoom_detections job."""
+    """`zoom-ingest-detections`: the entry point of the zoom_detections job.
+
+    Called without `argv` (as the wheel task calls it) a non-zero status is raised as
+    SystemExit: the task ignores what the function returns."""
+    status = run_once(argv)
+    if argv is None:
+        return exit_codes.exit_with(status)
+    return status
+
+
+def run_once(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, run the detections once, return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    fail_on = args.fail_on.lower()
-    if fail_on and fail_on not in SEVERITIES:
-        parser.error(f"--fail-on must be one of {', '.join(SEVERITIES)} or empty, not {fail_on!r}")
-    for name in ("catalog", "schema"):
-        if not getattr(args, name):
-            parser.error(f"--{name} is required and must not be empty")
+    try:
+        args = parser.parse_args(argv)
+        fail_on = args.fail_on.lower()
+        if fail_on and fail_on not in SEVERITIES:
+            parser.error(
+                f"--fail-on must be one of {', '.join(SEVERITIES)} or empty, not {fail_on!r}"
+            )
+        for name in ("catalog", "schema"):
+            if not getattr(args, name):
+                parser.error(f"--{name} is required and must not be empty")
+    except SystemExit as exc:  # --help, or a bad argument: argparse has said why
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -197,39 +230,30 @@ def write_detections_local(warehouse: str | Path, *, now: datetime | None = None
 
     `now` pins the detections' current time (tests); `detected_at` is `now` or the clock.
     """
+    # The local extra (duckdb, sqlglot, deltalake): imported here, never on Databricks.
+    from .analytics import LocalWarehouse
+    from .engines.local import LocalEngine
+
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
     with LocalWarehouse(warehouse, now=now) as session:
         alerts = session.detections()
     engine = LocalEngine(warehouse)
-    path = engine.table_path(DETECTIONS_TABLE)
-    if not DeltaTable.is_deltatable(str(path)):
-        DeltaTable.create(
-            path,
-            DETECTIONS_TABLE.schema,
-            mode="ignore",
-            name=DETECTIONS_TABLE.name,
-            description=DETECTIONS_TABLE.comment,
-        )
+    engine.ensure_tables()
     stamped = alerts.append_column(
         pa.field("detected_at", TIMESTAMP), pa.array([detected_at] * alerts.num_rows, TIMESTAMP)
     )
-    batch = _unique_keys(stamped.cast(DETECTIONS_TABLE.schema)).sort_by("time")
-    stored_ids = read_delta(DeltaTable(str(path)), columns=["alert_id"]).column("alert_id")
-    fresh = batch.filter(pc.invert(pc.is_in(batch.column("alert_id"), value_set=stored_ids)))
-    engine.merge_new(DETECTIONS_TABLE, batch)
-    counts = fresh.group_by("severity").aggregate([("alert_id", "count")]).to_pylist()
-    return DetectionRun(
-        detected_at, alerts.num_rows, {c["severity"]: c["alert_id_count"] for c in counts}
-    )
+    batch = unique_alerts(stamped.cast(DETECTIONS_TABLE.schema))
+    return DetectionRun(detected_at, batch.num_rows, store_alerts(engine, batch))
 
 
-def _unique_keys(table: pa.Table) -> pa.Table:
-    """The first row of every alert_id (a MERGE source must not repeat a key)."""
+def unique_alerts(table: pa.Table) -> pa.Table:
+    """The first row of every alert_id (a MERGE source must not repeat a key), sorted by
+    time as the engines' merge expects."""
     ids = table.column("alert_id").to_pylist()
     first: dict[str, int] = {}
     for index, alert_id in enumerate(ids):
         first.setdefault(alert_id, index)
-    return table.take(sorted(first.values()))
+    return table.take(pa.array(sorted(first.values()), pa.int64())).sort_by("time")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import exit_codes
 from .engines.base import Engine
 from .normalise import Batch, Reject
 from .plan import Plan, Window, plan_stream
@@ -46,11 +47,11 @@ from .zoom import (
 
 log = logging.getLogger("zoom_ingest.job")
 
-EXIT_OK = 0
-EXIT_STREAM_FAILED = 1
-EXIT_DAILY_LIMIT = 3
-#: No connection to Zoom could be made (DNS, refused, TLS): nothing was fetched.
-EXIT_ZOOM_UNREACHABLE = 5
+# The run's outcomes, from the one module that declares every entry point's exit codes.
+EXIT_OK = exit_codes.OK
+EXIT_STREAM_FAILED = exit_codes.STREAM_FAILED
+EXIT_DAILY_LIMIT = exit_codes.DAILY_LIMIT
+EXIT_ZOOM_UNREACHABLE = exit_codes.ZOOM_UNREACHABLE
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0

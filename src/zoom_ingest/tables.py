@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -31,15 +31,29 @@ class TableSpec:
     cluster_by: str | None = None
     # Fields of the Zoom record, in the order lw_id hashes them (log tables only).
     record_fields: tuple[str, ...] = ()
+    # The table's and every column's comment in the catalog (Unity Catalog shows them; the
+    # Spark engine writes them, tests check that no column lacks one).
     comment: str = ""
+    column_comments: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # Columns holding personal data → the value of their `pii` tag in Unity Catalog, so
+    # that column masks and tag-based policies can find them.
+    pii: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def columns(self) -> list[str]:
         return self.schema.names
 
+    def column_comment(self, name: str) -> str:
+        return self.column_comments.get(name, "")
+
 
 def _strings(*names: str) -> list[pa.Field]:
     return [pa.field(n, pa.string()) for n in names]
+
+
+#: The tag key of personal-data columns (value: what kind of personal data).
+PII_TAG = "pii"
+_LW_ID = "Deterministic SHA-256 of the record (README: the lw_id recipe); primary key"
 
 
 ACTIVITY_LOGS = TableSpec(
@@ -55,6 +69,16 @@ ACTIVITY_LOGS = TableSpec(
     cluster_by="time",
     record_fields=("time", "email", "type", "ip_address", "client_type", "version"),
     comment="Zoom sign-in/sign-out activity logs (GET /report/activities)",
+    column_comments={
+        "lw_id": _LW_ID,
+        "time": "When the sign-in or sign-out happened (UTC); the incremental cursor",
+        "type": "Sign in or Sign out",
+        "email": "Email address of the user who signed in or out",
+        "ip_address": "IP address the user signed in or out from",
+        "client_type": "Zoom client used (Browser, Windows, Mac, iOS, Android, ...)",
+        "version": "Version of the Zoom client, '-' when Zoom does not report one",
+    },
+    pii={"email": "email", "ip_address": "ip_address"},
 )
 
 OPERATION_LOGS = TableSpec(
@@ -70,6 +94,15 @@ OPERATION_LOGS = TableSpec(
     cluster_by="time",
     record_fields=("time", "operator", "category_type", "action", "operation_detail"),
     comment="Zoom admin/user operation logs (GET /report/operationlogs)",
+    column_comments={
+        "lw_id": _LW_ID,
+        "time": "When the operation happened (UTC); the incremental cursor",
+        "operator": "Email address of the user who performed the operation",
+        "category_type": "Category of the operation (User, Account, Role, Recording, ...)",
+        "action": "What was done (Add, Update, Delete, ...)",
+        "operation_detail": "Zoom's free-text description of the change",
+    },
+    pii={"operator": "email"},
 )
 
 CHECKPOINTS = TableSpec(
@@ -86,6 +119,13 @@ CHECKPOINTS = TableSpec(
     ),
     key=("account_id", "stream"),
     comment="zoom_ingest: one row per Zoom account and stream, the committed cursor",
+    column_comments={
+        "account_id": "Zoom account id",
+        "stream": "Log table the cursor belongs to (activity_logs or operation_logs)",
+        "cursor": "Every record of the stream with time < cursor is committed",
+        "updated_at": "When the cursor was last saved (UTC)",
+        "run_id": "The run that saved the cursor (zoom_ingest_runs.run_id)",
+    },
 )
 
 RUNS = TableSpec(
@@ -118,6 +158,29 @@ RUNS = TableSpec(
     key=("run_id", "stream"),
     cluster_by="started_at",
     comment="zoom_ingest: one row per stream per run",
+    column_comments={
+        "run_id": "Id of the run (shared by its streams)",
+        "account_id": "Zoom account id",
+        "stream": "Log table written (activity_logs or operation_logs)",
+        "mode": "backfill, incremental or reconcile",
+        "started_at": "When the stream started (UTC)",
+        "finished_at": "When the stream finished (UTC)",
+        "window_start": "Start of the time range fetched (UTC)",
+        "window_end": "End of the time range fetched (UTC)",
+        "windows": "Date windows the range was cut into",
+        "pages": "Pages fetched from Zoom",
+        "api_calls": "HTTP calls to Zoom, retries included",
+        "records_fetched": "Records Zoom returned",
+        "records_inserted": "Records new to the table",
+        "records_rejected": "Records that could not be parsed (see zoom_ingest_rejects)",
+        "retries": "Requests retried after 429, 5xx, resets or timeouts",
+        "rate_limited": "429 responses received",
+        "duration_seconds": "Wall time of the stream",
+        "cursor_before": "The stream's cursor when the run started",
+        "cursor_after": "The stream's cursor when the run ended",
+        "status": "succeeded, failed or stopped",
+        "error": "Why the stream failed or stopped (Zoom's code, message, tracking id)",
+    },
 )
 
 REJECTS = TableSpec(
@@ -136,11 +199,54 @@ REJECTS = TableSpec(
     # The same bad record fetched again is not stored twice.
     key=("reject_id",),
     comment="zoom_ingest: records that could not be parsed, with the raw JSON and the reason",
+    column_comments={
+        "reject_id": "SHA-256 of the stream and the raw record: stored once",
+        "run_id": "The run that fetched the record",
+        "account_id": "Zoom account id",
+        "stream": "Log table the record was meant for",
+        "rejected_at": "When it was rejected (UTC)",
+        "reason": "Why it could not be parsed",
+        "raw_json": "The record as Zoom sent it (may hold email and IP addresses)",
+    },
+    pii={"raw_json": "record"},
+)
+
+DETECTIONS = TableSpec(
+    name="zoom_detections",
+    schema=pa.schema(
+        [
+            pa.field("alert_id", pa.string(), nullable=False),
+            pa.field("detection", pa.string(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            pa.field("time", TIMESTAMP, nullable=False),
+            pa.field("actor", pa.string()),
+            pa.field("target", pa.string()),
+            pa.field("change", pa.string()),
+            pa.field("detected_at", TIMESTAMP, nullable=False),
+        ]
+    ),
+    key=("alert_id",),
+    cluster_by="time",
+    comment="zoom_ingest: alerts of the detections in sql/detections, one row per alert_id",
+    column_comments={
+        "alert_id": "SHA-256 of the detection and what it saw: the same alert, the same id",
+        "detection": "Name of the detection (a file in sql/detections)",
+        "severity": "high, medium or low",
+        "time": "When the detected activity happened (UTC)",
+        "actor": "Who did it (an email address, or an IP address)",
+        "target": "What or whom it was done to",
+        "change": "What changed, in words",
+        "detected_at": "The detections run that first stored the alert (UTC)",
+    },
+    pii={"actor": "email"},
 )
 
 LOG_TABLES: dict[str, TableSpec] = {t.name: t for t in (ACTIVITY_LOGS, OPERATION_LOGS)}
 BOOKKEEPING_TABLES: dict[str, TableSpec] = {t.name: t for t in (CHECKPOINTS, RUNS, REJECTS)}
-ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES}
+#: Tables the project derives from the logs, beside them in the same schema.
+DERIVED_TABLES: dict[str, TableSpec] = {t.name: t for t in (DETECTIONS,)}
+#: Every table: the engines create and maintain exactly these.
+ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES, **DERIVED_TABLES}
 
 
 def checkpoint_row(account_id: str, stream: str, cursor: datetime, run_id: str) -> pa.Table:

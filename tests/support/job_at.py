@@ -14,14 +14,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.base import EngineBusy
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import run
 from zoom_ingest.zoom import ZoomClient
-
-#: What the command line answers when another run holds the warehouse.
-EXIT_BUSY = 4
-
 
 def main(argv: list[str]) -> int:
     settings_file, warehouse, now_text = argv
@@ -32,7 +29,7 @@ def main(argv: list[str]) -> int:
         try:
             summary = run(settings, LocalEngine(warehouse), progress=False, client=client, now=now)
         except EngineBusy:
-            return EXIT_BUSY
+            return exit_codes.BUSY
     for line in summary.lines():
         print(line)
     return summary.exit_code

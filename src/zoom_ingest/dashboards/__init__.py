@@ -177,7 +177,7 @@ def _overview_page() -> Json:
             columns=["time", "operator", "change", "target", "role_from", "role_to"],
         ),
     ]
-    return {"name": "overview", "displayName": "Overview", "layout": layout}
+    return _page("overview", "Overview", layout)
 
 
 def _hunting_page() -> Json:
@@ -206,7 +206,13 @@ def _hunting_page() -> Json:
         _table("recordings", "recording_deletions", "Recording deletions", 3, 21, 3, 6),
         _table("versions", "client_versions", "Clients and versions in use", 0, 27, GRID_WIDTH, 6),
     ]
-    return {"name": "hunting", "displayName": "Hunting", "layout": layout}
+    return _page("hunting", "Hunting", layout)
+
+
+def _page(name: str, title: str, layout: list[Json]) -> Json:
+    # pageType: the current Lakeview format. The API adds it to a page that lacks it, and
+    # every later deploy would then see the dashboard as changed remotely.
+    return {"name": name, "displayName": title, "pageType": "PAGE_TYPE_CANVAS", "layout": layout}
 
 
 # --------------------------------------------------------------------------- widgets
@@ -328,22 +334,11 @@ def _table(
                 }
             ],
             "spec": {
-                "version": 1,
+                # The current table spec (version 2): each column names its field; the
+                # version 1 attributes (order, visible, title, ...) are gone from it.
+                "version": 2,
                 "widgetType": "table",
-                "encodings": {
-                    "columns": [
-                        {
-                            "fieldName": c,
-                            "displayName": c,
-                            "title": c,
-                            "order": index,
-                            "visible": True,
-                        }
-                        for index, c in enumerate(shown)
-                    ]
-                },
-                "itemsPerPage": 25,
-                "withRowNumber": False,
+                "encodings": {"columns": [{"fieldName": c, "displayName": c} for c in shown]},
                 "frame": {"showTitle": True, "title": title},
             },
         },

@@ -34,7 +34,7 @@ from deltalake.exceptions import CommitFailedError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
-from .base import EngineBusy, TableSchemaMismatch
+from .base import EngineBusy, TableSchemaMismatch, schema_differences
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -281,33 +281,6 @@ def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
     return f"{predicate} AND {target} >= {low} AND {target} <= {high}"
 
 
-def schema_differences(
-    expected: pa.Schema, actual: pa.Schema, *, nullability: bool = True
-) -> list[str]:
-    """Every way `actual` differs from `expected`: columns, types, nullability, order."""
-    found = {field.name: field for field in actual}
-    differences: list[str] = []
-    for field in expected:
-        other = found.get(field.name)
-        if other is None:
-            differences.append(f"missing column {field.name} {field.type}")
-            continue
-        if other.type != field.type:
-            differences.append(f"{field.name}: expected {field.type}, found {other.type}")
-        if nullability and other.nullable != field.nullable:
-            differences.append(
-                f"{field.name}: expected {_nullability(field)}, found {_nullability(other)}"
-            )
-    differences.extend(
-        f"unexpected column {field.name} {field.type}"
-        for field in actual
-        if field.name not in expected.names
-    )
-    if not differences and actual.names != expected.names:
-        differences.append(f"column order: expected {expected.names}, found {actual.names}")
-    return differences
-
-
 def _conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
     """`batch` in exactly `spec.schema`, or ValueError naming what differs.
 
@@ -347,10 +320,6 @@ def _timestamp_literal(value: datetime) -> str:
     if not _TIMESTAMP_LITERAL.fullmatch(literal):
         raise ValueError(f"cannot format {value!r} as a timestamp literal")
     return literal
-
-
-def _nullability(field: pa.Field) -> str:
-    return "nullable" if field.nullable else "NOT NULL"
 
 
 def _read_holder_pid(fd: int) -> int | None:

@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
-from .base import EngineBusy, TableSchemaMismatch
+from ..tables import ALL_TABLES, CHECKPOINTS, PII_TAG, UTC, TableSpec, checkpoint_row
+from .base import EngineBusy, TableSchemaMismatch, schema_differences
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -138,6 +138,65 @@ class SparkEngine:
             differences = table_differences(spec, existing)
             if differences:
                 raise TableSchemaMismatch(spec.name, f"{self.catalog}.{self.schema}", differences)
+            self._comment_columns(spec, existing)
+        self._tag_personal_data()
+
+    def _comment_columns(self, spec: TableSpec, existing: StructType) -> None:
+        """Column comments on a table created without them (by an older zoom_ingest).
+
+        Only a comment that differs is set, so a run on described tables changes nothing."""
+        for field in existing.fields:
+            wanted = spec.column_comment(field.name)
+            if wanted and (field.metadata or {}).get("comment") != wanted:
+                self._run(comment_column_sql(self.table_name(spec), field.name, wanted))
+
+    def _tag_personal_data(self) -> None:
+        """Tag the personal-data columns (`TableSpec.pii`) in Unity Catalog.
+
+        Idempotent: the tags already there are read from information_schema and only
+        the missing ones are set. Tolerant: where tags cannot be read or set (no Unity
+        Catalog, or a principal without APPLY TAG) the run goes on with a warning; the
+        data is the same either way, only the policies that match on the tag miss it."""
+        wanted = {
+            (spec.name, column): value
+            for spec in ALL_TABLES.values()
+            for column, value in spec.pii.items()
+        }
+        try:
+            rows = self._execute(
+                "SELECT table_name, column_name, tag_value "
+                f"FROM {quote_identifier(self.catalog)}.information_schema.column_tags "
+                "WHERE schema_name = :schema AND tag_name = :tag",
+                {"schema": self.schema, "tag": PII_TAG},
+            ).collect()
+        except Exception as exc:
+            log.info(
+                "column tags unavailable here (%s): personal data not tagged", _first_line(exc)
+            )
+            return
+        present = {(row["table_name"], row["column_name"]): row["tag_value"] for row in rows}
+        for (table, column), value in wanted.items():
+            if present.get((table, column)) == value:
+                continue
+            statement = set_column_tag_sql(
+                f"{self.schema_name}.{quote_identifier(table)}", column, PII_TAG, value
+            )
+            try:
+                self._run(statement)
+            except Exception as exc:
+                log.warning(
+                    "cannot tag %s.%s.%s.%s as %s=%s (%s); grant APPLY TAG to the job's "
+                    "principal, or tag it by hand",
+                    self.catalog,
+                    self.schema,
+                    table,
+                    column,
+                    PII_TAG,
+                    value,
+                    _first_line(exc),
+                )
+                if _mentions(exc, _PERMISSION_MARKERS):
+                    return  # the other columns would be refused the same way
 
     def _ensure_schema(self) -> None:
         try:
@@ -317,10 +376,29 @@ def timestamp_literal(value: datetime) -> str:
 
 
 def column_definitions(spec: TableSpec) -> str:
-    """`name TYPE [NOT NULL], …` in table order."""
-    return ", ".join(
-        f"{quote_identifier(f.name)} {spark_sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
-        for f in spec.schema
+    """`name TYPE [NOT NULL] [COMMENT '…'], …` in table order."""
+    definitions = []
+    for f in spec.schema:
+        definition = f"{quote_identifier(f.name)} {spark_sql_type(f.type)}"
+        if not f.nullable:
+            definition += " NOT NULL"
+        if spec.column_comment(f.name):
+            definition += f" COMMENT {sql_string(spec.column_comment(f.name))}"
+        definitions.append(definition)
+    return ", ".join(definitions)
+
+
+def comment_column_sql(table: str, column: str, comment: str) -> str:
+    return (
+        f"ALTER TABLE {table} ALTER COLUMN {quote_identifier(column)} COMMENT {sql_string(comment)}"
+    )
+
+
+def set_column_tag_sql(table: str, column: str, key: str, value: str) -> str:
+    """Unity Catalog's column tag statement (Databricks SQL; setting it again is a no-op)."""
+    return (
+        f"ALTER TABLE {table} ALTER COLUMN {quote_identifier(column)} "
+        f"SET TAGS ({sql_string(key)} = {sql_string(value)})"
     )
 
 
@@ -402,8 +480,9 @@ def spark_sql_type(arrow_type: pa.DataType) -> str:
         raise ValueError(f"no Spark SQL type for Arrow type {arrow_type}") from None
 
 
-def spark_schema(spec: TableSpec) -> StructType:
-    """The table's exact Spark schema (types and nullability) from its Arrow schema."""
+def spark_schema(spec: TableSpec, *, comments: bool = False) -> StructType:
+    """The table's exact Spark schema (types and nullability) from its Arrow schema;
+    with `comments`, each field carries its column comment as a table read gives it."""
     from pyspark.sql.types import (
         DoubleType,
         LongType,
@@ -421,7 +500,12 @@ def spark_schema(spec: TableSpec) -> StructType:
     }
     return StructType(
         [
-            StructField(f.name, types[spark_sql_type(f.type)](), nullable=f.nullable)
+            StructField(
+                f.name,
+                types[spark_sql_type(f.type)](),
+                nullable=f.nullable,
+                metadata={"comment": spec.column_comment(f.name)} if comments else None,
+            )
             for f in spec.schema
         ]
     )
@@ -477,8 +561,6 @@ def _check_batch(spec: TableSpec, batch: pa.Table) -> None:
 
 def _schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
     # The local engine's wording, so both engines report a mismatch the same way.
-    from .local import schema_differences
-
     return schema_differences(expected, actual)
 
 
