@@ -33,7 +33,7 @@ from .engines.local import read_delta
 from .tables import ALL_TABLES, TIMESTAMP, UTC
 
 SOURCE_DIALECT = "databricks"
-KINDS = ("analytics", "detections")
+KINDS = ("analytics", "detections", "views")
 SEVERITIES = ("high", "medium", "low")
 #: The columns every detection returns, in this order.
 ALERT_SCHEMA = pa.schema(
@@ -119,10 +119,30 @@ def load_queries(kind: str) -> dict[str, Query]:
 
 QUERIES: dict[str, Query] = load_queries("analytics")
 DETECTIONS: dict[str, Query] = load_queries("detections")
+#: Views the queries read, created before they run: locally in DuckDB by LocalWarehouse, on
+#: Databricks by the detections task (`view_statements`). `operation_changes` is the one
+#: parse of operation_detail.
+VIEWS: dict[str, Query] = load_queries("views")
+
+
+def view_statements(*, temporary: bool = False) -> list[str]:
+    """Databricks SQL that creates (or replaces) every view of `VIEWS` in the current schema.
+
+    `temporary`: session-scoped views (tests on a local SparkSession, ad-hoc notebooks).
+    """
+    kind = "TEMPORARY VIEW" if temporary else "VIEW"
+    return [
+        f"CREATE OR REPLACE {kind} {view.name} AS\n{view.sql.rstrip().rstrip(';')}\n"
+        for view in VIEWS.values()
+    ]
 
 
 def to_duckdb(
-    sql: str, *, now: datetime | None = None, tables: frozenset[str] = frozenset()
+    sql: str,
+    *,
+    now: datetime | None = None,
+    tables: frozenset[str] = frozenset(),
+    params: Mapping[str, object] | None = None,
 ) -> str:
     """One Databricks SQL query → DuckDB SQL.
 
@@ -142,6 +162,8 @@ def to_duckdb(
         raise QueryError(f"only queries (SELECT …) can run here, not {tree.key.upper()} statements")
     if now is not None:
         tree = _pin_now(tree, now)
+    if params:
+        tree = _set_params(tree, params)
     if tables:
         tree = _unqualify(tree, tables)
     try:
@@ -157,6 +179,35 @@ def pin_now(sql: str, now: datetime) -> str:
     past moment, or comparing engines on the same data.
     """
     return _pin_now(sqlglot.parse_one(sql, read=SOURCE_DIALECT), now).sql(dialect=SOURCE_DIALECT)
+
+
+def with_params(sql: str, params: Mapping[str, object]) -> str:
+    """The Databricks SQL query with the columns of its `params` CTE set to `params`.
+
+    A detection's tunable values (countries, windows, thresholds) sit in one CTE named
+    `params` (`WITH params AS (SELECT 60 AS travel_minutes)`); names it does not have are
+    ignored, so one mapping (settings.DetectionSettings.sql_params) serves every query.
+    """
+    tree = sqlglot.parse_one(sql, read=SOURCE_DIALECT)
+    return _set_params(tree, params).sql(dialect=SOURCE_DIALECT)
+
+
+def _set_params(tree: exp.Expression, params: Mapping[str, object]) -> exp.Expression:
+    for cte in tree.find_all(exp.CTE):
+        if cte.alias_or_name != "params" or not isinstance(cte.this, exp.Select):
+            continue
+        for column in cte.this.expressions:
+            if isinstance(column, exp.Alias) and column.alias in params:
+                value = params[column.alias]
+                if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                    raise ValueError(f"parameter {column.alias}: {value!r} is not a number or text")
+                literal = (
+                    exp.Literal.string(value)
+                    if isinstance(value, str)
+                    else exp.Literal.number(value)
+                )
+                column.set("this", literal)
+    return tree
 
 
 def _pin_now(tree: exp.Expression, now: datetime) -> exp.Expression:
@@ -189,17 +240,28 @@ class LocalWarehouse:
     open one per call. `now` pins the current time for every query of the session.
     """
 
-    def __init__(self, warehouse: str | Path, *, now: datetime | None = None) -> None:
+    def __init__(
+        self,
+        warehouse: str | Path,
+        *,
+        now: datetime | None = None,
+        params: Mapping[str, object] | None = None,
+    ) -> None:
         self.path = Path(warehouse).expanduser()
         if not self.path.is_dir():
             raise QueryError(
                 f"no warehouse at {self.path}: run `zoom-ingest run` or `zoom-ingest demo` first"
             )
         self.now = now
+        #: values of the detections' params CTEs (DetectionSettings.sql_params()); None:
+        #: the DetectionSettings from the environment (ZOOM_INGEST_WATCHED_COUNTRIES, …)
+        self.params = dict(params) if params is not None else _env_params()
         self._connection = duckdb.connect(":memory:")
         # Databricks jobs and warehouses run in UTC; days and hours mean UTC days here too.
         self._connection.execute("SET TimeZone = 'UTC'")
         self.tables = frozenset(self._register_tables())
+        self._create_views()
+        self.tables = self.tables | frozenset(VIEWS)
 
     def _register_tables(self) -> Iterator[str]:
         found: set[str] = set()
@@ -212,6 +274,15 @@ class LocalWarehouse:
             if spec.name not in found:  # not created yet: reads as empty
                 self._connection.register(spec.name, spec.schema.empty_table())
                 yield spec.name
+
+    def _create_views(self) -> None:
+        """The views of `VIEWS`, translated like any query (they read the tables above)."""
+        for view in VIEWS.values():
+            translated = to_duckdb(view.sql, tables=self.tables)
+            try:
+                self._connection.execute(f"CREATE OR REPLACE VIEW {view.name} AS {translated}")
+            except duckdb.Error as exc:
+                raise QueryError(f"the view {view.name} failed: {_first_line(exc)}") from None
 
     def _register_delta(self, name: str, table: DeltaTable) -> None:
         """A view over the table's current files, scanned by DuckDB's own Parquet reader.
@@ -231,7 +302,7 @@ class LocalWarehouse:
 
     def query(self, sql: str) -> pa.Table:
         """Run one Databricks SQL query; the result as an Arrow table."""
-        translated = to_duckdb(sql, now=self.now, tables=self.tables)
+        translated = to_duckdb(sql, now=self.now, tables=self.tables, params=self.params)
         try:
             result = self._connection.sql(translated).arrow()
             if isinstance(result, pa.RecordBatchReader):  # DuckDB 1.4 and later
@@ -242,9 +313,9 @@ class LocalWarehouse:
 
     def named(self, name: str) -> pa.Table:
         """Run an analytics query or a detection by name."""
-        query = QUERIES.get(name) or DETECTIONS.get(name)
+        query = QUERIES.get(name) or DETECTIONS.get(name) or VIEWS.get(name)
         if query is None:
-            known = ", ".join(sorted({*QUERIES, *DETECTIONS}))
+            known = ", ".join(sorted({*QUERIES, *DETECTIONS, *VIEWS}))
             raise QueryError(f"no query named {name!r}; known: {known}")
         return self.query(query.sql)
 
@@ -272,6 +343,12 @@ class LocalWarehouse:
         self.close()
 
 
+def _env_params() -> dict[str, object]:
+    from .settings import DetectionSettings
+
+    return DetectionSettings.from_env().sql_params()
+
+
 def run_query(warehouse: str | Path, sql: str, *, now: datetime | None = None) -> pa.Table:
     """Run one Databricks SQL query over a local warehouse folder (for `zoom-ingest query`)."""
     with LocalWarehouse(warehouse, now=now) as session:
@@ -284,9 +361,14 @@ def run_named(warehouse: str | Path, name: str, *, now: datetime | None = None) 
         return session.named(name)
 
 
-def run_detections(warehouse: str | Path, *, now: datetime | None = None) -> pa.Table:
+def run_detections(
+    warehouse: str | Path,
+    *,
+    now: datetime | None = None,
+    params: Mapping[str, object] | None = None,
+) -> pa.Table:
     """Every detection's alerts over a local warehouse folder, in ALERT_SCHEMA."""
-    with LocalWarehouse(warehouse, now=now) as session:
+    with LocalWarehouse(warehouse, now=now, params=params) as session:
         return session.detections()
 
 

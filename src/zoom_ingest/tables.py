@@ -138,9 +138,26 @@ REJECTS = TableSpec(
     comment="zoom_ingest: records that could not be parsed, with the raw JSON and the reason",
 )
 
+#: Enrichment beside the log tables (which stay exactly as documented): the country of
+#: every address the activity logs brought, from an offline database (see geo.py).
+IP_COUNTRIES = TableSpec(
+    name="zoom_ip_countries",
+    schema=pa.schema(
+        [
+            pa.field("ip_address", pa.string(), nullable=False),
+            pa.field("country", pa.string()),  # ISO 3166-1 alpha-2; NULL: no country known
+            pa.field("looked_up_at", TIMESTAMP, nullable=False),
+            pa.field("db_version", pa.string(), nullable=False),  # e.g. "iptocc 3.3.170"
+        ]
+    ),
+    key=("ip_address",),
+    comment="zoom_ingest: country of each IP address in activity_logs (offline IP-to-country)",
+)
+
 LOG_TABLES: dict[str, TableSpec] = {t.name: t for t in (ACTIVITY_LOGS, OPERATION_LOGS)}
 BOOKKEEPING_TABLES: dict[str, TableSpec] = {t.name: t for t in (CHECKPOINTS, RUNS, REJECTS)}
-ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES}
+ENRICHMENT_TABLES: dict[str, TableSpec] = {t.name: t for t in (IP_COUNTRIES,)}
+ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES, **ENRICHMENT_TABLES}
 
 
 def checkpoint_row(account_id: str, stream: str, cursor: datetime, run_id: str) -> pa.Table:
