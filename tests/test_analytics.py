@@ -34,6 +34,7 @@ from known_world import (
     LI,
     NOW,
     OMAR,
+    PARAMS,
     SOFIA,
     USERS,
     activity,
@@ -96,7 +97,8 @@ def planted_world(
 
 
 def named(warehouse: Path, name: str, now: datetime = NOW) -> list[dict[str, Any]]:
-    return rows(analytics.run_named(warehouse, name, now=now))
+    with analytics.LocalWarehouse(warehouse, now=now, params=PARAMS) as session:
+        return rows(session.named(name))
 
 
 # --------------------------------------------------------------------------- the files
@@ -209,50 +211,71 @@ def test_operations_by_category(clean_world: Path) -> None:
 def test_setting_changes_split_setting_old_and_new_value(clean_world: Path) -> None:
     by_time = {r["time"]: r for r in CLEAN_OPERATIONS}
 
-    def row(at: str, target: str, setting: str, old: str, new: str) -> dict[str, Any]:
+    def row(
+        at: str, section: str, target: str, setting: str, old: Any, new: str, change_no: int = 1
+    ) -> dict[str, Any]:
         record = by_time[format_time(t(at))]
         return {
             "time": t(at),
             "operator": ADMIN,
             "category_type": record["category_type"],
             "action": record["action"],
+            "section": section,
             "target": target,
             "setting": setting,
             "old_value": old,
             "new_value": new,
+            "change_no": change_no,
             "lw_id": op_id(record),
         }
 
+    two_factor = "Sign in with Two-Factor Authentication"
+    sign_out = "Automatically sign users out after a specified time"
     assert named(clean_world, "setting_changes") == [
-        row("2025-03-13 09:00:00", "Boardroom 3 (Berlin HQ)", "Screen sharing", "Off", "On"),
-        row("2025-03-12 12:00:00", "Zoom Workplace Business", "Change Plan", "50", "60 licenses"),
         row(
-            "2025-03-06 16:00:00",
-            "account",
-            "Automatically sign users out after a specified time",
+            "2025-03-13 09:00:00",
+            "Zoom Rooms: Settings > Meeting",
+            "Boardroom 3 (Berlin HQ)",
+            "Screen sharing",
             "Off",
             "On",
         ),
-        row("2025-03-06 09:30:00", SOFIA, "Waiting room", "Off", "On"),
+        row("2025-03-06 16:00:00", "Security", "account", sign_out, "Off", "On"),
+        row("2025-03-06 16:00:00", "Security", "account", two_factor, "Off", "On", 2),
+        row(
+            "2025-03-06 09:30:00",
+            "Update User Settings: Meeting > Security",
+            SOFIA,
+            "Waiting room",
+            "Off",
+            "On",
+        ),
         row(
             "2025-03-05 14:20:00",
+            "Update Role",
             "Auditor",
             "Privileges",
             "[Users:View, Groups:View]",
             "[Users:View, Dashboard:View]",
         ),
-        row("2025-03-05 14:00:00", OMAR, "Change Role", "Admin", "Member"),
+        row("2025-03-05 14:00:00", "Change Role", OMAR, "Role", "Admin", "Member"),
         row(
-            "2025-03-04 11:30:00", "account", "Sign in with two-factor authentication", "Off", "On"
+            "2025-03-04 11:30:00",
+            "Account Settings",
+            "account",
+            "Sign in with two-factor authentication",
+            "Off",
+            "On",
         ),
         row(
             "2025-03-04 11:00:00",
+            "Security",
             "account",
             "Require a passcode when scheduling new meetings",
             "Off",
             "On",
         ),
-        row("2025-03-03 10:05:00", KWAME, "User Type", "Basic", "Licensed"),
+        row("2025-03-03 10:05:00", "Update User", KWAME, "User Type", "Basic", "Licensed"),
     ]
 
 
@@ -397,7 +420,7 @@ def test_planted_scenarios_raise_exactly_their_alerts(
 ) -> None:
     expected = [a.as_row() for a in scenarios.alerts_of(planted)]
     assert {a["detection"] for a in expected} == set(DETECTIONS) - {"activity_gap"}
-    found = rows(analytics.run_detections(planted_world, now=NOW))
+    found = rows(analytics.run_detections(planted_world, now=NOW, params=PARAMS))
     assert sorted(found, key=lambda r: (r["time"], r["alert_id"])) == expected
     for row in found:
         assert row["severity"] == DETECTIONS[row["detection"]].severity
@@ -570,7 +593,7 @@ def test_setting_detections_match_the_settings_they_name(
     category = "User Settings" if detail.startswith("Update User Settings") else "Account"
     record = operation(t("2025-03-12 10:00:00"), category, "Update", detail)
     warehouse = write(tmp_path / "warehouse", operation_records=[record])
-    found = {r["detection"] for r in rows(analytics.run_detections(warehouse, now=NOW))}
+    found = {r["detection"] for r in rows(analytics.run_detections(warehouse, now=NOW, params=PARAMS))}
     assert found == ({detection} if detection else set())
 
 
@@ -747,12 +770,12 @@ def test_write_detections_locally_is_idempotent(
         clean_activity() + scenarios.records_of(planted, "activity_logs"),
         CLEAN_OPERATIONS + scenarios.records_of(planted, "operation_logs"),
     )
-    first = detections.write_detections_local(warehouse, now=NOW)
+    first = detections.write_detections_local(warehouse, now=NOW, params=PARAMS)
     assert (first.found, first.new_by_severity) == (7, {"high": 3, "medium": 3, "low": 1})
-    again = detections.write_detections_local(warehouse, now=NOW + timedelta(hours=1))
+    again = detections.write_detections_local(warehouse, now=NOW + timedelta(hours=1), params=PARAMS)
     assert (again.found, again.new) == (7, 0)
     later = NOW + timedelta(days=2)  # the data stops: a gap alert joins the rest
-    gap = detections.write_detections_local(warehouse, now=later)
+    gap = detections.write_detections_local(warehouse, now=later, params=PARAMS)
     assert gap.new_by_severity == {"medium": 1}
     stored = rows(
         analytics.run_query(warehouse, "SELECT * FROM zoom_detections ORDER BY time, alert_id")

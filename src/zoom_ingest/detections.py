@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -192,13 +192,19 @@ def _active_session() -> SparkSession:
 # --------------------------------------------------------------------------- local
 
 
-def write_detections_local(warehouse: str | Path, *, now: datetime | None = None) -> DetectionRun:
+def write_detections_local(
+    warehouse: str | Path,
+    *,
+    now: datetime | None = None,
+    params: Mapping[str, object] | None = None,
+) -> DetectionRun:
     """Run every detection over a local warehouse and merge new alerts into zoom_detections.
 
     `now` pins the detections' current time (tests); `detected_at` is `now` or the clock.
+    `params`: DetectionSettings.sql_params() (default: the settings from the environment).
     """
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
-    with LocalWarehouse(warehouse, now=now) as session:
+    with LocalWarehouse(warehouse, now=now, params=params) as session:
         alerts = session.detections()
     engine = LocalEngine(warehouse)
     path = engine.table_path(DETECTIONS_TABLE)

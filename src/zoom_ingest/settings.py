@@ -226,6 +226,12 @@ def _number(value: float) -> str:
 #: Countries under comprehensive US sanctions: few companies have staff signing in there.
 DEFAULT_WATCHED_COUNTRIES = ("CU", "IR", "KP", "SY")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+#: DetectionSettings field → its environment variable.
+DETECTION_ENV = {
+    "watched_countries": "ZOOM_INGEST_WATCHED_COUNTRIES",
+    "travel_window": "ZOOM_INGEST_TRAVEL_WINDOW",
+    "country_learning_days": "ZOOM_INGEST_COUNTRY_LEARNING_DAYS",
+}
 
 
 @dataclass(frozen=True)
@@ -244,13 +250,6 @@ class DetectionSettings:
     travel_window: timedelta = timedelta(hours=1)
     #: new_country_sign_in: days of a user's history before a new country alerts.
     country_learning_days: int = 14
-
-    #: field → (env var, help) for the CLI, the entry point and the docs.
-    ENV = {
-        "watched_countries": "ZOOM_INGEST_WATCHED_COUNTRIES",
-        "travel_window": "ZOOM_INGEST_TRAVEL_WINDOW",
-        "country_learning_days": "ZOOM_INGEST_COUNTRY_LEARNING_DAYS",
-    }
 
     def __post_init__(self) -> None:
         for code in self.watched_countries:
@@ -296,7 +295,7 @@ class DetectionSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectionSettings:
         env = os.environ if environ is None else environ
-        return cls.parse(**{name: env.get(var) for name, var in cls.ENV.items()})
+        return cls.parse(**{name: env.get(var) for name, var in DETECTION_ENV.items()})
 
 
 def parse_countries(text: str) -> tuple[str, ...]:

@@ -5,7 +5,8 @@
 --   was changed anywhere else. Unexpected plan changes cost money; a changed billing
 --   contact or payment method is a classic step of account takeover and invoice fraud.
 --   One alert per operation.
--- parsing: Billing-category operations of any shape (free sentences included), and any
+-- parsing: Billing-category operations of any shape (free sentences included) except reads
+--   (action View, Download or Export: invoices, reports), and any
 --   change from views/operation_changes.sql whose section or setting names a plan, a
 --   subscription or billing. change is the parsed changes, or the detail's first 200
 --   characters when it has none.
@@ -21,7 +22,7 @@ WITH described AS (
       ))),
       '; '
     ) AS changes,
-    max(coalesce(target, level)) AS target,
+    max(target) AS target,
     max(
       CASE
         WHEN concat(lower(section), ' | ', lower(setting)) RLIKE '(^|[^a-z])(plan|plans|subscription|subscriptions|billing)([^a-z]|$)'
@@ -45,4 +46,5 @@ LEFT JOIN described AS d ON d.lw_id = o.lw_id
 WHERE
   o.time >= current_timestamp() - INTERVAL 30 DAYS
   AND (lower(o.category_type) = 'billing' OR d.about_billing = 1)
+  AND NOT lower(coalesce(o.action, '')) IN ('view', 'download', 'export')
 ORDER BY time, alert_id
