@@ -6,9 +6,9 @@
 --   operation, saying which methods were turned on and which off.
 -- parsing: reads views/operation_changes.sql. A change whose setting mentions "sign in
 --   with", sign-in or login methods, single sign-on, SSO, SAML, Google, Apple, Facebook or
---   Microsoft and whose value changed. Two-factor and password-requirement settings are left
---   to sign_in_security_disabled; SSO configuration values (URLs, certificates) to
---   sso_configuration_changed. change reads "turned on: A, B; turned off: C; changed: D: x → y".
+--   Microsoft that was turned on or off (or a sign-in methods list that changed). Two-factor
+--   and password-requirement settings are left to sign_in_security_disabled; other SSO
+--   values (URLs, certificates, mappings) to sso_configuration_changed. change reads "turned on: A, B; turned off: C; changed: D: x → y".
 -- alert_id: sha2 of "sign_in_methods_changed|<lw_id>", 256 bits.
 WITH changes AS (
   SELECT *, lower(setting) AS s
@@ -25,7 +25,7 @@ methods AS (
     s RLIKE 'sign[- ]?in with|sign[- ]?in method|log[- ]?in method|log[- ]?in with|single sign[- ]?on|(^|[^a-z])(sso|saml)([^a-z]|$)|google|apple|facebook|microsoft'
     AND NOT s RLIKE '(two|2)[- ]?factor|2fa|multi[- ]?factor|(^|[^a-z])mfa([^a-z]|$)'
     AND NOT (s RLIKE 'password' AND s RLIKE 'require')
-    AND (turned_on OR turned_off OR NOT s RLIKE 'url|certificate|issuer|entity|binding|endpoint|metadata')
+    AND (turned_on OR turned_off OR s RLIKE 'sign[- ]?in method|log[- ]?in method')
 )
 SELECT
   sha2(concat('sign_in_methods_changed|', lw_id), 256) AS alert_id,
