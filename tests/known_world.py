@@ -18,8 +18,8 @@ from pathlib import Path
 
 from zoom_ingest import scenarios
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.normalise import Batch
 from zoom_ingest.geo import ip_country_rows_for
+from zoom_ingest.normalise import Batch
 from zoom_ingest.settings import DetectionSettings
 from zoom_ingest.tables import ACTIVITY_LOGS, IP_COUNTRIES, OPERATION_LOGS, UTC, format_time, lw_id
 

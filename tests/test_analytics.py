@@ -464,7 +464,7 @@ def test_planted_new_address_sign_ins(planted_world: Path) -> None:
             "Browser",
             "-",
             2 if user == LI else 1,
-        )  # fmt: skip
+        )
         for i, user in reversed(list(enumerate(USERS)))
     ]
     expected.append(row(t("2025-03-13 02:10:00"), LI, abroad["KP"], "Browser", "-", 1))
@@ -779,7 +779,7 @@ def test_a_bulk_license_change_needs_ten_users_within_an_hour(tmp_path: Path) ->
                 "User",
                 "Add",
                 f"Add User {user}  - User Type: Basic",
-            )  # fmt: skip
+            )
             for i, user in enumerate(users)
         ]
     )
@@ -1096,8 +1096,12 @@ def parse_plan(spark: Any, sql: str) -> None:
 
 @pytest.mark.spark
 def test_spark_parses_every_query(spark_session: Any) -> None:
-    for query in [*QUERIES.values(), *DETECTIONS.values()]:
+    for query in [*QUERIES.values(), *DETECTIONS.values(), *analytics.VIEWS.values()]:
         parse_plan(spark_session, query.sql)
+    for statement in analytics.view_statements():
+        parse_plan(spark_session, statement)
+    for query in DETECTIONS.values():  # with the settings written into their params
+        parse_plan(spark_session, analytics.with_params(query.sql, PARAMS))
 
 
 @pytest.mark.spark
@@ -1125,7 +1129,12 @@ def test_spark_runs_the_detections_task_query_with_the_same_alerts(
     engine = LocalEngine(planted_world)
     for spec in ALL_TABLES.values():
         dataframe(spark_session, spec, engine.read_table(spec)).createOrReplaceTempView(spec.name)
-    pinned = [replace(q, sql=analytics.pin_now(q.sql, NOW)) for q in DETECTIONS.values()]
+    for statement in analytics.view_statements(temporary=True):
+        spark_session.sql(statement)
+    pinned = [
+        replace(q, sql=analytics.pin_now(analytics.with_params(q.sql, PARAMS), NOW))
+        for q in DETECTIONS.values()
+    ]
     found = [r.asDict() for r in spark_session.sql(detections.alerts_sql(NOW, pinned)).collect()]
     # Spark hands back naive datetimes in the session time zone, UTC.
     found = [{**r, "time": r["time"].replace(tzinfo=UTC)} for r in found]
@@ -1264,10 +1273,14 @@ def test_the_spark_task_creates_the_table_and_merges_on_alert_id() -> None:
         "`detected_at` TIMESTAMP NOT NULL) USING DELTA CLUSTER BY (`time`) "
         "COMMENT 'zoom_ingest: alerts of the detections in sql/detections, one row per alert_id'",
     ]
-    assert spark.statements[5] == detections.merge_sql(table, NOW)
-    assert "WHEN NOT MATCHED THEN INSERT *" in spark.statements[5]
-    assert "WHEN MATCHED" not in spark.statements[5]
-    assert spark.statements[6].endswith(
+    views = analytics.view_statements()
+    assert spark.statements[4 : 4 + len(views)] == views  # the dashboard reads them too
+    assert views[0].startswith("CREATE OR REPLACE VIEW operation_changes AS")
+    merge = spark.statements[5 + len(views)]
+    assert merge == detections.merge_sql(table, NOW, detections.configured())
+    assert "WHEN NOT MATCHED THEN INSERT *" in merge
+    assert "WHEN MATCHED" not in merge
+    assert spark.statements[6 + len(views)].endswith(
         "WHERE detected_at = TIMESTAMP'2025-03-14T12:00:00.000000Z' GROUP BY severity"
     )
 
@@ -1286,7 +1299,7 @@ def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
 ) -> None:
     seen: list[tuple[str, str]] = []
 
-    def fake(spark: Any, catalog: str, schema: str) -> detections.DetectionRun:
+    def fake(spark: Any, catalog: str, schema: str, **kwargs: Any) -> detections.DetectionRun:
         seen.append((catalog, schema))
         return detections.DetectionRun(NOW, sum(new.values()), new)
 
@@ -1302,12 +1315,32 @@ def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
         ["--catalog=main", "--schema="],
         ["--schema=zoom"],
         ["--catalog=a", "--schema=b", "--fail-on=urgent"],
+        ["--catalog=a", "--schema=b", "--watched-countries=K1"],
+        ["--catalog=a", "--schema=b", "--travel-window=soon"],
     ],
 )
 def test_the_entry_point_rejects_missing_or_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         detections.main(argv)
     assert exit_info.value.code == 2
+
+
+def test_the_entry_point_passes_the_detection_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    def fake(spark: Any, catalog: str, schema: str, **kwargs: Any) -> detections.DetectionRun:
+        seen.append(kwargs["settings"])
+        return detections.DetectionRun(NOW, 0, {})
+
+    monkeypatch.setattr(detections, "_active_session", lambda: None)
+    monkeypatch.setattr(detections, "write_detections_spark", fake)
+    argv = ["--catalog=m", "--schema=z", "--watched-countries=ru,by", "--travel-window=2h"]
+    assert detections.main(argv) == 0
+    assert seen[0].sql_params() == {
+        "watched_countries": "RU,BY",
+        "travel_minutes": 120,
+        "learning_days": 14,
+    }
 
 
 def test_the_docs_describe_every_query_and_detection() -> None:

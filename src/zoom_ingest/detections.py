@@ -20,7 +20,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,10 +29,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from .analytics import ALERT_SCHEMA, DETECTIONS, SEVERITIES, LocalWarehouse, Query
+from .analytics import (
+    ALERT_SCHEMA,
+    DETECTIONS,
+    SEVERITIES,
+    LocalWarehouse,
+    Query,
+    view_statements,
+    with_params,
+)
 from .databricks_job import LastNonEmpty
 from .engines.local import LocalEngine, read_delta
 from .engines.spark import create_table_sql, quote_identifier, timestamp_literal
+from .settings import DEFAULT_WATCHED_COUNTRIES, DetectionSettings, SettingsError
 from .tables import TIMESTAMP, UTC, TableSpec
 
 if TYPE_CHECKING:
@@ -108,20 +117,35 @@ def alerts_sql(detected_at: datetime, detections: Sequence[Query] | None = None)
     )
 
 
-def merge_sql(table: str, detected_at: datetime) -> str:
+def merge_sql(table: str, detected_at: datetime, detections: Sequence[Query] | None = None) -> str:
     """Insert-only MERGE of the current alerts into `table`, keyed by alert_id."""
     return (
         f"MERGE INTO {table} AS stored\n"
-        f"USING (\n{alerts_sql(detected_at)}\n) AS found\n"
+        f"USING (\n{alerts_sql(detected_at, detections)}\n) AS found\n"
         "ON stored.`alert_id` = found.`alert_id`\n"
         "WHEN NOT MATCHED THEN INSERT *"
     )
 
 
+def configured(settings: DetectionSettings | None = None) -> list[Query]:
+    """Every detection with the settings' values written into its params CTE."""
+    params = (settings or DetectionSettings()).sql_params()
+    return [replace(q, sql=with_params(q.sql, params)) for q in DETECTIONS.values()]
+
+
 def write_detections_spark(
-    spark: SparkSession, catalog: str, schema: str, *, now: datetime | None = None
+    spark: SparkSession,
+    catalog: str,
+    schema: str,
+    *,
+    now: datetime | None = None,
+    settings: DetectionSettings | None = None,
 ) -> DetectionRun:
-    """Run every detection in `catalog.schema` and merge new alerts into zoom_detections."""
+    """Run every detection in `catalog.schema` and merge new alerts into zoom_detections.
+
+    Also (re)creates the views the queries read (`operation_changes`) in the schema, where
+    the dashboard's datasets find them too.
+    """
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     # The detections name their tables without catalog or schema.
@@ -129,8 +153,12 @@ def write_detections_spark(
     spark.sql(f"USE SCHEMA {quote_identifier(schema)}")
     table = ".".join(quote_identifier(p) for p in (catalog, schema, DETECTIONS_TABLE.name))
     spark.sql(create_table_sql(DETECTIONS_TABLE, table))
-    found = spark.sql(f"SELECT count(*) AS n FROM ({alerts_sql(detected_at)})").collect()[0]["n"]
-    spark.sql(merge_sql(table, detected_at))
+    for statement in view_statements():
+        spark.sql(statement)
+    selected = configured(settings)
+    found = spark.sql(f"SELECT count(*) AS n FROM ({alerts_sql(detected_at, selected)})").collect()
+    found = found[0]["n"]
+    spark.sql(merge_sql(table, detected_at, selected))
     rows = spark.sql(
         f"SELECT severity, count(*) AS n FROM {table} "
         f"WHERE detected_at = {timestamp_literal(detected_at)} GROUP BY severity"
@@ -149,6 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--schema", action=LastNonEmpty, default="", help="schema of the tables (required)"
+    )
+    parser.add_argument(
+        "--watched-countries",
+        action=LastNonEmpty,
+        default="",
+        help="watched_country_sign_in: ISO country codes, comma-separated (default "
+        f"{','.join(DEFAULT_WATCHED_COUNTRIES)}; 'none' for no country)",
+    )
+    parser.add_argument(
+        "--travel-window",
+        action=LastNonEmpty,
+        default="",
+        help="impossible_travel: two countries closer in time than this (default 1h)",
+    )
+    parser.add_argument(
+        "--country-learning-days",
+        action=LastNonEmpty,
+        default="",
+        help="new_country_sign_in: days of a user's history before a new country alerts "
+        "(default 14)",
     )
     parser.add_argument(
         "--fail-on",
@@ -170,11 +218,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("catalog", "schema"):
         if not getattr(args, name):
             parser.error(f"--{name} is required and must not be empty")
+    try:
+        settings = DetectionSettings.parse(
+            args.watched_countries, args.travel_window, args.country_learning_days
+        )
+    except SettingsError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    result = write_detections_spark(_active_session(), args.catalog, args.schema)
+    result = write_detections_spark(_active_session(), args.catalog, args.schema, settings=settings)
     log.info("%s", result.line())
     if fail_on and result.new_at_or_above(fail_on):
         log.error("new alerts of severity %s or above: see the zoom_detections table", fail_on)

@@ -14,7 +14,7 @@ WITH params AS (
 watched AS (
   SELECT upper(trim(code)) AS country
   FROM params
-  LATERAL VIEW explode(split(watched_countries, ',')) AS code
+  LATERAL VIEW explode(split(watched_countries, ',')) codes AS code
   WHERE trim(code) <> ''
 )
 SELECT

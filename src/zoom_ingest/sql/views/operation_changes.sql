@@ -64,7 +64,7 @@ pieces AS (
     pos,
     part
   FROM headed AS h
-  LATERAL VIEW posexplode(split(h.body, ' - ')) AS pos, part
+  LATERAL VIEW posexplode(split(h.body, ' - ')) p AS pos, part
   WHERE h.body IS NOT NULL AND trim(h.body) <> ''
 ),
 starts AS (
