@@ -231,7 +231,7 @@ def sign_in_method_changed(at: datetime, operator: str) -> Scenario:
 
 def sso_configuration_changed(at: datetime, operator: str) -> Scenario:
     """The identity provider's sign-in URL pointed somewhere else."""
-    old, new = "https://idp.acme.example/saml", "https://login.acme-sso.example/saml"
+    old, new = "idp.acme.example/saml", "login.acme-sso.example/saml"
     detail = f"Single Sign-On  - Sign-in page URL: from {old} to {new}"
     return _operation_scenario(
         "sso_configuration_changed",
