@@ -198,3 +198,26 @@ def test_the_public_corpus_goes_through_the_parser(tmp_path: Path) -> None:
     # Free sentences and heads without changes have no row; nothing else is lost.
     without = {e["record"]["operation_detail"] for e in entries} - set(by_detail)
     assert all(":" not in d and " - " not in d.strip() for d in without), without
+
+
+def test_the_simulator_writes_every_shape() -> None:
+    import random
+    import re
+
+    from zoom_ingest.simulator.data import OperationGenerator, World
+
+    generated = OperationGenerator(World.build(7, 200), 0).generate(
+        random.Random(3), 0, 30 * 86_400, 3000
+    )
+    details = [json.loads(text)["operation_detail"] for _, text, _ in generated]
+    shapes = {
+        "section, one change": r"[A-Z][^:]*?  - [^:]+: from \w+ to \w+",
+        "several changes": r"[^:]+  - [^:]+: from \S+ to \S+ - [^:]+: from \S+ to \S+",
+        "a group": r"Edit Group [^:]+  - [^:]+: from \w+ to \w+",
+        "a user's role": r"Update User \S+@\S+  - User Role: from [\w -]+ to [\w -]+",
+        "change role": r"Change Role  - \S+@\S+: from [\w -]+ to [\w -]+",
+        "values": r"Add User \S+@\S+  - User Type: \w+ - Department: \w+",
+        "set to": r"Edit User \S+@\S+  - Job Title: set to [\w ]+",
+    }
+    for shape, pattern in shapes.items():
+        assert any(re.fullmatch(pattern, d) for d in details), shape
