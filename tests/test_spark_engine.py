@@ -35,7 +35,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from zoom_ingest import databricks_job
+from zoom_ingest import databricks_job, geo
 from zoom_ingest.engines import EngineBusy, TableSchemaMismatch
 from zoom_ingest.engines import spark as spark_engine
 from zoom_ingest.engines.spark import (
@@ -58,6 +58,7 @@ from zoom_ingest.tables import (
     ACTIVITY_LOGS,
     ALL_TABLES,
     CHECKPOINTS,
+    IP_COUNTRIES,
     LOG_TABLES,
     OPERATION_LOGS,
     REJECTS,
@@ -301,7 +302,7 @@ def test_every_statement_parses_with_sparks_own_parser(recording: RecordingSpark
     assert kinds.count("MERGE INTO") == 4  # three insert-only merges, one checkpoint upsert
     assert kinds.count("INSERT INTO") == 1
     assert kinds.count("SELECT `stream`,") == 1
-    assert len(recording.statements) == 1 + 5 + 4 + 1 + 1 + len(ALL_TABLES)
+    assert len(recording.statements) == 1 + len(ALL_TABLES) + 4 + 1 + 1 + len(ALL_TABLES)
 
 
 def test_tables_are_created_as_delta_clustered_on_their_clustering_column(
@@ -668,6 +669,11 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
             ]
         )
         want = {spec.name: expected_ids(sim, spec, start) for spec in LOG_TABLES.values()}
+        addresses = {
+            r["ip_address"]
+            for r in sim.ground_truth("activity_logs", start=start)
+            if r.get("ip_address")
+        }
         client_secret, account_id = sim.client_secret, sim.account_id
 
     assert exit_code == 0
@@ -675,7 +681,11 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
     assert (engine.catalog, engine.schema, engine.optimize) == ("main", "zoom_acme", False)
     verbs = [" ".join(s.split()[:2]) for s in engine.statements]
     first_write = verbs.index("MERGE INTO")
-    assert verbs[:first_write] == ["CREATE SCHEMA", *["CREATE TABLE"] * 5, "SELECT `stream`,"]
+    assert verbs[:first_write] == [
+        "CREATE SCHEMA",
+        *["CREATE TABLE"] * len(ALL_TABLES),
+        "SELECT `stream`,",
+    ]
     assert not [v for v in verbs[first_write:] if not v.startswith(("MERGE", "INSERT"))]
     for spec in LOG_TABLES.values():
         merged = [row["lw_id"] for row in engine.source_rows(spec)]
@@ -683,6 +693,9 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
         for statement, schema, _ in engine.sources:
             if statement.startswith(f"MERGE INTO {engine.table_name(spec)} "):
                 assert schema == spark_schema(spec)
+    # The enrichment: every address the run brought, with its country, merged on Spark too.
+    looked_up = {row["ip_address"]: row["country"] for row in engine.source_rows(IP_COUNTRIES)}
+    assert addresses and looked_up == geo.countries(addresses)
     cursors = {row["stream"]: row for row in engine.source_rows(CHECKPOINTS)}
     assert set(cursors) == set(LOG_TABLES)
     assert {row["account_id"] for row in cursors.values()} == {account_id}
