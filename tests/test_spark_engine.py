@@ -557,7 +557,9 @@ def test_a_schema_that_cannot_be_created_for_lack_of_rights_is_used_as_it_is(
 ) -> None:
     recording.failures = [FakeSparkError("User lacks CREATE SCHEMA", "PERMISSION_DENIED")]
     recording.ensure_tables()
-    assert [" ".join(s.split()[:2]) for s in recording.statements] == ["CREATE TABLE"] * len(ALL_TABLES)
+    assert [" ".join(s.split()[:2]) for s in recording.statements] == ["CREATE TABLE"] * len(
+        ALL_TABLES
+    )
 
 
 def test_run_lock_refuses_a_second_run_on_the_same_schema_in_this_process(

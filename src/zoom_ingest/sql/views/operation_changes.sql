@@ -15,8 +15,9 @@
 --   user (an email address), group, role or channel; level is user, group, account (the
 --   Account category without a target) or the category. old_value runs to the first " to ".
 --   turned_off: the new value is Off, Disabled, False, No, None, Never or Not required and
---   the old one was not (or was not given); turned_on: the reverse. Records without any
---   change (a free sentence, "Add Group Sales") have no row.
+--   the old one was not (or was not given); turned_on: the reverse. A record without any
+--   change (a head only, "Delete User ana@example.org", or a free sentence) has one row
+--   with change_no 0 and value_kind none: its section and target, no setting.
 WITH ops AS (
   SELECT
     lw_id,
@@ -86,18 +87,33 @@ items AS (
     CAST(row_number() OVER (PARTITION BY lw_id ORDER BY pos) AS INT) AS change_no,
     trim(array_join(slice(parts, pos + 1, coalesce(next_pos, size(parts)) - pos), ' - ')) AS item
   FROM starts
+  UNION ALL
+  -- a detail without any change (a head only, a free sentence): one row, change_no 0
+  SELECT
+    lw_id,
+    time,
+    operator,
+    category_type,
+    action,
+    operation_detail,
+    trim(head) AS head,
+    CAST(0 AS INT) AS change_no,
+    CAST(NULL AS STRING) AS item
+  FROM headed
+  WHERE body IS NULL OR trim(body) = ''
 ),
 kinds AS (
   SELECT
     *,
     CASE
+      WHEN item IS NULL THEN 'none'
       WHEN item RLIKE ': from .* to ' THEN 'from_to'
       WHEN item RLIKE '^[^:]+?: set to( |$)' THEN 'set_to'
       WHEN item RLIKE '^[^:]+: ' THEN 'value'
       ELSE 'bare'
     END AS value_kind
   FROM items
-  WHERE item <> ''
+  WHERE item IS NULL OR item <> ''
 ),
 values_ AS (
   SELECT
