@@ -627,8 +627,21 @@ def plant_standard_scenarios(sim: SimulatorLike, *, admin: str = DEFAULT_ADMIN) 
         usable = isinstance(email, str) and email and isinstance(ip, str)
         if usable and email not in homes and countries([ip]).get(ip):
             homes[email] = ip
-    if len(homes) >= BURST_USERS:
-        users = list(homes)[:BURST_USERS]
+    # The country scenarios' victims (third to fifth) must be quiet around their planted
+    # sign-ins: a sign-in of theirs from home within the travel window would make the planted
+    # one impossible travel as well (rightly, but then it is not the scenario planted).
+    late_night = _business_day(sim.now, 1, time(0, 0))
+    midday = _business_day(sim.now, 1, time(10, 30))
+    busy = {
+        r.get("email")
+        for start, hours in ((late_night, 4), (midday, 4))
+        for r in sim.ground_truth("activity_logs", start, start + timedelta(hours=hours))
+    }
+    quiet = [u for u in homes if u not in busy]
+    loud = [u for u in homes if u in busy]
+    if len(homes) >= BURST_USERS and len(quiet) >= 3:
+        users = [*(loud + quiet[3:])[:2], *quiet[:3]]
+        users = [*users, *(u for u in homes if u not in users)][:BURST_USERS]
     else:
         users, homes = list(DEFAULT_USERS), dict(DEFAULT_HOMES)
     planted = standard_scenarios(sim.now, admin=admin, users=users, homes=homes)
