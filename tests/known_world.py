@@ -1,9 +1,13 @@
 """A small Zoom account whose analytics answers are known: the "clean world".
 
-Five users sign in at 09:0i and out at 17:0i UTC from their home addresses every day
-from 2025-02-28 until NOW (Friday 2025-03-14 12:00 UTC); an admin does benign work
-(users added, settings turned on, a demotion, recordings deleted) on weekdays within
-business hours. No detection may fire on it; tests plant scenarios on top.
+Five users sign in at 09:0i and out at 17:0i UTC from their home addresses (in the
+United States) every day from 2025-02-28 until NOW (Friday 2025-03-14 12:00 UTC); an admin
+does benign work (users added, settings turned on, a demotion, recordings deleted) on
+weekdays within business hours, in the shapes Zoom writes them (and two older shapes the
+parser still reads). No detection fires on it; tests plant scenarios on top.
+
+The data starts 14.5 days before NOW: the country tests shorten the new-country learning
+period to 7 days with PARAMS.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from pathlib import Path
 
 from zoom_ingest import scenarios
 from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.geo import ip_country_rows_for
 from zoom_ingest.normalise import Batch
-from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC, format_time, lw_id
+from zoom_ingest.settings import DetectionSettings
+from zoom_ingest.tables import ACTIVITY_LOGS, IP_COUNTRIES, OPERATION_LOGS, UTC, format_time, lw_id
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)  # a Friday
 ADMIN = scenarios.DEFAULT_ADMIN
 USERS = scenarios.DEFAULT_USERS
 JANE, OMAR, LI, SOFIA, KWAME = USERS
-HOME = {user: f"198.51.100.{10 + i}" for i, user in enumerate(USERS)}
+HOME = dict(scenarios.DEFAULT_HOMES)  # public addresses registered in the United States
 CLIENT = {
     JANE: ("Mac", "6.2.5 (41233)"),
     OMAR: ("Windows", "6.1.0 (30010)"),
@@ -71,21 +77,25 @@ def clean_activity() -> list[dict[str, str]]:
 
 
 CLEAN_OPERATIONS = [
-    operation(t("2025-03-03 10:00:00"), "User", "Add", f"Add User  - {KWAME}"),
+    operation(
+        t("2025-03-03 10:00:00"),
+        "User",
+        "Add",
+        f"Add User {KWAME}  - User Type: Basic - Department: Finance",
+    ),
     operation(
         t("2025-03-03 10:05:00"),
         "User",
         "Update",
-        f"Update User  - {KWAME}: User Type: from Basic to Licensed",
+        f"Update User {KWAME}  - User Type: from Basic to Licensed",
     ),
     operation(
         t("2025-03-04 11:00:00"),
         "Account",
         "Update",
-        "Account Settings - Meeting > Security: Require a passcode when scheduling new meetings: "
-        "from Off to On",
+        "Security  - Require a passcode when scheduling new meetings: from Off to On",
     ),
-    operation(
+    operation(  # an older shape: "Account Settings: <setting>: from A to B"
         t("2025-03-04 11:30:00"),
         "Account",
         "Update",
@@ -95,16 +105,16 @@ CLEAN_OPERATIONS = [
         t("2025-03-05 14:00:00"), "User", "Update", f"Change Role  - {OMAR}: from Admin to Member"
     ),
     operation(
-        t("2025-03-05 14:10:00"), "Role", "Update", f"Assign Role - Member: add members {LI}"
+        t("2025-03-05 14:10:00"), "Role", "Update", f"Assign Role  - Member: add members {LI}"
     ),
     operation(
         t("2025-03-05 14:20:00"),
         "Role",
         "Update",
-        "Update Role - Auditor: Privileges: from [Users:View, Groups:View] "
+        "Update Role Auditor  - Privileges: from [Users:View, Groups:View] "
         "to [Users:View, Dashboard:View]",
     ),
-    operation(
+    operation(  # an older shape: "Update User Settings - <user>: <path>: <setting>: from A to B"
         t("2025-03-06 09:30:00"),
         "User Settings",
         "Update",
@@ -114,8 +124,8 @@ CLEAN_OPERATIONS = [
         t("2025-03-06 16:00:00"),
         "Account",
         "Update",
-        "Account Settings - Security: Automatically sign users out after a specified time: "
-        "from Off to On",
+        "Security  - Automatically sign users out after a specified time: from Off to On - "
+        "Sign in with Two-Factor Authentication: from Off to On",
     ),
     operation(
         t("2025-03-07 13:00:00"),
@@ -129,19 +139,19 @@ CLEAN_OPERATIONS = [
         "Recover",
         "Recover Recording - Meeting ID: 987 6543 2100, Topic: Board meeting",
     ),
-    operation(t("2025-03-10 10:00:00"), "User", "Delete", "Delete User  - old.user@acme.example"),
+    operation(t("2025-03-10 10:00:00"), "User", "Delete", "Delete User old.user@acme.example"),
     operation(t("2025-03-10 10:30:00"), "User", "Sign in with SSO", f"Sign in with SSO  - {JANE}"),
     operation(
         t("2025-03-11 15:00:00"),
         "Account",
         "Update",
-        "Account Settings - Security > Only allow sign in from: 198.51.100.0/24, 203.0.113.0/24",
+        "Security  - Only allow sign in from: 198.51.100.0/24, 203.0.113.0/24",
     ),
     operation(
         t("2025-03-12 12:00:00"),
         "Billing",
-        "Update",
-        "Change Plan - Zoom Workplace Business: from 50 to 60 licenses",
+        "Download",
+        "Download Invoice  - Invoice Number: INV-2025-0042",
     ),
     operation(
         t("2025-03-12 13:00:00"),
@@ -156,6 +166,11 @@ CLEAN_OPERATIONS = [
         "Zoom Rooms - Boardroom 3 (Berlin HQ): Settings > Meeting: Screen sharing: from Off to On",
     ),
 ]
+
+
+#: The detections' settings in these tests: the defaults, with a 7-day learning period for
+#: new countries (the data starts 14.5 days before NOW).
+PARAMS = DetectionSettings(country_learning_days=7).sql_params()
 
 
 def op_id(record: dict[str, str]) -> str:
@@ -175,4 +190,6 @@ def write(
         batch.add(list(records))
         assert not batch.rejects
         engine.merge_new(spec, batch.to_arrow())
+        if spec is ACTIVITY_LOGS:  # as the job does: the addresses' countries
+            engine.merge_new(IP_COUNTRIES, ip_country_rows_for(batch.to_arrow()))
     return warehouse

@@ -34,6 +34,7 @@ from known_world import (
     LI,
     NOW,
     OMAR,
+    PARAMS,
     SOFIA,
     USERS,
     activity,
@@ -96,7 +97,8 @@ def planted_world(
 
 
 def named(warehouse: Path, name: str, now: datetime = NOW) -> list[dict[str, Any]]:
-    return rows(analytics.run_named(warehouse, name, now=now))
+    with analytics.LocalWarehouse(warehouse, now=now, params=PARAMS) as session:
+        return rows(session.named(name))
 
 
 # --------------------------------------------------------------------------- the files
@@ -209,50 +211,71 @@ def test_operations_by_category(clean_world: Path) -> None:
 def test_setting_changes_split_setting_old_and_new_value(clean_world: Path) -> None:
     by_time = {r["time"]: r for r in CLEAN_OPERATIONS}
 
-    def row(at: str, target: str, setting: str, old: str, new: str) -> dict[str, Any]:
+    def row(
+        at: str, section: str, target: str, setting: str, old: Any, new: str, change_no: int = 1
+    ) -> dict[str, Any]:
         record = by_time[format_time(t(at))]
         return {
             "time": t(at),
             "operator": ADMIN,
             "category_type": record["category_type"],
             "action": record["action"],
+            "section": section,
             "target": target,
             "setting": setting,
             "old_value": old,
             "new_value": new,
+            "change_no": change_no,
             "lw_id": op_id(record),
         }
 
+    two_factor = "Sign in with Two-Factor Authentication"
+    sign_out = "Automatically sign users out after a specified time"
     assert named(clean_world, "setting_changes") == [
-        row("2025-03-13 09:00:00", "Boardroom 3 (Berlin HQ)", "Screen sharing", "Off", "On"),
-        row("2025-03-12 12:00:00", "Zoom Workplace Business", "Change Plan", "50", "60 licenses"),
         row(
-            "2025-03-06 16:00:00",
-            "account",
-            "Automatically sign users out after a specified time",
+            "2025-03-13 09:00:00",
+            "Zoom Rooms: Settings > Meeting",
+            "Boardroom 3 (Berlin HQ)",
+            "Screen sharing",
             "Off",
             "On",
         ),
-        row("2025-03-06 09:30:00", SOFIA, "Waiting room", "Off", "On"),
+        row("2025-03-06 16:00:00", "Security", "account", sign_out, "Off", "On"),
+        row("2025-03-06 16:00:00", "Security", "account", two_factor, "Off", "On", 2),
+        row(
+            "2025-03-06 09:30:00",
+            "Update User Settings: Meeting > Security",
+            SOFIA,
+            "Waiting room",
+            "Off",
+            "On",
+        ),
         row(
             "2025-03-05 14:20:00",
+            "Update Role",
             "Auditor",
             "Privileges",
             "[Users:View, Groups:View]",
             "[Users:View, Dashboard:View]",
         ),
-        row("2025-03-05 14:00:00", OMAR, "Change Role", "Admin", "Member"),
+        row("2025-03-05 14:00:00", "Change Role", OMAR, "Role", "Admin", "Member"),
         row(
-            "2025-03-04 11:30:00", "account", "Sign in with two-factor authentication", "Off", "On"
+            "2025-03-04 11:30:00",
+            "Account Settings",
+            "account",
+            "Sign in with two-factor authentication",
+            "Off",
+            "On",
         ),
         row(
             "2025-03-04 11:00:00",
+            "Security",
             "account",
             "Require a passcode when scheduling new meetings",
             "Off",
             "On",
         ),
-        row("2025-03-03 10:05:00", KWAME, "User Type", "Basic", "Licensed"),
+        row("2025-03-03 10:05:00", "Update User", KWAME, "User Type", "Basic", "Licensed"),
     ]
 
 
@@ -397,7 +420,7 @@ def test_planted_scenarios_raise_exactly_their_alerts(
 ) -> None:
     expected = [a.as_row() for a in scenarios.alerts_of(planted)]
     assert {a["detection"] for a in expected} == set(DETECTIONS) - {"activity_gap"}
-    found = rows(analytics.run_detections(planted_world, now=NOW))
+    found = rows(analytics.run_detections(planted_world, now=NOW, params=PARAMS))
     assert sorted(found, key=lambda r: (r["time"], r["alert_id"])) == expected
     for row in found:
         assert row["severity"] == DETECTIONS[row["detection"]].severity
@@ -406,35 +429,45 @@ def test_planted_scenarios_raise_exactly_their_alerts(
 def test_alert_ids_follow_the_documented_recipe(
     planted_world: Path, planted: list[scenarios.Scenario]
 ) -> None:
-    promotion = next(s for s in planted if s.name == "privileged_role_granted")
+    promotion = next(s for s in planted if s.name == "privileged_role_granted_change_role")
     record = promotion.records[0]
     recipe = hashlib.sha256(f"privileged_role_granted|{op_id(record)}".encode()).hexdigest()
-    [row] = named(planted_world, "privileged_role_granted")
+    [row] = [r for r in named(planted_world, "privileged_role_granted") if r["target"] == JANE]
     assert row["alert_id"] == recipe
 
 
 def test_planted_new_address_sign_ins(planted_world: Path) -> None:
     burst = t("2025-03-13 03:30:00")
+
+    def row(at: datetime, email: str, ip: str, client: str, version: str, prior: int):
+        return {
+            "time": at,
+            "email": email,
+            "ip_address": ip,
+            "client_type": client,
+            "version": version,
+            "prior_ips": prior,
+        }
+
+    abroad = scenarios.ABROAD_ADDRESS
     expected = [
-        {
-            "time": t("2025-03-13 13:14:15"),
-            "email": JANE,
-            "ip_address": scenarios.NEW_ADDRESS,
-            "client_type": "Mac",
-            "version": "6.2.5 (41233)",
-            "prior_ips": 2,  # home and the burst address
-        }
+        row(t("2025-03-13 13:14:15"), JANE, scenarios.NEW_ADDRESS, "Mac", "6.2.5 (41233)", 2),
+        # home, the burst address, then Australia / Brazil
+        row(t("2025-03-13 12:40:00"), SOFIA, abroad["AU"], "Mac", "6.2.5 (41233)", 2),
+        row(t("2025-03-13 12:25:00"), KWAME, abroad["BR"], "Browser", "-", 2),
     ] + [
-        {
-            "time": burst + timedelta(minutes=4 * i),
-            "email": user,
-            "ip_address": scenarios.BURST_ADDRESS,
-            "client_type": "Browser",
-            "version": "-",
-            "prior_ips": 1,
-        }
+        # Li signed in from North Korea before the burst: the burst address is her third
+        row(
+            burst + timedelta(minutes=4 * i),
+            user,
+            scenarios.BURST_ADDRESS,
+            "Browser",
+            "-",
+            2 if user == LI else 1,
+        )
         for i, user in reversed(list(enumerate(USERS)))
     ]
+    expected.append(row(t("2025-03-13 02:10:00"), LI, abroad["KP"], "Browser", "-", 1))
     assert named(planted_world, "new_ip_sign_ins") == expected
 
 
@@ -469,109 +502,313 @@ def test_a_hole_in_the_data_alerts_with_the_same_id_as_while_it_was_ongoing(tmp_
 # --------------------------------------------------------------------------- edge cases
 
 
-def test_role_grants_alert_only_when_the_role_goes_up(tmp_path: Path) -> None:
-    day = "2025-03-12 10:00:0"
+def test_role_grants_alert_only_on_promotions_into_privileged_roles(tmp_path: Path) -> None:
+    day = "2025-03-12 10:00:"
+    details = [
+        f"Change Role  - {JANE}: from Admin to Member",  # demotion
+        f"Change Role  - {OMAR}: from Member to Auditor",  # ordinary → ordinary
+        f"Change Role  - {LI}: from Admin to Owner",  # privileged → privileged
+        f"Change Role  - {SOFIA}: from Co-Owner to Admin",  # lateral
+        f"Change Role  - {JANE}: from Member to Co-Owner",  # a promotion
+        f"Update User {OMAR}  - User Role: from Member to Admin",  # the other shape
+        f"Update User {LI}  - User Role: from Billing Admin to Owner",  # lateral
+        f"Update User {SOFIA}  - Job Title: set to Admin - User Role: from Auditor to Helpdesk+",
+        f"Assign Role  - Billing Admin: add members {KWAME}",
+        f"Assign Role  - Member: add members {JANE}",
+        f"Update User {JANE}  - User Type: from Basic to Licensed",
+    ]
     ops = [
-        operation(t(day + "0"), "User", "Update", f"Change Role  - {JANE}: from Admin to Member"),
-        operation(t(day + "1"), "User", "Update", f"Change Role  - {OMAR}: from Member to Auditor"),
-        operation(t(day + "2"), "User", "Update", f"Change Role  - {LI}: from Admin to Owner"),
-        operation(t(day + "3"), "User", "Update", f"Change Role  - {SOFIA}: from Owner to Admin"),
+        operation(t(f"{day}{i:02d}"), "Role" if "Assign Role" in d else "User", "Update", d)
+        for i, d in enumerate(details)
+    ]
+    # A custom role given admin-level privileges, then a promotion into it.
+    ops.append(
         operation(
-            t(day + "4"), "Role", "Update", f"Assign Role - Billing Admin: add members {KWAME}"
-        ),
-        operation(t(day + "5"), "Role", "Update", f"Assign Role - Member: add members {JANE}"),
+            t("2025-03-12 11:00:00"),
+            "Role",
+            "Update",
+            "Update Role Helpdesk+  - Privileges: from [Users:View] to [Users:View, Users:Edit]",
+        )
+    )
+    ops.append(
         operation(
-            t(day + "6"),
+            t("2025-03-12 11:05:00"),
             "User",
             "Update",
-            f"Update User  - {JANE}: User Type: from Basic to Licensed",
-        ),
+            f"Change Role  - {KWAME}: from Member to Helpdesk+",
+        )
+    )
+    ops.append(  # older than 30 days
         operation(
             t("2025-02-01 10:00:00"),
             "User",
             "Update",
             f"Change Role  - {KWAME}: from Member to Admin",
-        ),
-    ]
+        )
+    )
     found = named(write(tmp_path / "warehouse", operation_records=ops), "privileged_role_granted")
     assert [(r["target"], r["change"]) for r in found] == [
-        (OMAR, "role: Member → Auditor"),
-        (LI, "role: Admin → Owner"),
+        (JANE, "role: Member → Co-Owner"),
+        (OMAR, "role: Member → Admin"),
+        (SOFIA, "role: Auditor → Helpdesk+"),
         (KWAME, "role: (none) → Billing Admin"),
+        (KWAME, "role: Member → Helpdesk+"),
     ]
+
+
+TWO_FACTOR = "Sign in with Two-Factor Authentication"
+AUTO_SIGN_OUT = "Automatically sign users out after a specified time"
 
 
 @pytest.mark.parametrize(
-    ("detail", "detection"),
+    ("category", "detail", "expected"),
     [
+        # --- sign_in_security_disabled: alone, first or later in a multi-change detail
+        ("Account", f"Security  - {TWO_FACTOR}: from On to Off", {"sign_in_security_disabled"}),
         (
-            "Account Settings: Sign in with two-factor authentication: from On to Off",
-            "sign_in_security_disabled",
+            "Account",
+            f"Security  - {TWO_FACTOR}: from On to Off - {AUTO_SIGN_OUT}: from On to Off",
+            {"sign_in_security_disabled", "auto_sign_out_disabled"},
         ),
         (
+            "Account",
+            f"Security  - Waiting room: from On to Off - {TWO_FACTOR}: from On to Off",
+            {"sign_in_security_disabled"},
+        ),
+        (
+            "Account",
+            "Sign-In Password Requirement  - Have at least 1 letter: from On to Off - "
+            "Have at least 1 number: from On to Off - Minimum password length: from 8 to 12",
+            {"sign_in_security_disabled"},
+        ),
+        (
+            "Account",
+            "Sign-In Password Requirement  - Minimum password length: from 12 to 6",
+            {"sign_in_security_disabled"},
+        ),
+        (
+            "Account",
+            "Security  - Lock account after failed sign-in attempts: from On to Off",
+            {"sign_in_security_disabled"},
+        ),
+        (
+            "Account",
+            "Account Settings: Sign in with two-factor authentication: from On to Off",
+            {"sign_in_security_disabled"},
+        ),
+        (
+            "User Settings",
             f"Update User Settings - {JANE}: Security: Two Factor Authentication: "
             "from Enabled to Disabled",
-            "sign_in_security_disabled",
+            {"sign_in_security_disabled"},
         ),
         (
+            "User Group",
+            f"Edit Group Sales EMEA  - {TWO_FACTOR}: from On to Off",
+            {"sign_in_security_disabled"},
+        ),
+        (
+            "Account",
             "Account Settings - Security: Require users to sign in with a password: from On to Off",
-            "sign_in_security_disabled",
+            {"sign_in_security_disabled"},
         ),
+        # --- auto_sign_out_disabled
         (
-            "Account Settings - Security: Sign in with SSO: from On to Off",
-            "sign_in_methods_changed",
-        ),
-        (
-            "Account Settings: Allow users to sign in with Apple: from Off to On",
-            "sign_in_methods_changed",
-        ),
-        (
-            "Account Settings - Security: Automatically sign users out after a specified time: "
-            "from On to Off",
-            "auto_sign_out_disabled",
-        ),
-        (
+            "Account",
             "Account Settings - Security: Idle session timeout: from 15 minutes to Never",
-            "auto_sign_out_disabled",
+            {"auto_sign_out_disabled"},
+        ),
+        # --- meeting_passcode_disabled at account, group and user level
+        (
+            "User Group",
+            "Edit Group Sales EMEA  - Personal Meeting ID (PMI) Passcode: from On to Off",
+            {"meeting_passcode_disabled"},
         ),
         (
+            "User Settings",
+            f"Edit User {JANE}  - Require a passcode when scheduling new meetings: from On to Off",
+            {"meeting_passcode_disabled"},
+        ),
+        (
+            "Account",
+            "Meeting  - Waiting room: from Off to On - Webinar passcode: from On to Off",
+            {"meeting_passcode_disabled"},
+        ),
+        (
+            "User Settings",
             f"Update User Settings - {JANE}: Require a passcode for Personal Meeting ID (PMI): "
             "from On to Off",
-            "meeting_passcode_disabled",
+            {"meeting_passcode_disabled"},
         ),
         (
+            "Account",
             "Account Settings - Meeting > Security: Require that all meetings are secured with "
             "one security option: from On to Off",
-            "meeting_passcode_disabled",
+            {"meeting_passcode_disabled"},
         ),
         (
+            "Account",
             "Account Settings: Require passcode for participants joining by phone: from On to Off",
-            "meeting_passcode_disabled",
+            {"meeting_passcode_disabled"},
         ),
-        # Not alerts: turned on, unrelated, or a name that only looks similar.
-        ("Account Settings: Sign in with two-factor authentication: from Off to On", None),
+        # --- sign_in_methods_changed
         (
-            "Account Settings - Meeting > Security: Require a passcode when scheduling new "
-            "meetings: from Off to On",
-            None,
+            "Account",
+            "Account Settings - Security: Sign in with SSO: from On to Off",
+            {"sign_in_methods_changed"},
         ),
-        ("Account Settings - Meeting > In Meeting: Lessons mode: from On to Off", None),
         (
-            "Account Settings - Meeting > Security: Embed passcode in invite link for one-click "
-            "join: from On to Off",
-            None,
+            "Account",
+            "Security  - Allow users to sign in with Apple: from Off to On",
+            {"sign_in_methods_changed"},
         ),
-        ("Account Settings - Security > Only allow sign in from: 198.51.100.0/24", None),
+        # --- sso_configuration_changed
+        (
+            "Account",
+            "Single Sign-On  - Sign-out page URL: from https://a.example/out to https://b.example/out",
+            {"sso_configuration_changed"},
+        ),
+        (
+            "Account",
+            "SSO  - SAML Response Mapping: set to Admin for group it-all",
+            {"sso_configuration_changed"},
+        ),
+        # --- billing_plan_changed
+        ("Billing", "Update billing contact information", {"billing_plan_changed"}),
+        (
+            "Account",
+            "Plan  - Subscription: from Monthly to Annual",
+            {"billing_plan_changed"},
+        ),
+        # --- off_hours is by time (see below); these are not alerts: turned on, unrelated,
+        # or a name that only looks similar
+        ("Account", f"Security  - {TWO_FACTOR}: from Off to On", set()),
+        (
+            "Account",
+            "Sign-In Password Requirement  - Have at least 1 letter: from Off to On - "
+            "Minimum password length: from 8 to 12",
+            set(),
+        ),
+        (
+            "Account",
+            "Security  - Require a passcode when scheduling new meetings: from Off to On",
+            set(),
+        ),
+        ("Account", "Meeting  - Lessons mode: from On to Off", set()),
+        (
+            "Account",
+            "Meeting  - Embed passcode in invite link for one-click join: from On to Off",
+            set(),
+        ),
+        ("Account", "Security  - Only allow sign in from: 198.51.100.0/24", set()),
+        (
+            "User",
+            f"Add User {JANE}  - User Type: Basic - Department: Finance",
+            set(),
+        ),
+        ("User", f"Edit User {JANE}  - Job Title: set to Contractor", set()),
+        ("User", f"Update User {JANE}  - User Type: from Basic to Licensed", set()),
+        ("User", f"Change Role  - {JANE}: from Member to Auditor", set()),
+        ("User", f"Sign in with SSO  - {JANE}", set()),
+        ("Billing", "Download Invoice  - Invoice Number: INV-2025-0042", set()),
     ],
 )
 def test_setting_detections_match_the_settings_they_name(
-    tmp_path: Path, detail: str, detection: str | None
+    tmp_path: Path, category: str, detail: str, expected: set[str]
 ) -> None:
-    category = "User Settings" if detail.startswith("Update User Settings") else "Account"
-    record = operation(t("2025-03-12 10:00:00"), category, "Update", detail)
+    action = "Download" if detail.startswith("Download") else "Update"
+    record = operation(t("2025-03-12 10:00:00"), category, action, detail)
     warehouse = write(tmp_path / "warehouse", operation_records=[record])
-    found = {r["detection"] for r in rows(analytics.run_detections(warehouse, now=NOW))}
-    assert found == ({detection} if detection else set())
+    found = {
+        r["detection"] for r in rows(analytics.run_detections(warehouse, now=NOW, params=PARAMS))
+    }
+    assert found == expected
+
+
+def test_a_multi_change_detail_alerts_once_with_every_qualifying_change(tmp_path: Path) -> None:
+    detail = (
+        "Sign-In Password Requirement  - Have at least 1 letter: from On to Off - "
+        "Have at least 1 number: from On to Off - Minimum password length: from 8 to 12"
+    )
+    record = operation(t("2025-03-12 10:00:00"), "Account", "Update", detail)
+    [alert] = named(
+        write(tmp_path / "warehouse", operation_records=[record]), "sign_in_security_disabled"
+    )
+    assert (alert["target"], alert["change"]) == (
+        "account",
+        "Have at least 1 letter: On → Off; Have at least 1 number: On → Off",
+    )
+
+
+def test_sign_in_methods_say_which_were_turned_on_and_which_off(tmp_path: Path) -> None:
+    detail = (
+        "Security  - Allow users to sign in with Google: from Off to On - "
+        "Sign in with SSO: from On to Off - Allow users to sign in with Apple: from Off to On"
+    )
+    record = operation(t("2025-03-12 10:00:00"), "Account", "Update", detail)
+    [alert] = named(
+        write(tmp_path / "warehouse", operation_records=[record]), "sign_in_methods_changed"
+    )
+    assert alert["change"] == (
+        "turned on: Allow users to sign in with Apple, Allow users to sign in with Google; "
+        "turned off: Sign in with SSO"
+    )
+
+
+def test_a_bulk_license_change_needs_ten_users_within_an_hour(tmp_path: Path) -> None:
+    users = [f"user{i:02d}@acme.example" for i in range(12)]
+
+    def changes(start: str, people: list[str], every: int) -> list[dict[str, str]]:
+        return [
+            operation(
+                t(start) + timedelta(minutes=every * i),
+                "User",
+                "Update",
+                f"Update User {user}  - User Type: from Licensed to Basic",
+            )
+            for i, user in enumerate(people)
+        ]
+
+    ops = (
+        changes("2025-03-10 10:00:00", users[:9], 1)  # nine: below the threshold
+        + changes("2025-03-11 10:00:00", users[:10], 7)  # ten, but over 63 minutes
+        + changes("2025-03-12 10:00:00", users, 3)  # twelve within 33 minutes
+        + [  # users added with a type are not changes
+            operation(
+                t("2025-03-13 10:00:00") + timedelta(minutes=i),
+                "User",
+                "Add",
+                f"Add User {user}  - User Type: Basic",
+            )
+            for i, user in enumerate(users)
+        ]
+    )
+    found = named(write(tmp_path / "warehouse", operation_records=ops), "license_type_bulk_change")
+    assert [(r["time"], r["target"]) for r in found] == [
+        (t("2025-03-12 10:00:00"), ", ".join(sorted(users)))
+    ]
+    assert found[0]["change"].startswith("12 users had their license type changed within 60")
+
+
+def test_off_hours_covers_account_changes_in_every_section(tmp_path: Path) -> None:
+    saturday = t("2025-03-08 23:00:00")
+    details = [
+        ("Account", f"Security  - {TWO_FACTOR}: from Off to On"),
+        ("Account", "Meeting  - Waiting room: from On to Off - Chat: from Off to On"),
+        ("Account", "Account Settings - Recording: Cloud recording: from On to Off"),
+        ("User Group", "Edit Group Sales EMEA  - Chat: from On to Off"),  # not account level
+        ("User", f"Edit User {JANE}  - Job Title: set to Contractor"),  # not account level
+    ]
+    ops = [
+        operation(saturday + timedelta(minutes=i), category, "Update", detail)
+        for i, (category, detail) in enumerate(details)
+    ]
+    found = named(write(tmp_path / "warehouse", operation_records=ops), "off_hours_account_change")
+    assert [r["change"] for r in found] == [
+        f"{TWO_FACTOR}: Off → On (at Sat 23:00 UTC)",
+        "Chat: Off → On; Waiting room: On → Off (at Sat 23:01 UTC)",
+        "Cloud recording: On → Off (at Sat 23:02 UTC)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -747,12 +984,16 @@ def test_write_detections_locally_is_idempotent(
         clean_activity() + scenarios.records_of(planted, "activity_logs"),
         CLEAN_OPERATIONS + scenarios.records_of(planted, "operation_logs"),
     )
-    first = detections.write_detections_local(warehouse, now=NOW)
-    assert (first.found, first.new_by_severity) == (7, {"high": 3, "medium": 3, "low": 1})
-    again = detections.write_detections_local(warehouse, now=NOW + timedelta(hours=1))
-    assert (again.found, again.new) == (7, 0)
+    planted_alerts = scenarios.alerts_of(planted)
+    first = detections.write_detections_local(warehouse, now=NOW, params=PARAMS)
+    assert first.found == len(planted_alerts) > 0
+    assert first.new_by_severity == Counter(a.severity for a in planted_alerts)
+    again = detections.write_detections_local(
+        warehouse, now=NOW + timedelta(hours=1), params=PARAMS
+    )
+    assert (again.found, again.new) == (len(planted_alerts), 0)
     later = NOW + timedelta(days=2)  # the data stops: a gap alert joins the rest
-    gap = detections.write_detections_local(warehouse, now=later)
+    gap = detections.write_detections_local(warehouse, now=later, params=PARAMS)
     assert gap.new_by_severity == {"medium": 1}
     stored = rows(
         analytics.run_query(warehouse, "SELECT * FROM zoom_detections ORDER BY time, alert_id")
@@ -771,7 +1012,11 @@ def test_scenarios_plant_one_call_per_stream(planted: list[scenarios.Scenario]) 
             calls.append((stream, len(list(records))))
 
     scenarios.plant(Sink(), planted)
-    assert sorted(calls) == [("activity_logs", 6), ("operation_logs", 6)]
+    assert sorted(calls) == [
+        ("activity_logs", len(scenarios.records_of(planted, "activity_logs"))),
+        ("operation_logs", len(scenarios.records_of(planted, "operation_logs"))),
+    ]
+    assert len(calls) == 2 and all(n > 5 for _, n in calls)
 
 
 def test_off_hours_scenario_refuses_business_hours() -> None:
@@ -799,7 +1044,7 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
         summary = run(settings, LocalEngine(warehouse), progress=False, now=NOW)
     assert all(s.error is None for s in summary.streams)
 
-    with analytics.LocalWarehouse(warehouse, now=NOW) as session:
+    with analytics.LocalWarehouse(warehouse, now=NOW, params=PARAMS) as session:
         alerts = rows(session.detections())
         expected = [a.as_row() for a in scenarios.alerts_of(planted)]
         assert sorted(alerts, key=lambda r: (r["time"], r["alert_id"])) == expected
@@ -812,12 +1057,14 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
             (r["day"], r["sign_ins"], r["sign_outs"]) for r in rows(session.named("daily_sign_ins"))
         ] == [(day, c["Sign in"], c["Sign out"]) for day, c in sorted(per_day.items())]
         new_ips = rows(session.named("new_ip_sign_ins"))
-        victim = planted[-1].records[0]
+        victim = next(s for s in planted if s.name == "new_ip_sign_in").records[0]
         assert {"email": victim["email"], "ip_address": victim["ip_address"]} in [
             {"email": r["email"], "ip_address": r["ip_address"]} for r in new_ips
         ]
         changes = rows(session.named("setting_changes"))
-        assert len(changes) == 6  # the planted operations; nothing else was generated
+        # one row per change of the planted operations; nothing else was generated
+        details = [r["operation_detail"] for r in scenarios.records_of(planted, "operation_logs")]
+        assert len(changes) == sum(d.count(": from ") + d.count(": set to") for d in details)
 
         # No activity after the simulator's last record: the gap detection speaks up.
         last = max(datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in truth)
@@ -849,8 +1096,12 @@ def parse_plan(spark: Any, sql: str) -> None:
 
 @pytest.mark.spark
 def test_spark_parses_every_query(spark_session: Any) -> None:
-    for query in [*QUERIES.values(), *DETECTIONS.values()]:
+    for query in [*QUERIES.values(), *DETECTIONS.values(), *analytics.VIEWS.values()]:
         parse_plan(spark_session, query.sql)
+    for statement in analytics.view_statements():
+        parse_plan(spark_session, statement)
+    for query in DETECTIONS.values():  # with the settings written into their params
+        parse_plan(spark_session, analytics.with_params(query.sql, PARAMS))
 
 
 @pytest.mark.spark
@@ -898,7 +1149,12 @@ def test_spark_runs_the_detections_task_query_with_the_same_alerts(
     engine = LocalEngine(planted_world)
     for spec in ALL_TABLES.values():
         dataframe(spark_session, spec, engine.read_table(spec)).createOrReplaceTempView(spec.name)
-    pinned = [replace(q, sql=analytics.pin_now(q.sql, NOW)) for q in DETECTIONS.values()]
+    for statement in analytics.view_statements(temporary=True):
+        spark_session.sql(statement)
+    pinned = [
+        replace(q, sql=analytics.pin_now(analytics.with_params(q.sql, PARAMS), NOW))
+        for q in DETECTIONS.values()
+    ]
     found = [r.asDict() for r in spark_session.sql(detections.alerts_sql(NOW, pinned)).collect()]
     # Spark hands back naive datetimes in the session time zone, UTC.
     found = [{**r, "time": r["time"].replace(tzinfo=UTC)} for r in found]
@@ -1060,9 +1316,17 @@ def test_the_spark_task_writes_through_the_engine_one_row_per_alert() -> None:
     assert engine.calls == ["ensure_tables", "merge_new", "merge_new", "merge_new"]
     assert (result.found, result.new_by_severity) == (4, {"high": 1, "medium": 1, "low": 1})
     assert result.line() == "detections: 4 alerts found, 3 new (high 1, medium 1, low 1)"
-    assert spark.statements[:2] == ["USE CATALOG `main`", "USE SCHEMA `zoom`"]
-    # No SQL write of its own: the engine merges (and creates the table).
-    assert not [s for s in spark.statements if s.startswith(("MERGE", "CREATE", "INSERT"))]
+    views = analytics.view_statements()
+    assert views[0].startswith("CREATE OR REPLACE VIEW operation_changes AS")
+    # The views the detections read, in the schema, where the dashboard reads them too.
+    assert spark.statements[: 2 + len(views)] == [
+        "USE CATALOG `main`",
+        "USE SCHEMA `zoom`",
+        *views,
+    ]
+    # No table write of its own: the engine merges (and creates the table).
+    writes = ("MERGE", "CREATE TABLE", "CREATE OR REPLACE TABLE", "INSERT")
+    assert not [s for s in spark.statements if s.startswith(writes)]
     [high] = [b for b in engine.batches if b.column("severity")[0].as_py() == "high"]
     assert high.column("change").to_pylist() == ["Admin", "2FA off"]
 
@@ -1072,8 +1336,8 @@ def test_the_spark_task_writes_through_the_engine_one_row_per_alert() -> None:
     [
         (["--catalog=main", "--schema=zoom"], {"high": 1}, 0),
         (["--catalog=main", "--schema=zoom", "--fail-on=high"], {"medium": 3}, 0),
-        (["--catalog=main", "--schema=zoom", "--fail-on=medium"], {"medium": 3}, 5),
-        (["--catalog=main", "--schema=zoom", "--fail-on=low"], {"high": 1}, 5),
+        (["--catalog=main", "--schema=zoom", "--fail-on=medium"], {"medium": 3}, 6),
+        (["--catalog=main", "--schema=zoom", "--fail-on=low"], {"high": 1}, 6),
     ],
 )
 def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
@@ -1081,7 +1345,7 @@ def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
 ) -> None:
     seen: list[tuple[str, str]] = []
 
-    def fake(spark: Any, catalog: str, schema: str) -> detections.DetectionRun:
+    def fake(spark: Any, catalog: str, schema: str, **kwargs: Any) -> detections.DetectionRun:
         seen.append((catalog, schema))
         return detections.DetectionRun(NOW, sum(new.values()), new)
 
@@ -1097,10 +1361,30 @@ def test_the_entry_point_fails_only_on_new_alerts_at_the_chosen_severity(
         ["--catalog=main", "--schema="],
         ["--schema=zoom"],
         ["--catalog=a", "--schema=b", "--fail-on=urgent"],
+        ["--catalog=a", "--schema=b", "--watched-countries=K1"],
+        ["--catalog=a", "--schema=b", "--travel-window=soon"],
     ],
 )
 def test_the_entry_point_rejects_missing_or_bad_arguments(argv: list[str]) -> None:
     assert detections.main(argv) == 2
+
+
+def test_the_entry_point_passes_the_detection_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    def fake(spark: Any, catalog: str, schema: str, **kwargs: Any) -> detections.DetectionRun:
+        seen.append(kwargs["settings"])
+        return detections.DetectionRun(NOW, 0, {})
+
+    monkeypatch.setattr(detections, "_active_session", lambda: None)
+    monkeypatch.setattr(detections, "write_detections_spark", fake)
+    argv = ["--catalog=m", "--schema=z", "--watched-countries=ru,by", "--travel-window=2h"]
+    assert detections.main(argv) == 0
+    assert seen[0].sql_params() == {
+        "watched_countries": "RU,BY",
+        "travel_minutes": 120,
+        "learning_days": 14,
+    }
 
 
 def test_the_docs_describe_every_query_and_detection() -> None:

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from known_world import ADMIN, CLEAN_OPERATIONS, NOW, USERS, clean_activity, operation, t, write
+from known_world import (
+    ADMIN,
+    CLEAN_OPERATIONS,
+    NOW,
+    PARAMS,
+    USERS,
+    clean_activity,
+    operation,
+    t,
+    write,
+)
 from zoom_ingest import report, scenarios
 from zoom_ingest.analytics import DETECTIONS, QUERIES
 
@@ -70,14 +80,16 @@ def planted_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]
         t("2025-03-12 11:00:00"),
         "User",
         "Update",
-        'Change Role  - <script>alert("x")</script>@evil.example: from Member to <b>Admin</b>',
+        'Change Role  - <script>alert("x")</script>@evil.example: from <b>Member</b> to Admin',
     )
     warehouse = write(
         tmp_path_factory.mktemp("report") / "warehouse",
         clean_activity() + scenarios.records_of(planted, "activity_logs"),
         [*CLEAN_OPERATIONS, *scenarios.records_of(planted, "operation_logs"), hostile],
     )
-    output = report.write_report(warehouse, warehouse.parent / "out" / "report.html", now=NOW)
+    output = report.write_report(
+        warehouse, warehouse.parent / "out" / "report.html", now=NOW, params=PARAMS
+    )
     return output, output.read_text(encoding="utf-8")
 
 
@@ -112,7 +124,9 @@ def test_the_report_shows_the_planted_alerts_and_changes(planted_report: tuple[P
     for alert in scenarios.alerts_of(scenarios.standard_scenarios(NOW, admin=ADMIN, users=USERS)):
         assert DETECTIONS[alert.detection].title in text
         assert alert.change in text
-    assert f"high {3 + 1}" in text  # three planted, plus the hostile promotion
+    planted = scenarios.alerts_of(scenarios.standard_scenarios(NOW, admin=ADMIN, users=USERS))
+    high = sum(1 for a in planted if a.severity == "high")
+    assert f"high {high + 1}" in text  # the planted ones, plus the hostile promotion
     for name in (
         "daily_sign_ins",
         "client_versions",
@@ -126,9 +140,9 @@ def test_the_report_shows_the_planted_alerts_and_changes(planted_report: tuple[P
 
 def test_values_from_the_data_are_escaped(planted_report: tuple[Path, str]) -> None:
     _, page = planted_report
-    assert "<script>" not in page and "<b>Admin</b>" not in page
+    assert "<script>" not in page and "<b>Member</b>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;@evil.example" in page
-    assert "role: Member → &lt;b&gt;Admin&lt;/b&gt;" in page
+    assert "role: &lt;b&gt;Member&lt;/b&gt; → Admin" in page
 
 
 def test_freshness_warns_when_the_newest_record_is_older_than_a_day(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from zoom_ingest import databricks_job
+from zoom_ingest import databricks_job, geo
 from zoom_ingest.engines import EngineBusy, TableSchemaMismatch
 from zoom_ingest.engines import spark as spark_engine
 from zoom_ingest.engines.spark import (
@@ -58,6 +58,7 @@ from zoom_ingest.tables import (
     ACTIVITY_LOGS,
     ALL_TABLES,
     CHECKPOINTS,
+    IP_COUNTRIES,
     LOG_TABLES,
     OPERATION_LOGS,
     REJECTS,
@@ -755,6 +756,11 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
             ]
         )
         want = {spec.name: expected_ids(sim, spec, start) for spec in LOG_TABLES.values()}
+        addresses = {
+            r["ip_address"]
+            for r in sim.ground_truth("activity_logs", start=start)
+            if r.get("ip_address")
+        }
         client_secret, account_id = sim.client_secret, sim.account_id
 
     assert exit_code == 0
@@ -775,6 +781,9 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
         for statement, schema, _ in engine.sources:
             if statement.startswith(f"MERGE INTO {engine.table_name(spec)} "):
                 assert schema == spark_schema(spec)
+    # The enrichment: every address the run brought, with its country, merged on Spark too.
+    looked_up = {row["ip_address"]: row["country"] for row in engine.source_rows(IP_COUNTRIES)}
+    assert addresses and looked_up == geo.countries(addresses)
     cursors = {row["stream"]: row for row in engine.source_rows(CHECKPOINTS)}
     assert set(cursors) == set(LOG_TABLES)
     assert {row["account_id"] for row in cursors.values()} == {account_id}

@@ -14,7 +14,7 @@ timestamps in UTC, as a Databricks session with the UTC time zone does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,9 +33,12 @@ from .queries import (  # noqa: F401  (re-exported: the names analytics users kn
     KINDS,
     QUERIES,
     SEVERITIES,
+    VIEWS,
     Query,
     load_queries,
     parse_header,
+    view_statements,
+    with_params,
 )
 from .tables import ALL_TABLES, UTC
 
@@ -49,7 +52,11 @@ class QueryError(ValueError):
 
 
 def to_duckdb(
-    sql: str, *, now: datetime | None = None, tables: frozenset[str] = frozenset()
+    sql: str,
+    *,
+    now: datetime | None = None,
+    tables: frozenset[str] = frozenset(),
+    params: Mapping[str, object] | None = None,
 ) -> str:
     """One Databricks SQL query → DuckDB SQL.
 
@@ -58,6 +65,8 @@ def to_duckdb(
     catalog/schema qualifier (`main.zoom.activity_logs` → `activity_logs`), so a query
     copied from Databricks runs unchanged.
     """
+    if params:
+        sql = with_params(sql, params)
     try:
         statements = [s for s in sqlglot.parse(sql, read=SOURCE_DIALECT) if s is not None]
     except ParseError as exc:
@@ -116,17 +125,28 @@ class LocalWarehouse:
     open one per call. `now` pins the current time for every query of the session.
     """
 
-    def __init__(self, warehouse: str | Path, *, now: datetime | None = None) -> None:
+    def __init__(
+        self,
+        warehouse: str | Path,
+        *,
+        now: datetime | None = None,
+        params: Mapping[str, object] | None = None,
+    ) -> None:
         self.path = Path(warehouse).expanduser()
         if not self.path.is_dir():
             raise QueryError(
                 f"no warehouse at {self.path}: run `zoom-ingest run` or `zoom-ingest demo` first"
             )
         self.now = now
+        #: values of the detections' params CTEs (DetectionSettings.sql_params()); None:
+        #: the DetectionSettings from the environment (ZOOM_INGEST_WATCHED_COUNTRIES, …)
+        self.params = dict(params) if params is not None else _env_params()
         self._connection = duckdb.connect(":memory:")
         # Databricks jobs and warehouses run in UTC; days and hours mean UTC days here too.
         self._connection.execute("SET TimeZone = 'UTC'")
         self.tables = frozenset(self._register_tables())
+        self._create_views()
+        self.tables = self.tables | frozenset(VIEWS)
 
     def _register_tables(self) -> Iterator[str]:
         found: set[str] = set()
@@ -139,6 +159,15 @@ class LocalWarehouse:
             if spec.name not in found:  # not created yet: reads as empty
                 self._connection.register(spec.name, spec.schema.empty_table())
                 yield spec.name
+
+    def _create_views(self) -> None:
+        """The views of `VIEWS`, translated like any query (they read the tables above)."""
+        for view in VIEWS.values():
+            translated = to_duckdb(view.sql, tables=self.tables)
+            try:
+                self._connection.execute(f"CREATE OR REPLACE VIEW {view.name} AS {translated}")
+            except duckdb.Error as exc:
+                raise QueryError(f"the view {view.name} failed: {_first_line(exc)}") from None
 
     def _register_delta(self, name: str, table: DeltaTable) -> None:
         """A view over the table's current files, scanned by DuckDB's own Parquet reader.
@@ -158,7 +187,7 @@ class LocalWarehouse:
 
     def query(self, sql: str) -> pa.Table:
         """Run one Databricks SQL query; the result as an Arrow table."""
-        translated = to_duckdb(sql, now=self.now, tables=self.tables)
+        translated = to_duckdb(sql, now=self.now, tables=self.tables, params=self.params)
         try:
             result = self._connection.sql(translated).arrow()
             if isinstance(result, pa.RecordBatchReader):  # DuckDB 1.4 and later
@@ -169,9 +198,9 @@ class LocalWarehouse:
 
     def named(self, name: str) -> pa.Table:
         """Run an analytics query or a detection by name."""
-        query = QUERIES.get(name) or DETECTIONS.get(name)
+        query = QUERIES.get(name) or DETECTIONS.get(name) or VIEWS.get(name)
         if query is None:
-            known = ", ".join(sorted({*QUERIES, *DETECTIONS}))
+            known = ", ".join(sorted({*QUERIES, *DETECTIONS, *VIEWS}))
             raise QueryError(f"no query named {name!r}; known: {known}")
         return self.query(query.sql)
 
@@ -199,6 +228,12 @@ class LocalWarehouse:
         self.close()
 
 
+def _env_params() -> dict[str, object]:
+    from .settings import DetectionSettings
+
+    return DetectionSettings.from_env().sql_params()
+
+
 def run_query(warehouse: str | Path, sql: str, *, now: datetime | None = None) -> pa.Table:
     """Run one Databricks SQL query over a local warehouse folder (for `zoom-ingest query`)."""
     with LocalWarehouse(warehouse, now=now) as session:
@@ -211,9 +246,14 @@ def run_named(warehouse: str | Path, name: str, *, now: datetime | None = None) 
         return session.named(name)
 
 
-def run_detections(warehouse: str | Path, *, now: datetime | None = None) -> pa.Table:
+def run_detections(
+    warehouse: str | Path,
+    *,
+    now: datetime | None = None,
+    params: Mapping[str, object] | None = None,
+) -> pa.Table:
     """Every detection's alerts over a local warehouse folder, in ALERT_SCHEMA."""
-    with LocalWarehouse(warehouse, now=now) as session:
+    with LocalWarehouse(warehouse, now=now, params=params) as session:
         return session.detections()
 
 

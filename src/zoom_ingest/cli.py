@@ -390,6 +390,8 @@ def demo_command(
     click.echo("")
     show_status(warehouse, settings.account_id, samples=3)
     click.echo("")
+    show_alert_counts(warehouse, planted)
+    click.echo("")
     me = invoked_as()
     click.echo(f"Tables are in {warehouse}/ (one Delta table per folder). Next:")
     click.echo(f"  {me} status --warehouse {warehouse}")
@@ -400,6 +402,30 @@ def demo_command(
     click.echo(f"  {me} query --warehouse {warehouse} --detections   # the alerts")
     click.echo(f"  {me} report --warehouse {warehouse}   # an HTML page with charts")
     sys.exit(code)
+
+
+def show_alert_counts(warehouse: Path, planted: list[Any]) -> None:
+    """Alerts per detection on the demo's data, beside how many the planted scenarios raise."""
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .analytics import DETECTIONS, QueryError, run_detections
+
+    try:
+        alerts = run_detections(warehouse).to_pylist()
+    except QueryError as exc:
+        click.echo(f"detections: {exc}", err=True)
+        return
+    found = Counter(a["detection"] for a in alerts)
+    expected = Counter(a.detection for s in planted for a in s.alerts)
+    table = Table(title=f"Detections: {len(alerts)} alerts (the last 30 days)")
+    for column in ("detection", "severity", "alerts", "planted"):
+        table.add_column(column, justify="right" if column in ("alerts", "planted") else "left")
+    for name, query in sorted(DETECTIONS.items()):
+        table.add_row(name, query.severity or "", str(found[name]), str(expected[name]))
+    Console(width=100).print(table)
 
 
 @main.command("status")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +32,8 @@ from . import exit_codes
 from .databricks_job import LastNonEmpty
 from .engines.base import Engine
 from .engines.spark import SparkEngine, quote_identifier, timestamp_literal
-from .queries import ALERT_SCHEMA, DETECTIONS, SEVERITIES, Query
+from .queries import ALERT_SCHEMA, DETECTIONS, SEVERITIES, Query, view_statements, with_params
+from .settings import DEFAULT_WATCHED_COUNTRIES, DetectionSettings, SettingsError
 from .tables import DETECTIONS as DETECTIONS_TABLE
 from .tables import TIMESTAMP, UTC
 
@@ -135,6 +136,12 @@ def store_alerts(engine: Engine, alerts: pa.Table) -> dict[str, int]:
     return new
 
 
+def configured(settings: DetectionSettings | None = None) -> list[Query]:
+    """Every detection with the settings' values written into its params CTE."""
+    params = (settings or DetectionSettings()).sql_params()
+    return [replace(q, sql=with_params(q.sql, params)) for q in DETECTIONS.values()]
+
+
 def write_detections_spark(
     spark: SparkSession,
     catalog: str,
@@ -142,8 +149,13 @@ def write_detections_spark(
     *,
     now: datetime | None = None,
     engine: Engine | None = None,
+    settings: DetectionSettings | None = None,
 ) -> DetectionRun:
-    """Run every detection in `catalog.schema` and merge new alerts into zoom_detections."""
+    """Run every detection in `catalog.schema` and merge new alerts into zoom_detections.
+
+    Also (re)creates the views the queries read (`operation_changes`) in the schema, where
+    the dashboard's datasets find them too.
+    """
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
     engine = engine or SparkEngine(spark, catalog, schema, optimize=False)
     # Every table, zoom_detections included, as the ingest job declares and describes it.
@@ -151,7 +163,10 @@ def write_detections_spark(
     # The detections name their tables without catalog or schema.
     spark.sql(f"USE CATALOG {quote_identifier(catalog)}")
     spark.sql(f"USE SCHEMA {quote_identifier(schema)}")
-    alerts = collect_alerts(spark, detected_at)
+    selected = configured(settings)
+    for statement in view_statements():
+        spark.sql(statement)
+    alerts = collect_alerts(spark, detected_at, selected)
     return DetectionRun(detected_at, alerts.num_rows, store_alerts(engine, alerts))
 
 
@@ -168,10 +183,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--schema", action=LastNonEmpty, default="", help="schema of the tables (required)"
     )
     parser.add_argument(
+        "--watched-countries",
+        action=LastNonEmpty,
+        default="",
+        help="watched_country_sign_in: ISO country codes, comma-separated (default "
+        f"{','.join(DEFAULT_WATCHED_COUNTRIES)}; 'none' for no country)",
+    )
+    parser.add_argument(
+        "--travel-window",
+        action=LastNonEmpty,
+        default="",
+        help="impossible_travel: two countries closer in time than this (default 1h)",
+    )
+    parser.add_argument(
+        "--country-learning-days",
+        action=LastNonEmpty,
+        default="",
+        help="new_country_sign_in: days of a user's history before a new country alerts "
+        "(default 14)",
+    )
+    parser.add_argument(
         "--fail-on",
         action=LastNonEmpty,
         default="",
-        help=f"exit 1 when a new alert has this severity or above ({', '.join(SEVERITIES)}); "
+        help=f"exit 6 when a new alert has this severity or above ({', '.join(SEVERITIES)}); "
         "empty: never",
     )
     return parser
@@ -201,13 +236,19 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         for name in ("catalog", "schema"):
             if not getattr(args, name):
                 parser.error(f"--{name} is required and must not be empty")
+        try:
+            settings = DetectionSettings.parse(
+                args.watched_countries, args.travel_window, args.country_learning_days
+            )
+        except SettingsError as exc:
+            parser.error(str(exc))
     except SystemExit as exc:  # --help, or a bad argument: argparse has said why
         return int(exc.code or 0)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    result = write_detections_spark(_active_session(), args.catalog, args.schema)
+    result = write_detections_spark(_active_session(), args.catalog, args.schema, settings=settings)
     log.info("%s", result.line())
     if fail_on and result.new_at_or_above(fail_on):
         log.error("new alerts of severity %s or above: see the zoom_detections table", fail_on)
@@ -225,17 +266,23 @@ def _active_session() -> SparkSession:
 # --------------------------------------------------------------------------- local
 
 
-def write_detections_local(warehouse: str | Path, *, now: datetime | None = None) -> DetectionRun:
+def write_detections_local(
+    warehouse: str | Path,
+    *,
+    now: datetime | None = None,
+    params: Mapping[str, object] | None = None,
+) -> DetectionRun:
     """Run every detection over a local warehouse and merge new alerts into zoom_detections.
 
     `now` pins the detections' current time (tests); `detected_at` is `now` or the clock.
+    `params`: DetectionSettings.sql_params() (default: the settings from the environment).
     """
     # The local extra (duckdb, sqlglot, deltalake): imported here, never on Databricks.
     from .analytics import LocalWarehouse
     from .engines.local import LocalEngine
 
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
-    with LocalWarehouse(warehouse, now=now) as session:
+    with LocalWarehouse(warehouse, now=now, params=params) as session:
         alerts = session.detections()
     engine = LocalEngine(warehouse)
     engine.ensure_tables()

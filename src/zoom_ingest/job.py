@@ -28,11 +28,12 @@ import pyarrow.compute as pc
 
 from . import exit_codes
 from .engines.base import Engine
+from .geo import ip_country_rows_for
 from .normalise import Batch, Reject
 from .plan import Plan, Window, plan_stream
 from .progress import Progress
 from .settings import Settings
-from .tables import REJECTS, RUNS, UTC, format_time, reject_id
+from .tables import ACTIVITY_LOGS, IP_COUNTRIES, REJECTS, RUNS, UTC, format_time, reject_id
 from .zoom import (
     STREAMS_BY_NAME,
     CallCounters,
@@ -401,6 +402,8 @@ class _Writer:
             table = table.filter(keep)
         if table.num_rows:
             s.inserted += self.engine.merge_new(s.stream.spec, table)
+            if s.stream.spec is ACTIVITY_LOGS:  # enrichment: the new addresses' countries
+                self.engine.merge_new(IP_COUNTRIES, ip_country_rows_for(table))
         if batch.rejects:
             s.rejected += len(batch.rejects)
             self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from .tables import TIMESTAMP
 
-KINDS = ("analytics", "detections")
+KINDS = ("analytics", "detections", "views")
 SEVERITIES = ("high", "medium", "low")
 #: The columns every detection returns, in this order.
 ALERT_SCHEMA = pa.schema(
@@ -96,3 +96,56 @@ def load_queries(kind: str) -> dict[str, Query]:
 
 QUERIES: dict[str, Query] = load_queries("analytics")
 DETECTIONS: dict[str, Query] = load_queries("detections")
+#: Views the queries read, created before they run: locally in DuckDB by LocalWarehouse, on
+#: Databricks by the detections task (`view_statements`). `operation_changes` is the one
+#: parse of operation_detail.
+VIEWS: dict[str, Query] = load_queries("views")
+
+
+def view_statements(*, temporary: bool = False) -> list[str]:
+    """Databricks SQL that creates (or replaces) every view of `VIEWS` in the current schema.
+
+    `temporary`: session-scoped views (tests on a local SparkSession, ad-hoc notebooks).
+    """
+    kind = "TEMPORARY VIEW" if temporary else "VIEW"
+    return [
+        f"CREATE OR REPLACE {kind} {view.name} AS\n{view.sql.rstrip().rstrip(';')}\n"
+        for view in VIEWS.values()
+    ]
+
+
+# `WITH params AS (SELECT 60 AS travel_minutes, 'CU,IR' AS watched_countries)`: the one
+# CTE of a detection whose literals are its settings.
+_PARAMS_CTE = re.compile(
+    r"(?P<head>\bparams\s+AS\s*\(\s*SELECT\b)(?P<body>.*?)(?P<tail>\))", re.I | re.S
+)
+_PARAM = re.compile(
+    r"(?P<value>'(?:[^']|'')*'|-?\d+(?:\.\d+)?)(?P<alias>\s+AS\s+(?P<name>\w+))", re.I
+)
+
+
+def with_params(sql: str, params: Mapping[str, object]) -> str:
+    """The Databricks SQL query with the literals of its `params` CTE set to `params`.
+
+    A detection's tunable values (countries, windows, thresholds) sit in one CTE named
+    `params` (`WITH params AS (SELECT 60 AS travel_minutes)`); names it does not have are
+    ignored, so one mapping (settings.DetectionSettings.sql_params) serves every query.
+    Text in, text out, with the standard library only: the Databricks detections task
+    runs it without the local extra.
+    """
+    match = _PARAMS_CTE.search(sql)
+    if match is None or not params:
+        return sql
+
+    def literal(found: re.Match[str]) -> str:
+        name = found["name"]
+        if name not in params:
+            return found[0]
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"parameter {name}: {value!r} is not a number or text")
+        text = "'" + value.replace("'", "''") + "'" if isinstance(value, str) else repr(value)
+        return text + found["alias"]
+
+    body = _PARAM.sub(literal, match["body"])
+    return sql[: match.start("body")] + body + sql[match.end("body") :]

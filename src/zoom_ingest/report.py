@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -35,19 +35,33 @@ _SEVERITY_COLOURS = {"high": "#cf222e", "medium": "#d29922", "low": "#57606a"}
 Row = dict[str, Any]
 
 
-def write_report(warehouse: str | Path, output: str | Path, *, now: datetime | None = None) -> Path:
-    """Write the report of a local warehouse to `output` (an .html file); return its path."""
-    page = render_report(warehouse, now=now)
+def write_report(
+    warehouse: str | Path,
+    output: str | Path,
+    *,
+    now: datetime | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Path:
+    """Write the report of a local warehouse to `output` (an .html file); return its path.
+
+    `params`: the detections' settings (DetectionSettings.sql_params(); default: from the
+    environment)."""
+    page = render_report(warehouse, now=now, params=params)
     path = Path(output).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def render_report(warehouse: str | Path, *, now: datetime | None = None) -> str:
+def render_report(
+    warehouse: str | Path,
+    *,
+    now: datetime | None = None,
+    params: Mapping[str, object] | None = None,
+) -> str:
     """The report as one HTML document (a string)."""
     generated = (now or datetime.now(UTC)).astimezone(UTC)
-    with LocalWarehouse(warehouse, now=now) as session:
+    with LocalWarehouse(warehouse, now=now, params=params) as session:
         results: dict[str, list[Row]] = {name: _rows(session.named(name)) for name in QUERIES}
         alerts = _rows(session.detections())
         location = str(session.path.absolute())

@@ -7,7 +7,9 @@ names the setting and what is allowed (the CLI turns it into exit code 2).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
@@ -217,3 +219,87 @@ def _check_range(setting: str, value: float, low: float, high: float) -> None:
 
 def _number(value: float) -> str:
     return f"{value:,}" if float(value).is_integer() else f"{value:g}"
+
+
+# --------------------------------------------------------------------------- detections
+
+#: Countries under comprehensive US sanctions: few companies have staff signing in there.
+DEFAULT_WATCHED_COUNTRIES = ("CU", "IR", "KP", "SY")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+#: DetectionSettings field → its environment variable.
+DETECTION_ENV = {
+    "watched_countries": "ZOOM_INGEST_WATCHED_COUNTRIES",
+    "travel_window": "ZOOM_INGEST_TRAVEL_WINDOW",
+    "country_learning_days": "ZOOM_INGEST_COUNTRY_LEARNING_DAYS",
+}
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """The tunable values of the detections (sql/detections), one declaration each.
+
+    Each field is a value of some detection's `params` CTE; `sql_params()` maps them to
+    those names and analytics.with_params() writes them into the SQL, on DuckDB and on
+    Databricks alike. Env vars: `ZOOM_INGEST_<FIELD>` (`from_env`); the detections entry
+    point takes `--watched-countries`, `--travel-window`, `--country-learning-days`.
+    """
+
+    #: watched_country_sign_in: ISO 3166-1 alpha-2 codes whose sign-ins always alert.
+    watched_countries: tuple[str, ...] = DEFAULT_WATCHED_COUNTRIES
+    #: impossible_travel: two countries closer together than this are impossible travel.
+    travel_window: timedelta = timedelta(hours=1)
+    #: new_country_sign_in: days of a user's history before a new country alerts.
+    country_learning_days: int = 14
+
+    def __post_init__(self) -> None:
+        for code in self.watched_countries:
+            if not isinstance(code, str) or not _COUNTRY.match(code):
+                raise SettingsError(
+                    "watched_countries",
+                    f"{code!r} is not an ISO 3166-1 alpha-2 code in capitals (e.g. KP, IR)",
+                )
+        if not timedelta(minutes=1) <= self.travel_window <= timedelta(days=2):
+            raise SettingsError("travel_window", "must be between 1 minute and 2 days (e.g. 90m)")
+        _check_range("country_learning_days", self.country_learning_days, 0, 365)
+
+    def sql_params(self) -> dict[str, object]:
+        """params-CTE column → value, for analytics.with_params()."""
+        return {
+            "watched_countries": ",".join(self.watched_countries),
+            "travel_minutes": int(self.travel_window.total_seconds() // 60),
+            "learning_days": self.country_learning_days,
+        }
+
+    @classmethod
+    def parse(
+        cls,
+        watched_countries: str | None = None,
+        travel_window: str | None = None,
+        country_learning_days: str | None = None,
+    ) -> DetectionSettings:
+        """From text (flags, job parameters, env vars); None or empty keeps the default."""
+        values: dict[str, object] = {}
+        if watched_countries and watched_countries.strip():
+            values["watched_countries"] = parse_countries(watched_countries)
+        if travel_window and travel_window.strip():
+            values["travel_window"] = parse_duration("travel_window", travel_window)
+        if country_learning_days and country_learning_days.strip():
+            try:
+                values["country_learning_days"] = int(country_learning_days)
+            except ValueError:
+                raise SettingsError(
+                    "country_learning_days", f"{country_learning_days!r} is not a whole number"
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectionSettings:
+        env = os.environ if environ is None else environ
+        return cls.parse(**{name: env.get(var) for name, var in DETECTION_ENV.items()})
+
+
+def parse_countries(text: str) -> tuple[str, ...]:
+    """`kp, IR ,cu` → ("KP", "IR", "CU"); `none` or `-` → no watched country."""
+    if text.strip().lower() in ("none", "-"):
+        return ()
+    return tuple(dict.fromkeys(c.strip().upper() for c in text.split(",") if c.strip()))

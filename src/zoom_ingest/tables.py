@@ -241,10 +241,34 @@ DETECTIONS = TableSpec(
     pii={"actor": "email"},
 )
 
+#: Enrichment beside the log tables (which stay exactly as documented): the country of
+#: every address the activity logs brought, from an offline database (see geo.py).
+IP_COUNTRIES = TableSpec(
+    name="zoom_ip_countries",
+    schema=pa.schema(
+        [
+            pa.field("ip_address", pa.string(), nullable=False),
+            pa.field("country", pa.string()),  # ISO 3166-1 alpha-2; NULL: no country known
+            pa.field("looked_up_at", TIMESTAMP, nullable=False),
+            pa.field("db_version", pa.string(), nullable=False),  # e.g. "iptocc 3.3.170"
+        ]
+    ),
+    key=("ip_address",),
+    comment="zoom_ingest: country of each IP address in activity_logs (offline IP-to-country)",
+    column_comments={
+        "ip_address": "An IP address seen in activity_logs",
+        "country": "ISO 3166-1 alpha-2 country code; NULL when the database knows none",
+        "looked_up_at": "When the address was looked up (UTC)",
+        "db_version": "The offline database that answered, e.g. iptocc 3.3.170",
+    },
+    pii={"ip_address": "ip_address"},
+)
+
 LOG_TABLES: dict[str, TableSpec] = {t.name: t for t in (ACTIVITY_LOGS, OPERATION_LOGS)}
 BOOKKEEPING_TABLES: dict[str, TableSpec] = {t.name: t for t in (CHECKPOINTS, RUNS, REJECTS)}
-#: Tables the project derives from the logs, beside them in the same schema.
-DERIVED_TABLES: dict[str, TableSpec] = {t.name: t for t in (DETECTIONS,)}
+#: Tables the project derives from the logs, beside them in the same schema: alerts, and
+#: enrichment (the log tables stay exactly as documented).
+DERIVED_TABLES: dict[str, TableSpec] = {t.name: t for t in (DETECTIONS, IP_COUNTRIES)}
 #: Every table: the engines create and maintain exactly these.
 ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES, **DERIVED_TABLES}
 

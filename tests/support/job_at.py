@@ -20,6 +20,7 @@ from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import run
 from zoom_ingest.zoom import ZoomClient
 
+
 def main(argv: list[str]) -> int:
     settings_file, warehouse, now_text = argv
     settings = pickle.loads(Path(settings_file).read_bytes())

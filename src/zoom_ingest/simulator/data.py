@@ -117,8 +117,20 @@ _CLIENTS = (
     ("Windows", 28), ("win", 10), ("Mac", 24), ("Browser", 13), ("iOS", 10), ("Android", 8),
     ("Linux", 3), ("iPad", 2), ("Zoom Rooms", 2),
 )  # fmt: skip
-_EGRESS_NETWORKS = ("198.51.100", "203.0.113", "192.0.2")
-_PUBLIC_FIRST_OCTETS = (24, 31, 46, 62, 77, 81, 86, 92, 109, 145, 151, 176, 185, 188, 213, 217)
+#: Where the simulated people live: (country, weight, IPv4 /16 blocks, IPv6 /32 prefix).
+#: Every block is registered to its country in the Regional Internet Registries' data (a
+#: test checks each /24 against the offline IP-to-country database), so a person's home,
+#: phone and office addresses all lie in their own country and the country detections
+#: (new country, watched countries, impossible travel) stay silent on generated data.
+REGIONS: tuple[tuple[str, int, tuple[tuple[int, int], ...], str], ...] = (
+    ("US", 40, ((73, 0), (73, 17), (73, 34), (73, 51), (73, 68), (98, 1), (98, 2)), "2600:1700"),
+    ("DE", 20, ((91, 0), (91, 1), (91, 2), (91, 3), (91, 4), (91, 5)), "2003:e0"),
+    ("GB", 15, ((86, 0), (86, 1), (86, 2), (86, 3), (86, 4), (86, 5)), "2a00:23c0"),
+    ("FR", 10, ((90, 0), (90, 1), (90, 2), (90, 3), (90, 4), (90, 5)), "2a01:cb00"),
+    ("JP", 10, ((126, 0), (126, 1), (126, 2), (133, 0), (133, 1), (133, 2)), "240b:10"),
+    ("IN", 5, ((117, 96), (117, 97), (117, 98), (117, 99), (117, 192), (117, 193)), "2401:4900"),
+)  # fmt: skip
+_REGION_BY_COUNTRY = {region[0]: region for region in REGIONS}
 
 #: Relative sign-in activity per local hour of day (people work office hours).
 _LOCAL_HOUR_WEIGHTS = (
@@ -145,6 +157,9 @@ class Person:
     devices: tuple[Device, ...]
     #: `,"ip_address":"…"` fragments of the person's usual addresses (home, phone).
     ip_fragments: tuple[str, ...]
+    #: Where they live (ISO code; see REGIONS) and their office's shared addresses.
+    country: str = "US"
+    office_fragments: tuple[str, ...] = ()
 
 
 @dataclass
@@ -155,12 +170,18 @@ class World:
     activity_weights: list[float]  # cumulative; a few people sign in a lot
     admins: list[str]
     admin_weights: list[float]  # cumulative
-    egress_fragments: tuple[str, ...]  # the offices' shared public addresses
+    egress_fragments: tuple[str, ...]  # the offices' shared public addresses (all regions)
     rooms: tuple[str, ...] = ("Boardroom 3 (Berlin HQ)", "Huddle 2 – 東京", "Fishbowl (NYC)")
 
     @classmethod
     def build(cls, seed: int, population: int) -> World:
         rng = random.Random(f"{seed}/world")
+        offices = {
+            country: tuple(f',"ip_address":"{_ip(rng, country, office=True)}"' for _ in range(2))
+            for country, *_ in REGIONS
+        }
+        countries = [region[0] for region in REGIONS]
+        country_weights = [region[1] for region in REGIONS]
         people: list[Person] = []
         emails: set[str] = set()
         while len(people) < population:
@@ -168,20 +189,23 @@ class World:
             if email in emails:
                 email = email.replace("@", f"{len(people)}@", 1)
             emails.add(email)
+            country = rng.choices(countries, weights=country_weights)[0]
             people.append(
                 Person(
                     email=email,
                     email_json=_json(email),
                     devices=tuple(_device(rng) for _ in range(rng.choice((1, 1, 2, 2, 3)))),
                     ip_fragments=tuple(
-                        f',"ip_address":"{_ip(rng)}"' for _ in range(rng.choice((1, 2, 3)))
+                        f',"ip_address":"{_ip(rng, country)}"' for _ in range(rng.choice((1, 2, 3)))
                     ),
+                    country=country,
+                    office_fragments=offices[country],
                 )
             )
         weights = list(accumulate(1.0 / (rank + 1) ** 0.6 for rank in range(population)))
         admins = [p.email for p in people[: max(2, min(12, population // 20))]]
         admin_weights = list(accumulate(1.0 / (rank + 1) for rank in range(len(admins))))
-        egress = tuple(f',"ip_address":"{_ip(rng, office=True)}"' for _ in range(6))
+        egress = tuple(fragment for pair in offices.values() for fragment in pair)
         return cls(people, weights, admins, admin_weights, egress)
 
 
@@ -213,18 +237,15 @@ def _device(rng: random.Random) -> Device:
     return Device(client, version, fragment)
 
 
-def _ip(rng: random.Random, office: bool = False) -> str:
+def _ip(rng: random.Random, country: str, office: bool = False) -> str:
+    """A public address registered in `country` (one of REGIONS): IPv6 a quarter of the
+    time; offices sit in the first block of their country."""
+    _, _, blocks, prefix = _REGION_BY_COUNTRY[country]
     if rng.random() < 0.25:
         groups = [f"{rng.randrange(0x10000):x}" for _ in range(4)]
-        return f"2001:db8:{rng.randrange(0x10000):x}:{rng.randrange(0x10000):x}::" + ":".join(
-            groups[:2]
-        )
-    if office:
-        return f"{rng.choice(_EGRESS_NETWORKS)}.{rng.randrange(1, 255)}"
-    return (
-        f"{rng.choice(_PUBLIC_FIRST_OCTETS)}.{rng.randrange(256)}."
-        f"{rng.randrange(256)}.{rng.randrange(1, 255)}"
-    )
+        return f"{prefix}:{rng.randrange(0x10000):x}::" + ":".join(groups[:2])
+    a, b = blocks[0] if office else rng.choice(blocks)
+    return f"{a}.{b}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
 
 
 # --------------------------------------------------------------------------- generators
@@ -266,7 +287,6 @@ class ActivityGenerator:
         times = _times(rng, lo, hi, count, self.offset_hours)
         people = rng.choices(world.people, cum_weights=world.activity_weights, k=count)
         random_ = rng.random
-        egress = world.egress_fragments
         day_start = lo - lo % DAY_SECONDS
         date_prefix = format_second(day_start)[:11]  # "2025-08-11T"
         out: list[Generated] = []
@@ -280,11 +300,11 @@ class ActivityGenerator:
                 if r < 0.03:
                     tail = device
                 elif r < 0.45:
-                    tail = _pick(egress, random_()) + device
+                    tail = _pick(person.office_fragments, random_()) + device
                 elif r < 0.93:
                     tail = _pick(person.ip_fragments, random_()) + device
-                else:  # travelling, or a stolen password
-                    tail = f',"ip_address":"{_ip(rng)}"' + device
+                else:  # a café, a hotel, a phone's hotspot: somewhere in their country
+                    tail = f',"ip_address":"{_ip(rng, person.country)}"' + device
             s = t - day_start  # formatting by hand: strftime would double the cost
             stamp = f"{date_prefix}{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z"
             record = f'{{"email":{person.email_json},"time":"{stamp}","type":"{kind}"{tail}}}'
@@ -313,6 +333,14 @@ class OperationGenerator:
         operators = rng.choices(world.admins, cum_weights=world.admin_weights, k=count)
         out: list[Generated] = []
         for t, category, operator in zip(times, categories, operators, strict=True):
+            if category == "Account":
+                # Admins change account settings on weekdays, 08:00–18:00 UTC (the off-hours
+                # detection's default); at the weekend they edit users' settings instead.
+                day = t - t % DAY_SECONDS
+                if (t // DAY_SECONDS + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
+                    category = "User Settings"
+                else:
+                    t = day + 8 * 3600 + (t - day) % (10 * 3600)
             action, detail = _OPERATION_TEMPLATES[category](rng, world)
             record = {
                 "time": format_second(t),
@@ -325,17 +353,25 @@ class OperationGenerator:
         return out
 
 
+#: (section, setting, sensitive). Background admins only ever tighten sensitive settings
+#: (Off → On): weakening them is what the detections look for, and only planted scenarios
+#: (scenarios.py) do it.
 _SETTINGS = (
-    ("Meeting", "Security", "Waiting room"),
-    ("Meeting", "Security", "Require a passcode when scheduling new meetings"),
-    ("Meeting", "Schedule Meeting", "Host video"),
-    ("Meeting", "In Meeting (Basic)", "Chat"),
-    ("Meeting", "In Meeting (Basic)", "Allow removed participants to rejoin"),
-    ("Meeting", "In Meeting (Advanced)", "Remote control"),
-    ("Recording", "Cloud recording", "Record active speaker with shared screen"),
-    ("Recording", "Cloud recording", "Auto delete cloud recordings after days"),
-    ("Telephone", "Audio", "Mask phone number in the participant list"),
+    ("Security", "Waiting room", True),
+    ("Security", "Require a passcode when scheduling new meetings", True),
+    ("Security", "Personal Meeting ID (PMI) Passcode", True),
+    ("Security", "Sign in with Two-Factor Authentication", True),
+    ("Security", "Automatically sign users out after a specified time", True),
+    ("Sign-In Password Requirement", "Have at least 1 special character", True),
+    ("Schedule Meeting", "Host video", False),
+    ("In Meeting (Basic)", "Chat", False),
+    ("In Meeting (Basic)", "Allow removed participants to rejoin", False),
+    ("In Meeting (Advanced)", "Remote control", False),
+    ("Cloud recording", "Record active speaker with shared screen", False),
+    ("Cloud recording", "Auto delete cloud recordings after days", False),
+    ("Audio", "Mask phone number in the participant list", False),
 )
+_GROUPS = ("Sales EMEA", "Engineering", "Support – APAC", "Contractors")
 _PRIVILEGES = tuple(
     f"{area}:{verb}"
     for area in (
@@ -348,6 +384,22 @@ _PRIVILEGES = tuple(
     for verb in ("View", "Edit")
 )  # fmt: skip
 _ROLES = ("Member", "Admin", "Owner", "Auditor", "Billing Admin", "Room Admin", "IT Helpdesk")
+#: Role changes background admins make: between ordinary roles, demotions, and moves
+#: between privileged roles. Promotions into a privileged role are planted, never background.
+_ROLE_MOVES = (
+    ("Member", "Auditor"), ("Auditor", "Member"), ("Member", "IT Helpdesk"),
+    ("IT Helpdesk", "Member"), ("Member", "Room Admin"), ("Room Admin", "Member"),
+    ("Admin", "Member"), ("Co-Owner", "Admin"), ("Admin", "Co-Owner"), ("Billing Admin", "Admin"),
+)  # fmt: skip
+#: Custom roles background admins edit, and the privileges they give them: none of them
+#: admin-level (no Users, Roles, Account Settings, Security, SSO, Billing … edit rights).
+_CUSTOM_ROLES = ("Auditor", "Room Admin", "IT Helpdesk")
+_ORDINARY_PRIVILEGES = tuple(
+    p for p in _PRIVILEGES
+    if p.endswith(":View") or p.split(":")[0] in (
+        "Recording Management", "Zoom Rooms", "Webinar", "Dashboard", "Usage Reports", "Marketplace"
+    )
+)  # fmt: skip
 _TOPICS = ("Weekly sync", "Quartalszahlen Q3 – Überblick", "週次定例", "Board meeting", "1:1")
 
 
@@ -367,57 +419,87 @@ def _meeting_id(rng: random.Random) -> str:
 def _user_op(rng: random.Random, world: World) -> tuple[str, str]:
     who = _target(rng, world)
     r = rng.random()
+    if r < 0.1:
+        return "Add", f"Add User {who}"
     if r < 0.2:
-        return "Add", f"Add User  - {who}"
-    if r < 0.35:
-        old, new = rng.sample(_ROLES[:3], 2)
+        department = rng.choice(("Finance", "Sales", "Engineering", "Support"))
+        kind = rng.choice(("Basic", "Licensed"))
+        return "Add", f"Add User {who}  - User Type: {kind} - Department: {department}"
+    if r < 0.3:
+        old, new = rng.choice(_ROLE_MOVES)
         return "Update", f"Change Role  - {who}: from {old} to {new}"
-    if r < 0.55:
+    if r < 0.35:
+        old, new = rng.choice(_ROLE_MOVES)
+        return "Update", f"Update User {who}  - User Role: from {old} to {new}"
+    if r < 0.5:
         old, new = ("Basic", "Licensed") if rng.random() < 0.6 else ("Licensed", "Basic")
-        return "Update", f"Update User  - {who}: User Type: from {old} to {new}"
+        return "Update", f"Update User {who}  - User Type: from {old} to {new}"
+    if r < 0.58:
+        title = rng.choice(("Contractor", "Account Executive", "Staff Engineer", "Support Lead"))
+        if rng.random() < 0.5:
+            return "Update", f"Edit User {who}  - Job Title: set to {title}"
+        return "Update", (
+            f"Edit User {who}  - Job Title: set to {title} - Department: from Sales to Finance"
+        )
     if r < 0.65:
-        return "Delete", f"Delete User  - {who}"
+        return "Delete", f"Delete User {who}"
     if r < 0.75:
-        return "Deactivate", f"Deactivate User  - {who}"
+        return "Deactivate", f"Deactivate User {who}"
     if r < 0.8:
-        return "Activate", f"Activate User  - {who}"
+        return "Activate", f"Activate User {who}"
     return "Sign in with SSO", f"Sign in with SSO  - {who}"
 
 
+def _setting_change(rng: random.Random) -> tuple[str, str]:
+    """(section, "<setting>: from A to B"); sensitive settings only tightened."""
+    section, setting, sensitive = rng.choice(_SETTINGS)
+    old, new = ("Off", "On") if sensitive else _on_off(rng)
+    return section, f"{setting}: from {old} to {new}"
+
+
 def _user_settings_op(rng: random.Random, world: World) -> tuple[str, str]:
-    tab, section, setting = rng.choice(_SETTINGS)
-    old, new = _on_off(rng)
-    who = _target(rng, world)
-    change = f"{tab} > {section}: {setting}: from {old} to {new}"
-    return "Update", f"Update User Settings - {who}: {change}"
+    if rng.random() < 0.25:  # a group's settings
+        group = rng.choice(_GROUPS)
+        _, change = _setting_change(rng)
+        return "Update", f"Edit Group {group}  - {change}"
+    _, change = _setting_change(rng)
+    return "Update", f"Edit User {_target(rng, world)}  - {change}"
 
 
 def _account_op(rng: random.Random, world: World) -> tuple[str, str]:
     r = rng.random()
     if r < 0.1:  # long lists: allowed sign-in ranges
+        blocks = [block for region in REGIONS for block in region[2]]
         ranges = ", ".join(
-            f"{rng.choice(_PUBLIC_FIRST_OCTETS)}.{rng.randrange(256)}.{rng.randrange(256)}.0/24"
+            "{}.{}.{}.0/24".format(*rng.choice(blocks), rng.randrange(256))
             for _ in range(rng.randrange(40, 160))
         )
-        return "Update", f"Account Settings - Security > Only allow sign in from: {ranges}"
+        return "Update", f"Security  - Only allow sign in from: {ranges}"
     if r < 0.2:
-        return "Update", "Update Account Profile - Account Name: from Acme Corp to Acme Corporation"
-    tab, section, setting = rng.choice(_SETTINGS)
-    old, new = _on_off(rng)
-    return "Update", f"Account Settings - {tab} > {section}: {setting}: from {old} to {new}"
+        return "Update", "Account Profile  - Account Name: from Acme Corp to Acme Corporation"
+    if r < 0.25:
+        old = rng.choice((8, 10))
+        return "Update", (
+            "Sign-In Password Requirement  - Have at least 1 letter: from Off to On - "
+            f"Minimum password length: from {old} to {old + 2}"
+        )
+    section, change = _setting_change(rng)
+    if rng.random() < 0.3:  # several changes in one detail
+        second_section, second = _setting_change(rng)
+        if second_section == section and second.split(":")[0] != change.split(":")[0]:
+            change = f"{change} - {second}"
+    return "Update", f"{section}  - {change}"
 
 
 def _billing_op(rng: random.Random, world: World) -> tuple[str, str]:
-    old = rng.randrange(50, 500)
-    new = old + rng.choice((-10, 5, 10, 25, 50))
-    if rng.random() < 0.5:
-        return "Update", f"Change Plan - Zoom Workplace Business: from {old} to {new} licenses"
-    return "Update", f"Update Billing Contact - {_target(rng, world)}"
+    # Reads only: plan, license and billing-contact changes are planted (scenarios.py).
+    invoice = f"INV-{rng.randrange(2024, 2027)}-{rng.randrange(1, 9999):04d}"
+    return "Download", f"Download Invoice  - Invoice Number: {invoice}"
 
 
 def _im_op(rng: random.Random, world: World) -> tuple[str, str]:
     old, new = _on_off(rng)
-    return "Update", f"IM Settings - Allow users to send files: from {old} to {new}"
+    return "Update", f"IM Settings  - Allow users to send files: from {old} to {new}"
 
 
 def _channels_op(rng: random.Random, world: World) -> tuple[str, str]:
@@ -462,16 +544,17 @@ def _sub_account_op(rng: random.Random, world: World) -> tuple[str, str]:
 
 
 def _role_op(rng: random.Random, world: World) -> tuple[str, str]:
-    role = rng.choice(_ROLES[3:])
+    role = rng.choice(_CUSTOM_ROLES)
     r = rng.random()
     if r < 0.4:  # the whole privilege list, before and after: well over 2,000 characters
-        before = rng.sample(_PRIVILEGES, rng.randrange(20, len(_PRIVILEGES)))
-        after = rng.sample(_PRIVILEGES, rng.randrange(30, len(_PRIVILEGES)))
+        pool = _ORDINARY_PRIVILEGES
+        before = rng.sample(pool, rng.randrange(20, len(pool)))
+        after = rng.sample(pool, rng.randrange(20, len(pool)))
         return "Update", (
-            f"Update Role - {role}: Privileges: from [{', '.join(before)}] to [{', '.join(after)}]"
+            f"Update Role {role}  - Privileges: from [{', '.join(before)}] to [{', '.join(after)}]"
         )
     if r < 0.7:
-        return "Update", f"Assign Role - {role}: add members {_target(rng, world)}"
+        return "Update", f"Assign Role  - {role}: add members {_target(rng, world)}"
     return rng.choice(("Add", "Delete")), f"Role - {role}"
 
 

@@ -1,46 +1,24 @@
--- title: Setting changes (from X to Y)
--- answers: Every operation that changed a value, split into the setting, its old and its
---   new value: account and user settings, roles, user types, plans, room settings.
--- parsing: Zoom writes changes as "<what> - <target>: <section>: <setting>: from <old>
---   to <new>", e.g. "Update User Settings - jane@x.com: Meeting > Security: Require
---   passcode for instant meetings: from On to Off" or "Account Settings: Sign in with
---   two-factor authentication: from On to Off". setting is the text between the last
---   colon before ": from " and it (when that text is the "<what> - <target>" head, the
---   part before " - "); old_value runs to the first " to ", new_value to the end. target
---   is "account" for the Account category, else the text between " - " and the next colon.
-WITH parsed AS (
-  SELECT
-    lw_id,
-    time,
-    operator,
-    category_type,
-    action,
-    operation_detail,
-    regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 1) AS setting_text,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 2)) AS old_value,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 3)) AS new_value,
-    trim(regexp_extract(operation_detail, '^[^:]*? - ([^:]+):', 1)) AS head_target
-  FROM operation_logs
-  WHERE operation_detail RLIKE ': from .* to '
-)
+-- title: Setting changes (from X to Y, set to Y)
+-- answers: Every change an operation made to a value, one row per change (a detail that
+--   changes several settings gives several rows): account, group and user settings, roles,
+--   user types, plans, room settings, with the section it was made in.
+-- parsing: reads views/operation_changes.sql, the one parse of operation_detail: "<section>
+--   - <setting>: from <old> to <new> - <setting>: set to <new> …", e.g. "Security  - Sign in
+--   with Two-Factor Authentication: from On to Off" or "Edit Group Sales EMEA  - Personal
+--   Meeting ID (PMI) Passcode: from On to Off". target is the user, group, role or room, or
+--   the level ("account" for the Account category); old_value is empty for "set to".
 SELECT
   time,
   operator,
   category_type,
   action,
-  CASE
-    WHEN category_type = 'Account' THEN 'account'
-    ELSE coalesce(nullif(head_target, ''), lower(category_type))
-  END AS target,
-  trim(
-    CASE
-      WHEN setting_text LIKE '% - %' THEN regexp_extract(setting_text, '^(.*?) +- ', 1)
-      ELSE setting_text
-    END
-  ) AS setting,
+  section,
+  coalesce(target, level) AS target,
+  setting,
   old_value,
   new_value,
+  change_no,
   lw_id
-FROM parsed
-WHERE setting_text <> ''
-ORDER BY time DESC, lw_id
+FROM operation_changes
+WHERE value_kind IN ('from_to', 'set_to') AND setting IS NOT NULL
+ORDER BY time DESC, lw_id, change_no

@@ -2,8 +2,9 @@
 -- answers: Which users were added, removed (deleted or disassociated), deactivated or
 --   reactivated, by whom and when.
 -- parsing: User-category operations by action (Add/Create, Delete/Remove/Disassociate,
---   Deactivate, Activate); the user is the first email address in operation_detail,
---   e.g. "Add User - jane@x.com".
+--   Deactivate, Activate); the user is the target that views/operation_changes.sql reads
+--   from the detail ("Add User ana@example.org  - User Type: Basic", "Delete User
+--   ana@example.org", "delete user - ana@example.org"), one row per operation.
 SELECT
   time,
   operator,
@@ -13,11 +14,12 @@ SELECT
     WHEN lower(action) = 'deactivate' THEN 'deactivated'
     ELSE 'reactivated'
   END AS change,
-  nullif(regexp_extract(operation_detail, '([^ :,;()]+@[^ :,;()]+)', 1), '') AS user_email,
+  CASE WHEN target_type = 'user' THEN target END AS user_email,
   operation_detail,
   lw_id
-FROM operation_logs
+FROM operation_changes
 WHERE
-  category_type = 'User'
+  lower(category_type) = 'user'
   AND lower(action) IN ('add', 'create', 'delete', 'remove', 'disassociate', 'deactivate', 'activate')
+  AND change_no <= 1
 ORDER BY time DESC, lw_id

@@ -1,36 +1,20 @@
--- title: Meeting passcode requirement disabled
+-- title: Meeting, webinar or PMI passcode requirement turned off
 -- severity: medium
--- description: A requirement for meeting passcodes was switched off (for scheduled,
---   instant or Personal Meeting ID meetings, webinars, phone dial-in, or the rule that
---   every meeting is secured by one security option), for the account or for a user.
---   Meetings without a passcode can be joined by anyone who learns the meeting ID.
--- parsing: a "<setting>: from <old> to <new>" change (see analytics/setting_changes.sql)
---   whose setting says "require" and mentions a passcode (or a password for meetings,
---   webinars, PMI or joining), or "secured with one security option", and whose new value
---   is Off (or Disabled, …) while the old one was not.
+-- description: A passcode requirement was switched off for scheduled, instant or Personal
+--   Meeting ID meetings, webinars or phone dial-in, or the rule that every meeting is
+--   secured by one security option, at account, group or user level. Meetings without a
+--   passcode can be joined by anyone who learns the meeting ID. One alert per operation.
+-- parsing: reads views/operation_changes.sql. A turned_off change whose setting names a
+--   passcode (or a password for meetings, webinars, PMI, joining or dial-in: "Personal
+--   Meeting ID (PMI) Passcode", "Require a passcode when scheduling new meetings"), or
+--   "secured with one security option". Settings about how a passcode is shown or sent
+--   (embedded in the invite link, hidden, its length or characters) are not requirements
+--   and are left out. target is the user or group, or "account".
 -- alert_id: sha2 of "meeting_passcode_disabled|<lw_id>", 256 bits.
 WITH changes AS (
-  SELECT
-    lw_id,
-    time,
-    operator,
-    category_type,
-    operation_detail,
-    lower(trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 1))) AS setting,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 1)) AS setting_name,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 2)) AS old_value,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 3)) AS new_value,
-    CASE
-      WHEN category_type = 'Account' THEN 'account'
-      ELSE coalesce(
-        nullif(trim(regexp_extract(operation_detail, '^[^:]*? - ([^:]+):', 1)), ''),
-        lower(category_type)
-      )
-    END AS target
-  FROM operation_logs
-  WHERE
-    time >= current_timestamp() - INTERVAL 30 DAYS
-    AND operation_detail RLIKE ': from .* to '
+  SELECT *, lower(setting) AS s
+  FROM operation_changes
+  WHERE time >= current_timestamp() - INTERVAL 30 DAYS AND turned_off
 )
 SELECT
   sha2(concat('meeting_passcode_disabled|', lw_id), 256) AS alert_id,
@@ -38,20 +22,17 @@ SELECT
   'medium' AS severity,
   time,
   operator AS actor,
-  target,
-  concat(setting_name, ': ', old_value, ' → ', new_value) AS change
+  coalesce(target, level) AS target,
+  array_join(array_sort(collect_list(concat(setting, ': ', coalesce(old_value, '(not set)'), ' → ', new_value))), '; ') AS change
 FROM changes
 WHERE
   (
     (
-      setting RLIKE 'require'
-      AND (
-        setting RLIKE 'passcode'
-        OR (setting RLIKE 'password' AND setting RLIKE 'meeting|webinar|pmi|join')
-      )
+      s RLIKE 'passcode'
+      OR (s RLIKE 'password' AND s RLIKE 'meeting|webinar|pmi|join|dial|phone')
     )
-    OR setting RLIKE 'secured with one security option'
+    AND NOT s RLIKE 'embed|invite link|one-click|hide|show|display|length|characters|letter|number|numeric|special|sign[- ]?in|log[- ]?in'
   )
-  AND lower(new_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
-  AND lower(old_value) NOT IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
+  OR s RLIKE 'secured with one security option'
+GROUP BY lw_id, time, operator, coalesce(target, level)
 ORDER BY time, alert_id

@@ -2,34 +2,30 @@
 -- severity: medium
 -- description: The ways users may sign in were changed: SSO (SAML), Google, Apple,
 --   Facebook, Microsoft, work email or other sign-in options were turned on or off. A new
---   method can open a path around SSO; a removed one can lock users out.
--- parsing: a "<setting>: from <old> to <new>" change (see analytics/setting_changes.sql)
---   whose setting mentions "sign in with", sign-in or login methods, single sign-on, SSO,
---   SAML, Google, Apple, Facebook or Microsoft, and whose value changed. Two-factor and
---   password-requirement settings are left to sign_in_security_disabled.
+--   method can open a path around SSO; a removed one can lock users out. One alert per
+--   operation, saying which methods were turned on and which off.
+-- parsing: reads views/operation_changes.sql. A change whose setting mentions "sign in
+--   with", sign-in or login methods, single sign-on, SSO, SAML, Google, Apple, Facebook or
+--   Microsoft that was turned on or off (or a sign-in methods list that changed). Two-factor
+--   and password-requirement settings are left to sign_in_security_disabled; other SSO
+--   values (URLs, certificates, mappings) to sso_configuration_changed. change reads "turned on: A, B; turned off: C; changed: D: x → y".
 -- alert_id: sha2 of "sign_in_methods_changed|<lw_id>", 256 bits.
 WITH changes AS (
-  SELECT
-    lw_id,
-    time,
-    operator,
-    category_type,
-    operation_detail,
-    lower(trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 1))) AS setting,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 1)) AS setting_name,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 2)) AS old_value,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 3)) AS new_value,
-    CASE
-      WHEN category_type = 'Account' THEN 'account'
-      ELSE coalesce(
-        nullif(trim(regexp_extract(operation_detail, '^[^:]*? - ([^:]+):', 1)), ''),
-        lower(category_type)
-      )
-    END AS target
-  FROM operation_logs
+  SELECT *, lower(setting) AS s
+  FROM operation_changes
   WHERE
     time >= current_timestamp() - INTERVAL 30 DAYS
-    AND operation_detail RLIKE ': from .* to '
+    AND value_kind IN ('from_to', 'set_to')
+    AND lower(coalesce(old_value, '')) <> lower(new_value)
+),
+methods AS (
+  SELECT *
+  FROM changes
+  WHERE
+    s RLIKE 'sign[- ]?in with|sign[- ]?in method|log[- ]?in method|log[- ]?in with|single sign[- ]?on|(^|[^a-z])(sso|saml)([^a-z]|$)|google|apple|facebook|microsoft'
+    AND NOT s RLIKE '(two|2)[- ]?factor|2fa|multi[- ]?factor|(^|[^a-z])mfa([^a-z]|$)'
+    AND NOT (s RLIKE 'password' AND s RLIKE 'require')
+    AND (turned_on OR turned_off OR s RLIKE 'sign[- ]?in method|log[- ]?in method')
 )
 SELECT
   sha2(concat('sign_in_methods_changed|', lw_id), 256) AS alert_id,
@@ -37,12 +33,24 @@ SELECT
   'medium' AS severity,
   time,
   operator AS actor,
-  target,
-  concat(setting_name, ': ', old_value, ' → ', new_value) AS change
-FROM changes
-WHERE
-  setting RLIKE 'sign[- ]?in with|sign[- ]?in method|log[- ]?in method|single sign[- ]?on|(^|[^a-z])(sso|saml)([^a-z]|$)|google|apple|facebook|microsoft'
-  AND NOT setting RLIKE '(two|2)[- ]?factor|2fa|multi[- ]?factor|(^|[^a-z])mfa([^a-z]|$)'
-  AND NOT (setting RLIKE 'password' AND setting RLIKE 'require')
-  AND lower(old_value) <> lower(new_value)
+  coalesce(target, level) AS target,
+  concat_ws(
+    '; ',
+    CASE WHEN count_if(turned_on) > 0 THEN concat('turned on: ', array_join(array_sort(collect_list(CASE WHEN turned_on THEN setting END)), ', ')) END,
+    CASE WHEN count_if(turned_off) > 0 THEN concat('turned off: ', array_join(array_sort(collect_list(CASE WHEN turned_off THEN setting END)), ', ')) END,
+    CASE
+      WHEN count_if(NOT turned_on AND NOT turned_off) > 0 THEN concat(
+        'changed: ',
+        array_join(
+          array_sort(collect_list(
+            CASE WHEN NOT turned_on AND NOT turned_off
+              THEN concat(setting, ': ', coalesce(old_value, '(not set)'), ' → ', new_value) END
+          )),
+          ', '
+        )
+      )
+    END
+  ) AS change
+FROM methods
+GROUP BY lw_id, time, operator, coalesce(target, level)
 ORDER BY time, alert_id

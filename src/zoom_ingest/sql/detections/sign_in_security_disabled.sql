@@ -1,35 +1,43 @@
--- title: Two-factor authentication or sign-in password requirement turned off
+-- title: Two-factor authentication, sign-in password rules or other sign-in security turned off
 -- severity: high
--- description: A setting that makes users prove who they are at sign-in was switched off:
---   two-factor / multi-factor authentication, or a requirement to sign in with a password.
---   Accounts then fall to a single stolen or guessed factor.
--- parsing: a "<setting>: from <old> to <new>" change (see analytics/setting_changes.sql)
---   whose setting mentions two-factor, 2FA, multi-factor or MFA, or requires a password
---   for sign-in/login, and whose new value is Off (or Disabled, False, No, None, Never)
---   while the old one was not.
+-- description: A setting that makes users prove who they are at sign-in was weakened:
+--   two-factor / multi-factor authentication, a requirement to sign in with a password, a
+--   rule of the sign-in password requirements (letters, numbers, special characters, a
+--   minimum length that went down, expiry, reuse), or account lockout after failed sign-ins,
+--   for the account, a group or a user. Accounts then fall to a single stolen or guessed
+--   factor. One alert per operation, listing every qualifying change of a multi-change detail.
+-- parsing: reads views/operation_changes.sql (one row per change). A change qualifies when
+--   it is turned_off, or a "minimum … length" whose number went down, and its setting
+--   mentions two-factor, 2FA, multi-factor or MFA, or requires a password for sign-in/login,
+--   or names a lockout/failed sign-in/password expiry or reuse rule, or its section is a
+--   sign-in password requirement or policy ("Sign-In Password Requirement  - Have at least 1
+--   letter: from On to Off").
 -- alert_id: sha2 of "sign_in_security_disabled|<lw_id>", 256 bits.
 WITH changes AS (
   SELECT
-    lw_id,
-    time,
-    operator,
-    category_type,
-    operation_detail,
-    lower(trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 1))) AS setting,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 1)) AS setting_name,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 2)) AS old_value,
-    trim(regexp_extract(operation_detail, '([^:]+): from (.*?) to (.*)$', 3)) AS new_value,
-    CASE
-      WHEN category_type = 'Account' THEN 'account'
-      ELSE coalesce(
-        nullif(trim(regexp_extract(operation_detail, '^[^:]*? - ([^:]+):', 1)), ''),
-        lower(category_type)
-      )
-    END AS target
-  FROM operation_logs
+    *,
+    lower(setting) AS s,
+    lower(section) AS sec
+  FROM operation_changes
+  WHERE time >= current_timestamp() - INTERVAL 30 DAYS AND setting IS NOT NULL
+),
+qualifying AS (
+  SELECT *
+  FROM changes
   WHERE
-    time >= current_timestamp() - INTERVAL 30 DAYS
-    AND operation_detail RLIKE ': from .* to '
+    (
+      turned_off
+      OR (
+        s RLIKE 'minimum' AND s RLIKE 'length'
+        AND try_cast(new_value AS INT) < try_cast(old_value AS INT)
+      )
+    )
+    AND (
+      s RLIKE '(two|2)[- ]?factor|2fa|multi[- ]?factor|(^|[^a-z])mfa([^a-z]|$)'
+      OR (s RLIKE 'password' AND s RLIKE 'sign[- ]?in|log[- ]?in' AND s RLIKE 'require')
+      OR s RLIKE 'lock.*(fail|unsuccessful|attempt)|failed (sign|log)[- ]?in|password.*(expir|reuse|history)'
+      OR (sec RLIKE 'password' AND sec RLIKE 'sign[- ]?in|log[- ]?in|requirement|policy|polic')
+    )
 )
 SELECT
   sha2(concat('sign_in_security_disabled|', lw_id), 256) AS alert_id,
@@ -37,14 +45,11 @@ SELECT
   'high' AS severity,
   time,
   operator AS actor,
-  target,
-  concat(setting_name, ': ', old_value, ' → ', new_value) AS change
-FROM changes
-WHERE
-  (
-    setting RLIKE '(two|2)[- ]?factor|2fa|multi[- ]?factor|(^|[^a-z])mfa([^a-z]|$)'
-    OR (setting RLIKE 'password' AND setting RLIKE 'sign[- ]?in|log[- ]?in' AND setting RLIKE 'require')
-  )
-  AND lower(new_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
-  AND lower(old_value) NOT IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
+  coalesce(target, level) AS target,
+  array_join(
+    array_sort(collect_list(concat(setting, ': ', coalesce(old_value, '(not set)'), ' → ', new_value))),
+    '; '
+  ) AS change
+FROM qualifying
+GROUP BY lw_id, time, operator, coalesce(target, level)
 ORDER BY time, alert_id
