@@ -10,6 +10,7 @@ past an uncommitted window), calls Zoom after a stop, or misreports a run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.tables import ACTIVITY_LOGS, REJECTS, RUNS, UTC, TableSpec, format_time
 from zoom_ingest.zoom import (
     STREAMS_BY_NAME,
+    CallCounters,
     DailyLimitReached,
     ZoomAuthError,
     ZoomError,
@@ -60,6 +62,7 @@ class MemoryEngine:
         self.tables: dict[str, dict[tuple, dict]] = {}
         self.cursors: dict[str, datetime] = dict(cursors or {})
         self.saved: list[tuple[str, datetime]] = []
+        self.checkpoint_rows: list[tuple[str, str, datetime, str]] = []
         self.merges: list[tuple[str, int]] = []
         self.appended: dict[str, list[dict]] = {}
         self.fail_merges = False
@@ -94,6 +97,7 @@ class MemoryEngine:
 
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
         self.saved.append((stream, cursor))
+        self.checkpoint_rows.append((account_id, stream, cursor, run_id))
         self.cursors[stream] = cursor
 
     def rows(self, spec: TableSpec) -> list[dict]:
@@ -110,6 +114,9 @@ class ScriptedZoom:
     asked: list[tuple[str, date]] = field(default_factory=list)
 
     def __call__(self, client, stream, window: Window, settings, counters) -> Iterator:
+        # What a window is fetched with: the run's client, settings and the stream's tallies.
+        assert isinstance(client, FakeClient) and isinstance(settings, Settings)
+        assert isinstance(counters, CallCounters) and stream.name in STREAMS_BY_NAME
         key = (stream.name, window.from_date)
         self.asked.append(key)
         for records in self.pages.get(key, []):
@@ -135,9 +142,11 @@ class FakeBar:
         self.windows_done = 0
 
     def records(self, stream: str, count: int) -> None:
+        assert stream == "activity_logs"
         self.records_seen += count
 
     def window_done(self, stream: str) -> None:
+        assert stream == "activity_logs"
         self.windows_done += 1
 
 
@@ -240,6 +249,15 @@ def test_the_cursor_moves_forward_from_an_earlier_one():
     assert engine.saved == [("activity_logs", s.plan.windows[1].covers_until)]
 
 
+def test_the_checkpoint_names_the_account_and_the_run():
+    writer, s, engine = writer_for(backfill_plan())
+    s.committed = {0}
+    writer._advance_cursor(s)
+    assert engine.checkpoint_rows == [
+        ("acct", "activity_logs", s.plan.windows[0].covers_until, "run-1")
+    ]
+
+
 # -- flushes: merge, then commit the windows that were in the batch, then the cursor -------
 
 
@@ -266,6 +284,16 @@ def test_a_window_is_committed_only_once_its_merge_succeeded():
     with pytest.raises(OSError, match="disk full"):
         writer._flush(s)
     assert s.committed == set() and engine.saved == [] and s.cursor is None
+
+
+def test_windows_committed_by_successive_flushes_add_up():
+    writer, s, _engine = writer_for(backfill_plan())
+    s.done_in_batch = {0}
+    writer._flush(s)
+    s.done_in_batch = {1}
+    writer._flush(s)
+    assert s.committed == {0, 1}
+    assert s.cursor == s.plan.windows[1].covers_until
 
 
 def test_records_inserted_add_up_over_every_flush():
@@ -501,6 +529,39 @@ def test_an_interrupt_in_a_worker_stops_the_run_as_an_interrupt():
     assert s.error is None and not s.aborted
 
 
+def test_the_daily_limit_is_logged_once_however_many_windows_meet_it(caplog):
+    writer, s, _engine = writer_for(backfill_plan())
+    retry_at = NOW + timedelta(hours=13)
+    with caplog.at_level(logging.WARNING, logger="zoom_ingest"):
+        for index in (2, 3):
+            writer._window_failed(
+                s, s.plan.windows[index], DailyLimitReached("daily", retry_at=retry_at)
+            )
+    assert [r.getMessage() for r in caplog.records] == [
+        "Zoom's daily rate limit reached: daily; run again after 2026-11-22T23:30:00Z"
+    ]
+
+
+def test_a_failed_window_is_logged_with_its_name_and_only_unexpected_errors_get_a_traceback(
+    caplog,
+):
+    writer, s, _engine = writer_for(backfill_plan())
+    with caplog.at_level(logging.DEBUG, logger="zoom_ingest"):
+        writer._window_failed(s, s.plan.windows[1], ValueError("bad page"))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "activity_logs 2026-11-20 failed: ValueError: bad page"),
+        ("DEBUG", "unexpected error in activity_logs 2026-11-20"),
+    ]
+    assert isinstance(caplog.records[1].exc_info[1], ValueError)
+    caplog.clear()
+    other = StreamRun(ACTIVITY, s.plan)
+    with caplog.at_level(logging.DEBUG, logger="zoom_ingest"):
+        writer._window_failed(other, s.plan.windows[2], ZoomError("Zoom answered 500"))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "activity_logs 2026-11-21 failed: Zoom answered 500"),
+    ]
+
+
 def test_a_failed_window_stops_its_stream_only():
     writer, s, _engine = writer_for(backfill_plan())
     writer._window_failed(s, s.plan.windows[2], ZoomError("Zoom answered 500"))
@@ -580,7 +641,9 @@ def summary_of(*streams: StreamRun, retry_at: datetime | None = None) -> RunSumm
     )
 
 
+@pytest.mark.usefixtures("host_time_zone")
 def test_runs_row_has_every_tally_of_the_stream():
+    before = datetime.now(UTC)
     s = stream_run(fetched=7, inserted=5, rejected=1, cursor=NOW - timedelta(hours=1))
     s.counters.add("pages", 3)
     s.counters.add("api_calls", 4)
@@ -612,7 +675,7 @@ def test_runs_row_has_every_tally_of_the_stream():
         "status": "succeeded",
         "error": None,
     }
-    assert NOW < row["finished_at"] <= datetime.now(UTC)
+    assert before <= row["finished_at"] <= datetime.now(UTC)  # the UTC clock, not the host's
 
 
 def test_a_stream_still_running_reports_its_duration_so_far():
