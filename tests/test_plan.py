@@ -127,7 +127,10 @@ def test_backfill_older_than_retention_is_clamped_with_a_warning(caplog):
         plan = plan_stream(settings(backfill_start=date(2025, 1, 1)), "activity_logs", None, NOW)
     assert plan.windows[0].from_date == retention_start(NOW.date()) == date(2026, 5, 23)
     assert plan.floor == datetime(2026, 5, 23, tzinfo=UTC)
-    assert "retention" in caplog.text and "2025-01-01" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "activity_logs: backfill start 2025-01-01 is older than Zoom's 6-month retention; "
+        "starting at 2026-05-23"
+    ]
 
 
 def test_first_run_without_start_takes_all_zoom_holds():
@@ -326,7 +329,9 @@ def test_a_reconcile_keeps_the_backfill_start_as_its_floor():
 def test_a_reconcile_logs_that_a_first_run_is_a_backfill(caplog):
     with caplog.at_level(logging.INFO, logger="zoom_ingest"):
         plan_stream(settings(mode="reconcile"), "operation_logs", None, NOW)
-    assert "operation_logs: no checkpoint yet" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "operation_logs: no checkpoint yet, so this reconcile run is a backfill"
+    ]
 
 
 def test_a_checkpoint_older_than_retention_is_clamped_with_a_warning(caplog):
@@ -336,7 +341,10 @@ def test_a_checkpoint_older_than_retention_is_clamped_with_a_warning(caplog):
     oldest = datetime(2026, 5, 23, tzinfo=UTC)
     assert (plan.mode, plan.start, plan.floor) == ("incremental", oldest, oldest)
     assert plan.windows[0].from_date == date(2026, 5, 23)
-    assert "checkpoint" in caplog.text and "can no longer be fetched" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "activity_logs: checkpoint 2026-03-01 00:00:00+00:00 is older than Zoom's 6-month "
+        "retention; records between it and 2026-05-23 can no longer be fetched"
+    ]
 
 
 def test_a_checkpoint_just_inside_retention_is_read_from_without_a_warning(caplog):

@@ -16,6 +16,7 @@ from zoom_ingest.normalise import Batch, RecordError, normalise_record, parse_ti
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
     ALL_TABLES,
+    CHECKPOINTS,
     LOG_TABLES,
     OPERATION_LOGS,
     UTC,
@@ -245,11 +246,18 @@ def test_parse_time_rejects_anything_else_saying_why(value: object, reason: str)
     assert str(caught.value) == reason
 
 
-def test_a_long_bad_time_is_quoted_cut_to_64_characters() -> None:
-    value = "not a time " + "x" * 100
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("not a time " + "x" * 100, "time: not an RFC 3339 timestamp: "),
+        ("2025-08-11T14:32:18." + "1" * 100, "time: no time zone in "),  # no offset
+        ("2025-02-30T14:32:18." + "1" * 100 + "Z", "time: not an RFC 3339 timestamp: "),
+    ],
+)
+def test_a_long_bad_time_is_quoted_cut_to_64_characters(value: str, reason: str) -> None:
     with pytest.raises(RecordError) as caught:
         parse_time(value)
-    assert str(caught.value) == f"time: not an RFC 3339 timestamp: {value[:64]!r}"
+    assert str(caught.value) == f"{reason}{value[:64]!r}"
 
 
 @HOST_TIME_ZONES
@@ -287,7 +295,9 @@ def test_lw_id_of_an_instant_in_another_zone_is_the_golden_one() -> None:
 def test_a_checkpoint_row_holds_the_cursor_in_utc() -> None:
     cursor = datetime(2026, 11, 22, 21, 30, tzinfo=timezone(timedelta(hours=11)))
     before = datetime.now(UTC)
-    (row,) = checkpoint_row("acct", "activity_logs", cursor, "run-1").to_pylist()
+    table = checkpoint_row("acct", "activity_logs", cursor, "run-1")
+    assert table.schema.equals(CHECKPOINTS.schema)
+    (row,) = table.to_pylist()
     assert row["cursor"] == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
     assert row["cursor"].utcoffset() == timedelta(0)
     assert (row["account_id"], row["stream"], row["run_id"]) == ("acct", "activity_logs", "run-1")

@@ -328,6 +328,9 @@ def test_records_before_the_backfill_start_are_not_stored_and_its_midnight_is_ke
     stored = sorted(r["email"] for r in engine.rows(ACTIVITY_LOGS))
     assert stored == ["after@example.com", "at-midnight@example.com"]
     assert s.inserted == 2 and s.before_floor == 2
+    s.batch.add([sign_in(floor - timedelta(hours=5), "earlier")])
+    writer._flush(s)
+    assert s.inserted == 2 and s.before_floor == 3  # tallied over every flush
 
 
 def test_without_a_floor_every_record_is_stored():
@@ -411,6 +414,8 @@ def test_a_cancelled_window_ends_but_is_never_committed():
     bar = FakeBar()
     assert writer._handle(("cancelled", "activity_logs", 0, None), bar) == 1
     assert s.cancelled_windows == 1 and s.done_in_batch == set() and bar.windows_done == 0
+    assert writer._handle(("cancelled", "activity_logs", 1, None), bar) == 1
+    assert s.cancelled_windows == 2 and s.windows_finished == 2
     writer._flush(s)
     assert s.committed == set() and engine.saved == []
 
@@ -651,7 +656,9 @@ def test_runs_row_has_every_tally_of_the_stream():
     s.counters.add("rate_limited", 1)
     s.committed = set(range(len(s.plan.windows)))
     s.finished = s.started + 2.5
-    (row,) = _runs_rows(summary_of(s), settings()).to_pylist()
+    table = _runs_rows(summary_of(s), settings())
+    assert table.schema.equals(RUNS.schema)
+    (row,) = table.to_pylist()
     assert row == {
         **row,
         "run_id": "run-1",
