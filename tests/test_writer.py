@@ -537,14 +537,12 @@ def test_an_interrupt_in_a_worker_stops_the_run_as_an_interrupt():
 def test_the_daily_limit_is_logged_once_however_many_windows_meet_it(caplog):
     writer, s, _engine = writer_for(backfill_plan())
     retry_at = NOW + timedelta(hours=13)
+    expected = ["Zoom's daily rate limit reached: daily; run again after 2026-11-22T23:30:00Z"]
     with caplog.at_level(logging.WARNING, logger="zoom_ingest"):
-        for index in (2, 3):
-            writer._window_failed(
-                s, s.plan.windows[index], DailyLimitReached("daily", retry_at=retry_at)
-            )
-    assert [r.getMessage() for r in caplog.records] == [
-        "Zoom's daily rate limit reached: daily; run again after 2026-11-22T23:30:00Z"
-    ]
+        writer._window_failed(s, s.plan.windows[2], DailyLimitReached("daily", retry_at=retry_at))
+        assert [r.getMessage() for r in caplog.records] == expected  # the first one says so
+        writer._window_failed(s, s.plan.windows[3], DailyLimitReached("daily", retry_at=retry_at))
+    assert [r.getMessage() for r in caplog.records] == expected  # and only the first
 
 
 def test_a_failed_window_is_logged_with_its_name_and_only_unexpected_errors_get_a_traceback(
