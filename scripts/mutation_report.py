@@ -111,7 +111,7 @@ def main() -> int:
         print("\nsurvivors not explained in EQUIVALENT (missing tests?):")
         for name in sorted(unexplained):
             print(f"  {name}  (mutmut show {name})")
-    return 1 if failed else 0
+    return 1 if failed or unexplained else 0
 
 
 if __name__ == "__main__":

@@ -348,7 +348,10 @@ def test_a_reason_quotes_a_long_value_cut_to_40_characters() -> None:
         normalise_record(ACTIVITY_LOGS, {**ADA_SIGN_IN, "email": 42})
     assert str(caught.value) == "email: expected a string or null, got int 42"
     with pytest.raises(RecordError) as caught:
-        normalise_record(ACTIVITY_LOGS, ["x" * 36])
+        normalise_record(ACTIVITY_LOGS, ["x" * 37])  # a repr of 41 characters: cut
+    assert str(caught.value) == f"record: expected a JSON object, got list {['x' * 37]!r:.40}…"
+    with pytest.raises(RecordError) as caught:
+        normalise_record(ACTIVITY_LOGS, ["x" * 36])  # 40 characters: whole
     assert str(caught.value) == f"record: expected a JSON object, got list {['x' * 36]!r}"
 
 
