@@ -375,8 +375,12 @@ def test_a_first_run_without_a_start_is_not_warned_about(caplog):
     assert plan.start == datetime(2026, 5, 23, tzinfo=UTC) and plan.floor is None
 
 
-def test_a_backfill_start_inside_retention_is_kept_as_it_is():
-    plan = plan_stream(settings(backfill_start=date(2026, 5, 24)), "activity_logs", None, NOW)
+def test_a_backfill_start_inside_retention_is_kept_as_it_is(caplog):
+    """The retention starts on 2026-05-23: a start on the 24th asks Zoom for the 23rd (for
+    UTC−12 accounts), the oldest date it serves. Nothing is clamped, nothing to warn about."""
+    with caplog.at_level(logging.WARNING, logger="zoom_ingest"):
+        plan = plan_stream(settings(backfill_start=date(2026, 5, 24)), "activity_logs", None, NOW)
+    assert caplog.text == ""
     assert plan.floor == plan.start == datetime(2026, 5, 24, tzinfo=UTC)
     assert plan.windows[0].from_date == date(2026, 5, 23)  # still a valid date for Zoom
 
