@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # bundle accepts (databricks.yml: bundle.databricks_cli_version).
 DATABRICKS_CLI_VERSION ?= 1.13.0
 
-.PHONY: demo test lint bench soak setup setup-dev cli
+.PHONY: demo test lint bench soak mutation setup setup-dev cli
 
 # Set up and run the job on the local engine against the built-in Zoom simulator.
 demo: setup
@@ -35,6 +35,18 @@ bench: setup-dev
 # Faults, kills and bad input against the simulator; rewrites docs/faults.md (about 5 minutes).
 soak: setup-dev
 	PYTHONPATH=tests $(BIN)/python scripts/soak.py
+
+# Mutation testing of the plan, the parsing and lw_id, and the writer's cursor logic
+# against their fast tests ([tool.mutmut] in pyproject.toml); prints the score per file.
+# Not part of `make test`: it takes 20-40 minutes on 2 cores. See docs/mutation.md.
+MUTMUT_CHILDREN ?= 2
+MUTANTS := 'zoom_ingest.plan.*' 'zoom_ingest.normalise.*' 'zoom_ingest.tables.*' \
+	$(foreach f,_fetch_window _handle _window_failed _flush_if_due _flush _advance_cursor,\
+	'zoom_ingest.job.x?_Writer?$(f)__mutmut_*') 'zoom_ingest.job.x__runs_rows__mutmut_*'
+mutation: setup-dev
+	$(BIN)/pip install --quiet mutmut==3.8.1
+	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS) > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
+	$(BIN)/python scripts/mutation_report.py
 
 lint: setup-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -11,7 +11,10 @@ the lock tests rely on it. A factory that cannot run on this machine calls
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The genuine-CLI tests last: `make test` builds the CLI in the background while the
     rest of the suite runs, and those tests wait for the build (test_bundle_cli.py)."""
     items.sort(key=lambda item: item.path.name == "test_bundle_cli.py")
+
+
+#: The host time zones the time, plan and lw_id tests run under, with their offset on
+#: 2026-01-01. CI machines run in UTC, so a conversion to the host's zone instead of UTC
+#: would pass there unnoticed: these zones put the host 14 hours ahead and 8 hours behind.
+HOST_TIME_ZONES = {
+    "UTC": timedelta(0),
+    "Pacific/Kiritimati": timedelta(hours=14),
+    "America/Los_Angeles": timedelta(hours=-8),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(HOST_TIME_ZONES))
+def host_time_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs the tests that use it once per zone in HOST_TIME_ZONES, with the process's
+    local time zone (`TZ`, `time.tzset()`) set to that zone. Module-scoped, so that
+    Hypothesis tests can use it too."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("host time zones: time.tzset() is POSIX-only")
+    zone = request.param
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        offset = datetime(2026, 1, 1, tzinfo=timezone.utc).astimezone().utcoffset()
+        assert offset == HOST_TIME_ZONES[zone], f"TZ={zone} did not take effect (tzdata?)"
+        yield zone
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()

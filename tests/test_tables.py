@@ -16,15 +16,21 @@ from zoom_ingest.normalise import Batch, RecordError, normalise_record, parse_ti
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
     ALL_TABLES,
+    CHECKPOINTS,
     LOG_TABLES,
     OPERATION_LOGS,
     UTC,
     TableSpec,
+    checkpoint_row,
     format_time,
     lw_id,
+    reject_id,
 )
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Runs a test once per host time zone of conftest.HOST_TIME_ZONES (UTC, UTC+14, UTC−8):
+#: `lw_id` and the times in the tables must not depend on the machine's zone.
+HOST_TIME_ZONES = pytest.mark.usefixtures("host_time_zone")
 
 ADA_SIGN_IN = {
     "email": "ada@example.com",
@@ -117,6 +123,7 @@ def test_every_key_column_is_not_null() -> None:
 # -- lw_id -------------------------------------------------------------------------------
 
 
+@HOST_TIME_ZONES
 @pytest.mark.parametrize(("spec", "record", "hashed_text", "golden"), GOLDEN)
 def test_lw_id_golden_values(spec: TableSpec, record: dict, hashed_text: str, golden: str) -> None:
     assert hashlib.sha256(hashed_text.encode("utf-8")).hexdigest() == golden
@@ -124,6 +131,7 @@ def test_lw_id_golden_values(spec: TableSpec, record: dict, hashed_text: str, go
     assert id_of(spec, record) == golden
 
 
+@HOST_TIME_ZONES
 def test_lw_id_is_the_same_for_every_spelling_of_the_same_instant() -> None:
     spellings = [
         "2025-08-11T14:32:18Z",
@@ -167,6 +175,8 @@ def test_lw_id_separates_fields_that_concatenate_alike() -> None:
     assert id_of(ACTIVITY_LOGS, a) != id_of(ACTIVITY_LOGS, b)
 
 
+@HOST_TIME_ZONES
+@settings(deadline=None)  # timing is benchmarks' business; a busy CI box is slow
 @given(
     instant=st.datetimes(
         min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC)
@@ -180,6 +190,205 @@ def test_lw_id_is_stable_across_time_zones(instant: datetime, offset_minutes: in
     assert lw_id(ACTIVITY_LOGS, elsewhere, ADA_SIGN_IN) == expected
     assert id_of(ACTIVITY_LOGS, record) == expected
     assert parse_time(format_time(elsewhere)) == instant
+
+
+# -- time: what Zoom sends → an instant → the text lw_id hashes ---------------------------
+
+
+@HOST_TIME_ZONES
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-08-11T14:32:18Z", datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC)),
+        ("2025-08-11t14:32:18z", datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC)),
+        ("2025-08-11 14:32:18Z", datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC)),
+        ("2025-08-11T20:02:18+05:30", datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC)),
+        ("2025-08-11T02:32:18-12:00", datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC)),
+        ("2025-08-11T14:32:18.5Z", datetime(2025, 8, 11, 14, 32, 18, 500000, tzinfo=UTC)),
+        ("2025-08-11T14:32:18.123456Z", datetime(2025, 8, 11, 14, 32, 18, 123456, tzinfo=UTC)),
+        # Beyond microseconds (Delta's precision) the digits are truncated, not rejected
+        # and not rounded: a nanosecond timestamp is still a record.
+        ("2025-08-11T14:32:18.1234567Z", datetime(2025, 8, 11, 14, 32, 18, 123456, tzinfo=UTC)),
+        ("2025-08-11T14:32:18.999999999Z", datetime(2025, 8, 11, 14, 32, 18, 999999, tzinfo=UTC)),
+        ("  2025-08-11T14:32:18Z\n", datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC)),
+    ],
+)
+def test_parse_time_accepts_rfc_3339_and_returns_utc(text: str, expected: datetime) -> None:
+    parsed = parse_time(text)
+    assert parsed == expected
+    assert parsed.tzinfo is UTC  # the UTC instant, not the host's or the sender's zone
+    assert (parsed.year, parsed.hour, parsed.microsecond) == (
+        expected.year,
+        expected.hour,
+        expected.microsecond,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("2025-08-11T14:32:18", "time: no time zone in '2025-08-11T14:32:18'"),
+        ("2025-02-30T14:32:18Z", "time: not an RFC 3339 timestamp: '2025-02-30T14:32:18Z'"),
+        ("2025-08-11T24:00:00Z", "time: not an RFC 3339 timestamp: '2025-08-11T24:00:00Z'"),
+        ("2025-08-11", "time: not an RFC 3339 timestamp: '2025-08-11'"),
+        ("2025-08-11T14:32:18.Z", "time: not an RFC 3339 timestamp: '2025-08-11T14:32:18.Z'"),
+        ("2025-08-11T14:32:18+0200", "time: not an RFC 3339 timestamp: '2025-08-11T14:32:18+0200'"),
+        ("x2025-08-11T14:32:18Z", "time: not an RFC 3339 timestamp: 'x2025-08-11T14:32:18Z'"),
+        ("２０２５-08-11T14:32:18Z", "time: not an RFC 3339 timestamp: '２０２５-08-11T14:32:18Z'"),
+        ("", "time: expected an RFC 3339 string, got str ''"),
+        ("   ", "time: expected an RFC 3339 string, got str '   '"),
+        (None, "time: expected an RFC 3339 string, got null / missing"),
+        (1754922738, "time: expected an RFC 3339 string, got int 1754922738"),
+    ],
+)
+def test_parse_time_rejects_anything_else_saying_why(value: object, reason: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        parse_time(value)
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("not a time " + "x" * 100, "time: not an RFC 3339 timestamp: "),
+        ("2025-08-11T14:32:18." + "1" * 100, "time: no time zone in "),  # no offset
+        ("2025-02-30T14:32:18." + "1" * 100 + "Z", "time: not an RFC 3339 timestamp: "),
+    ],
+)
+def test_a_long_bad_time_is_quoted_cut_to_64_characters(value: str, reason: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        parse_time(value)
+    assert str(caught.value) == f"{reason}{value[:64]!r}"
+
+
+@HOST_TIME_ZONES
+@pytest.mark.parametrize(
+    ("instant", "text"),
+    [
+        (datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC), "2025-08-11T14:32:18Z"),
+        (datetime(2025, 8, 11, 14, 32, 18, 250000, tzinfo=UTC), "2025-08-11T14:32:18.250000Z"),
+        (datetime(2025, 8, 11, 14, 32, 18, 1, tzinfo=UTC), "2025-08-11T14:32:18.000001Z"),
+        (
+            datetime(2025, 8, 12, 4, 2, 18, tzinfo=timezone(timedelta(hours=13, minutes=30))),
+            "2025-08-11T14:32:18Z",
+        ),
+        (
+            datetime(2025, 8, 11, 2, 32, 18, tzinfo=timezone(timedelta(hours=-12))),
+            "2025-08-11T14:32:18Z",
+        ),
+    ],
+)
+def test_format_time_is_utc_with_a_z_whatever_the_zone(instant: datetime, text: str) -> None:
+    assert format_time(instant) == text
+
+
+@HOST_TIME_ZONES
+def test_lw_id_of_an_instant_in_another_zone_is_the_golden_one() -> None:
+    """The host's zone (conftest runs this in UTC, UTC+14 and UTC−8) never enters lw_id."""
+    instant = datetime(2025, 8, 11, 7, 32, 18, tzinfo=timezone(timedelta(hours=-7)))
+    assert lw_id(ACTIVITY_LOGS, instant, ADA_SIGN_IN) == GOLDEN[0][3]
+
+
+# -- bookkeeping rows and ids ---------------------------------------------------------------
+
+
+@HOST_TIME_ZONES
+def test_a_checkpoint_row_holds_the_cursor_in_utc() -> None:
+    cursor = datetime(2026, 11, 22, 21, 30, tzinfo=timezone(timedelta(hours=11)))
+    before = datetime.now(UTC)
+    table = checkpoint_row("acct", "activity_logs", cursor, "run-1")
+    assert table.schema.equals(CHECKPOINTS.schema)
+    (row,) = table.to_pylist()
+    assert row["cursor"] == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    assert row["cursor"].utcoffset() == timedelta(0)
+    assert (row["account_id"], row["stream"], row["run_id"]) == ("acct", "activity_logs", "run-1")
+    assert before <= row["updated_at"] <= datetime.now(UTC)
+
+
+def test_a_checkpoint_cursor_must_be_an_instant() -> None:
+    with pytest.raises(ValueError, match="aware datetime"):
+        checkpoint_row("acct", "activity_logs", datetime(2026, 11, 22, 10, 30), "run-1")
+
+
+def test_reject_id_is_the_documented_hash_per_stream() -> None:
+    raw = '{"email":"no-time@example.com"}'
+    expected = hashlib.sha256(
+        json.dumps(["reject", "activity_logs", raw], separators=(",", ":")).encode()
+    ).hexdigest()
+    assert reject_id("activity_logs", raw) == expected
+    assert reject_id("operation_logs", raw) != expected
+
+
+def test_lw_id_of_a_lone_surrogate_is_a_hash_not_a_crash() -> None:
+    record = {**ADA_SIGN_IN, "version": "\ud800"}
+    text = (
+        '["activity_logs","2025-08-11T14:32:18Z","ada@example.com","Sign in",'
+        '"203.0.113.7","Browser","\ud800"]'
+    )
+    time = parse_time(ADA_SIGN_IN["time"])
+    assert (
+        lw_id(ACTIVITY_LOGS, time, record)
+        == hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    )
+
+
+def test_raw_json_keeps_text_readable_and_sorts_keys() -> None:
+    assert raw_json({"b": "Zürich", "a": 1}) == '{"a": 1, "b": "Zürich"}'
+    # A lone surrogate cannot be UTF-8: escaped instead, still valid JSON.
+    assert raw_json({"b": "\ud800", "a": 1}) == '{"a": 1, "b": "\\ud800"}'
+    # Not JSON at all (a set): its repr, escaped.
+    assert raw_json({"z": {1}, "a": "é"}) == '{"a": "\\u00e9", "z": "{1}"}'
+
+
+def test_a_reason_quotes_a_long_value_cut_to_40_characters() -> None:
+    with pytest.raises(RecordError) as caught:
+        normalise_record(ACTIVITY_LOGS, {**ADA_SIGN_IN, "email": list(range(30))})
+    shown = repr(list(range(30)))[:40]
+    assert str(caught.value) == f"email: expected a string or null, got list {shown}…"
+    with pytest.raises(RecordError) as caught:
+        normalise_record(ACTIVITY_LOGS, {**ADA_SIGN_IN, "email": 42})
+    assert str(caught.value) == "email: expected a string or null, got int 42"
+    with pytest.raises(RecordError) as caught:
+        normalise_record(ACTIVITY_LOGS, ["x" * 37])  # a repr of 41 characters: cut
+    assert str(caught.value) == f"record: expected a JSON object, got list {['x' * 37]!r:.40}…"
+    with pytest.raises(RecordError) as caught:
+        normalise_record(ACTIVITY_LOGS, ["x" * 36])  # 40 characters: whole
+    assert str(caught.value) == f"record: expected a JSON object, got list {['x' * 36]!r}"
+
+
+def test_a_row_has_every_column_and_null_for_a_missing_field() -> None:
+    row = normalise_record(ACTIVITY_LOGS, {"time": "2025-08-11T14:32:18Z", "email": None})
+    assert row == {
+        "time": datetime(2025, 8, 11, 14, 32, 18, tzinfo=UTC),
+        "email": None,
+        "type": None,
+        "ip_address": None,
+        "client_type": None,
+        "version": None,
+        "lw_id": row["lw_id"],
+    }
+    assert list(row)[:2] == ["time", "email"]
+
+
+def test_the_first_copy_of_a_record_wins_and_rows_keep_first_met_order() -> None:
+    late = {**ADA_SIGN_IN, "time": "2025-08-11T15:00:00Z"}
+    batch = Batch(ACTIVITY_LOGS)
+    batch.add([late])
+    batch.add([ADA_SIGN_IN, {**late, "time": "2025-08-11T17:00:00+02:00"}])
+    assert [row["time"].hour for row in batch.rows.values()] == [15, 14]
+    assert batch.records_seen == 3 and len(batch) == 2
+    empty = Batch(ACTIVITY_LOGS)
+    empty.add([{"time": "nope"}])
+    assert empty.to_arrow().num_rows == 0 and empty.to_arrow().schema.equals(ACTIVITY_LOGS.schema)
+    assert empty.rows == {}
+
+
+def test_equal_times_are_ordered_by_lw_id() -> None:
+    records = [{**ADA_SIGN_IN, "email": f"user{i}@example.com"} for i in range(6)]
+    batch = Batch(ACTIVITY_LOGS)
+    batch.add(records)
+    ids = batch.to_arrow()["lw_id"].to_pylist()
+    assert ids == sorted(ids) and len(ids) == 6
 
 
 # -- normaliser: examples ----------------------------------------------------------------
@@ -216,6 +425,7 @@ def test_a_bad_record_is_rejected_with_a_reason_naming_the_field(
     assert json.loads(raw) == record
 
 
+@HOST_TIME_ZONES
 def test_batch_deduplicates_on_lw_id_and_sorts_by_time() -> None:
     later = {**ADA_SIGN_IN, "time": "2025-08-11T15:00:00Z"}
     same_instant = {**ADA_SIGN_IN, "time": "2025-08-11T16:32:18+02:00"}

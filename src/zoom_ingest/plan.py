@@ -75,8 +75,11 @@ def retention_start(today: date) -> date:
 
 
 def plan_stream(settings: Settings, stream: str, cursor: datetime | None, now: datetime) -> Plan:
-    """The windows one run fetches for one stream."""
-    today = now.astimezone(UTC).date()
+    """The windows one run fetches for one stream. `cursor` and `now` are aware datetimes
+    in any zone; the dates asked of Zoom are reckoned from their UTC instants."""
+    now = now.astimezone(UTC)
+    cursor = cursor.astimezone(UTC) if cursor is not None else None
+    today = now.date()
     oldest = retention_start(today)
     # The backfill start is a floor in every mode: a run that resumes an interrupted
     # backfill re-reads from cursor − lookback and must not store records before it.

@@ -1,0 +1,118 @@
+"""The score of the last `make mutation` run, per file, from mutmut's results in mutants/.
+
+Killed / (total − equivalent): a mutant listed in EQUIVALENT below changes nothing any
+caller can observe (or only a log line's text), so no test can or should kill it; each
+one is explained in docs/mutation.md. Every other survivor is a missing test. Exits 1
+when a file scores below TARGET or when a surviving mutant is not explained.
+
+mutmut numbers mutants within a function, so editing a function renumbers its mutants:
+re-check the EQUIVALENT entries of a function you change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+from pathlib import Path
+
+TARGET = 0.95
+
+#: The mutants `make mutation` runs (job.py: the writer's cursor logic and the runs rows).
+SCOPE = {
+    "plan.py": ["zoom_ingest.plan.*"],
+    "normalise.py": ["zoom_ingest.normalise.*"],
+    "tables.py": ["zoom_ingest.tables.*"],
+    "job.py (cursor logic)": [
+        f"zoom_ingest.job.x?_Writer?{name}__mutmut_*"
+        for name in (
+            "_fetch_window",
+            "_handle",
+            "_window_failed",
+            "_flush_if_due",
+            "_flush",
+            "_advance_cursor",
+        )
+    ]
+    + ["zoom_ingest.job.x__runs_rows__mutmut_*"],
+}
+
+#: mutant → why it is equivalent (see docs/mutation.md for the longer story).
+_W = "zoom_ingest.job.xǁ_Writerǁ"
+EQUIVALENT: dict[str, str] = {
+    # plan.py
+    "zoom_ingest.plan.x_plan_stream__mutmut_78": "mode is 'backfill' exactly when cursor is None",
+    "zoom_ingest.plan.x_plan_stream__mutmut_79": "mode is 'backfill' exactly when cursor is None",
+    "zoom_ingest.plan.x_add_months__mutmut_31": "text of an unreachable AssertionError",
+    "zoom_ingest.plan.x_add_months__mutmut_32": "text of an unreachable AssertionError",
+    "zoom_ingest.plan.x_add_months__mutmut_33": "text of an unreachable AssertionError",
+    # normalise.py
+    "zoom_ingest.normalise.x_parse_time__mutmut_20": "3.11+ fromisoformat reads 'Z' itself",
+    "zoom_ingest.normalise.x_parse_time__mutmut_21": "3.11+ fromisoformat reads 'Z' itself",
+    "zoom_ingest.normalise.x_parse_time__mutmut_32": "3.11+ fromisoformat truncates a 7th digit",
+    "zoom_ingest.normalise.x_parse_time__mutmut_33": "3.11+ fromisoformat truncates a 7th digit",
+    "zoom_ingest.normalise.x_raw_json__mutmut_3": "ensure_ascii=None is falsy, as False",
+    "zoom_ingest.normalise.x_raw_json__mutmut_12": "codec names are case-insensitive",
+    "zoom_ingest.normalise.x_raw_json__mutmut_18": "ensure_ascii=True is json.dumps' default",
+    "zoom_ingest.normalise.x__is_valid_unicode__mutmut_3": "codec names are case-insensitive",
+    # tables.py
+    "zoom_ingest.tables.x__strings__mutmut_1": "runs only at import, before mutmut can switch",
+    "zoom_ingest.tables.x__strings__mutmut_2": "runs only at import, before mutmut can switch",
+    "zoom_ingest.tables.x__strings__mutmut_3": "runs only at import, before mutmut can switch",
+    "zoom_ingest.tables.x__strings__mutmut_4": "runs only at import, before mutmut can switch",
+    "zoom_ingest.tables.x_checkpoint_row__mutmut_10": "Arrow stores an aware datetime's instant",
+    "zoom_ingest.tables.x__sha256_json__mutmut_3": "ensure_ascii=None is falsy, as False",
+    "zoom_ingest.tables.x__sha256_json__mutmut_11": "a list of strings has no key separator",
+    "zoom_ingest.tables.x__sha256_json__mutmut_18": "codec names are case-insensitive",
+    # job.py
+    f"{_W}_advance_cursor__mutmut_5": "index len(windows) is never in committed",
+    f"{_W}_flush__mutmut_22": "pa.scalar infers the same timestamp type",
+    f"{_W}_flush__mutmut_24": "pa.scalar infers the same timestamp type",
+}
+
+#: mutmut's exit codes: 1 killed (a test failed), 0 survived, 33 no test covers it,
+#: -24/-9 timeout (SIGXCPU/SIGKILL: the mutant loops; counted as killed, as mutmut does).
+KILLED = {1, 3, -24, -9, 36, 37, 152, 255}
+SURVIVED = {0}
+NO_TESTS = {33}
+
+
+def load(root: Path) -> dict[str, int | None]:
+    results: dict[str, int | None] = {}
+    for meta in sorted((root / "src" / "zoom_ingest").glob("*.py.meta")):
+        results.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return results
+
+
+def main() -> int:
+    results = load(Path("mutants"))
+    if not results:
+        print("no mutmut results in mutants/: run `make mutation` first", file=sys.stderr)
+        return 1
+    failed = False
+    print("| file | mutants | killed | survived | equivalent | not run | score |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    unexplained: list[str] = []
+    for label, patterns in SCOPE.items():
+        names = [n for n in results if any(fnmatch.fnmatch(n, p) for p in patterns)]
+        killed = [n for n in names if results[n] in KILLED]
+        equivalent = [n for n in names if n in EQUIVALENT and results[n] not in KILLED]
+        survived = [n for n in names if results[n] in SURVIVED | NO_TESTS and n not in EQUIVALENT]
+        not_run = [n for n in names if results[n] is None]
+        counted = len(names) - len(equivalent)
+        score = len(killed) / counted if counted else 1.0
+        failed |= score < TARGET or bool(not_run)
+        unexplained += survived
+        print(
+            f"| {label} | {len(names)} | {len(killed)} | {len(survived)} | "
+            f"{len(equivalent)} | {len(not_run)} | {score:.1%} |"
+        )
+    if unexplained:
+        print("\nsurvivors not explained in EQUIVALENT (missing tests?):")
+        for name in sorted(unexplained):
+            print(f"  {name}  (mutmut show {name})")
+    return 1 if failed or unexplained else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

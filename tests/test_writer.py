@@ -1,0 +1,711 @@
+"""The writer's rules, one at a time: which windows count as committed, when rows are
+flushed, where the cursor may move, what a stop or a failed window does, and what the
+runs table says about it all.
+
+These run in-process against an in-memory engine and a scripted Zoom (no sockets, no
+Delta), so each rule is checked exactly and fast; test_job.py checks the same job end to
+end against the simulator. A wrong answer to any of these loses data for good (a cursor
+past an uncommitted window), calls Zoom after a stop, or misreports a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pytest
+
+from zoom_ingest import job
+from zoom_ingest.job import (
+    FLUSH_EVERY_SECONDS,
+    RunSummary,
+    StreamRun,
+    _runs_rows,
+    _Writer,
+)
+from zoom_ingest.plan import Plan, Window, plan_stream
+from zoom_ingest.settings import Secret, Settings
+from zoom_ingest.tables import ACTIVITY_LOGS, REJECTS, RUNS, UTC, TableSpec, format_time
+from zoom_ingest.zoom import (
+    STREAMS_BY_NAME,
+    CallCounters,
+    DailyLimitReached,
+    ZoomAuthError,
+    ZoomError,
+)
+
+NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+ACTIVITY = STREAMS_BY_NAME["activity_logs"]
+BACKFILL_START = date(2026, 11, 20)
+
+
+def settings(**changes: object) -> Settings:
+    base = Settings(account_id="acct", client_id="cid", client_secret=Secret("s3cret"))
+    return base.with_changes(**{"backfill_start": BACKFILL_START, "concurrency": 1, **changes})
+
+
+def sign_in(when: datetime, who: str = "ada") -> dict[str, str]:
+    return {"time": format_time(when), "email": f"{who}@example.com", "type": "Sign in"}
+
+
+class MemoryEngine:
+    """An engine that keeps its tables in dicts and remembers every call."""
+
+    name = "memory"
+
+    def __init__(self, cursors: dict[str, datetime] | None = None) -> None:
+        self.tables: dict[str, dict[tuple, dict]] = {}
+        self.cursors: dict[str, datetime] = dict(cursors or {})
+        self.saved: list[tuple[str, datetime]] = []
+        self.checkpoint_rows: list[tuple[str, str, datetime, str]] = []
+        self.merges: list[tuple[str, int]] = []
+        self.appended: dict[str, list[dict]] = {}
+        self.fail_merges = False
+
+    def describe(self) -> str:
+        return "memory"
+
+    def ensure_tables(self) -> None:
+        pass
+
+    def run_lock(self) -> nullcontext:
+        return nullcontext()
+
+    def merge_new(self, spec: TableSpec, batch: pa.Table) -> int:
+        if self.fail_merges:
+            raise OSError("disk full")
+        self.merges.append((spec.name, batch.num_rows))
+        table = self.tables.setdefault(spec.name, {})
+        inserted = 0
+        for row in batch.to_pylist():
+            key = tuple(row[k] for k in spec.key)
+            if key not in table:
+                table[key] = row
+                inserted += 1
+        return inserted
+
+    def append(self, spec: TableSpec, batch: pa.Table) -> None:
+        self.appended.setdefault(spec.name, []).extend(batch.to_pylist())
+
+    def read_checkpoints(self, account_id: str) -> dict[str, datetime]:
+        return dict(self.cursors)
+
+    def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
+        self.saved.append((stream, cursor))
+        self.checkpoint_rows.append((account_id, stream, cursor, run_id))
+        self.cursors[stream] = cursor
+
+    def rows(self, spec: TableSpec) -> list[dict]:
+        return list(self.tables.get(spec.name, {}).values())
+
+
+@dataclass
+class ScriptedZoom:
+    """Stands in for `fetch_pages`: the pages (or the error) each window of a stream gets,
+    keyed by the window's first date; a window not in the script has no records."""
+
+    pages: dict[tuple[str, date], list[list[dict]]] = field(default_factory=dict)
+    errors: dict[tuple[str, date], BaseException] = field(default_factory=dict)
+    asked: list[tuple[str, date]] = field(default_factory=list)
+
+    def __call__(self, client, stream, window: Window, settings, counters) -> Iterator:
+        # What a window is fetched with: the run's client, settings and the stream's tallies.
+        assert isinstance(client, FakeClient) and isinstance(settings, Settings)
+        assert isinstance(counters, CallCounters) and stream.name in STREAMS_BY_NAME
+        key = (stream.name, window.from_date)
+        self.asked.append(key)
+        for records in self.pages.get(key, []):
+            counters.add("api_calls")
+            counters.add("pages")
+            yield SimpleNamespace(records=records)
+        if key in self.errors:
+            counters.add("api_calls")
+            raise self.errors[key]
+
+
+class FakeClient:
+    def connect(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FakeBar:
+    def __init__(self) -> None:
+        self.records_seen = 0
+        self.windows_done = 0
+
+    def records(self, stream: str, count: int) -> None:
+        assert stream == "activity_logs"
+        self.records_seen += count
+
+    def window_done(self, stream: str) -> None:
+        assert stream == "activity_logs"
+        self.windows_done += 1
+
+
+def backfill_plan(**changes: object) -> Plan:
+    return plan_stream(settings(**changes), "activity_logs", None, NOW)
+
+
+def writer_for(
+    plan: Plan, engine: MemoryEngine | None = None, **changes: object
+) -> tuple[_Writer, StreamRun, MemoryEngine]:
+    engine = engine or MemoryEngine()
+    s = StreamRun(ACTIVITY, plan)
+    writer = _Writer(settings(**changes), engine, "run-1", [s], FakeClient(), False)  # type: ignore[arg-type]
+    return writer, s, engine
+
+
+def test_the_example_plan_has_five_day_windows():
+    """The plan most tests here use: a backfill from 2026-11-20 at 10:30Z on the 22nd."""
+    plan = backfill_plan()
+    assert [w.from_date.day for w in plan.windows] == [19, 20, 21, 22, 23]
+    assert all(w.from_date == w.to_date for w in plan.windows)
+
+
+# -- the cursor moves only across contiguous committed windows, oldest first ---------------
+
+
+def test_no_cursor_while_the_oldest_window_is_uncommitted():
+    """Every window but the first is committed: the first one's records are not stored,
+    so the cursor must not claim anything (not even the first window's range)."""
+    writer, s, engine = writer_for(backfill_plan())
+    s.committed = set(range(1, len(s.plan.windows)))
+    writer._advance_cursor(s)
+    assert engine.saved == [] and s.cursor is None
+
+
+def test_the_cursor_stops_at_the_first_gap():
+    writer, s, engine = writer_for(backfill_plan())
+    windows = s.plan.windows
+    s.committed = {0, 1, 3}
+    writer._advance_cursor(s)
+    assert s.cursor == windows[1].covers_until == datetime(2026, 11, 20, 10, tzinfo=UTC)
+    assert engine.saved == [("activity_logs", s.cursor)]
+
+
+def test_one_committed_oldest_window_moves_the_cursor_to_what_it_covers():
+    writer, s, engine = writer_for(backfill_plan())
+    s.committed = {0}
+    writer._advance_cursor(s)
+    assert engine.saved == [("activity_logs", s.plan.windows[0].covers_until)]
+
+
+def test_all_windows_committed_moves_the_cursor_to_the_run_start_not_beyond():
+    """The last window covers until tomorrow 10:00Z, but nothing newer than the run's
+    start was promised: the cursor is `now`."""
+    writer, s, engine = writer_for(backfill_plan())
+    assert s.plan.windows[-1].covers_until > NOW
+    s.committed = set(range(len(s.plan.windows)))
+    writer._advance_cursor(s)
+    assert engine.saved == [("activity_logs", NOW)] and s.cursor == NOW
+
+
+def test_all_but_the_newest_window_committed_stops_before_it():
+    writer, s, engine = writer_for(backfill_plan())
+    windows = s.plan.windows
+    s.committed = set(range(len(windows) - 1))
+    writer._advance_cursor(s)
+    assert s.cursor == windows[-2].covers_until < NOW
+    assert engine.saved == [("activity_logs", windows[-2].covers_until)]
+
+
+def test_a_window_covering_past_the_run_start_is_capped_at_the_run_start():
+    """Windows are cut by date; one that is not the last can still reach past `now` when
+    the plan ends early (a hand-made plan). The cursor never claims the future."""
+    plan = backfill_plan()
+    early_end = plan.windows[1].covers_until - timedelta(minutes=5)
+    plan = Plan(**{**plan.__dict__, "end": early_end})
+    writer, s, engine = writer_for(plan)
+    s.committed = {0, 1}
+    writer._advance_cursor(s)
+    assert engine.saved == [("activity_logs", early_end)]
+
+
+@pytest.mark.parametrize("ahead", [timedelta(0), timedelta(hours=3)])
+def test_the_cursor_never_moves_back_nor_is_saved_again_unchanged(ahead):
+    """A reconcile or a lookback re-read commits windows below the cursor it started
+    from: the checkpoint stays where it was, and an equal cursor is not re-written."""
+    writer, s, engine = writer_for(backfill_plan())
+    s.cursor = s.plan.windows[1].covers_until + ahead
+    s.committed = {0, 1}
+    writer._advance_cursor(s)
+    assert engine.saved == []
+    assert s.cursor == s.plan.windows[1].covers_until + ahead
+
+
+def test_the_cursor_moves_forward_from_an_earlier_one():
+    writer, s, engine = writer_for(backfill_plan())
+    s.cursor = s.plan.windows[0].covers_until
+    s.committed = {0, 1}
+    writer._advance_cursor(s)
+    assert engine.saved == [("activity_logs", s.plan.windows[1].covers_until)]
+
+
+def test_the_checkpoint_names_the_account_and_the_run():
+    writer, s, engine = writer_for(backfill_plan())
+    s.committed = {0}
+    writer._advance_cursor(s)
+    assert engine.checkpoint_rows == [
+        ("acct", "activity_logs", s.plan.windows[0].covers_until, "run-1")
+    ]
+
+
+# -- flushes: merge, then commit the windows that were in the batch, then the cursor -------
+
+
+def test_a_flush_with_nothing_to_write_writes_nothing():
+    writer, s, engine = writer_for(backfill_plan())
+    writer._flush(s)
+    assert engine.merges == [] and engine.saved == []
+
+
+def test_a_window_without_records_is_committed_by_the_next_flush():
+    writer, s, engine = writer_for(backfill_plan())
+    s.done_in_batch = {0}
+    writer._flush(s)
+    assert engine.merges == []  # nothing to merge, but the window counts
+    assert s.committed == {0} and s.done_in_batch == set()
+    assert engine.saved == [("activity_logs", s.plan.windows[0].covers_until)]
+
+
+def test_a_window_is_committed_only_once_its_merge_succeeded():
+    writer, s, engine = writer_for(backfill_plan())
+    s.batch.add([sign_in(datetime(2026, 11, 20, 1, tzinfo=UTC))])
+    s.done_in_batch = {0}
+    engine.fail_merges = True
+    with pytest.raises(OSError, match="disk full"):
+        writer._flush(s)
+    assert s.committed == set() and engine.saved == [] and s.cursor is None
+
+
+def test_windows_committed_by_successive_flushes_add_up():
+    writer, s, _engine = writer_for(backfill_plan())
+    s.done_in_batch = {0}
+    writer._flush(s)
+    s.done_in_batch = {1}
+    writer._flush(s)
+    assert s.committed == {0, 1}
+    assert s.cursor == s.plan.windows[1].covers_until
+
+
+def test_records_inserted_add_up_over_every_flush():
+    """A long backfill flushes many times: the runs table must count every flush, and
+    only the rows that were new."""
+    writer, s, engine = writer_for(backfill_plan())
+    first = [sign_in(datetime(2026, 11, 20, h, tzinfo=UTC)) for h in (1, 2, 3)]
+    second = [sign_in(datetime(2026, 11, 21, h, tzinfo=UTC)) for h in (1, 2)]
+    s.batch.add(first)
+    writer._flush(s)
+    s.batch.add([*second, first[0]])  # first[0] is stored already
+    writer._flush(s)
+    assert s.inserted == 5
+    assert len(engine.rows(ACTIVITY_LOGS)) == 5
+
+
+def test_records_before_the_backfill_start_are_not_stored_and_its_midnight_is_kept():
+    """The first window (2026-11-19) holds records from before the backfill start; the
+    floor drops them. A record exactly at the start's midnight is inside the range."""
+    writer, s, engine = writer_for(backfill_plan())
+    floor = datetime(2026, 11, 20, tzinfo=UTC)
+    assert s.plan.floor == floor
+    s.batch.add(
+        [
+            sign_in(floor - timedelta(hours=3), "early"),
+            sign_in(floor - timedelta(microseconds=1), "just-before"),
+            sign_in(floor, "at-midnight"),
+            sign_in(floor + timedelta(hours=1), "after"),
+        ]
+    )
+    writer._flush(s)
+    stored = sorted(r["email"] for r in engine.rows(ACTIVITY_LOGS))
+    assert stored == ["after@example.com", "at-midnight@example.com"]
+    assert s.inserted == 2 and s.before_floor == 2
+    s.batch.add([sign_in(floor - timedelta(hours=5), "earlier")])
+    writer._flush(s)
+    assert s.inserted == 2 and s.before_floor == 3  # tallied over every flush
+
+
+def test_without_a_floor_every_record_is_stored():
+    plan = plan_stream(
+        settings(backfill_start=None), "activity_logs", NOW - timedelta(hours=2), NOW
+    )
+    assert plan.floor is None
+    writer, s, _engine = writer_for(plan)
+    s.batch.add([sign_in(datetime(2026, 1, 1, tzinfo=UTC))])
+    writer._flush(s)
+    assert s.inserted == 1 and s.before_floor == 0
+
+
+def test_rejects_are_stored_counted_and_add_up_over_flushes():
+    writer, s, engine = writer_for(backfill_plan())
+    s.batch.add([{"email": "no-time@example.com"}, {"time": "yesterday"}])
+    writer._flush(s)
+    assert s.rejected == 2 and engine.merges == [(REJECTS.name, 2)]
+    s.batch.add([{"time": 42}])
+    writer._flush(s)
+    assert s.rejected == 3
+    assert len(engine.rows(REJECTS)) == 3
+    assert s.batch.rejects == [] and len(s.batch) == 0  # each flush starts a fresh batch
+
+
+def test_a_flush_restarts_the_flush_clock(monkeypatch):
+    monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: 1000.0))
+    writer, s, _engine = writer_for(backfill_plan())
+    writer.last_flush = 0.0
+    writer._flush(s)  # even with nothing to write
+    assert writer.last_flush == 1000.0
+
+
+@pytest.mark.parametrize(("elapsed", "flushed"), [(FLUSH_EVERY_SECONDS, True), (29.999, False)])
+def test_a_timed_flush_is_due_after_flush_every_seconds(monkeypatch, elapsed, flushed):
+    """A slow backfill still commits (and checkpoints) every FLUSH_EVERY_SECONDS."""
+    assert FLUSH_EVERY_SECONDS == 30.0
+    monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: 1000.0))
+    writer, s, engine = writer_for(backfill_plan())
+    writer.last_flush = 1000.0 - elapsed
+    s.done_in_batch = {0}
+    writer._flush_if_due()
+    assert (s.committed == {0}) is flushed
+    assert bool(engine.saved) is flushed
+
+
+# -- events: records, done, cancelled, failed ----------------------------------------------
+
+
+def test_records_are_buffered_until_the_batch_is_full():
+    writer, s, engine = writer_for(backfill_plan(), batch_rows=3)
+    bar = FakeBar()
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    page = [sign_in(day + timedelta(hours=h)) for h in (1, 2)]
+    assert writer._handle(("records", "activity_logs", 0, page), bar) == 0
+    assert engine.merges == [] and s.fetched == 2 and bar.records_seen == 2
+    more = [sign_in(day + timedelta(hours=3))]
+    assert writer._handle(("records", "activity_logs", 0, more), bar) == 0
+    assert engine.merges == [(ACTIVITY_LOGS.name, 3)]  # exactly batch_rows: flushed
+    assert s.fetched == 3 and s.inserted == 3
+    assert s.committed == set()  # the window is not done: its cursor waits
+
+
+def test_fetched_counts_every_record_even_duplicates_and_rejects():
+    writer, s, _engine = writer_for(backfill_plan())
+    record = sign_in(datetime(2026, 11, 20, 1, tzinfo=UTC))
+    writer._handle(("records", "activity_logs", 0, [record, record, {"time": None}]), FakeBar())
+    assert s.fetched == 3 and len(s.batch) == 1
+
+
+def test_a_done_window_waits_in_the_batch_until_the_flush():
+    writer, s, _engine = writer_for(backfill_plan())
+    bar = FakeBar()
+    assert writer._handle(("done", "activity_logs", 2, None), bar) == 1
+    assert s.done_in_batch == {2} and s.committed == set() and bar.windows_done == 1
+    assert s.windows_finished == 1 and s.cancelled_windows == 0
+
+
+def test_a_cancelled_window_ends_but_is_never_committed():
+    writer, s, engine = writer_for(backfill_plan())
+    bar = FakeBar()
+    assert writer._handle(("cancelled", "activity_logs", 0, None), bar) == 1
+    assert s.cancelled_windows == 1 and s.done_in_batch == set() and bar.windows_done == 0
+    assert writer._handle(("cancelled", "activity_logs", 1, None), bar) == 1
+    assert s.cancelled_windows == 2 and s.windows_finished == 2
+    writer._flush(s)
+    assert s.committed == set() and engine.saved == []
+
+
+def test_a_failed_window_ends_and_fails_the_stream():
+    writer, s, _engine = writer_for(backfill_plan())
+    exc = ZoomError("activity_logs 2026-11-20: Zoom said no")
+    assert writer._handle(("failed", "activity_logs", 1, exc), FakeBar()) == 1
+    assert s.error == "activity_logs 2026-11-20: Zoom said no" and s.aborted
+    assert s.done_in_batch == set()
+
+
+def test_the_stream_is_finished_when_its_last_window_ends():
+    writer, s, _engine = writer_for(backfill_plan())
+    n = len(s.plan.windows)
+    for index in range(n - 1):
+        writer._handle(("done", "activity_logs", index, None), FakeBar())
+        assert s.finished is None
+    writer._handle(("cancelled", "activity_logs", n - 1, None), FakeBar())
+    assert s.finished is not None and s.windows_finished == n
+
+
+# -- stop and abort: no call to Zoom once the run or the stream has stopped ---------------
+
+
+@pytest.fixture
+def zoom(monkeypatch) -> ScriptedZoom:
+    scripted = ScriptedZoom()
+    monkeypatch.setattr(job, "fetch_pages", scripted)
+    return scripted
+
+
+def events(writer: _Writer) -> list[tuple]:
+    out = []
+    while not writer.events.empty():
+        out.append(writer.events.get_nowait())
+    return out
+
+
+def test_a_window_queued_after_a_stop_never_calls_zoom(zoom):
+    writer, s, _engine = writer_for(backfill_plan())
+    writer.stop.set()  # the daily limit, an interrupt, bad credentials
+    writer._fetch_window(s, 3, s.plan.windows[3])
+    assert zoom.asked == []
+    assert events(writer) == [("cancelled", "activity_logs", 3, None)]
+
+
+def test_a_window_queued_after_its_stream_failed_never_calls_zoom(zoom):
+    writer, s, _engine = writer_for(backfill_plan())
+    s.aborted = True  # an earlier window failed: later ones cannot move the cursor
+    writer._fetch_window(s, 3, s.plan.windows[3])
+    assert zoom.asked == []
+    assert events(writer) == [("cancelled", "activity_logs", 3, None)]
+
+
+@pytest.mark.parametrize("how", ["stop", "abort"])
+def test_a_window_stops_paging_after_the_page_in_flight(zoom, monkeypatch, how):
+    writer, s, _engine = writer_for(backfill_plan())
+    window = s.plan.windows[1]
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    zoom.pages[("activity_logs", window.from_date)] = [
+        [sign_in(day + timedelta(hours=2))],
+        [sign_in(day + timedelta(hours=1))],
+    ]
+    original = zoom.__call__
+
+    def stop_during_the_first_page(*args):
+        for page in original(*args):
+            if how == "stop":
+                writer.stop.set()
+            else:
+                s.aborted = True
+            yield page
+
+    monkeypatch.setattr(job, "fetch_pages", stop_during_the_first_page)
+    writer._fetch_window(s, 1, window)
+    got = events(writer)
+    assert [e[0] for e in got] == ["records", "cancelled"]
+    assert s.counters.pages == 1  # the second page was never asked for
+
+
+def test_a_window_posts_its_pages_then_done(zoom):
+    writer, s, _engine = writer_for(backfill_plan())
+    window = s.plan.windows[1]
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    zoom.pages[("activity_logs", window.from_date)] = [[sign_in(day)], [], [sign_in(day, "b")]]
+    writer._fetch_window(s, 1, window)
+    assert [(e[0], e[2]) for e in events(writer)] == [
+        ("records", 1),
+        ("records", 1),  # the empty page posts nothing
+        ("done", 1),
+    ]
+
+
+def test_a_window_that_raises_posts_exactly_one_failed_event(zoom):
+    writer, s, _engine = writer_for(backfill_plan())
+    window = s.plan.windows[0]
+    boom = ZoomError("activity_logs 2026-11-19: 500")
+    zoom.errors[("activity_logs", window.from_date)] = boom
+    writer._fetch_window(s, 0, window)
+    assert events(writer) == [("failed", "activity_logs", 0, boom)]
+
+
+def test_the_daily_limit_stops_the_run_but_does_not_fail_the_stream():
+    writer, s, _engine = writer_for(backfill_plan())
+    retry_at = NOW + timedelta(hours=13)
+    writer._window_failed(s, s.plan.windows[2], DailyLimitReached("daily", retry_at=retry_at))
+    assert writer.stop.is_set() and writer.daily_limit_retry_at == retry_at
+    assert s.error is None and not s.aborted
+
+
+def test_an_interrupt_in_a_worker_stops_the_run_as_an_interrupt():
+    writer, s, _engine = writer_for(backfill_plan())
+    writer._window_failed(s, s.plan.windows[2], KeyboardInterrupt())
+    assert writer.stop.is_set() and writer.interrupted
+    assert s.error is None and not s.aborted
+
+
+def test_the_daily_limit_is_logged_once_however_many_windows_meet_it(caplog):
+    writer, s, _engine = writer_for(backfill_plan())
+    retry_at = NOW + timedelta(hours=13)
+    expected = ["Zoom's daily rate limit reached: daily; run again after 2026-11-22T23:30:00Z"]
+    with caplog.at_level(logging.WARNING, logger="zoom_ingest"):
+        writer._window_failed(s, s.plan.windows[2], DailyLimitReached("daily", retry_at=retry_at))
+        assert [r.getMessage() for r in caplog.records] == expected  # the first one says so
+        writer._window_failed(s, s.plan.windows[3], DailyLimitReached("daily", retry_at=retry_at))
+    assert [r.getMessage() for r in caplog.records] == expected  # and only the first
+
+
+def test_a_failed_window_is_logged_with_its_name_and_only_unexpected_errors_get_a_traceback(
+    caplog,
+):
+    writer, s, _engine = writer_for(backfill_plan())
+    with caplog.at_level(logging.DEBUG, logger="zoom_ingest"):
+        writer._window_failed(s, s.plan.windows[1], ValueError("bad page"))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "activity_logs 2026-11-20 failed: ValueError: bad page"),
+        ("DEBUG", "unexpected error in activity_logs 2026-11-20"),
+    ]
+    assert isinstance(caplog.records[1].exc_info[1], ValueError)
+    caplog.clear()
+    other = StreamRun(ACTIVITY, s.plan)
+    with caplog.at_level(logging.DEBUG, logger="zoom_ingest"):
+        writer._window_failed(other, s.plan.windows[2], ZoomError("Zoom answered 500"))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "activity_logs 2026-11-21 failed: Zoom answered 500"),
+    ]
+
+
+def test_a_failed_window_stops_its_stream_only():
+    writer, s, _engine = writer_for(backfill_plan())
+    writer._window_failed(s, s.plan.windows[2], ZoomError("Zoom answered 500"))
+    assert s.aborted and not writer.stop.is_set()
+    assert s.error == "activity_logs 2026-11-21: Zoom answered 500"  # names the window
+
+
+def test_bad_credentials_stop_every_stream():
+    writer, s, _engine = writer_for(backfill_plan())
+    writer._window_failed(s, s.plan.windows[2], ZoomAuthError("invalid_client"))
+    assert s.aborted and writer.stop.is_set()
+
+
+def test_an_unexpected_error_names_its_type_and_the_first_error_is_kept():
+    writer, s, _engine = writer_for(backfill_plan())
+    writer._window_failed(s, s.plan.windows[1], ValueError("bad page"))
+    writer._window_failed(s, s.plan.windows[2], ZoomError("later"))
+    assert s.error == "activity_logs 2026-11-20: ValueError: bad page"
+    assert s.aborted and not writer.stop.is_set()
+
+
+# -- the runs table -------------------------------------------------------------------------
+
+
+def run_rows(engine: MemoryEngine) -> list[dict]:
+    return engine.appended[RUNS.name]
+
+
+def test_runs_rows_record_the_cursor_before_and_after_each_run(zoom):
+    """The first run (a backfill) has no cursor before it and ends at its start time; the
+    next one starts from there."""
+    engine = MemoryEngine()
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    zoom.pages[("activity_logs", date(2026, 11, 20))] = [[sign_in(day + timedelta(hours=1))]]
+    cfg = settings(streams=("activity_logs",))
+    first = job.run(cfg, engine, progress=False, client=FakeClient(), now=NOW)  # type: ignore[arg-type]
+    later = NOW + timedelta(hours=1)
+    second = job.run(cfg, engine, progress=False, client=FakeClient(), now=later)  # type: ignore[arg-type]
+    assert first.exit_code == second.exit_code == job.EXIT_OK
+    one, two = run_rows(engine)
+    assert (one["mode"], one["cursor_before"], one["cursor_after"]) == ("backfill", None, NOW)
+    assert (two["mode"], two["cursor_before"], two["cursor_after"]) == ("incremental", NOW, later)
+    assert one["records_inserted"] == 1 and two["records_inserted"] == 0
+    assert engine.cursors == {"activity_logs": later}
+
+
+def test_a_stopped_run_reports_the_cursor_it_reached(zoom):
+    """Windows 0–1 done, window 2 failed: the cursor after is what windows 0–1 cover."""
+    engine = MemoryEngine()
+    zoom.errors[("activity_logs", date(2026, 11, 21))] = ZoomError("Zoom answered 500")
+    cfg = settings(streams=("activity_logs",))
+    summary = job.run(cfg, engine, progress=False, client=FakeClient(), now=NOW)  # type: ignore[arg-type]
+    (row,) = run_rows(engine)
+    (s,) = summary.streams
+    assert row["status"] == "failed" and "Zoom answered 500" in row["error"]
+    assert row["cursor_before"] is None
+    assert row["cursor_after"] == s.plan.windows[1].covers_until == s.cursor
+    assert zoom.asked[:3] == [("activity_logs", date(2026, 11, d)) for d in (19, 20, 21)]
+
+
+def stream_run(**tallies: object) -> StreamRun:
+    s = StreamRun(ACTIVITY, backfill_plan())
+    for name, value in tallies.items():
+        setattr(s, name, value)
+    return s
+
+
+def summary_of(*streams: StreamRun, retry_at: datetime | None = None) -> RunSummary:
+    return RunSummary(
+        run_id="run-1",
+        account_id="acct",
+        engine="memory",
+        streams=list(streams),
+        started_at=NOW,
+        duration=1.0,
+        daily_limit_retry_at=retry_at,
+    )
+
+
+@pytest.mark.usefixtures("host_time_zone")
+def test_runs_row_has_every_tally_of_the_stream():
+    before = datetime.now(UTC)
+    s = stream_run(fetched=7, inserted=5, rejected=1, cursor=NOW - timedelta(hours=1))
+    s.counters.add("pages", 3)
+    s.counters.add("api_calls", 4)
+    s.counters.add("retries", 2)
+    s.counters.add("rate_limited", 1)
+    s.committed = set(range(len(s.plan.windows)))
+    s.finished = s.started + 2.5
+    table = _runs_rows(summary_of(s), settings())
+    assert table.schema.equals(RUNS.schema)
+    (row,) = table.to_pylist()
+    assert row == {
+        **row,
+        "run_id": "run-1",
+        "account_id": "acct",
+        "stream": "activity_logs",
+        "mode": "backfill",
+        "started_at": NOW,
+        "window_start": datetime(2026, 11, 20, tzinfo=UTC),
+        "window_end": NOW,
+        "windows": 5,
+        "pages": 3,
+        "api_calls": 4,
+        "records_fetched": 7,
+        "records_inserted": 5,
+        "records_rejected": 1,
+        "retries": 2,
+        "rate_limited": 1,
+        "duration_seconds": pytest.approx(2.5),
+        "cursor_before": None,
+        "cursor_after": NOW - timedelta(hours=1),
+        "status": "succeeded",
+        "error": None,
+    }
+    assert before <= row["finished_at"] <= datetime.now(UTC)  # the UTC clock, not the host's
+
+
+def test_a_stream_still_running_reports_its_duration_so_far():
+    s = stream_run()
+    s.started -= 4.0
+    (row,) = _runs_rows(summary_of(s), settings()).to_pylist()
+    assert 4.0 <= row["duration_seconds"] < 60.0
+
+
+def test_the_daily_limit_is_named_in_the_rows_of_streams_it_stopped():
+    retry_at = NOW + timedelta(hours=13)
+    done = stream_run()
+    done.committed = set(range(len(done.plan.windows)))
+    stopped = stream_run()
+    failed = stream_run(error="activity_logs 2026-11-20: 500")
+    rows = _runs_rows(summary_of(done, stopped, failed, retry_at=retry_at), settings())
+    errors = [r["error"] for r in rows.to_pylist()]
+    assert errors == [
+        None,
+        f"daily rate limit; retry after {format_time(retry_at)}",
+        "activity_logs 2026-11-20: 500",
+    ]
+    assert [r["status"] for r in rows.to_pylist()] == ["succeeded", "stopped", "failed"]
+
+
+def test_a_stopped_stream_without_the_daily_limit_has_no_error_text():
+    (row,) = _runs_rows(summary_of(stream_run()), settings()).to_pylist()
+    assert row["status"] == "stopped" and row["error"] is None
