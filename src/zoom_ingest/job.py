@@ -403,7 +403,9 @@ class _Writer:
         if table.num_rows:
             s.inserted += self.engine.merge_new(s.stream.spec, table)
             if s.stream.spec is ACTIVITY_LOGS:  # enrichment: the new addresses' countries
-                self.engine.merge_new(IP_COUNTRIES, ip_country_rows_for(table))
+                countries = ip_country_rows_for(table)
+                if countries.num_rows:
+                    self.engine.merge_new(IP_COUNTRIES, countries)
         if batch.rejects:
             s.rejected += len(batch.rejects)
             self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))
