@@ -42,7 +42,6 @@ from zoom_ingest.engines.spark import (
     SparkEngine,
     dataframe,
     delta_jars,
-    has_delta,
     is_commit_conflict,
     local_session,
     merge_sql,
@@ -68,10 +67,6 @@ from zoom_ingest.tables import (
 )
 
 START = datetime(2025, 8, 1, tzinfo=UTC)
-NO_DELTA = (
-    "Delta jars unavailable: set ZOOM_INGEST_DELTA_JARS to the folder holding "
-    "delta-spark_2.13-4.0.1.jar and delta-storage-4.0.1.jar (see DEVELOPERS.md)"
-)
 MERGE_METRICS = (
     "num_affected_rows BIGINT, num_updated_rows BIGINT, num_deleted_rows BIGINT, "
     "num_inserted_rows BIGINT"
@@ -320,7 +315,7 @@ def test_tables_are_created_as_delta_clustered_on_their_clustering_column(
         else:
             assert "CLUSTER BY" not in create
     [create] = recording.statements_on(ACTIVITY_LOGS, "CREATE TABLE")
-    assert "(`lw_id` STRING NOT NULL, `time` TIMESTAMP NOT NULL, `type` STRING, " in create
+    assert "(`lw_id` STRING NOT NULL, `time` TIMESTAMP_LTZ NOT NULL, `type` STRING, " in create
     assert "CLUSTER BY (`time`)" in create
     [create] = recording.statements_on(RUNS, "CREATE TABLE")
     assert "`records_inserted` BIGINT, " in create and "`duration_seconds` DOUBLE, " in create
@@ -385,8 +380,8 @@ def test_merge_matches_on_the_key_within_the_batch_time_range_and_holds_no_value
     assert statement == (
         "MERGE INTO `c`.`s`.`activity_logs` AS tgt USING `v` AS src "
         "ON tgt.`lw_id` = src.`lw_id` "
-        "AND tgt.`time` >= TIMESTAMP'2025-08-01T03:00:00.123456Z' "
-        "AND tgt.`time` <= TIMESTAMP'2025-08-01T05:00:00.999999Z' "
+        "AND tgt.`time` >= TIMESTAMP_LTZ'2025-08-01T03:00:00.123456Z' "
+        "AND tgt.`time` <= TIMESTAMP_LTZ'2025-08-01T05:00:00.999999Z' "
         "WHEN NOT MATCHED THEN INSERT (`lw_id`, `time`, `type`, `email`, `ip_address`, "
         "`client_type`, `version`) VALUES (src.`lw_id`, src.`time`, src.`type`, src.`email`, "
         "src.`ip_address`, src.`client_type`, src.`version`)"
@@ -437,10 +432,20 @@ def test_timestamp_literals_are_the_same_instant_in_any_session_time_zone(
         timestamp_literal(datetime(2025, 1, 1))
 
 
-def test_the_session_time_zone_is_utc(spark: SparkSession) -> None:
-    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
-    RecordingSparkEngine(spark)
+def test_the_job_sessions_run_in_utc_and_the_engine_leaves_a_users_zone_alone(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert local_session() is spark
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    try:
+        RecordingSparkEngine(spark)  # a notebook's session keeps the zone its user set
+        assert spark.conf.get("spark.sql.session.timeZone") == "Europe/Paris"
+        monkeypatch.setattr(SparkSession.builder, "getOrCreate", lambda: spark)
+        assert databricks_job.get_spark() is spark  # the job's own session: UTC
+        assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
 
 
 def test_batches_in_another_schema_are_refused(recording: RecordingSparkEngine) -> None:
@@ -837,9 +842,8 @@ def test_without_a_scope_credentials_come_from_the_environment(
 
 
 @pytest.fixture
-def delta_engine(spark: SparkSession) -> Iterator[SparkEngine]:
-    if not has_delta(spark):
-        pytest.skip(NO_DELTA)
+def delta_engine(delta_spark: SparkSession) -> Iterator[SparkEngine]:
+    spark = delta_spark
     schema = f"zoom_{uuid.uuid4().hex[:12]}"
     engine = SparkEngine(spark, "spark_catalog", schema, conflict_backoff_seconds=0.05)
     engine.ensure_tables()
@@ -861,13 +865,9 @@ def test_delta_log_tables_are_liquid_clustered_on_time(
 def test_delta_merges_are_idempotent_under_concurrent_writers(
     delta_engine: SparkEngine, spark: SparkSession
 ) -> None:
-    batches = [
-        batch_of(
-            ACTIVITY_LOGS,
-            activity_records([START + timedelta(minutes=5 * i + m) for m in range(20)]),
-        )
-        for i in range(6)
-    ]
+    # 45 records, merged as 6 overlapping batches of 20 (minutes 5i … 5i+19).
+    records = activity_records([START + timedelta(minutes=m) for m in range(45)])
+    batches = [batch_of(ACTIVITY_LOGS, records[5 * i : 5 * i + 20]) for i in range(6)]
     inserted: list[int] = []
     errors: list[BaseException] = []
 

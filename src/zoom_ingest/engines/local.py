@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -179,36 +179,10 @@ class LocalEngine:
 
     # -- run lock -----------------------------------------------------------------------
 
-    @contextmanager
-    def run_lock(self) -> Iterator[None]:
-        """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`.
-
-        flock belongs to the open file, so the kernel releases it when the holder exits
-        or dies: a crashed run never leaves a stale lock. A second run (another process,
-        or another engine object in this one) raises EngineBusy naming the holder's pid.
-        """
-        self.warehouse.mkdir(parents=True, exist_ok=True)
-        path = self.warehouse / LOCK_FILE_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder_pid(fd)
-                raise EngineBusy(
-                    f"another zoom_ingest run holds the warehouse {self.warehouse} "
-                    f"(lock file {path}, held by pid {holder or 'unknown'}); "
-                    "wait for it to finish"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)  # a pid left behind would name a run that has ended
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def run_lock(self) -> AbstractContextManager[None]:
+        """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`
+        (see `warehouse_lock`)."""
+        return warehouse_lock(self.warehouse)
 
     # -- housekeeping -------------------------------------------------------------------
 
@@ -248,6 +222,39 @@ class LocalEngine:
                 metrics["numFilesRemoved"],
                 metrics["numFilesAdded"],
             )
+
+
+@contextmanager
+def warehouse_lock(warehouse: Path) -> Iterator[None]:
+    """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`.
+
+    flock belongs to the open file, so the kernel releases it when the holder exits
+    or dies: a crashed run never leaves a stale lock. A second run (another process,
+    or another engine object in this one, of either engine) raises EngineBusy naming the
+    holder's pid.
+    """
+    warehouse.mkdir(parents=True, exist_ok=True)
+    path = warehouse / LOCK_FILE_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder_pid(fd)
+            raise EngineBusy(
+                f"another zoom_ingest run holds the warehouse {warehouse} "
+                f"(lock file {path}, held by pid {holder or 'unknown'}); "
+                "wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a pid left behind would name a run that has ended
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
