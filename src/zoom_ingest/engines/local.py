@@ -34,7 +34,7 @@ from deltalake.exceptions import CommitFailedError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
-from .base import EngineBusy, TableSchemaMismatch
+from .base import EngineBusy, TableSchemaMismatch, UnsupportedTable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +49,17 @@ SORT_WHOLE_TABLE_BYTES = 128 * 1024 * 1024
 # Optimistic commits that lose a race are re-run this many times in all; the operations
 # are idempotent, so re-running one against the newer table version is always safe.
 COMMIT_ATTEMPTS = 5
+# Delta writer features delta-rs refuses to write (it fails the commit naming them); a
+# table made by the Spark engine has the first two (liquid clustering).
+UNWRITABLE_FEATURES = (
+    "clustering",
+    "domainMetadata",
+    "rowTracking",
+    "typeWidening",
+    "variantType",
+    "icebergCompatV1",
+    "icebergCompatV2",
+)
 _TIMESTAMP_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
 
 
@@ -78,9 +89,20 @@ class LocalEngine:
         """Create missing tables with exactly the schemas of `tables.py`; check the others.
 
         A table that exists with another schema raises TableSchemaMismatch and is left
-        alone: altering a table users query is a decision for a person.
+        alone: altering a table users query is a decision for a person. A table that uses
+        a Delta feature delta-rs cannot write (e.g. liquid clustering, in tables the Spark
+        engine made) raises UnsupportedTable naming it, before anything is written; such
+        tables stay readable here (status, query, report).
         """
         self.warehouse.mkdir(parents=True, exist_ok=True)
+        unwritable = {
+            spec.name: features
+            for spec in ALL_TABLES.values()
+            if (features := unwritable_features(self.table_path(spec)))
+        }
+        if unwritable:
+            name, features = next(iter(unwritable.items()))
+            raise UnsupportedTable(name, str(self.warehouse / name), features, self.name)
         for spec in ALL_TABLES.values():
             path = self.table_path(spec)
             if not DeltaTable.is_deltatable(str(path)):
@@ -255,6 +277,14 @@ def warehouse_lock(warehouse: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def unwritable_features(path: Path) -> list[str]:
+    """The Delta writer features of the table at `path` that delta-rs cannot write."""
+    if not DeltaTable.is_deltatable(str(path)):
+        return []
+    features = DeltaTable(str(path)).protocol().writer_features or []
+    return [f for f in UNWRITABLE_FEATURES if f in features]
 
 
 def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:

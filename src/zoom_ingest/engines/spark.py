@@ -675,7 +675,9 @@ def local_session(
     if resolve or jars:
         builder = builder.config(
             "spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension"
-        ).config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        ).config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
     session = builder.getOrCreate()
     if resolve:
         _keep_resolved_jars(ivy / "jars", default_jar_cache())
