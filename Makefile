@@ -21,9 +21,11 @@ demo: setup
 test: setup-dev jars
 	$(BIN)/python -m pytest
 
-# Backfill throughput against Zoom's rate limit, and incremental cost (about 15 minutes).
+# Backfill throughput against Zoom's rate limit, and incremental cost (about 15 minutes);
+# then the Spark engine beside the local one (merge cost, incremental on 10M rows).
 bench: setup-dev jars
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.spark
 
 # Faults, kills and bad input against the simulator; rewrites docs/faults.md (about 5 minutes).
 soak: setup-dev

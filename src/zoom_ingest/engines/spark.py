@@ -652,6 +652,8 @@ def local_session(
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")  # a local session listens on loopback only
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.session.timeZone", "UTC")
         # A local table's log fits in one task; Delta's default (50) costs a second a read.
         .config("spark.databricks.delta.snapshotPartitions", "2")
