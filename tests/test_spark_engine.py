@@ -608,6 +608,112 @@ def test_delta_jars_are_found_in_folders_and_lists(tmp_path: Path) -> None:
     assert delta_jars("") == []
 
 
+def test_jars_spark_resolved_are_kept_under_their_maven_names(tmp_path: Path) -> None:
+    resolved, cache = tmp_path / "ivy" / "jars", tmp_path / "jars"
+    resolved.mkdir(parents=True)
+    for name in (
+        "io.delta_delta-spark_2.13-4.0.1.jar",
+        "io.delta_delta-storage-4.0.1.jar",
+        "org.antlr_antlr4-runtime-4.13.1.jar",
+    ):
+        (resolved / name).write_text(name)
+    assert spark_engine.missing_delta_jars(delta_jars(str(cache))) == [
+        "delta-spark_2.13-4.0.1.jar",
+        "delta-storage-4.0.1.jar",
+    ]
+    spark_engine._keep_resolved_jars(resolved, cache)
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "delta-spark_2.13-4.0.1.jar",
+        "delta-storage-4.0.1.jar",
+    ]
+    assert (cache / "delta-storage-4.0.1.jar").read_text() == "io.delta_delta-storage-4.0.1.jar"
+    assert spark_engine.missing_delta_jars(delta_jars(str(cache))) == []
+
+
+def test_how_to_get_the_jars_names_the_command_the_artifacts_and_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(spark_engine.DELTA_JARS_ENV, str(tmp_path / "nowhere"))
+    text = spark_engine.how_to_get_delta_jars()
+    for part in (
+        str(tmp_path / "nowhere"),
+        "make jars",
+        "mvn dependency:copy",
+        "io.delta:delta-spark_2.13:4.0.1",
+        "io.delta:delta-storage:4.0.1",
+        "ZOOM_INGEST_DELTA_JARS",
+        "--engine spark",
+    ):
+        assert part in text, part
+
+
+def test_a_delta_test_that_would_skip_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import skip_delta
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true.*no jars here"):
+        skip_delta("no jars here")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no jars here"):
+        skip_delta("no jars here")
+
+
+class StubSession:
+    """Stands in for a SparkSession with Delta: what the CLI asks of one before a run."""
+
+    version = "4.0.1"
+
+    class conf:
+        @staticmethod
+        def get(key: str, default: str | None = None) -> str | None:
+            return "io.delta.sql.DeltaSparkSessionExtension" if "extensions" in key else default
+
+
+def test_engine_spark_fetches_missing_jars_itself_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoom_ingest import cli
+
+    monkeypatch.setenv(spark_engine.DELTA_JARS_ENV, str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    asked: list[dict[str, Any]] = []
+
+    def session(**options: Any) -> StubSession:
+        asked.append(options)
+        return StubSession()
+
+    monkeypatch.setattr(spark_engine, "local_session", session)
+    engine = cli.make_engine("spark", tmp_path / "wh")
+    assert asked == [{"fetch": True}]
+    assert isinstance(engine, SparkEngine) and engine.warehouse == (tmp_path / "wh").absolute()
+    assert engine.table_name(ACTIVITY_LOGS) == f"delta.`{tmp_path / 'wh' / 'activity_logs'}`"
+    err = capsys.readouterr().err
+    assert "fetching io.delta:delta-spark_2.13:4.0.1 from Maven Central" in err
+    assert str(tmp_path / "cache" / "zoom_ingest" / "jars") in err
+
+    # Cached: nothing is said, the session starts from the jars.
+    (tmp_path / "empty").mkdir()
+    for name in spark_engine.DELTA_JAR_NAMES:
+        (tmp_path / "empty" / name).write_text("")
+    cli.make_engine("spark", tmp_path / "wh")
+    assert "fetching" not in capsys.readouterr().err
+
+
+def test_the_engine_option_is_declared_once_and_checked(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from zoom_ingest import cli
+    from zoom_ingest.settings import ENGINES
+
+    for command in (cli.run_command, cli.demo_command):
+        [option] = [p for p in command.params if p.name == "engine"]
+        assert list(option.type.choices) == list(ENGINES) and option.default == "local"
+        assert option.envvar == "ZOOM_INGEST_ENGINE"
+    result = CliRunner().invoke(cli.main, ["run", "--engine", "hive", "--warehouse", "x"])
+    assert result.exit_code == 2
+    assert "invalid setting engine" in result.output
+
+
 # -- the entry point --------------------------------------------------------------------------
 
 
