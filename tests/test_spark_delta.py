@@ -25,8 +25,10 @@ import pytest
 
 pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -e '.[spark]'")
 
+from click.testing import CliRunner
 from deltalake import DeltaTable
 
+from zoom_ingest import cli
 from zoom_ingest.engines import LocalEngine, UnsupportedTable
 from zoom_ingest.engines.spark import DELTA_JARS_ENV, SparkEngine, table_differences
 from zoom_ingest.job import EXIT_OK, RunSummary, run
@@ -110,7 +112,7 @@ def test_backfill_equals_the_truth_a_second_run_adds_nothing_and_runs_record_mer
     warehouse = tmp_path / "wh"
     engine = spark_engine(spark, warehouse)
     start = backfill_start()
-    settings = settings_for(sim, start, batch_rows=400)  # several merges per table
+    settings = settings_for(sim, start, batch_rows=100)  # several merges per table
 
     first = run(settings, engine, progress=False)
     assert first.exit_code == EXIT_OK, first.lines()
@@ -130,7 +132,7 @@ def test_backfill_equals_the_truth_a_second_run_adds_nothing_and_runs_record_mer
     assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
     for spec in LOG_TABLES.values():
         merges = [h for h in history(spark, engine, spec) if h["operation"] == "MERGE"]
-        assert len(merges) >= 2, spec.name  # batch_rows=400: more than one merge
+        assert len(merges) >= 2, spec.name  # batch_rows=100: more than one merge
         merged = sum(int(h["operationMetrics"]["numTargetRowsInserted"]) for h in merges)
         recorded = sum(r["records_inserted"] for r in runs if r["stream"] == spec.name)
         assert merged == recorded == inserted[spec.name], spec.name
@@ -327,6 +329,26 @@ def test_tables_spark_wrote_are_read_by_the_local_engine_which_refuses_to_write_
         key = [(k, "ascending") for k in spec.key]
         assert got.sort_by(key).equals(want.sort_by(key)), spec.name
     assert_equals_truth(warehouse, sim, start)
+    # The commands that read a warehouse read this one.
+    runner = CliRunner()
+    status = runner.invoke(cli.main, ["status", "--warehouse", str(warehouse)])
+    assert status.exit_code == 0, status.output
+    assert f"{local.read_table(ACTIVITY_LOGS).num_rows:,}" in status.output
+    query = runner.invoke(
+        cli.main,
+        [
+            "query",
+            "--warehouse",
+            str(warehouse),
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM operation_logs",
+        ],
+    )
+    assert query.exit_code == 0, query.output
+    assert query.output.split() == ["n", str(local.read_table(OPERATION_LOGS).num_rows)]
+    report = runner.invoke(cli.main, ["report", "--warehouse", str(warehouse)])
+    assert report.exit_code == 0 and (warehouse / "zoom-report.html").is_file(), report.output
 
     versions = {s.name: DeltaTable(str(warehouse / s.name)).version() for s in ALL_TABLES.values()}
     sim.add_records("activity_logs", soak.recent_records(sim, 5, timedelta(minutes=20), 5))

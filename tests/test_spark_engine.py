@@ -1,11 +1,11 @@
 """The Spark engine and the Databricks entry point, with a real local SparkSession.
 
-Without Delta jars (the usual case on a machine with no route to Maven Central) nothing
-can write a Delta table, so `RecordingSparkEngine` below intercepts the engine's one SQL
-choke point: every statement is parsed by Spark's own SQL parser and recorded, and the
-batch DataFrames behind it are real. The tests that need Delta itself (MERGE semantics,
-`CLUSTER BY`, `DESCRIBE DETAIL`, concurrent commits) run when ZOOM_INGEST_DELTA_JARS names
-the jars (see DEVELOPERS.md), as do the engine contract tests (conftest.py's "spark").
+`RecordingSparkEngine` below intercepts the engine's one SQL choke point: every
+statement is parsed by Spark's own SQL parser and recorded, and the batch DataFrames
+behind it are real; that pins the SQL the engine sends to Databricks. The tests that need
+Delta itself (MERGE semantics, `CLUSTER BY`, `DESCRIBE DETAIL`, concurrent commits) use
+the jars `make test` fetches (conftest.py's `delta_spark`: a skip that says how to get
+them, a failure under CI=true), as do the engine contract tests and tests/test_spark_delta.py.
 """
 
 from __future__ import annotations
