@@ -408,7 +408,8 @@ def test_log_tables_are_clustered_on_time_and_a_one_day_merge_skips_other_files(
     optimize = engine.last_commit_metrics(ACTIVITY_LOGS)
     assert optimize["operation"] == "OPTIMIZE", optimize
     files = spark.sql(
-        f"SELECT input_file_name() AS f, min(time) AS lo, max(time) AS hi FROM {table} GROUP BY 1"
+        f"SELECT input_file_name() AS f, unix_micros(min(time)) AS lo, "
+        f"unix_micros(max(time)) AS hi FROM {table} GROUP BY 1"
     ).collect()
     assert len(files) >= 4, files
 
@@ -424,10 +425,14 @@ def test_log_tables_are_clustered_on_time_and_a_one_day_merge_skips_other_files(
     # Delta's insert-only MERGE reads the target only to find the keys already there; the
     # scan's own metrics show how many files it read after skipping on file statistics.
     read = merge_files_read(spark)
-    lo, hi = day3["time"][0].as_py(), day3["time"][-1].as_py()
+    lo, hi = (micros(day3["time"][i].as_py()) for i in (0, -1))
     overlapping = [f for f in files if f["hi"] >= lo and f["lo"] <= hi]
     assert 0 < read == len(overlapping) < before, (read, len(overlapping), before)
     print(f"one-day merge after OPTIMIZE: read {read} of {before} files, skipped {before - read}")
+
+
+def micros(instant: datetime) -> int:
+    return (instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def merge_files_read(spark: Any) -> int:
