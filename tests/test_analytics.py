@@ -1013,15 +1013,15 @@ def test_the_spark_task_creates_the_table_and_merges_on_alert_id() -> None:
         "USE SCHEMA `zoom`",
         f"CREATE TABLE IF NOT EXISTS {table} ("
         "`alert_id` STRING NOT NULL, `detection` STRING NOT NULL, `severity` STRING NOT NULL, "
-        "`time` TIMESTAMP NOT NULL, `actor` STRING, `target` STRING, `change` STRING, "
-        "`detected_at` TIMESTAMP NOT NULL) USING DELTA CLUSTER BY (`time`) "
+        "`time` TIMESTAMP_LTZ NOT NULL, `actor` STRING, `target` STRING, `change` STRING, "
+        "`detected_at` TIMESTAMP_LTZ NOT NULL) USING DELTA CLUSTER BY (`time`) "
         "COMMENT 'zoom_ingest: alerts of the detections in sql/detections, one row per alert_id'",
     ]
     assert spark.statements[5] == detections.merge_sql(table, NOW)
     assert "WHEN NOT MATCHED THEN INSERT *" in spark.statements[5]
     assert "WHEN MATCHED" not in spark.statements[5]
     assert spark.statements[6].endswith(
-        "WHERE detected_at = TIMESTAMP'2025-03-14T12:00:00.000000Z' GROUP BY severity"
+        "WHERE detected_at = TIMESTAMP_LTZ'2025-03-14T12:00:00.000000Z' GROUP BY severity"
     )
 
 
