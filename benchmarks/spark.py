@@ -227,6 +227,7 @@ def markdown(results: dict[str, Any]) -> str:
         "one local SparkSession with Delta Lake on the same 2 cores, JVM start-up not "
         "counted).",
         "",
+        *([results["note"], ""] if results.get("note") else []),
         f"**Merge cost per batch.** {MERGE_BATCHES} hourly batches of "
         f"{MERGE_BATCH_ROWS:,} new sign-ins, merged one after the other (insert-only "
         "MERGE on `lw_id` within the batch's time range) by each engine into its own "
@@ -291,7 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", help="comma-separated activity_logs sizes")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--no-docs", dest="docs", action="store_false")
+    parser.add_argument("--note", help="a sentence about the run, printed in the docs")
+    parser.add_argument(
+        "--render-only", type=Path, metavar="RESULTS_JSON", help="redraw the docs section"
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        results = json.loads(args.render_only.read_text())
+        if args.note:
+            results["note"] = args.note
+        write_doc(results)
+        print(f"wrote {DOC}")
+        return 0
     sizes = (
         [int(s) for s in args.sizes.split(",")]
         if args.sizes
@@ -306,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m benchmarks.spark" + (" --quick" if args.quick else ""),
         "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "spark": spark.version,
+        **({"note": args.note} if args.note else {}),
     }
     batches, rows = (3, 500) if args.quick else (MERGE_BATCHES, MERGE_BATCH_ROWS)
     print(f"merge cost: {batches} batches of {rows:,} rows per engine …")
