@@ -132,7 +132,8 @@ def test_backfill_equals_the_truth_a_second_run_adds_nothing_and_runs_record_mer
     assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
     for spec in LOG_TABLES.values():
         merges = [h for h in history(spark, engine, spec) if h["operation"] == "MERGE"]
-        assert len(merges) >= 2, spec.name  # batch_rows=100: more than one merge
+        # batch_rows=100: activity_logs (~290 rows) takes several merges.
+        assert len(merges) >= (2 if spec is ACTIVITY_LOGS else 1), spec.name
         merged = sum(int(h["operationMetrics"]["numTargetRowsInserted"]) for h in merges)
         recorded = sum(r["records_inserted"] for r in runs if r["stream"] == spec.name)
         assert merged == recorded == inserted[spec.name], spec.name
