@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -24,24 +25,51 @@ from zoom_ingest.engines import Engine, LocalEngine
 EngineFactory = Callable[[Path], Engine]
 
 
+def on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_delta(reason: str) -> NoReturn:
+    """Skip a test that needs Spark + Delta, saying why; under CI=true fail instead: CI
+    has Maven Central and `make test` fetches the jars, so a skip there hides a bug."""
+    if on_ci():
+        pytest.fail(f"CI=true, and a Spark + Delta test may not skip there: {reason}")
+    pytest.skip(reason)
+
+
+def delta_session() -> Any:
+    """The process's one local SparkSession with Delta (shared by every test), or a skip
+    (a failure under CI) that says how to get the jars."""
+    try:
+        from zoom_ingest.engines.spark import (
+            delta_jars,
+            has_delta,
+            how_to_get_delta_jars,
+            local_session,
+            missing_delta_jars,
+        )
+    except ImportError:
+        skip_delta("spark engine: pyspark is not installed (pip install -e '.[spark]')")
+    if missing_delta_jars(delta_jars()):
+        skip_delta(f"spark engine: {how_to_get_delta_jars()}")
+    spark = local_session()  # one per process: the first call's configuration holds
+    if not has_delta(spark):
+        skip_delta(
+            "spark engine: this process's SparkSession started without Delta "
+            f"(it was created before the jars were found). {how_to_get_delta_jars()}"
+        )
+    return spark
+
+
 def _local_engine(where: Path) -> Engine:
     return LocalEngine(where / "warehouse")
 
 
 def _spark_engine(where: Path) -> Engine:
     """Delta tables in a schema of the local SparkSession named after `where`."""
-    try:
-        from zoom_ingest.engines.spark import SparkEngine, delta_jars, has_delta, local_session
-    except ImportError:
-        pytest.skip("spark engine: pyspark is not installed (pip install -e '.[spark]')")
-    if not delta_jars():
-        pytest.skip(
-            "spark engine: Delta jars unavailable; set ZOOM_INGEST_DELTA_JARS to the "
-            "delta-spark and delta-storage jars (see DEVELOPERS.md)"
-        )
-    spark = local_session()  # one per process, shared with tests/test_spark_engine.py
-    if not has_delta(spark):
-        pytest.skip("spark engine: this process's SparkSession started without Delta")
+    from zoom_ingest.engines.spark import SparkEngine
+
+    spark = delta_session()
     schema = "contract_" + hashlib.sha256(str(where).encode()).hexdigest()[:16]
     return SparkEngine(spark, "spark_catalog", schema, conflict_backoff_seconds=0.05)
 
@@ -104,3 +132,9 @@ def host_time_zone(request: pytest.FixtureRequest) -> Iterator[str]:
         else:
             os.environ["TZ"] = before
         time.tzset()
+
+
+@pytest.fixture(scope="session")
+def delta_spark() -> Any:
+    """The shared local SparkSession with Delta; skips (fails under CI) without the jars."""
+    return delta_session()

@@ -1,11 +1,11 @@
 """The Spark engine and the Databricks entry point, with a real local SparkSession.
 
-Without Delta jars (the usual case on a machine with no route to Maven Central) nothing
-can write a Delta table, so `RecordingSparkEngine` below intercepts the engine's one SQL
-choke point: every statement is parsed by Spark's own SQL parser and recorded, and the
-batch DataFrames behind it are real. The tests that need Delta itself (MERGE semantics,
-`CLUSTER BY`, `DESCRIBE DETAIL`, concurrent commits) run when ZOOM_INGEST_DELTA_JARS names
-the jars (see DEVELOPERS.md), as do the engine contract tests (conftest.py's "spark").
+`RecordingSparkEngine` below intercepts the engine's one SQL choke point: every
+statement is parsed by Spark's own SQL parser and recorded, and the batch DataFrames
+behind it are real; that pins the SQL the engine sends to Databricks. The tests that need
+Delta itself (MERGE semantics, `CLUSTER BY`, `DESCRIBE DETAIL`, concurrent commits) use
+the jars `make test` fetches (conftest.py's `delta_spark`: a skip that says how to get
+them, a failure under CI=true), as do the engine contract tests and tests/test_spark_delta.py.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from zoom_ingest.engines.spark import (
     SparkEngine,
     dataframe,
     delta_jars,
-    has_delta,
     is_commit_conflict,
     local_session,
     merge_sql,
@@ -69,10 +68,6 @@ from zoom_ingest.tables import (
 )
 
 START = datetime(2025, 8, 1, tzinfo=UTC)
-NO_DELTA = (
-    "Delta jars unavailable: set ZOOM_INGEST_DELTA_JARS to the folder holding "
-    "delta-spark_2.13-4.0.1.jar and delta-storage-4.0.1.jar (see DEVELOPERS.md)"
-)
 MERGE_METRICS = (
     "num_affected_rows BIGINT, num_updated_rows BIGINT, num_deleted_rows BIGINT, "
     "num_inserted_rows BIGINT"
@@ -328,6 +323,7 @@ def test_tables_are_created_as_delta_clustered_on_their_clustering_column(
     [create] = recording.statements_on(ACTIVITY_LOGS, "CREATE TABLE")
     assert "(`lw_id` STRING NOT NULL COMMENT 'Deterministic SHA-256 of the record " in create
     assert ", `type` STRING COMMENT 'Sign in or Sign out', " in create
+    assert "`time` TIMESTAMP_LTZ NOT NULL COMMENT" in create
     assert "CLUSTER BY (`time`)" in create
     [create] = recording.statements_on(RUNS, "CREATE TABLE")
     assert "`records_inserted` BIGINT COMMENT 'Records new to the table', " in create
@@ -471,8 +467,8 @@ def test_merge_matches_on_the_key_within_the_batch_time_range_and_holds_no_value
     assert statement == (
         "MERGE INTO `c`.`s`.`activity_logs` AS tgt USING `v` AS src "
         "ON tgt.`lw_id` = src.`lw_id` "
-        "AND tgt.`time` >= TIMESTAMP'2025-08-01T03:00:00.123456Z' "
-        "AND tgt.`time` <= TIMESTAMP'2025-08-01T05:00:00.999999Z' "
+        "AND tgt.`time` >= TIMESTAMP_LTZ'2025-08-01T03:00:00.123456Z' "
+        "AND tgt.`time` <= TIMESTAMP_LTZ'2025-08-01T05:00:00.999999Z' "
         "WHEN NOT MATCHED THEN INSERT (`lw_id`, `time`, `type`, `email`, `ip_address`, "
         "`client_type`, `version`) VALUES (src.`lw_id`, src.`time`, src.`type`, src.`email`, "
         "src.`ip_address`, src.`client_type`, src.`version`)"
@@ -523,10 +519,20 @@ def test_timestamp_literals_are_the_same_instant_in_any_session_time_zone(
         timestamp_literal(datetime(2025, 1, 1))
 
 
-def test_the_session_time_zone_is_utc(spark: SparkSession) -> None:
-    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
-    RecordingSparkEngine(spark)
+def test_the_job_sessions_run_in_utc_and_the_engine_leaves_a_users_zone_alone(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert local_session() is spark
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    try:
+        RecordingSparkEngine(spark)  # a notebook's session keeps the zone its user set
+        assert spark.conf.get("spark.sql.session.timeZone") == "Europe/Paris"
+        monkeypatch.setattr(SparkSession.builder, "getOrCreate", lambda: spark)
+        assert databricks_job.get_spark() is spark  # the job's own session: UTC
+        assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
 
 
 def test_batches_in_another_schema_are_refused(recording: RecordingSparkEngine) -> None:
@@ -689,6 +695,112 @@ def test_delta_jars_are_found_in_folders_and_lists(tmp_path: Path) -> None:
     ]
     assert delta_jars(f"{single}:{tmp_path / 'missing.jar'}:") == [str(single)]
     assert delta_jars("") == []
+
+
+def test_jars_spark_resolved_are_kept_under_their_maven_names(tmp_path: Path) -> None:
+    resolved, cache = tmp_path / "ivy" / "jars", tmp_path / "jars"
+    resolved.mkdir(parents=True)
+    for name in (
+        "io.delta_delta-spark_2.13-4.0.1.jar",
+        "io.delta_delta-storage-4.0.1.jar",
+        "org.antlr_antlr4-runtime-4.13.1.jar",
+    ):
+        (resolved / name).write_text(name)
+    assert spark_engine.missing_delta_jars(delta_jars(str(cache))) == [
+        "delta-spark_2.13-4.0.1.jar",
+        "delta-storage-4.0.1.jar",
+    ]
+    spark_engine._keep_resolved_jars(resolved, cache)
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "delta-spark_2.13-4.0.1.jar",
+        "delta-storage-4.0.1.jar",
+    ]
+    assert (cache / "delta-storage-4.0.1.jar").read_text() == "io.delta_delta-storage-4.0.1.jar"
+    assert spark_engine.missing_delta_jars(delta_jars(str(cache))) == []
+
+
+def test_how_to_get_the_jars_names_the_command_the_artifacts_and_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(spark_engine.DELTA_JARS_ENV, str(tmp_path / "nowhere"))
+    text = spark_engine.how_to_get_delta_jars()
+    for part in (
+        str(tmp_path / "nowhere"),
+        "make jars",
+        "mvn dependency:copy",
+        "io.delta:delta-spark_2.13:4.0.1",
+        "io.delta:delta-storage:4.0.1",
+        "ZOOM_INGEST_DELTA_JARS",
+        "--engine spark",
+    ):
+        assert part in text, part
+
+
+def test_a_delta_test_that_would_skip_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import skip_delta
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"CI=true.*no jars here"):
+        skip_delta("no jars here")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no jars here"):
+        skip_delta("no jars here")
+
+
+class StubSession:
+    """Stands in for a SparkSession with Delta: what the CLI asks of one before a run."""
+
+    version = "4.0.1"
+
+    class conf:
+        @staticmethod
+        def get(key: str, default: str | None = None) -> str | None:
+            return "io.delta.sql.DeltaSparkSessionExtension" if "extensions" in key else default
+
+
+def test_engine_spark_fetches_missing_jars_itself_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoom_ingest import cli
+
+    monkeypatch.setenv(spark_engine.DELTA_JARS_ENV, str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    asked: list[dict[str, Any]] = []
+
+    def session(**options: Any) -> StubSession:
+        asked.append(options)
+        return StubSession()
+
+    monkeypatch.setattr(spark_engine, "local_session", session)
+    engine = cli.make_engine("spark", tmp_path / "wh")
+    assert asked == [{"fetch": True}]
+    assert isinstance(engine, SparkEngine) and engine.warehouse == (tmp_path / "wh").absolute()
+    assert engine.table_name(ACTIVITY_LOGS) == f"delta.`{tmp_path / 'wh' / 'activity_logs'}`"
+    err = capsys.readouterr().err
+    assert "fetching io.delta:delta-spark_2.13:4.0.1 from Maven Central" in err
+    assert str(tmp_path / "cache" / "zoom_ingest" / "jars") in err
+
+    # Cached: nothing is said, the session starts from the jars.
+    (tmp_path / "empty").mkdir()
+    for name in spark_engine.DELTA_JAR_NAMES:
+        (tmp_path / "empty" / name).write_text("")
+    cli.make_engine("spark", tmp_path / "wh")
+    assert "fetching" not in capsys.readouterr().err
+
+
+def test_the_engine_option_is_declared_once_and_checked(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from zoom_ingest import cli
+    from zoom_ingest.settings import ENGINES
+
+    for command in (cli.run_command, cli.demo_command):
+        [option] = [p for p in command.params if p.name == "engine"]
+        assert list(option.type.choices) == list(ENGINES) and option.default == "local"
+        assert option.envvar == "ZOOM_INGEST_ENGINE"
+    result = CliRunner().invoke(cli.main, ["run", "--engine", "hive", "--warehouse", "x"])
+    assert result.exit_code == 2
+    assert "invalid setting engine" in result.output
 
 
 # -- the entry point --------------------------------------------------------------------------
@@ -938,9 +1050,8 @@ def test_without_a_scope_credentials_come_from_the_environment(
 
 
 @pytest.fixture
-def delta_engine(spark: SparkSession) -> Iterator[SparkEngine]:
-    if not has_delta(spark):
-        pytest.skip(NO_DELTA)
+def delta_engine(delta_spark: SparkSession) -> Iterator[SparkEngine]:
+    spark = delta_spark
     schema = f"zoom_{uuid.uuid4().hex[:12]}"
     engine = SparkEngine(spark, "spark_catalog", schema, conflict_backoff_seconds=0.05)
     engine.ensure_tables()
@@ -962,13 +1073,9 @@ def test_delta_log_tables_are_liquid_clustered_on_time(
 def test_delta_merges_are_idempotent_under_concurrent_writers(
     delta_engine: SparkEngine, spark: SparkSession
 ) -> None:
-    batches = [
-        batch_of(
-            ACTIVITY_LOGS,
-            activity_records([START + timedelta(minutes=5 * i + m) for m in range(20)]),
-        )
-        for i in range(6)
-    ]
+    # 45 records, merged as 6 overlapping batches of 20 (minutes 5i … 5i+19).
+    records = activity_records([START + timedelta(minutes=m) for m in range(45)])
+    batches = [batch_of(ACTIVITY_LOGS, records[5 * i : 5 * i + 20]) for i in range(6)]
     inserted: list[int] = []
     errors: list[BaseException] = []
 

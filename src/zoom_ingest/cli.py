@@ -23,7 +23,9 @@ from .logs import configure_logging
 from .settings import (
     CATEGORY_TYPES,
     DEFAULT_API_URL,
+    DEFAULT_ENGINE,
     DEFAULT_OAUTH_URL,
+    ENGINES,
     MODES,
     Secret,
     Settings,
@@ -92,6 +94,18 @@ warehouse_option = click.option(
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of the local Delta tables (one sub-folder per table).",
+)
+
+
+engine_option = click.option(
+    "--engine",
+    envvar="ZOOM_INGEST_ENGINE",
+    default=DEFAULT_ENGINE,
+    show_default=True,
+    type=click.Choice(ENGINES),
+    help="local: Delta tables written with delta-rs (no JVM). spark: the Databricks code "
+    "path on a local SparkSession with Delta Lake (needs Java 17+ and the spark extra; "
+    "fetches the Delta jars from Maven Central once). Both write <warehouse>/<table>.",
 )
 
 
@@ -261,17 +275,57 @@ def _job_settings_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     return {n: opts[n] for n in names}
 
 
-def execute(settings: Settings, warehouse: Path, progress: bool | None) -> int:
-    """Run the job on the local engine and print the summary; return the exit code."""
-    from .engines import EngineBusy
-    from .engines.local import LocalEngine
+def make_engine(engine: str, warehouse: Path) -> Any:
+    """The engine a local run writes with, both on `<warehouse>/<table>`. Exits 2 when the
+    Spark engine cannot start here (no pyspark, no Java, no Delta jars), saying why."""
+    if engine == "local":
+        from .engines.local import LocalEngine
+
+        return LocalEngine(warehouse)
+    try:
+        from .engines import spark as spark_engine
+    except ImportError:
+        click.echo(
+            "error: --engine spark needs pyspark and delta-spark: "
+            "pip install 'zoom-ingest[spark]' (and Java 17+)",
+            err=True,
+        )
+        sys.exit(EXIT_SETTINGS)
+    if spark_engine.missing_delta_jars(spark_engine.delta_jars()):
+        click.echo(
+            f"Delta Lake jars not cached yet: fetching {spark_engine.DELTA_PACKAGE} from "
+            f"Maven Central into {spark_engine.default_jar_cache()} (once)",
+            err=True,
+        )
+    try:
+        session = spark_engine.local_session(fetch=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        click.echo(f"error: cannot start a local SparkSession with Delta: {first}", err=True)
+        click.echo(f"hint: Java 17+ on PATH; {spark_engine.how_to_get_delta_jars()}", err=True)
+        sys.exit(EXIT_SETTINGS)
+    if not spark_engine.has_delta(session):
+        click.echo(f"error: {spark_engine.how_to_get_delta_jars()}", err=True)
+        sys.exit(EXIT_SETTINGS)
+    return spark_engine.SparkEngine(session, warehouse=warehouse)
+
+
+def execute(
+    settings: Settings, warehouse: Path, progress: bool | None, engine: str = DEFAULT_ENGINE
+) -> int:
+    """Run the job on the chosen engine and print the summary; return the exit code."""
+    from .engines import EngineBusy, TableSchemaMismatch
+    from .engines.base import UnsupportedTable
     from .job import run
 
     try:
-        summary = run(settings, LocalEngine(warehouse), progress=progress)
+        summary = run(settings, make_engine(engine, warehouse), progress=progress)
     except EngineBusy as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_BUSY
+    except (TableSchemaMismatch, UnsupportedTable) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_SETTINGS
     for line in summary.lines():
         click.echo(line)
     return summary.exit_code
@@ -285,6 +339,7 @@ def main() -> None:
 
 @main.command("run", cls=SettingsCommand)
 @warehouse_option
+@engine_option
 @click.option("--account-id", envvar="ZOOM_ACCOUNT_ID", help="Zoom account id [ZOOM_ACCOUNT_ID].")
 @click.option(
     "--client-id", envvar="ZOOM_CLIENT_ID", help="S2S OAuth app client id [ZOOM_CLIENT_ID]."
@@ -300,6 +355,7 @@ def main() -> None:
 @job_options
 def run_command(
     warehouse: Path,
+    engine: str,
     account_id: str | None,
     client_id: str | None,
     client_secret: str | None,
@@ -322,7 +378,7 @@ def run_command(
         )
     except SettingsError as exc:
         fail_settings(exc)
-    sys.exit(execute(settings, warehouse, progress))
+    sys.exit(execute(settings, warehouse, progress, engine))
 
 
 @main.command("demo", cls=SettingsCommand)
@@ -332,6 +388,7 @@ def run_command(
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
+@engine_option
 @click.option(
     "--days",
     default=30,
@@ -345,6 +402,7 @@ def run_command(
 @job_options
 def demo_command(
     warehouse: Path,
+    engine: str,
     days: int,
     activity_per_day: int,
     operation_per_day: int,
@@ -386,7 +444,7 @@ def demo_command(
             )
         except SettingsError as exc:
             fail_settings(exc)
-        code = execute(settings, warehouse, progress)
+        code = execute(settings, warehouse, progress, engine)
     click.echo("")
     show_status(warehouse, settings.account_id, samples=3)
     click.echo("")

@@ -278,7 +278,11 @@ def get_spark() -> SparkSession:
     """The session of the Databricks runtime (serverless: Spark Connect), or a local one."""
     from pyspark.sql import SparkSession
 
-    return SparkSession.builder.getOrCreate()
+    spark = SparkSession.builder.getOrCreate()
+    # The job's session time zone: instants show in UTC in its logs and ad-hoc SQL (the
+    # engine itself stores and compares instants the same in any zone).
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    return spark
 
 
 def _configure_logging(level: str, settings: Settings) -> None:

@@ -36,6 +36,10 @@ CATEGORY_TYPES = (
 )
 STREAMS = tuple(LOG_TABLES)  # ("activity_logs", "operation_logs")
 MODES = ("incremental", "reconcile")
+#: Where a local run writes (`zoom-ingest run --engine`): delta-rs, or a local SparkSession
+#: with Delta Lake (the Databricks code path). Both write `<warehouse>/<table>`.
+ENGINES = ("local", "spark")
+DEFAULT_ENGINE = "local"
 PAGE_SIZE = 300  # the documented maximum; fewer calls per record
 
 

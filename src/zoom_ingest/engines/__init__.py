@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from .base import Engine, EngineBusy, TableSchemaMismatch
+from .base import Engine, EngineBusy, TableSchemaMismatch, UnsupportedTable
 
-__all__ = ["Engine", "EngineBusy", "LocalEngine", "TableSchemaMismatch"]
+__all__ = ["Engine", "EngineBusy", "LocalEngine", "TableSchemaMismatch", "UnsupportedTable"]
 
 
 def __getattr__(name: str) -> Any:

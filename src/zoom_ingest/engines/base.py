@@ -37,6 +37,21 @@ class TableSchemaMismatch(RuntimeError):
         )
 
 
+class UnsupportedTable(RuntimeError):
+    """A table uses a Delta feature this engine cannot write (e.g. delta-rs and liquid
+    clustering). Raised before anything is written; the message names the feature."""
+
+    def __init__(self, table: str, location: str, features: list[str], engine: str) -> None:
+        self.table = table
+        self.features = features
+        super().__init__(
+            f"table {table} ({location}) uses the Delta table feature(s) "
+            f"{', '.join(features)}, which the {engine} engine cannot write; nothing was "
+            "written. Write this warehouse with the engine that created it (e.g. "
+            "--engine spark), or choose another warehouse."
+        )
+
+
 class Engine(Protocol):
     """Where the tables live. Thread use: the job calls an engine from one thread only."""
 

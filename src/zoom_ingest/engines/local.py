@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from deltalake.exceptions import CommitFailedError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
-from .base import EngineBusy, TableSchemaMismatch, schema_differences
+from .base import EngineBusy, TableSchemaMismatch, UnsupportedTable, schema_differences
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +49,17 @@ SORT_WHOLE_TABLE_BYTES = 128 * 1024 * 1024
 # Optimistic commits that lose a race are re-run this many times in all; the operations
 # are idempotent, so re-running one against the newer table version is always safe.
 COMMIT_ATTEMPTS = 5
+# Delta writer features delta-rs refuses to write (it fails the commit naming them); a
+# table made by the Spark engine has the first two (liquid clustering).
+UNWRITABLE_FEATURES = (
+    "clustering",
+    "domainMetadata",
+    "rowTracking",
+    "typeWidening",
+    "variantType",
+    "icebergCompatV1",
+    "icebergCompatV2",
+)
 _TIMESTAMP_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
 
 
@@ -78,9 +89,20 @@ class LocalEngine:
         """Create missing tables with exactly the schemas of `tables.py`; check the others.
 
         A table that exists with another schema raises TableSchemaMismatch and is left
-        alone: altering a table users query is a decision for a person.
+        alone: altering a table users query is a decision for a person. A table that uses
+        a Delta feature delta-rs cannot write (e.g. liquid clustering, in tables the Spark
+        engine made) raises UnsupportedTable naming it, before anything is written; such
+        tables stay readable here (status, query, report).
         """
         self.warehouse.mkdir(parents=True, exist_ok=True)
+        unwritable = {
+            spec.name: features
+            for spec in ALL_TABLES.values()
+            if (features := unwritable_features(self.table_path(spec)))
+        }
+        if unwritable:
+            name, features = next(iter(unwritable.items()))
+            raise UnsupportedTable(name, str(self.warehouse / name), features, self.name)
         for spec in ALL_TABLES.values():
             path = self.table_path(spec)
             if not DeltaTable.is_deltatable(str(path)):
@@ -189,36 +211,10 @@ class LocalEngine:
 
     # -- run lock -----------------------------------------------------------------------
 
-    @contextmanager
-    def run_lock(self) -> Iterator[None]:
-        """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`.
-
-        flock belongs to the open file, so the kernel releases it when the holder exits
-        or dies: a crashed run never leaves a stale lock. A second run (another process,
-        or another engine object in this one) raises EngineBusy naming the holder's pid.
-        """
-        self.warehouse.mkdir(parents=True, exist_ok=True)
-        path = self.warehouse / LOCK_FILE_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder_pid(fd)
-                raise EngineBusy(
-                    f"another zoom_ingest run holds the warehouse {self.warehouse} "
-                    f"(lock file {path}, held by pid {holder or 'unknown'}); "
-                    "wait for it to finish"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)  # a pid left behind would name a run that has ended
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def run_lock(self) -> AbstractContextManager[None]:
+        """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`
+        (see `warehouse_lock`)."""
+        return warehouse_lock(self.warehouse)
 
     # -- housekeeping -------------------------------------------------------------------
 
@@ -258,6 +254,47 @@ class LocalEngine:
                 metrics["numFilesRemoved"],
                 metrics["numFilesAdded"],
             )
+
+
+@contextmanager
+def warehouse_lock(warehouse: Path) -> Iterator[None]:
+    """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`.
+
+    flock belongs to the open file, so the kernel releases it when the holder exits
+    or dies: a crashed run never leaves a stale lock. A second run (another process,
+    or another engine object in this one, of either engine) raises EngineBusy naming the
+    holder's pid.
+    """
+    warehouse.mkdir(parents=True, exist_ok=True)
+    path = warehouse / LOCK_FILE_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder_pid(fd)
+            raise EngineBusy(
+                f"another zoom_ingest run holds the warehouse {warehouse} "
+                f"(lock file {path}, held by pid {holder or 'unknown'}); "
+                "wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a pid left behind would name a run that has ended
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def unwritable_features(path: Path) -> list[str]:
+    """The Delta writer features of the table at `path` that delta-rs cannot write."""
+    if not DeltaTable.is_deltatable(str(path)):
+        return []
+    features = DeltaTable(str(path)).protocol().writer_features or []
+    return [f for f in UNWRITABLE_FEATURES if f in features]
 
 
 def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:

@@ -1,4 +1,4 @@
-"""The Spark engine: Delta tables in Unity Catalog, written from the job's driver.
+"""The Spark engine: Delta tables in Unity Catalog (or a folder), written from the driver.
 
 On Databricks the job runs on the driver with the active SparkSession (serverless or
 classic compute, Spark 3.5 on DBR 15.4/16.4 LTS, Spark 4.x on DBR 17.3 LTS and later).
@@ -12,9 +12,17 @@ Every table is `catalog.schema.<name>`:
   `MERGE INTO … ON key AND time BETWEEN <batch min> AND <batch max> WHEN NOT MATCHED
   THEN INSERT`, so clustering prunes the target scan.
 
+Without Databricks (`zoom-ingest run --engine spark --warehouse DIR`) the same engine
+writes path-based Delta tables, `delta.`DIR/<table>``, the local engine's layout, with a
+local SparkSession that has the Delta jars (`local_session()`; fetched once, then cached).
+
 SQL text holds only quoted identifiers and timestamp literals this module formats from
 datetimes; every value from Zoom or from the user travels in a DataFrame or as a named
-parameter, never pasted into the statement. The session time zone is set to UTC.
+parameter, never pasted into the statement. `time` is declared `TIMESTAMP_LTZ` (an
+instant), so neither the session time zone nor `spark.sql.timestampType=TIMESTAMP_NTZ`
+changes what is stored or matched: literals are `TIMESTAMP_LTZ'…Z'` and reads go through
+`unix_micros`. The job's sessions run in UTC (`local_session()`, the Databricks entry
+point); the engine does not depend on it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import uuid
@@ -46,13 +55,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Environment variable naming the Delta jars for local Spark sessions: a folder of jars,
-#: or a `:`-separated list of jar files and folders.
+#: or a `:`-separated list of jar files and folders. Default: `default_jar_cache()`.
 DELTA_JARS_ENV = "ZOOM_INGEST_DELTA_JARS"
+#: Delta Lake release matching the pinned pyspark (pyproject.toml's `spark` extra).
+DELTA_VERSION = "4.0.1"
+#: What a local session needs from Maven Central (delta-storage comes with delta-spark;
+#: its other dependencies, antlr4-runtime and Scala, ship with pyspark).
+DELTA_PACKAGE = f"io.delta:delta-spark_2.13:{DELTA_VERSION}"
+DELTA_JAR_NAMES = (f"delta-spark_2.13-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
 
 # Arrow type of a table column → Spark SQL type. These are all the types tables.py uses.
 _SQL_TYPES: dict[pa.DataType, str] = {
     pa.string(): "STRING",
-    pa.timestamp("us", tz="UTC"): "TIMESTAMP",
+    # An instant, explicitly: plain TIMESTAMP means TIMESTAMP_NTZ in a session with
+    # spark.sql.timestampType=TIMESTAMP_NTZ.
+    pa.timestamp("us", tz="UTC"): "TIMESTAMP_LTZ",
     pa.int64(): "BIGINT",
     pa.float64(): "DOUBLE",
 }
@@ -70,14 +87,21 @@ _CONFLICT_MARKERS = (
     "MetadataChangedException",
     "ProtocolChangedException",
 )
-_NOT_FOUND_MARKERS = ("TABLE_OR_VIEW_NOT_FOUND", "Table or view not found", "NoSuchTable")
+_NOT_FOUND_MARKERS = (
+    "TABLE_OR_VIEW_NOT_FOUND",
+    "Table or view not found",
+    "NoSuchTable",
+    "DELTA_PATH_DOES_NOT_EXIST",
+    "DELTA_MISSING_DELTA_TABLE",
+    "PATH_NOT_FOUND",
+)
 _PERMISSION_MARKERS = ("PERMISSION_DENIED", "INSUFFICIENT_PERMISSIONS", "Permission denied")
-_TIMESTAMP_LITERAL = re.compile(r"TIMESTAMP'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
+_TIMESTAMP_LITERAL = re.compile(r"TIMESTAMP_LTZ'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SparkEngine:
-    """Delta tables in `catalog.schema`, written through a SparkSession."""
+    """Delta tables in `catalog.schema`, or at `warehouse/<table>`, through a SparkSession."""
 
     name = "spark"
 
@@ -88,9 +112,10 @@ class SparkEngine:
     def __init__(
         self,
         spark: SparkSession,
-        catalog: str,
-        schema: str,
+        catalog: str | None = None,
+        schema: str | None = None,
         *,
+        warehouse: str | Path | None = None,
         optimize: bool = True,
         commit_attempts: int = 6,
         conflict_backoff_seconds: float = 1.0,
@@ -98,18 +123,26 @@ class SparkEngine:
         """`optimize`: whether `maintain()` runs OPTIMIZE (clusters new data incrementally;
         predictive optimization does the same on its own where it is enabled).
         `commit_attempts`: tries in all for a statement whose commit loses to a
-        concurrent writer; every statement here is safe to re-run."""
+        concurrent writer; every statement here is safe to re-run.
+        `warehouse`: instead of catalog and schema, a folder holding path-based tables
+        `warehouse/<table>` (the local engine's layout; a local run without Databricks)."""
+        self.warehouse = Path(warehouse).expanduser().absolute() if warehouse else None
+        if self.warehouse is not None:
+            if catalog or schema:
+                raise ValueError("give either a warehouse folder or catalog and schema")
+            catalog, schema = "delta", str(self.warehouse)
         for setting, value in (("catalog", catalog), ("schema", schema)):
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{setting} must be a non-empty name")
         self.spark = spark
-        self.catalog = catalog
-        self.schema = schema
+        self.catalog: str = catalog  # type: ignore[assignment]
+        self.schema: str = schema  # type: ignore[assignment]
         self.optimize = optimize
         self.commit_attempts = commit_attempts
         self.conflict_backoff_seconds = conflict_backoff_seconds
-        # Instants are instants: TIMESTAMP values and literals are read and shown in UTC.
-        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        #: Delta's operation metrics of the last MERGE that `merge_new` ran (DESCRIBE
+        #: HISTORY names, e.g. numTargetFilesSkipped), for logs, tests and benchmarks.
+        self.last_merge_metrics: dict[str, str] = {}
 
     # -- names ---------------------------------------------------------------------------
 
@@ -119,27 +152,45 @@ class SparkEngine:
         return f"{quote_identifier(self.catalog)}.{quote_identifier(self.schema)}"
 
     def table_name(self, spec: TableSpec) -> str:
-        """`catalog`.`schema`.`table`, quoted."""
+        """`catalog`.`schema`.`table`, quoted; or delta.`<warehouse>/<table>`."""
+        if self.warehouse is not None:
+            return f"delta.{quote_identifier(str(self.table_path(spec)))}"
         return f"{self.schema_name}.{quote_identifier(spec.name)}"
 
+    def table_path(self, spec: TableSpec) -> Path:
+        """The folder of a path-based table (only with `warehouse`)."""
+        if self.warehouse is None:
+            raise ValueError("tables in a catalog have no path here")
+        return self.warehouse / spec.name
+
     def describe(self) -> str:
-        return f"spark {self.catalog}.{self.schema} (Spark {self.spark.version})"
+        where = (
+            f"Delta tables in {self.warehouse}"
+            if self.warehouse is not None
+            else f"{self.catalog}.{self.schema}"
+        )
+        return f"spark {where} (Spark {self.spark.version})"
 
     # -- setup ---------------------------------------------------------------------------
 
     def ensure_tables(self) -> None:
-        self._ensure_schema()
+        if self.warehouse is not None:
+            self.warehouse.mkdir(parents=True, exist_ok=True)
+        else:
+            self._ensure_schema()
+        location = str(self.warehouse or f"{self.catalog}.{self.schema}")
         for spec in ALL_TABLES.values():
             existing = self._table_schema(spec)
             if existing is None:
                 self._run(create_table_sql(spec, self.table_name(spec)))
-                log.info("created table %s.%s.%s", self.catalog, self.schema, spec.name)
+                log.info("created table %s in %s", spec.name, location)
                 continue
             differences = table_differences(spec, existing)
             if differences:
-                raise TableSchemaMismatch(spec.name, f"{self.catalog}.{self.schema}", differences)
+                raise TableSchemaMismatch(spec.name, location, differences)
             self._comment_columns(spec, existing)
-        self._tag_personal_data()
+        if self.warehouse is None:  # tags live in Unity Catalog, not on path-based tables
+            self._tag_personal_data()
 
     def _comment_columns(self, spec: TableSpec, existing: StructType) -> None:
         """Column comments on a table created without them (by an older zoom_ingest).
@@ -215,6 +266,8 @@ class SparkEngine:
 
     def _table_schema(self, spec: TableSpec) -> StructType | None:
         """The Spark schema of an existing table, or None when it does not exist."""
+        if self.warehouse is not None and not (self.table_path(spec) / "_delta_log").is_dir():
+            return None
         try:
             return self.spark.table(self.table_name(spec)).schema
         except Exception as exc:
@@ -230,7 +283,9 @@ class SparkEngine:
             return 0
         with self._temp_view(spec, batch) as view:
             result = self._run(merge_sql(spec, self.table_name(spec), view, batch))
-            return self._inserted_rows(spec, result)
+            inserted = self._inserted_rows(spec, result)
+        log.debug("merge into %s: %d inserted, %s", spec.name, inserted, self.last_merge_metrics)
+        return inserted
 
     def append(self, spec: TableSpec, batch: pa.Table) -> None:
         _check_batch(spec, batch)
@@ -288,6 +343,14 @@ class SparkEngine:
         concurrency keeps any other writer (another job, a notebook) safe, because every
         write here is an idempotent MERGE or an append that is re-run on conflict.
         """
+        if self.warehouse is not None:
+            # A folder: the local engine's lock file, so that a local run and a Spark run
+            # (or two processes) never write the same warehouse at once.
+            from .local import warehouse_lock
+
+            with warehouse_lock(self.warehouse):
+                yield
+            return
         key = f"{self.catalog}.{self.schema}"
         with self._held_guard:
             if key in self._held:
@@ -343,12 +406,21 @@ class SparkEngine:
 
     def _inserted_rows(self, spec: TableSpec, result: DataFrame) -> int:
         rows = result.collect()
+        self.last_merge_metrics = {}
         if rows and "num_inserted_rows" in rows[0].asDict():
             return int(rows[0]["num_inserted_rows"])
         # Runtimes whose MERGE returns no metrics: the table's last commit has them.
         history = self._execute(f"DESCRIBE HISTORY {self.table_name(spec)} LIMIT 1").collect()
         metrics = history[0]["operationMetrics"] if history else {}
-        return int((metrics or {}).get("numTargetRowsInserted", 0))
+        self.last_merge_metrics = dict(metrics or {})
+        return int(self.last_merge_metrics.get("numTargetRowsInserted", 0))
+
+    def last_commit_metrics(self, spec: TableSpec) -> dict[str, str]:
+        """The operation and metrics of a table's latest commit (DESCRIBE HISTORY)."""
+        history = self._execute(f"DESCRIBE HISTORY {self.table_name(spec)} LIMIT 1").collect()
+        if not history:
+            return {}
+        return {"operation": history[0]["operation"], **(history[0]["operationMetrics"] or {})}
 
 
 # -- SQL text --------------------------------------------------------------------------------
@@ -365,10 +437,11 @@ def sql_string(value: str) -> str:
 
 
 def timestamp_literal(value: datetime) -> str:
-    """A UTC instant as a Spark TIMESTAMP literal, to the microsecond."""
+    """A UTC instant as a Spark TIMESTAMP_LTZ literal, to the microsecond (an instant in
+    any session time zone and whatever spark.sql.timestampType says)."""
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError(f"expected an aware datetime, got {value!r}")
-    literal = "TIMESTAMP'" + value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+    literal = "TIMESTAMP_LTZ'" + value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
     # strftime of a datetime yields digits and separators only; keep it that way.
     if not _TIMESTAMP_LITERAL.fullmatch(literal):
         raise ValueError(f"cannot format {value!r} as a timestamp literal")
@@ -494,7 +567,7 @@ def spark_schema(spec: TableSpec, *, comments: bool = False) -> StructType:
 
     types = {
         "STRING": StringType,
-        "TIMESTAMP": TimestampType,
+        "TIMESTAMP_LTZ": TimestampType,
         "BIGINT": LongType,
         "DOUBLE": DoubleType,
     }
@@ -592,13 +665,24 @@ def _from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(micros))
 
 
-# -- local sessions (development, tests) ---------------------------------------------------
+# -- local sessions (development, tests, `--engine spark`) -------------------------------------
+
+
+def default_jar_cache() -> Path:
+    """Where `local_session(fetch=True)` keeps the Delta jars it fetched:
+    `$XDG_CACHE_HOME/zoom_ingest/jars` (default `~/.cache/zoom_ingest/jars`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "zoom_ingest" / "jars"
 
 
 def delta_jars(spec: str | None = None) -> list[str]:
-    """Jar files named by `spec` (default: $ZOOM_INGEST_DELTA_JARS): folders and files,
-    `:`-separated. Empty when unset or when nothing there is a jar."""
-    spec = os.environ.get(DELTA_JARS_ENV, "") if spec is None else spec
+    """Jar files named by `spec` (default: $ZOOM_INGEST_DELTA_JARS, or when it is unset
+    `default_jar_cache()`): folders and files, `:`-separated. Empty when nothing there
+    is a jar."""
+    if spec is None:
+        spec = os.environ.get(DELTA_JARS_ENV)
+        if spec is None:
+            spec = str(default_jar_cache())
     jars: list[str] = []
     for entry in filter(None, (part.strip() for part in spec.split(os.pathsep))):
         path = Path(entry).expanduser()
@@ -609,19 +693,50 @@ def delta_jars(spec: str | None = None) -> list[str]:
     return jars
 
 
+def missing_delta_jars(jars: Sequence[str]) -> list[str]:
+    """Which of delta-spark and delta-storage `jars` lacks (any version)."""
+    names = [Path(jar).name for jar in jars]
+    return [
+        wanted
+        for wanted, prefix in zip(DELTA_JAR_NAMES, ("delta-spark_", "delta-storage-"), strict=True)
+        if not any(name.startswith(prefix) for name in names)
+    ]
+
+
+def how_to_get_delta_jars() -> str:
+    """One paragraph: how to get the jars onto this machine (skip messages, errors)."""
+    where = os.environ.get(DELTA_JARS_ENV) or str(default_jar_cache())
+    return (
+        f"Delta Lake jars not found in {where} (${DELTA_JARS_ENV}, default "
+        f"{default_jar_cache()}): run `make jars` (mvn dependency:copy "
+        f"-Dartifact=io.delta:delta-spark_2.13:{DELTA_VERSION} and "
+        f"-Dartifact=io.delta:delta-storage:{DELTA_VERSION} into .cache/jars), or put "
+        f"{' and '.join(DELTA_JAR_NAMES)} in a folder and set {DELTA_JARS_ENV} to it; "
+        "`zoom-ingest run --engine spark` fetches them itself when Maven Central is reachable"
+    )
+
+
 def local_session(
-    warehouse: str | Path | None = None, jars: Sequence[str] | None = None
+    warehouse: str | Path | None = None,
+    jars: Sequence[str] | None = None,
+    *,
+    fetch: bool = False,
 ) -> SparkSession:
     """A local SparkSession (UTC, small, no UI), with Delta when there are Delta jars.
 
     `warehouse`: where managed tables go (default: a new temporary folder). `jars`:
-    default `delta_jars()`. Databricks needs none of this: the job uses the session the
-    runtime provides. Spark allows one session configuration per process, so the first
-    call's configuration holds for every later call.
+    default `delta_jars()`. `fetch`: when those lack a Delta jar, resolve
+    `io.delta:delta-spark_2.13` from Maven Central through Spark's own package resolution
+    (as delta-spark's `configure_spark_with_delta_pip` does) and copy the jars into
+    `default_jar_cache()`, so that later sessions start offline. Databricks needs none of
+    this: the job uses the session the runtime provides. Spark allows one session
+    configuration per process, so the first call's configuration holds for every later
+    call.
     """
     from pyspark.sql import SparkSession
 
     jars = delta_jars() if jars is None else list(jars)
+    resolve = fetch and bool(missing_delta_jars(jars))
     warehouse = Path(warehouse or tempfile.mkdtemp(prefix="zoom_ingest_spark_")).absolute()
     builder = (
         SparkSession.builder.master("local[2]")
@@ -629,20 +744,51 @@ def local_session(
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")  # a local session listens on loopback only
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.session.timeZone", "UTC")
+        # A local table's log fits in one task; Delta's default (50) costs a second a read.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.warehouse.dir", str(warehouse / "spark-warehouse"))
         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse / 'derby'}")
     )
-    if jars:
-        builder = (
-            builder.config("spark.jars", ",".join(jars))
-            .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-            .config(
-                "spark.sql.catalog.spark_catalog",
-                "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-            )
+    if resolve:
+        cache = default_jar_cache()
+        ivy = cache.parent / "ivy"
+        log.warning(
+            "fetching the Delta Lake jars (%s) from Maven Central into %s; "
+            "later runs use them from there",
+            DELTA_PACKAGE,
+            cache,
         )
-    return builder.getOrCreate()
+        builder = builder.config("spark.jars.packages", DELTA_PACKAGE).config(
+            "spark.jars.ivy", str(ivy)
+        )
+    elif jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    if resolve or jars:
+        builder = builder.config(
+            "spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension"
+        ).config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
+    session = builder.getOrCreate()
+    if resolve:
+        _keep_resolved_jars(ivy / "jars", default_jar_cache())
+    return session
+
+
+def _keep_resolved_jars(resolved: Path, cache: Path) -> None:
+    """Copy the Delta jars Spark resolved (`io.delta_delta-spark_2.13-4.0.1.jar`) into the
+    cache under their Maven names, where `delta_jars()` looks next time."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for jar in resolved.glob("io.delta_*.jar"):
+        target = cache / jar.name.removeprefix("io.delta_")
+        if not target.exists():
+            partial = target.with_suffix(".part")
+            shutil.copyfile(jar, partial)
+            partial.replace(target)
 
 
 def has_delta(spark: SparkSession) -> bool:
