@@ -21,6 +21,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--operation-per-day", type=float, default=40, help="operations/day")
     parser.add_argument("--qps-limit", type=float, default=None, help="requests/s (default: none)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
+    parser.add_argument(
+        "--day-spread",
+        type=float,
+        default=0.0,
+        help="uneven days: 0 (default) every day alike; e.g. 0.5 for quiet weekends and "
+        "a seeded spread between days",
+    )
     return parser.parse_args(argv)
 
 
@@ -34,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         qps_limit=args.qps_limit,
         latency=args.latency,
         port=args.port,
+        day_spread=args.day_spread,
     )
     serve(sim)
 
