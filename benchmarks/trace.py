@@ -27,6 +27,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "benchmarks"
 
+from zoom_ingest.zoom.ratelimit import ARRIVAL_JITTER_ALLOWANCE
+
 from .backfill import warm_up
 from .harness import SHAPES, backfill_start, min_calls, run_python_process, simulator_env
 
@@ -183,7 +185,7 @@ def analyse(
         handle_by_kind[kind] = handle_by_kind.get(kind, 0.0) + d
     flush_total = sum(d for _, _, d in events["flush"])
     final_flush = sum(d for _, t0, d in events["flush"] if t0 >= last - 0.01)
-    pacing = 1 / 1.05
+    pacing = 1 / (1 + ARRIVAL_JITTER_ALLOWANCE)
     return {
         "rate": rate,
         "wall": wall,

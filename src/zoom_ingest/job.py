@@ -59,6 +59,10 @@ STALE_CHAIN_SECONDS = 300.0
 #: Chains in flight beyond rate × latency (Little's law), for the time a page spends in
 #: the client (parsing, handing over) and for latency that varies.
 IN_FLIGHT_SLACK = 1.3
+#: Windows open (oldest first) while the open chains hold less than this many seconds of
+#: calls at the rate limit: a long chain opened later than its own length before the end
+#: would page alone at the end while the limiter idles.
+OPEN_HORIZON_SECONDS = 120.0
 
 
 @dataclass
@@ -262,6 +266,7 @@ class _Chain:
     #: The last page reached below the window's early-stop instant: no more calls.
     ending: bool = False
     last_page_at: float = 0.0
+    pages_seen: int = 0
 
     def observe(self, page: Page) -> None:
         """Update the estimate of pages still to fetch from the page just received.
@@ -270,6 +275,7 @@ class _Chain:
         records come newest first, so the time span fetched so far and the time left down
         to the window's start give the density and what remains of the window."""
         self.last_page_at = time.monotonic()
+        self.pages_seen += 1
         self.records += len(page.records)
         window = self.window
         self.ending = (
@@ -299,9 +305,10 @@ class _Chain:
 class _Scheduler:
     """Which chain's next page goes out next, and how many go out at once.
 
-    - Windows open in plan order (oldest first, so the checkpoint keeps moving), at most
-      `open_limit` at a time; a newly opened window's first page goes first, since it
-      tells how long the chain is.
+    - Windows open in plan order (oldest first, so the checkpoint keeps moving) while
+      the open chains hold less than `OPEN_HORIZON_SECONDS` of calls at the rate limit
+      (and at most `open_limit` of them); a newly opened window's first page goes first,
+      since it tells how long the chain is.
     - Among open chains, the one with the most pages left goes next (longest remaining
       first): the long chains, which can only go one page per round trip, start early
       and the short ones fill in at the end, so the chains run out together instead of
@@ -318,6 +325,8 @@ class _Scheduler:
         self._cond = threading.Condition()
         self._waiting = list(reversed(chains))  # pop() gives the oldest
         self._ready: list[_Chain] = []
+        self._opened: set[_Chain] = set()
+        self._first_pages: list[float] = []  # estimated lengths seen on first pages
         self._open = 0
         self._in_flight = 0
         self._max = max(1, max_in_flight)
@@ -336,8 +345,10 @@ class _Scheduler:
         """The next chain to advance by one page; None when every chain is finished."""
         with self._cond:
             while True:
-                while self._waiting and self._open < self._open_limit:
-                    self._ready.append(self._waiting.pop())
+                while self._waiting and self._should_open():
+                    chain = self._waiting.pop()
+                    self._ready.append(chain)
+                    self._opened.add(chain)
                     self._open += 1
                 if self._ready and self._in_flight < self.target():
                     chain = max(self._ready, key=self._priority(time.monotonic()))
@@ -349,12 +360,24 @@ class _Scheduler:
                     return None
                 self._cond.wait()
 
+    def _should_open(self) -> bool:
+        if self._open < max(2, self._max):
+            return True
+        if self._open >= self._open_limit:
+            return False
+        typical = sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
+        work = sum(typical if math.isinf(c.remaining) else c.remaining for c in self._opened)
+        return work < self._rate * OPEN_HORIZON_SECONDS
+
     def release(self, chain: _Chain, *, finished: bool, seconds: float | None) -> None:
         """`chain` is back from a page (`seconds`: its time, limiter wait excluded)."""
         with self._cond:
             self._in_flight -= 1
+            if chain.records and len(self._first_pages) < 1000 and chain.pages_seen == 1:
+                self._first_pages.append(chain.remaining + 1)
             if finished:
                 self._open -= 1
+                self._opened.discard(chain)
             else:
                 self._ready.append(chain)
             if seconds is not None:
@@ -463,7 +486,7 @@ class _Writer:
         scheduler = _Scheduler(
             chains,
             max_in_flight=concurrency,
-            open_limit=max(4 * concurrency, 16),
+            open_limit=max(64 * concurrency, 256),
             rate=self.settings.requests_per_second,
         )
         fetchers = [
