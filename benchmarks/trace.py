@@ -30,7 +30,14 @@ if __package__ in (None, ""):
 from zoom_ingest.zoom.ratelimit import ARRIVAL_JITTER_ALLOWANCE
 
 from .backfill import warm_up
-from .harness import SHAPES, backfill_start, min_calls, run_python_process, simulator_env
+from .harness import (
+    QUICK_SHAPES,
+    SHAPES,
+    backfill_start,
+    min_calls,
+    run_python_process,
+    simulator_env,
+)
 
 #: Installed in the child before the job starts; writes the timeline at exit.
 _PROBE = r"""
@@ -112,8 +119,10 @@ atexit.register(_dump)
 """
 
 
-def trace_run(shape: str, workdir: Path, *, concurrency: int | None = None) -> dict[str, Any]:
-    workload, rate = SHAPES[shape]
+def trace_run(
+    shape: str, workdir: Path, *, concurrency: int | None = None, quick: bool = False
+) -> dict[str, Any]:
+    workload, rate = (QUICK_SHAPES if quick else SHAPES)[shape]
     trace_file = workdir / f"trace-{shape}.json"
     with workload.simulator(qps_limit=rate) as sim:
         warm_up(sim)
@@ -220,11 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="pro")
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--quick", action="store_true", help="the small shapes")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="zoom-ingest-trace-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"load before: {os.getloadavg()}")
-    result = trace_run(args.shape, workdir, concurrency=args.concurrency)
+    result = trace_run(args.shape, workdir, concurrency=args.concurrency, quick=args.quick)
     print(f"load after: {os.getloadavg()}")
     for key, value in result.items():
         print(f"{key:>28}: {value}")

@@ -53,6 +53,10 @@ EXIT_DAILY_LIMIT = 3
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0
+#: …and more often once every window is open and little work is left, so that the merge
+#: after the last page (which the run waits for) is a small one.
+END_GAME_FLUSH_SECONDS = 3.0
+END_GAME_SECONDS = 20.0
 #: A chain whose last page is older than this goes first, whatever its length: Zoom's
 #: page tokens expire after 15 minutes, and a short chain must not starve that long.
 STALE_CHAIN_SECONDS = 300.0
@@ -360,6 +364,14 @@ class _Scheduler:
                     return None
                 self._cond.wait()
 
+    def end_game(self) -> bool:
+        """Every window is open and the open ones hold under END_GAME_SECONDS of calls."""
+        with self._cond:
+            if self._waiting:
+                return False
+            work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
+            return work < self._rate * END_GAME_SECONDS
+
     def _should_open(self) -> bool:
         if self._open < max(2, self._max):
             return True
@@ -425,9 +437,12 @@ class _Writer:
         #: memory stays bounded by the batch size.
         self.commits: queue.Queue[tuple | None] = queue.Queue(maxsize=1)
         self.commit_error: BaseException | None = None
+        self.pending_commits = 0  # handed to the committer and not yet merged
+        self.pending_lock = threading.Lock()
         self.fetch_started: float | None = None
         self.fetch_finished: float | None = None
         self.peak_in_flight = 0
+        self.scheduler: _Scheduler | None = None
 
     def calls_per_second(self) -> float | None:
         """API calls of every stream per second of fetching (start of the fetch threads
@@ -489,6 +504,7 @@ class _Writer:
             open_limit=max(64 * concurrency, 256),
             rate=self.settings.requests_per_second,
         )
+        self.scheduler = scheduler
         fetchers = [
             threading.Thread(
                 target=self._fetch, args=(scheduler,), name=f"zoom-fetch-{n}", daemon=True
@@ -587,7 +603,10 @@ class _Writer:
             self.stop.set()
 
     def _flush_if_due(self) -> None:
-        if time.monotonic() - self.last_flush >= FLUSH_EVERY_SECONDS:
+        every = FLUSH_EVERY_SECONDS
+        if self.pending_commits == 0 and self.scheduler is not None and self.scheduler.end_game():
+            every = END_GAME_FLUSH_SECONDS  # only while the committer is idle
+        if time.monotonic() - self.last_flush >= every:
             for s in self.runs.values():
                 self._flush(s)
 
@@ -601,6 +620,8 @@ class _Writer:
             return
         s.batch = Batch(s.stream.spec)
         done, s.done_in_batch = s.done_in_batch, set()
+        with self.pending_lock:
+            self.pending_commits += 1
         self.commits.put((s, batch, done))
 
     def _raise_commit_error(self) -> None:
@@ -611,13 +632,15 @@ class _Writer:
         """The committer thread: merges in hand-off order. After a failure it commits
         nothing more (the checkpoint stays at the data) and the writer re-raises."""
         while (item := self.commits.get()) is not None:
-            if self.commit_error is not None:
-                continue
             try:
-                self._commit(*item)
+                if self.commit_error is None:
+                    self._commit(*item)
             except BaseException as exc:
                 self.commit_error = exc
                 self.stop.set()
+            finally:
+                with self.pending_lock:
+                    self.pending_commits -= 1
 
     def _commit(self, s: StreamRun, batch: Batch, done: set[int]) -> None:
         """Merge the rows and rejects of one batch, then advance the checkpoint."""
