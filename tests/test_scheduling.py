@@ -41,11 +41,12 @@ def _chains(lengths: list[float]) -> list[_Chain]:
     for chain, remaining in zip(chains, lengths, strict=True):
         chain.pages = iter(())  # started
         chain.remaining = remaining
+        chain.fraction_left = min(1.0, remaining / 100)
         chain.last_page_at = time.monotonic()
     return chains
 
 
-def test_longest_remaining_chain_goes_first_and_new_windows_are_probed_first():
+def test_largest_share_left_goes_first_and_new_windows_are_probed_first():
     chains = _chains([3, 40, 12])
     fresh = _chains([1])[0]
     fresh.pages, fresh.remaining, fresh.order = None, math.inf, 9
@@ -98,9 +99,11 @@ def test_chain_estimates_remaining_pages_from_the_time_span():
     )
     chain.observe(page)
     assert chain.remaining == 3.0
+    assert chain.fraction_left == 0.75
     exact = Page([{}] * 300, "t", None, None, total_records=1500)
     chain.observe(exact)
     assert chain.remaining == (1500 - 600) / 300
+    assert chain.fraction_left == 0.6
 
 
 def test_runs_table_records_calls_per_second_against_the_limit(tmp_path):

@@ -267,6 +267,8 @@ class _Chain:
     first_newest: datetime | None = None
     #: Estimated pages still to fetch: unknown (infinite) until the first page is in.
     remaining: float = math.inf
+    #: The share of the window's records still to fetch (1.0 until the first page).
+    fraction_left: float = 1.0
     #: The last page reached below the window's early-stop instant: no more calls.
     ending: bool = False
     last_page_at: float = 0.0
@@ -288,7 +290,9 @@ class _Chain:
             and page.oldest < window.stop_before
         )
         if page.total_records is not None:
-            self.remaining = max(0, page.total_records - self.records) / PAGE_SIZE
+            left = max(0, page.total_records - self.records)
+            self.remaining = left / PAGE_SIZE
+            self.fraction_left = left / page.total_records if page.total_records else 0.0
             return
         if self.first_newest is None:
             self.first_newest = page.newest
@@ -304,6 +308,7 @@ class _Chain:
             self.remaining = 1.0
             return
         self.remaining = self.records * left / fetched_span / PAGE_SIZE
+        self.fraction_left = left / (left + fetched_span)
 
 
 class _Scheduler:
@@ -313,10 +318,13 @@ class _Scheduler:
       the open chains hold less than `OPEN_HORIZON_SECONDS` of calls at the rate limit
       (and at most `open_limit` of them); a newly opened window's first page goes first,
       since it tells how long the chain is.
-    - Among open chains, the one with the most pages left goes next (longest remaining
-      first): the long chains, which can only go one page per round trip, start early
-      and the short ones fill in at the end, so the chains run out together instead of
-      one long chain paging alone while the limiter idles.
+    - Among open chains, the one with the largest share of its window left goes next
+      (then the most pages left). Days of a stream share their hours' rhythm, so the
+      share of time left is the share of records left; evening it out makes a busy day
+      take pages in proportion to its length, and the chains run out together instead
+      of one long chain paging alone at the end while the limiter idles. (Ranking by an
+      estimate of pages left, from the density seen so far, starved chains still in a
+      quiet evening hour: their estimates stayed low while busier chains moved on.)
     - In flight: enough pages for the rate limit at the latency seen (Little's law:
       rate × seconds per page, plus slack), at most `max_in_flight`. More would only
       slow the longest chains down by sharing the rate among more of them.
@@ -404,7 +412,13 @@ class _Scheduler:
         def key(chain: _Chain) -> tuple:
             started = chain.pages is not None
             stale = started and now - chain.last_page_at > STALE_CHAIN_SECONDS
-            return (chain.ending or stale, not started, chain.remaining, -chain.order)
+            return (
+                chain.ending or stale,
+                not started,
+                chain.fraction_left,
+                chain.remaining,
+                -chain.order,
+            )
 
         return key
 
