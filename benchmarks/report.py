@@ -456,10 +456,37 @@ CHANGES = [
     "held the interpreter while the fetch threads waited). Peak RSS of the 1-million-record "
     "backfill at 40 req/s went from 628 MiB to 519 MiB, and from 488 to 403 MiB for a "
     "quarter of it.",
-    "- **Looked at and left as they are**, because the figures show no gain to be had: "
+    "- **Looked at and left as they were** (before issue 14, below), because the figures "
+    "then showed no gain to be had: "
     "the limiter's 5% pacing margin (the 10 req/s target is met with it, and a 429 costs "
     "every thread a second), the default concurrency (calls run at 98–100% of the paced "
     "rate while fetching), and the normaliser's CPU (a fraction of one core at 40 req/s).",
+    "- **Issue 14: the limit kept full until the last call.** A stand-in Zoom showed 0.88 "
+    "of the ceiling on a Pro account with uneven days and 0.80 on a large Business+ one. "
+    "`benchmarks/trace.py` (a probe in the job's process: every limiter slot, HTTP call, "
+    "queue wait, writer step and run phase) took the Pro shape apart, before the change, "
+    "at load 7–12 on this 2-core machine: 1,085 calls (the minimum) in 128.8 s, 0.84 of "
+    "the ceiling. Per suspect: *the tail of day chains* 13.8 s lost (for 25 s fewer chains "
+    "ran than rate × latency needs: windows started oldest first, so the last busy days "
+    "paged alone); *the pacing limiter* 6.0 s (its 5% margin; no slot is lost otherwise, "
+    "but an idle slot is never given back, so every idle moment counts); *the writer "
+    "blocking fetchers* 0.9 s of queue waits, with 4.0 s of merges on the writer thread "
+    "(at 40 req/s under load: 7.6 s of waits, 53 s of merges); *per-record CPU* 14.1 s of "
+    "the writer's time normalising (about 45 µs a record with the GIL shared); "
+    "*start-up and end-of-run maintenance* 1.0 s to the first call and 0.8 s after the "
+    "last (maintenance itself 5 ms). Changed: the fetch threads take one page at a time "
+    "from the open window with the largest share of its day left, a new window's first "
+    "page first (`job._Scheduler`); windows open while the open ones hold under 120 s of "
+    "calls; pages in flight follow rate × latency; merges and checkpoints run on a "
+    "committer thread, with small merges near the end; the normaliser hashes lw_id from "
+    "the same JSON encoder with Arrow parsing the times (about 2× the records per "
+    "CPU-second; the 3× asked for is not reached); the pacing margin is 3% (lateness of "
+    "calls after their slot: p99 19 ms at load 11). Traced after: Pro 117.4 s, 0.92 of "
+    "the ceiling, 0.35 s lost to the tail, 3.3 s to pacing, 1.9 s start-up and 3.6 s "
+    "waiting for the last merge (then shortened); large account 107.2 s, 0.93, tail "
+    "0.3 s. A first ranking by estimated pages left (density so far × time left) starved "
+    "chains still in a quiet evening hour and lost 32 s on the large account: ranking by "
+    "the share of the day left fixed it.",
 ]
 
 

@@ -570,6 +570,13 @@ class _Writer:
                 self._raise_commit_error()
                 self._flush_if_due()
 
+    def _drain(self, outstanding: int) -> None:
+        """After a writer failure: let the fetch threads finish so they can be joined."""
+        while outstanding:
+            kind = self.events.get()[0]
+            if kind != "records":
+                outstanding -= 1
+
     def _handle(self, event: tuple, bar: Progress) -> int:
         """Apply one event; return 1 when it ends a window."""
         kind, name, index, payload = event
