@@ -63,10 +63,13 @@ STALE_CHAIN_SECONDS = 300.0
 #: Chains in flight beyond rate × latency (Little's law), for the time a page spends in
 #: the client (parsing, handing over) and for latency that varies.
 IN_FLIGHT_SLACK = 1.3
-#: Windows open (oldest first) while the open chains hold less than this many seconds of
-#: calls at the rate limit: a long chain opened later than its own length before the end
-#: would page alone at the end while the limiter idles.
+#: Windows open (oldest first) while the open chains hold less calls than the rate
+#: limit makes in twice the time the longest chain seen takes (a long chain opened later
+#: than its own length before the end would page alone at the end while the limiter
+#: idles), kept between these bounds. No wider: every batch spans the open windows'
+#: days, and a MERGE reads the files its time range overlaps.
 OPEN_HORIZON_SECONDS = 120.0
+MIN_OPEN_HORIZON_SECONDS = 15.0
 
 
 @dataclass
@@ -345,6 +348,7 @@ class _Scheduler:
         self._open_limit = max(1, open_limit)
         self._rate = rate
         self._seconds_per_page: float | None = None
+        self._longest = 1.0  # pages of the longest chain seen (fetched + estimated left)
         self.peak_in_flight = 0
 
     def target(self) -> int:
@@ -395,6 +399,9 @@ class _Scheduler:
             self._in_flight -= 1
             if chain.records and len(self._first_pages) < 1000 and chain.pages_seen == 1:
                 self._first_pages.append(chain.remaining + 1)
+            if chain.pages_seen and not math.isinf(chain.remaining):
+                left = 0.0 if finished else chain.remaining
+                self._longest = max(self._longest, chain.pages_seen + left)
             if finished:
                 self._open -= 1
                 self._opened.discard(chain)
