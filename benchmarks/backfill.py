@@ -15,6 +15,7 @@ from .harness import (
     backfill_start,
     ceiling_records_per_second,
     last_run_rows,
+    min_calls,
     run_job_process,
 )
 
@@ -34,6 +35,22 @@ class BackfillResult:
     fetch_seconds: float  # the job's own first request to last page, longest stream
     cpu_seconds: float
     peak_rss_bytes: int
+    #: The fewest calls that fetch every window (harness.min_calls); 0 if not measured.
+    min_calls: int = 0
+    shape: str = ""
+    day_spread: float = 0.0
+    days: float = 0.0
+    #: The job's own figure, from zoom_ingest_runs: calls/s while fetching.
+    reported_calls_per_second: float | None = None
+
+    @property
+    def fraction_of_call_ceiling(self) -> float:
+        """The ceiling in time: no run takes less than min_calls / rate."""
+        return self.min_calls / self.requests_per_second / self.wall_seconds
+
+    @property
+    def records_per_cpu_second(self) -> float:
+        return self.records / self.cpu_seconds
 
     @property
     def ceiling(self) -> float:
@@ -68,6 +85,8 @@ class BackfillResult:
             "fraction_of_ceiling": self.fraction_of_ceiling,
             "calls_per_second": self.calls_per_second,
             "calls_per_record": self.calls_per_record,
+            "fraction_of_call_ceiling": self.fraction_of_call_ceiling,
+            "records_per_cpu_second": self.records_per_cpu_second,
         }
 
 
@@ -91,6 +110,7 @@ def measure_backfill(
     workdir: Path,
     *,
     batch_rows: int | None = None,
+    shape: str = "",
 ) -> BackfillResult:
     """A first run (a backfill of the whole simulated history) by `zoom-ingest run`
     against a simulator that enforces `requests_per_second` as Zoom does."""
@@ -107,6 +127,7 @@ def measure_backfill(
         process = run_job_process(sim, warehouse, workdir / f"{label}.log", settings=settings)
         api_calls = sim.stats.calls
         rate_limited = sim.stats.rate_limited
+        needed = min_calls(sim)
     if process.exit_code != 0:
         raise RuntimeError(f"the job failed (exit {process.exit_code}); see {process.log_path}")
     rows = last_run_rows(warehouse)
@@ -129,4 +150,9 @@ def measure_backfill(
         fetch_seconds=max(row["duration_seconds"] for row in rows),
         cpu_seconds=process.cpu_seconds,
         peak_rss_bytes=process.peak_rss_bytes,
+        min_calls=needed,
+        shape=shape,
+        day_spread=workload.day_spread,
+        days=workload.days,
+        reported_calls_per_second=rows[0].get("calls_per_second"),
     )

@@ -7,6 +7,7 @@ in the benchmark's process, so neither its memory nor its CPU is counted for the
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class Workload:
     operation_per_day: float
     latency: float = 0.3
     seed: int = 11
+    #: 0: every day alike; above 0, uneven days (see the simulator's `day_spread`).
+    day_spread: float = 0.0
 
     @property
     def expected_records(self) -> int:
@@ -54,7 +57,40 @@ class Workload:
             operation_per_day=self.operation_per_day,
             qps_limit=qps_limit,
             latency=self.latency,
+            day_spread=self.day_spread,
         )
+
+
+#: The two account shapes of issue 14: a Pro account at 10 requests/s with uneven days
+#: (quiet weekends, busy days up to several times the mean), and a large Business+
+#: account at 40 requests/s. The large account's days are even: one of its days at twice
+#: the mean is a chain of 330 pages, 100 s at 300 ms a page, longer than the whole
+#: backfill takes at 40/s (Zoom pages a day in sequence; its from/to are dates).
+PRO = Workload(days=32, activity_per_day=9000, operation_per_day=900, day_spread=0.5)
+LARGE = Workload(days=22, activity_per_day=50_000, operation_per_day=4000)
+SHAPES: dict[str, tuple[Workload, float]] = {"pro": (PRO, 10.0), "large": (LARGE, 40.0)}
+#: Smaller shapes for `--quick` (a smoke run, not the figures): fewer records a day
+#: rather than fewer days, so that enough chains run at once to fill the limit.
+QUICK_SHAPES: dict[str, tuple[Workload, float]] = {
+    "pro": (Workload(days=12, activity_per_day=3000, operation_per_day=300, day_spread=0.5), 10.0),
+    "large": (Workload(days=16, activity_per_day=9000, operation_per_day=900), 40.0),
+}
+
+
+def min_calls(sim: Simulator) -> int:
+    """The fewest API calls that fetch every window the job asked for: each window's
+    chain of pages is at least one call and every page but its last is full. With the
+    rate limit R, no run can take less than min_calls / R seconds: that is the ceiling."""
+    windows = {
+        (path, params["from"], params["to"])
+        for path, params, status in sim.stats.requests
+        if status == 200 and path.startswith("/v2/report/")
+    }
+    total = 0
+    for path, first, last in windows:
+        records = sim.records_between(path, date.fromisoformat(first), date.fromisoformat(last))
+        total += max(1, math.ceil(records / PAGE_SIZE))
+    return total
 
 
 def ceiling_records_per_second(requests_per_second: float) -> float:

@@ -30,9 +30,10 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the package im
 from zoom_ingest.tables import UTC
 
 from .backfill import measure_backfill
-from .harness import Workload
+from .harness import QUICK_SHAPES, SHAPES, Workload
 from .incremental import NEW_PER_HOUR, measure_incremental
 from .naive import measure_naive
+from .per_record import measure_per_record
 from .report import console_table, markdown, plot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,9 @@ class Plan:
     table_sizes: tuple[int, ...]
     new_per_hour: Mapping[str, int] = field(default_factory=lambda: dict(NEW_PER_HOUR))
     compaction: bool = True  # also time the compaction a later hourly run triggers
+    #: Issue 14's account shapes (name → workload, rate), uneven days included.
+    shapes: Mapping[str, tuple[Workload, float]] = field(default_factory=dict)
+    per_record_records: int = 0  # 0: not measured
 
 
 FULL = Plan(
@@ -63,6 +67,8 @@ FULL = Plan(
     naive_rate=10.0,
     naive_budget_seconds=90.0,
     table_sizes=(100_000, 1_000_000, 10_000_000),
+    shapes=SHAPES,
+    per_record_records=200_000,
 )
 QUICK = Plan(
     backfill=Workload(days=4, activity_per_day=3000, operation_per_day=600),
@@ -72,6 +78,8 @@ QUICK = Plan(
     naive_rate=10.0,
     naive_budget_seconds=5.0,
     table_sizes=(10_000, 100_000, 300_000),
+    shapes=QUICK_SHAPES,
+    per_record_records=30_000,
 )
 
 
@@ -92,6 +100,21 @@ def run_plan(plan: Plan, workdir: Path, *, say: Callable[[str], None] = print) -
         "memory": [],
         "incremental": [],
     }
+    results["load_before"] = os.getloadavg()
+    results["shapes"] = []
+    for name, (workload, rate) in plan.shapes.items():
+        say(f"{name} account: ~{workload.expected_records:,} records at {rate:g} req/s …")
+        result = measure_backfill(workload, rate, workdir, shape=name)
+        results["shapes"].append(result.as_dict())
+        say(
+            f"  {result.records:,} records in {result.wall_seconds:.1f} s, "
+            f"{result.api_calls:,} calls (minimum {result.min_calls:,}): "
+            f"{result.fraction_of_call_ceiling:.1%} of the ceiling, {result.rate_limited} 429s"
+        )
+    if plan.per_record_records:
+        say(f"per-record cost on {plan.per_record_records:,} records …")
+        results["per_record"] = measure_per_record(plan.per_record_records)
+        say(f"  {results['per_record']['records_per_cpu_second']:,.0f} records per CPU-second")
     main_rate = max(plan.rates)
     for rate in plan.rates:
         say(f"backfill of ~{plan.backfill.expected_records:,} records at {rate:g} req/s …")
@@ -138,6 +161,7 @@ def run_plan(plan: Plan, workdir: Path, *, say: Callable[[str], None] = print) -
             f"{incremental.files_scanned} files read"
         )
     results["duration_seconds"] = time.monotonic() - started
+    results["load_after"] = os.getloadavg()
     return results
 
 

@@ -14,14 +14,15 @@ and the insert-only merge on lw_id makes the re-read harmless.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from datetime import time as clock_time
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +33,7 @@ from .geo import ip_country_rows_for
 from .normalise import Batch, Reject
 from .plan import Plan, Window, plan_stream
 from .progress import Progress
-from .settings import Settings
+from .settings import PAGE_SIZE, Settings
 from .tables import ACTIVITY_LOGS, IP_COUNTRIES, REJECTS, RUNS, UTC, format_time, reject_id
 from .zoom import (
     STREAMS_BY_NAME,
@@ -45,6 +46,7 @@ from .zoom import (
     ZoomUnreachable,
     fetch_pages,
 )
+from .zoom.streams import Page
 
 log = logging.getLogger("zoom_ingest.job")
 
@@ -56,6 +58,23 @@ EXIT_ZOOM_UNREACHABLE = exit_codes.ZOOM_UNREACHABLE
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0
+#: …and more often once every window is open and little work is left, so that the merge
+#: after the last page (which the run waits for) is a small one.
+END_GAME_FLUSH_SECONDS = 3.0
+END_GAME_SECONDS = 20.0
+#: A chain whose last page is older than this goes first, whatever its length: Zoom's
+#: page tokens expire after 15 minutes, and a short chain must not starve that long.
+STALE_CHAIN_SECONDS = 300.0
+#: Chains in flight beyond rate × latency (Little's law), for the time a page spends in
+#: the client (parsing, handing over) and for latency that varies.
+IN_FLIGHT_SLACK = 1.3
+#: Windows open (oldest first) while the open chains hold less calls than the rate
+#: limit makes in twice the time the longest chain seen takes (a long chain opened later
+#: than its own length before the end would page alone at the end while the limiter
+#: idles), kept between these bounds. No wider: every batch spans the open windows'
+#: days, and a MERGE reads the files its time range overlaps.
+OPEN_HORIZON_SECONDS = 120.0
+MIN_OPEN_HORIZON_SECONDS = 15.0
 
 
 @dataclass
@@ -109,6 +128,15 @@ class RunSummary:
     interrupted: bool = False
     #: Zoom could not be reached when the run started: one line, the URL and the cause.
     unreachable: str | None = None
+    #: The configured limit (requests/s for the Zoom account)…
+    rate_limit: float = 0.0
+    #: …and what the run achieved: every stream's API calls over the seconds from the
+    #: first call to the last page (None when the run made no call).
+    calls_per_second: float | None = None
+
+    @property
+    def api_calls(self) -> int:
+        return sum(s.counters.api_calls for s in self.streams)
 
     @property
     def exit_code(self) -> int:
@@ -126,6 +154,11 @@ class RunSummary:
         out = [f"run {self.run_id} on {self.engine}: {self.duration:.1f} s"]
         if self.unreachable is not None:
             out.append(f"  {self.unreachable}")
+        if self.calls_per_second is not None and self.rate_limit:
+            out.append(
+                f"  API calls {self.api_calls:,} at {self.calls_per_second:.2f}/s of the "
+                f"{self.rate_limit:g}/s limit ({self.calls_per_second / self.rate_limit:.0%})"
+            )
         for s in self.streams:
             c = s.counters
             cursor = format_time(s.cursor) if s.cursor else "none"
@@ -201,6 +234,8 @@ def run(
                 daily_limit_retry_at=writer.daily_limit_retry_at,
                 interrupted=writer.interrupted,
                 unreachable=unreachable,
+                rate_limit=settings.requests_per_second,
+                calls_per_second=writer.calls_per_second(),
             )
 
         try:
@@ -245,8 +280,184 @@ def _record_crash(
         log.warning("could not record the failed run in %s: %s", RUNS.name, again)
 
 
+@dataclass(eq=False)
+class _Chain:
+    """One window's chain of pages. Zoom pages a window strictly in sequence
+    (next_page_token), so a chain has at most one page in flight; any fetch thread may
+    take its next page."""
+
+    s: StreamRun
+    index: int
+    window: Window
+    order: int  # place in the plan (oldest first)
+    pages: Iterator[Page] | None = None
+    records: int = 0
+    first_newest: datetime | None = None
+    #: Estimated pages still to fetch: unknown (infinite) until the first page is in.
+    remaining: float = math.inf
+    #: The share of the window's records still to fetch (1.0 until the first page).
+    fraction_left: float = 1.0
+    #: The last page reached below the window's early-stop instant: no more calls.
+    ending: bool = False
+    last_page_at: float = 0.0
+    pages_seen: int = 0
+
+    def observe(self, page: Page) -> None:
+        """Update the estimate of pages still to fetch from the page just received.
+
+        Zoom's `total_records`, when a response carries it, is exact. Otherwise the
+        records come newest first, so the time span fetched so far and the time left down
+        to the window's start give the density and what remains of the window."""
+        self.last_page_at = time.monotonic()
+        self.pages_seen += 1
+        self.records += len(page.records)
+        window = self.window
+        self.ending = (
+            window.stop_before is not None
+            and page.oldest is not None
+            and page.oldest < window.stop_before
+        )
+        if page.total_records is not None:
+            left = max(0, page.total_records - self.records)
+            self.remaining = left / PAGE_SIZE
+            self.fraction_left = left / page.total_records if page.total_records else 0.0
+            return
+        if self.first_newest is None:
+            self.first_newest = page.newest
+        if page.oldest is None or self.first_newest is None:
+            self.remaining = 1.0
+            return
+        low = datetime.combine(window.from_date, clock_time(), tzinfo=UTC)
+        if window.stop_before is not None:
+            low = max(low, window.stop_before)
+        fetched_span = (self.first_newest - page.oldest).total_seconds()
+        left = max(0.0, (page.oldest - low).total_seconds())
+        if fetched_span <= 0:
+            self.remaining = 1.0
+            return
+        self.remaining = self.records * left / fetched_span / PAGE_SIZE
+        self.fraction_left = left / (left + fetched_span)
+
+
+class _Scheduler:
+    """Which chain's next page goes out next, and how many go out at once.
+
+    - Windows open in plan order (oldest first, so the checkpoint keeps moving) while
+      the open chains hold less than `OPEN_HORIZON_SECONDS` of calls at the rate limit
+      (and at most `open_limit` of them); a newly opened window's first page goes first,
+      since it tells how long the chain is.
+    - Among open chains, the one with the largest share of its window left goes next
+      (then the most pages left). Days of a stream share their hours' rhythm, so the
+      share of time left is the share of records left; evening it out makes a busy day
+      take pages in proportion to its length, and the chains run out together instead
+      of one long chain paging alone at the end while the limiter idles. (Ranking by an
+      estimate of pages left, from the density seen so far, starved chains still in a
+      quiet evening hour: their estimates stayed low while busier chains moved on.)
+    - In flight: enough pages for the rate limit at the latency seen (Little's law:
+      rate × seconds per page, plus slack), at most `max_in_flight`. More would only
+      slow the longest chains down by sharing the rate among more of them.
+    - A chain that has waited `STALE_CHAIN_SECONDS` goes first (page tokens expire).
+    """
+
+    def __init__(
+        self, chains: list[_Chain], *, max_in_flight: int, open_limit: int, rate: float
+    ) -> None:
+        self._cond = threading.Condition()
+        self._waiting = list(reversed(chains))  # pop() gives the oldest
+        self._ready: list[_Chain] = []
+        self._opened: set[_Chain] = set()
+        self._first_pages: list[float] = []  # estimated lengths seen on first pages
+        self._open = 0
+        self._in_flight = 0
+        self._max = max(1, max_in_flight)
+        self._open_limit = max(1, open_limit)
+        self._rate = rate
+        self._seconds_per_page: float | None = None
+        self._longest = 1.0  # pages of the longest chain seen (fetched + estimated left)
+        self.peak_in_flight = 0
+
+    def target(self) -> int:
+        if self._seconds_per_page is None:
+            return self._max
+        needed = math.ceil(self._rate * self._seconds_per_page * IN_FLIGHT_SLACK) + 1
+        return max(2, min(self._max, needed))
+
+    def take(self) -> _Chain | None:
+        """The next chain to advance by one page; None when every chain is finished."""
+        with self._cond:
+            while True:
+                while self._waiting and self._should_open():
+                    chain = self._waiting.pop()
+                    self._ready.append(chain)
+                    self._opened.add(chain)
+                    self._open += 1
+                if self._ready and self._in_flight < self.target():
+                    chain = max(self._ready, key=self._priority(time.monotonic()))
+                    self._ready.remove(chain)
+                    self._in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+                    return chain
+                if not self._open and not self._waiting:
+                    return None
+                self._cond.wait()
+
+    def end_game(self) -> bool:
+        """Every window is open and the open ones hold under END_GAME_SECONDS of calls."""
+        with self._cond:
+            if self._waiting:
+                return False
+            work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
+            return work < self._rate * END_GAME_SECONDS
+
+    def _should_open(self) -> bool:
+        if self._open < max(2, self._max):
+            return True
+        if self._open >= self._open_limit:
+            return False
+        typical = sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
+        work = sum(typical if math.isinf(c.remaining) else c.remaining for c in self._opened)
+        return work < self._rate * OPEN_HORIZON_SECONDS
+
+    def release(self, chain: _Chain, *, finished: bool, seconds: float | None) -> None:
+        """`chain` is back from a page (`seconds`: its time, limiter wait excluded)."""
+        with self._cond:
+            self._in_flight -= 1
+            if chain.records and len(self._first_pages) < 1000 and chain.pages_seen == 1:
+                self._first_pages.append(chain.remaining + 1)
+            if chain.pages_seen and not math.isinf(chain.remaining):
+                left = 0.0 if finished else chain.remaining
+                self._longest = max(self._longest, chain.pages_seen + left)
+            if finished:
+                self._open -= 1
+                self._opened.discard(chain)
+            else:
+                self._ready.append(chain)
+            if seconds is not None:
+                previous = self._seconds_per_page
+                self._seconds_per_page = (
+                    seconds if previous is None else 0.9 * previous + 0.1 * seconds
+                )
+            self._cond.notify_all()
+
+    @staticmethod
+    def _priority(now: float) -> Callable[[_Chain], tuple]:
+        def key(chain: _Chain) -> tuple:
+            started = chain.pages is not None
+            stale = started and now - chain.last_page_at > STALE_CHAIN_SECONDS
+            return (
+                chain.ending or stale,
+                not started,
+                chain.fraction_left,
+                chain.remaining,
+                -chain.order,
+            )
+
+        return key
+
+
 class _Writer:
-    """Runs the fetch pool and, on the calling thread, merges and checkpoints."""
+    """Runs the fetch threads and, on the calling thread, normalises their pages; a
+    committer thread merges and checkpoints, so a merge never holds up the fetching."""
 
     def __init__(
         self,
@@ -268,69 +479,131 @@ class _Writer:
         self.daily_limit_retry_at: datetime | None = None
         self.interrupted = False
         self.last_flush = time.monotonic()
+        #: Batches handed to the committer: one merging and one waiting at most, so
+        #: memory stays bounded by the batch size.
+        self.commits: queue.Queue[tuple | None] = queue.Queue(maxsize=1)
+        self.commit_error: BaseException | None = None
+        self.pending_commits = 0  # handed to the committer and not yet merged
+        self.pending_lock = threading.Lock()
+        self.fetch_started: float | None = None
+        self.fetch_finished: float | None = None
+        self.peak_in_flight = 0
+        self.scheduler: _Scheduler | None = None
+
+    def calls_per_second(self) -> float | None:
+        """API calls of every stream per second of fetching (start of the fetch threads
+        to the last page), or None before any call."""
+        calls = sum(s.counters.api_calls for s in self.runs.values())
+        if not calls or self.fetch_started is None:
+            return None
+        end = self.fetch_finished or time.monotonic()
+        return calls / max(end - self.fetch_started, 1e-9)
 
     # --- fetch side (worker threads) -------------------------------------------------
 
-    def _fetch_window(self, s: StreamRun, index: int, window: Window) -> None:
-        """Post the window's pages, then exactly one terminal event."""
-        try:
-            if self.stop.is_set() or s.aborted:
-                self.events.put(("cancelled", s.name, index, None))
-                return
-            for page in fetch_pages(self.client, s.stream, window, self.settings, s.counters):
-                if page.records:
-                    self.events.put(("records", s.name, index, page.records))
+    def _fetch(self, scheduler: _Scheduler) -> None:
+        """Advance chains one page at a time; each chain ends with exactly one terminal
+        event (done, cancelled or failed)."""
+        waited = getattr(self.client, "thread_waited", lambda: 0.0)
+        while (chain := scheduler.take()) is not None:
+            s, index = chain.s, chain.index
+            finished, seconds = True, None
+            try:
                 if self.stop.is_set() or s.aborted:
                     self.events.put(("cancelled", s.name, index, None))
-                    return
-            self.events.put(("done", s.name, index, None))
-        except BaseException as exc:  # every failure is reported; never lost in a thread
-            self.events.put(("failed", s.name, index, exc))
+                    continue
+                if chain.pages is None:
+                    chain.pages = fetch_pages(
+                        self.client, s.stream, chain.window, self.settings, s.counters
+                    )
+                started, waited_before = time.monotonic(), waited()
+                page = next(chain.pages, None)
+                if page is None:
+                    self.events.put(("done", s.name, index, None))
+                    continue
+                seconds = time.monotonic() - started - (waited() - waited_before)
+                chain.observe(page)
+                if page.records:
+                    self.events.put(("records", s.name, index, page.records))
+                if not page.next_page_token:
+                    self.events.put(("done", s.name, index, None))
+                    continue
+                finished = False
+            except BaseException as exc:  # every failure is reported; never lost in a thread
+                self.events.put(("failed", s.name, index, exc))
+            finally:
+                scheduler.release(chain, finished=finished, seconds=seconds)
 
     # --- write side (calling thread) -------------------------------------------------
 
     def run(self) -> None:
-        work = _interleave(self.runs.values())
-        outstanding = len(work)
+        chains = [
+            _Chain(s, index, window, order)
+            for order, (s, index, window) in enumerate(_interleave(self.runs.values()))
+        ]
+        outstanding = len(chains)
         totals = {s.name: len(s.plan.windows) for s in self.runs.values()}
-        with (
-            Progress(totals, bar=self.progress_mode) as bar,
-            ThreadPoolExecutor(
-                max_workers=self.settings.effective_concurrency, thread_name_prefix="zoom-fetch"
-            ) as pool,
-        ):
-            for s, index, window in work:
-                pool.submit(self._fetch_window, s, index, window)
-            try:
-                while outstanding:
-                    outstanding -= self._handle(self._next_event(), bar)
-                    self._flush_if_due()
-            except KeyboardInterrupt:
-                self.interrupted = True
-                self.stop.set()
-                log.warning("interrupted: finishing in-flight pages, then committing")
-                while outstanding:
-                    outstanding -= self._handle(self.events.get(), bar)
-            except BaseException:
-                self.stop.set()
-                self._drain(outstanding)
-                raise
-            finally:
-                for s in self.runs.values():
-                    if s.finished is None:
-                        s.finished = time.monotonic()
-        for s in self.runs.values():
-            self._flush(s)
+        concurrency = self.settings.effective_concurrency
+        scheduler = _Scheduler(
+            chains,
+            max_in_flight=concurrency,
+            open_limit=max(64 * concurrency, 256),
+            rate=self.settings.requests_per_second,
+        )
+        self.scheduler = scheduler
+        fetchers = [
+            threading.Thread(
+                target=self._fetch, args=(scheduler,), name=f"zoom-fetch-{n}", daemon=True
+            )
+            for n in range(min(concurrency, len(chains)))
+        ]
+        committer = threading.Thread(target=self._commit_loop, name="zoom-commit", daemon=True)
+        committer.start()
+        self.fetch_started = time.monotonic()
+        try:
+            with Progress(totals, bar=self.progress_mode) as bar:
+                for thread in fetchers:
+                    thread.start()
+                try:
+                    while outstanding:
+                        outstanding -= self._handle(self._next_event(), bar)
+                        self._raise_commit_error()
+                        self._flush_if_due()
+                except KeyboardInterrupt:
+                    self.interrupted = True
+                    self.stop.set()
+                    log.warning("interrupted: finishing in-flight pages, then committing")
+                    while outstanding:
+                        outstanding -= self._handle(self.events.get(), bar)
+                except BaseException:
+                    self.stop.set()
+                    self._drain(outstanding)
+                    raise
+                finally:
+                    for thread in fetchers:
+                        thread.join()
+                    self.fetch_finished = time.monotonic()
+                    self.peak_in_flight = scheduler.peak_in_flight
+                    for s in self.runs.values():
+                        if s.finished is None:
+                            s.finished = time.monotonic()
+            for s in self.runs.values():
+                self._flush(s)
+        finally:
+            self.commits.put(None)
+            committer.join()
+        self._raise_commit_error()
 
     def _next_event(self) -> tuple:
         while True:
             try:
                 return self.events.get(timeout=1.0)
             except queue.Empty:
+                self._raise_commit_error()
                 self._flush_if_due()
 
     def _drain(self, outstanding: int) -> None:
-        """After a writer failure: let the workers finish so the pool can shut down."""
+        """After a writer failure: let the fetch threads finish so they can be joined."""
         while outstanding:
             kind = self.events.get()[0]
             if kind != "records":
@@ -383,18 +656,47 @@ class _Writer:
             self.stop.set()
 
     def _flush_if_due(self) -> None:
-        if time.monotonic() - self.last_flush >= FLUSH_EVERY_SECONDS:
+        every = FLUSH_EVERY_SECONDS
+        if self.pending_commits == 0 and self.scheduler is not None and self.scheduler.end_game():
+            every = END_GAME_FLUSH_SECONDS  # only while the committer is idle
+        if time.monotonic() - self.last_flush >= every:
             for s in self.runs.values():
                 self._flush(s)
 
     def _flush(self, s: StreamRun) -> None:
-        """Merge the buffered rows and rejects, then advance the checkpoint."""
+        """Hand the buffered rows and rejects to the committer (which merges them, then
+        advances the checkpoint) and start a new batch."""
         self.last_flush = time.monotonic()
         batch = s.batch
         assert batch is not None
         if not len(batch) and not batch.rejects and not s.done_in_batch:
             return
         s.batch = Batch(s.stream.spec)
+        done, s.done_in_batch = s.done_in_batch, set()
+        with self.pending_lock:
+            self.pending_commits += 1
+        self.commits.put((s, batch, done))
+
+    def _raise_commit_error(self) -> None:
+        if self.commit_error is not None:
+            raise self.commit_error
+
+    def _commit_loop(self) -> None:
+        """The committer thread: merges in hand-off order. After a failure it commits
+        nothing more (the checkpoint stays at the data) and the writer re-raises."""
+        while (item := self.commits.get()) is not None:
+            try:
+                if self.commit_error is None:
+                    self._commit(*item)
+            except BaseException as exc:
+                self.commit_error = exc
+                self.stop.set()
+            finally:
+                with self.pending_lock:
+                    self.pending_commits -= 1
+
+    def _commit(self, s: StreamRun, batch: Batch, done: set[int]) -> None:
+        """Merge the rows and rejects of one batch, then advance the checkpoint."""
         table = batch.to_arrow()
         if s.plan.floor is not None and table.num_rows:
             keep = pc.greater_equal(table["time"], pa.scalar(s.plan.floor, table["time"].type))
@@ -409,8 +711,7 @@ class _Writer:
         if batch.rejects:
             s.rejected += len(batch.rejects)
             self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))
-        s.committed |= s.done_in_batch
-        s.done_in_batch = set()
+        s.committed |= done
         self._advance_cursor(s)
 
     def _rejects_table(self, s: StreamRun, rejects: list[Reject]) -> pa.Table:
@@ -479,6 +780,8 @@ def _runs_rows(summary: RunSummary, settings: Settings) -> pa.Table:
                 "cursor_before": s.plan.cursor_before,
                 "cursor_after": s.cursor,
                 "status": s.status,
+                "rate_limit": summary.rate_limit or settings.requests_per_second,
+                "calls_per_second": summary.calls_per_second,
                 "error": s.error
                 or (
                     f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"

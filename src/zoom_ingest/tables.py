@@ -153,6 +153,11 @@ RUNS = TableSpec(
             pa.field("cursor_after", TIMESTAMP),
             pa.field("status", pa.string()),  # succeeded | failed | stopped
             pa.field("error", pa.string()),
+            # Added in 0.2 (nullable, appended: older warehouses gain them on the next
+            # run). The configured limit (requests/s for the Zoom account) and the rate
+            # the run achieved: every stream's API calls over the time it fetched.
+            pa.field("rate_limit", pa.float64()),
+            pa.field("calls_per_second", pa.float64()),
         ]
     ),
     key=("run_id", "stream"),
@@ -271,6 +276,9 @@ BOOKKEEPING_TABLES: dict[str, TableSpec] = {t.name: t for t in (CHECKPOINTS, RUN
 DERIVED_TABLES: dict[str, TableSpec] = {t.name: t for t in (DETECTIONS, IP_COUNTRIES)}
 #: Every table: the engines create and maintain exactly these.
 ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES, **DERIVED_TABLES}
+#: Columns added to a bookkeeping table after its first release (nullable, at the end):
+#: an existing table without them gains them instead of failing the schema check.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {RUNS.name: ("rate_limit", "calls_per_second")}
 
 
 def checkpoint_row(account_id: str, stream: str, cursor: datetime, run_id: str) -> pa.Table:

@@ -31,9 +31,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
+from deltalake.schema import Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
+from ..tables import ADDED_COLUMNS, ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
 from .base import EngineBusy, TableSchemaMismatch, UnsupportedTable, schema_differences
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,11 @@ class LocalEngine:
                 )
                 log.info("created table %s at %s", spec.name, path)
             table = DeltaTable(path)
-            differences = schema_differences(spec.schema, pa.schema(table.schema().to_arrow()))
+            actual = pa.schema(table.schema().to_arrow())
+            if _add_missing_columns(table, spec, actual):
+                table = DeltaTable(path)
+                actual = pa.schema(table.schema().to_arrow())
+            differences = schema_differences(spec.schema, actual)
             if differences:
                 raise TableSchemaMismatch(spec.name, str(path), differences)
             self._tables[spec.name] = table
@@ -316,6 +321,22 @@ def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
     high = _timestamp_literal(bounds["max"].as_py())
     target = f"target.{_identifier(column)}"
     return f"{predicate} AND {target} >= {low} AND {target} <= {high}"
+
+
+def _add_missing_columns(table: DeltaTable, spec: TableSpec, actual: pa.Schema) -> bool:
+    """A table written by an earlier version that lacks columns added since (listed in
+    `tables.ADDED_COLUMNS`, nullable, at the end) gains them; its rows read them as null.
+    Any other difference is left for `schema_differences` to report."""
+    added = ADDED_COLUMNS.get(spec.name, ())
+    missing = [name for name in spec.columns if name not in actual.names]
+    if not missing or not set(missing) <= set(added):
+        return False
+    if actual.names != spec.columns[: len(actual.names)]:
+        return False
+    fields = [Field.from_arrow(spec.schema.field(name)) for name in missing]
+    _with_commit_retries(lambda: table.alter.add_columns(fields))
+    log.info("added columns %s to %s", ", ".join(missing), spec.name)
+    return True
 
 
 def _conform(spec: TableSpec, batch: pa.Table) -> pa.Table:

@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..tables import ALL_TABLES, CHECKPOINTS, PII_TAG, UTC, TableSpec, checkpoint_row
+from ..tables import ADDED_COLUMNS, ALL_TABLES, CHECKPOINTS, PII_TAG, UTC, TableSpec, checkpoint_row
 from .base import EngineBusy, TableSchemaMismatch, schema_differences
 
 if TYPE_CHECKING:
@@ -186,6 +186,16 @@ class SparkEngine:
                 log.info("created table %s in %s", spec.name, location)
                 continue
             differences = table_differences(spec, existing)
+            missing = [n for n in ADDED_COLUMNS.get(spec.name, ()) if n not in existing.names]
+            if differences and missing:
+                # A table written by an earlier version: add the columns added since
+                # (nullable, at the end), then check again.
+                columns = ", ".join(
+                    f"{n} {_ADDED_TYPES[spec.schema.field(n).type]}" for n in missing
+                )
+                self._run(f"ALTER TABLE {self.table_name(spec)} ADD COLUMNS ({columns})")
+                existing = self._table_schema(spec)
+                differences = table_differences(spec, existing) if existing else differences
             if differences:
                 raise TableSchemaMismatch(spec.name, location, differences)
             self._comment_columns(spec, existing)
@@ -582,6 +592,10 @@ def spark_schema(spec: TableSpec, *, comments: bool = False) -> StructType:
             for f in spec.schema
         ]
     )
+
+
+#: Spark SQL types of the columns in `tables.ADDED_COLUMNS`.
+_ADDED_TYPES = {pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.string(): "STRING"}
 
 
 def table_differences(spec: TableSpec, existing: StructType) -> list[str]:

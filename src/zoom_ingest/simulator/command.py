@@ -69,6 +69,11 @@ OPTIONS: tuple[tuple[str, click.ParamType, str], ...] = (
     ("operation_per_day", click.FloatRange(0), "Operation-log records a day, on average."),
     ("qps_limit", click.FloatRange(0, min_open=True), "Requests/s before 429s (default: none)."),
     ("latency", click.FloatRange(0), "Seconds added to every API call."),
+    (
+        "day_spread",
+        click.FloatRange(0),
+        "Uneven days: 0 every day alike; e.g. 0.5 for quiet weekends and a seeded spread.",
+    ),
 )
 
 

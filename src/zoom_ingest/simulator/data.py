@@ -603,6 +603,12 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 # --------------------------------------------------------------------------- the store
 
+#: Uneven days (`day_spread` > 0): a weekend day gets this share of the mean, a weekday
+#: the rest, so that a week averages the mean.
+_WEEKEND_FACTOR = 0.3
+_WEEKDAY_FACTOR = (7 - 2 * _WEEKEND_FACTOR) / 5
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
 
 @dataclass
 class DayRecords:
@@ -698,9 +704,11 @@ class Dataset:
         offset_hours: float,
         late_fraction: float,
         cache_bytes: int,
+        day_spread: float = 0.0,
     ) -> None:
         self._seed = seed
         self._per_day = dict(per_day)
+        self._day_spread = day_spread
         self._late_fraction = late_fraction
         self._cache_bytes = cache_bytes
         # Generated seconds lie in [first, end): never later than `now`.
@@ -770,6 +778,16 @@ class Dataset:
                 records.extend(json.loads(b"[" + day.records(start, stop)[:-1] + b"]"))
         return records
 
+    def count(self, stream: str, lo: int, hi: int) -> int:
+        """How many visible records lie in lo <= second < hi (what a chain serves)."""
+        total = 0
+        for day_number in self._days_desc(stream, (hi - 1) // DAY_SECONDS, lo // DAY_SECONDS):
+            start, stop = (
+                self._day(stream, day_number).view(None, self._late_hidden).span(lo, hi, None)
+            )
+            total += max(0, stop - start)
+        return total
+
     def add_records(self, stream: str, records: list[Any], now: int) -> None:
         """Visible from now on. A record whose `time` is not RFC 3339, or that is not a
         JSON object at all (a string, a list, null: served as given, for clients to
@@ -813,6 +831,19 @@ class Dataset:
                 day.views.clear()
 
     # ---- days
+
+    def day_factor(self, day_number: int) -> float:
+        """How busy a UTC day is against the mean (1.0 for every day unless the
+        simulator was built with `day_spread`). Uneven days look like a real account's:
+        quiet weekends, busier weekdays, and a seeded log-normal spread around them; the
+        factors average about 1, and one day's factor is the same for both streams."""
+        if self._day_spread <= 0:
+            return 1.0
+        rng = random.Random(f"{self._seed}/uneven/{day_number}")
+        weekend = date.fromordinal(_EPOCH_ORDINAL + day_number).weekday() >= 5
+        base = _WEEKEND_FACTOR if weekend else _WEEKDAY_FACTOR
+        sigma = self._day_spread
+        return base * math.exp(rng.gauss(0.0, sigma) - sigma * sigma / 2)
 
     def _generated_days(self, stream: str) -> tuple[int, int] | None:
         if self._per_day[stream] <= 0 or self._first >= self._end:
@@ -889,7 +920,7 @@ class Dataset:
             # simulator started later serves the same history plus what happened since,
             # as a real account would.
             rng = random.Random(f"{self._seed}/{stream}/{day_number}")
-            count = _poisson(rng, self._per_day[stream])
+            count = _poisson(rng, self._per_day[stream] * self.day_factor(day_number))
             generated = self._generators[stream].generate(
                 rng, day_start, day_start + DAY_SECONDS, count
             )

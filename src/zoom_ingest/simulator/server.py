@@ -53,9 +53,12 @@ class Simulator:
         port: int = 0,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         client_secret: str | None = None,
+        day_spread: float = 0.0,
     ) -> None:
         """`client_secret`: use this fake instead of the one derived from the seed (tests
-        that look for it in logs and tables want one that is easy to recognise)."""
+        that look for it in logs and tables want one that is easy to recognise).
+        `day_spread`: 0 gives every day the same mean volume; above 0, days are uneven
+        (quiet weekends, a seeded log-normal spread of this sigma), as real accounts are."""
         _check(days >= 0, "days must not be negative")
         _check(activity_per_day >= 0 and operation_per_day >= 0, "per_day must not be negative")
         _check(-12 <= account_utc_offset_hours <= 14, "account_utc_offset_hours is -12..14")
@@ -64,6 +67,7 @@ class Simulator:
         _check(latency >= 0 and token_ttl > 0 and page_token_ttl > 0, "bad latency or ttl")
         _check(0.0 <= late_fraction <= 1.0, "late_fraction must be between 0 and 1")
         _check(0 <= port <= 65535, "port must be 0..65535")
+        _check(0.0 <= day_spread <= 3.0, "day_spread must be between 0 and 3")
         if now is None:
             now = datetime.now(UTC)
         _check(now.tzinfo is not None, "now must be an aware datetime")
@@ -95,6 +99,7 @@ class Simulator:
             offset_hours=account_utc_offset_hours,
             late_fraction=late_fraction,
             cache_bytes=cache_bytes,
+            day_spread=day_spread,
         )
         self._limits = RateLimits(qps_limit, daily_limit, lambda: self.clock().date())
         self._access = AccessTokens()
@@ -188,6 +193,14 @@ class Simulator:
         """Every record the API serves now, newest first, with start <= time < end."""
         _check(stream in STREAMS, f"unknown stream {stream!r}; known: {', '.join(STREAMS)}")
         return self._data.ground_truth(stream, _ceil_second(start), _ceil_second(end))
+
+    def records_between(self, path: str, from_date: date, to_date: date) -> int:
+        """How many records a `from`/`to` request of `path` (as in `stats.requests`,
+        e.g. /v2/report/activities; category `all`) pages through now."""
+        endpoint = ENDPOINTS[path]
+        lo = day_bounds(from_date, self.account_utc_offset_hours)[0]
+        hi = day_bounds(to_date, self.account_utc_offset_hours)[1]
+        return self._data.count(endpoint.stream, lo, hi)
 
     def add_records(self, stream: str, records: Iterable[Mapping[str, Any] | Any]) -> None:
         """New or late-arriving records, served from now on exactly as given (any JSON

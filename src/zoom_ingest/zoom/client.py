@@ -161,10 +161,16 @@ class ZoomClient:
         # Once Zoom says the daily quota is spent, every further call would only get the
         # same 429: the other threads stop without calling.
         self._daily_limit: DailyLimitReached | None = None
+        self._waits = threading.local()
 
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    def thread_waited(self) -> float:
+        """Seconds the calling thread has spent waiting for the rate limiter so far (the
+        job subtracts it from a page's time to see the latency a chain of pages meets)."""
+        return getattr(self._waits, "seconds", 0.0)
 
     # -- public -----------------------------------------------------------------------
 
@@ -291,7 +297,7 @@ class ZoomClient:
             token = self.tokens.token()
             # Token first, then the slot: a slot taken and then spent waiting for a token
             # would leave late and bunch up with the next thread's.
-            self.limiter.acquire()
+            self._waits.seconds = self.thread_waited() + self.limiter.acquire()
             counters.add("api_calls")
             response = self._send(call, url, params, token)
             if response.status_code == 401 and _int_code(_json_object(response)) == (

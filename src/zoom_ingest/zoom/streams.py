@@ -107,6 +107,9 @@ class Page:
     next_page_token: str
     newest: datetime | None
     oldest: datetime | None
+    #: The window's record count when Zoom says it (`total_records`; not documented for
+    #: these endpoints, so usually None): lets the job put its longest chains first.
+    total_records: int | None = None
 
 
 def fetch_pages(
@@ -181,7 +184,14 @@ def fetch_pages(
                 hint="the API seems to be looping; try again later",
             )
         newest, oldest = _time_span(records)
-        yield Page(records=records, next_page_token=token, newest=newest, oldest=oldest)
+        total = body.get("total_records")
+        yield Page(
+            records=records,
+            next_page_token=token,
+            newest=newest,
+            oldest=oldest,
+            total_records=total if type(total) is int and total >= 0 else None,
+        )
         if not token:
             return
         if window.stop_before is not None and oldest is not None and oldest < window.stop_before:

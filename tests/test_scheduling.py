@@ -1,0 +1,147 @@
+"""Issue 14: the fetch scheduler, the runs table's rate columns and their evolution."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import date, datetime, timedelta
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+from test_job import assert_equals_ground_truth, backfill_start, settings_for
+from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.job import EXIT_OK, StreamRun, _Chain, _Scheduler, run
+from zoom_ingest.plan import Plan, Window
+from zoom_ingest.simulator import Simulator
+from zoom_ingest.tables import RUNS, UTC
+from zoom_ingest.zoom import STREAMS_BY_NAME
+from zoom_ingest.zoom.streams import Page
+
+
+def _chains(lengths: list[float]) -> list[_Chain]:
+    stream = STREAMS_BY_NAME["activity_logs"]
+    day = date(2026, 1, 1)
+    windows = []
+    for i in range(len(lengths)):
+        d = day + timedelta(days=i)
+        until = datetime.combine(d, datetime.min.time(), tzinfo=UTC) + timedelta(hours=10)
+        windows.append(Window("activity_logs", d, d, None, until))
+    plan = Plan(
+        stream="activity_logs",
+        mode="backfill",
+        start=datetime(2026, 1, 1, tzinfo=UTC),
+        end=datetime(2026, 2, 1, tzinfo=UTC),
+        windows=tuple(windows),
+        floor=None,
+        cursor_before=None,
+    )
+    s = StreamRun(stream, plan)
+    chains = [_Chain(s, i, w, i) for i, w in enumerate(windows)]
+    for chain, remaining in zip(chains, lengths, strict=True):
+        chain.pages = iter(())  # started
+        chain.remaining = remaining
+        chain.fraction_left = min(1.0, remaining / 100)
+        chain.last_page_at = time.monotonic()
+    return chains
+
+
+def test_largest_share_left_goes_first_and_new_windows_are_probed_first():
+    chains = _chains([3, 40, 12])
+    fresh = _chains([1])[0]
+    fresh.pages, fresh.remaining, fresh.order = None, math.inf, 9
+    scheduler = _Scheduler([*chains, fresh], max_in_flight=4, open_limit=10, rate=10)
+    order = [scheduler.take() for _ in range(4)]
+    assert order == [fresh, chains[1], chains[2], chains[0]]
+
+
+def test_in_flight_follows_rate_times_latency():
+    chains = _chains([5.0] * 30)
+    scheduler = _Scheduler(chains, max_in_flight=26, open_limit=64, rate=40)
+    first = scheduler.take()
+    assert first is not None
+    scheduler.release(first, finished=False, seconds=0.3)
+    # 40/s × 0.3 s × slack, plus one: far below the 26 allowed.
+    expected = math.ceil(40 * 0.3 * 1.3) + 1
+    taken = []
+    while (scheduler._in_flight < 26) and len(taken) < 26:
+        if scheduler._ready and scheduler._in_flight >= scheduler.target():
+            break
+        taken.append(scheduler.take())
+    assert len(taken) == expected
+
+
+def test_open_windows_are_bounded_and_opened_oldest_first():
+    chains = _chains([1.0] * 10)
+    for chain in chains:
+        chain.pages, chain.remaining = None, math.inf
+    scheduler = _Scheduler(chains, max_in_flight=2, open_limit=3, rate=10)
+    a, b = scheduler.take(), scheduler.take()
+    assert (a.order, b.order) == (0, 1)
+    scheduler.release(a, finished=True, seconds=0.1)
+    c = scheduler.take()
+    assert c.order == 2
+    scheduler.release(b, finished=True, seconds=0.1)
+    scheduler.release(c, finished=True, seconds=0.1)
+    # Window 3 opened when window 0 finished; the other six wait their turn.
+    assert scheduler._open == 1 and len(scheduler._waiting) == 6
+
+
+def test_chain_estimates_remaining_pages_from_the_time_span():
+    chain = _chains([1.0])[0]
+    start = datetime.combine(chain.window.from_date, datetime.min.time(), tzinfo=UTC)
+    # 300 records spanning the newest 6 hours of the day: 3 more pages to go.
+    page = Page(
+        records=[{}] * 300,
+        next_page_token="t",
+        newest=start + timedelta(hours=24),
+        oldest=start + timedelta(hours=18),
+    )
+    chain.observe(page)
+    assert chain.remaining == 3.0
+    assert chain.fraction_left == 0.75
+    exact = Page([{}] * 300, "t", None, None, total_records=1500)
+    chain.observe(exact)
+    assert chain.remaining == (1500 - 600) / 300
+    assert chain.fraction_left == 0.6
+
+
+def test_runs_table_records_calls_per_second_against_the_limit(tmp_path):
+    with Simulator(seed=5, days=4, activity_per_day=900, operation_per_day=90) as sim:
+        engine = LocalEngine(tmp_path)
+        start = backfill_start(4)
+        settings = settings_for(sim, backfill_start=start.date(), requests_per_second=150)
+        summary = run(settings, engine, progress=False)
+        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert_equals_ground_truth(engine, sim, start)
+        rows = engine.read_table(RUNS).to_pylist()
+        assert {r["rate_limit"] for r in rows} == {150.0}
+        achieved = {r["calls_per_second"] for r in rows}
+        assert len(achieved) == 1
+        (rate,) = achieved
+        assert rate is not None and 0 < rate <= 150 * 1.05
+        assert summary.calls_per_second == rate
+        assert any("of the 150/s limit" in line for line in summary.lines())
+
+
+def test_runs_table_of_an_earlier_version_gains_the_new_columns(tmp_path):
+    engine = LocalEngine(tmp_path)
+    old_schema = pa.schema(
+        [f for f in RUNS.schema if f.name not in ("rate_limit", "calls_per_second")]
+    )
+    path = engine.table_path(RUNS)
+    DeltaTable.create(path, old_schema, name=RUNS.name)
+    old_row = {name: None for name in old_schema.names}
+    old_row.update(run_id="old", account_id="acc", stream="activity_logs", status="succeeded")
+    write_deltalake(str(path), pa.Table.from_pylist([old_row], schema=old_schema), mode="append")
+    with Simulator(seed=6, days=2, activity_per_day=60, operation_per_day=10) as sim:
+        start = backfill_start(2)
+        summary = run(settings_for(sim, backfill_start=start.date()), engine, progress=False)
+        assert summary.exit_code == EXIT_OK, summary.lines()
+    rows = {
+        (r["run_id"], r["stream"]): r for r in LocalEngine(tmp_path).read_table(RUNS).to_pylist()
+    }
+    assert rows[("old", "activity_logs")]["rate_limit"] is None
+    new = [r for key, r in rows.items() if key[0] != "old"]
+    assert len(new) == 2 and all(r["rate_limit"] == 200.0 for r in new)
+    assert pa.schema(DeltaTable(str(path)).schema().to_arrow()).names == RUNS.schema.names
