@@ -71,7 +71,7 @@ OPTIONS: tuple[tuple[str, click.ParamType, str], ...] = (
     ("latency", click.FloatRange(0), "Seconds added to every API call."),
     (
         "day_spread",
-        click.FloatRange(0),
+        click.FloatRange(0, 3),
         "Uneven days: 0 every day alike; e.g. 0.5 for quiet weekends and a seeded spread.",
     ),
 )

@@ -12,19 +12,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from ..settings import Secret, Settings
 from ..tables import UTC
-from .data import ACTIVITY_LOGS, OPERATION_LOGS, STREAMS, Dataset
+from .data import ACTIVITY_LOGS, OPERATION_LOGS, STREAMS, Dataset, day_bounds
 from .faults import TOKEN_PATH, FaultSet
 from .http import LoopbackServer, Reply
 from .oauth import DEFAULT_SCOPES, AccessTokens, Credentials
 from .paging import Pager, PageTokens
 from .ratelimits import RateLimits, Stats
-from .routes import Routes
+from .routes import ENDPOINTS, Routes
 
 #: Generated days kept serialised in memory; older ones are generated again when needed.
 DEFAULT_CACHE_BYTES = 256 * 2**20
