@@ -11,6 +11,8 @@ past an uncommitted window), calls Zoom after a stop, or misreports a run.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -25,7 +27,9 @@ from zoom_ingest.job import (
     FLUSH_EVERY_SECONDS,
     RunSummary,
     StreamRun,
+    _Chain,
     _runs_rows,
+    _Scheduler,
     _Writer,
 )
 from zoom_ingest.plan import Plan, Window, plan_stream
@@ -38,6 +42,7 @@ from zoom_ingest.zoom import (
     ZoomAuthError,
     ZoomError,
 )
+from zoom_ingest.zoom.streams import Page
 
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
 ACTIVITY = STREAMS_BY_NAME["activity_logs"]
@@ -119,10 +124,12 @@ class ScriptedZoom:
         assert isinstance(counters, CallCounters) and stream.name in STREAMS_BY_NAME
         key = (stream.name, window.from_date)
         self.asked.append(key)
-        for records in self.pages.get(key, []):
+        script = self.pages.get(key, [])
+        for n, records in enumerate(script):
             counters.add("api_calls")
             counters.add("pages")
-            yield SimpleNamespace(records=records)
+            last = n == len(script) - 1 and key not in self.errors
+            yield Page(records, "" if last else f"token-{n + 1}", None, None)
         if key in self.errors:
             counters.add("api_calls")
             raise self.errors[key]
@@ -134,6 +141,13 @@ class FakeClient:
 
     def close(self) -> None:
         pass
+
+
+class WaitingClient(FakeClient):
+    """A client that says how long its thread has waited for the rate limiter."""
+
+    def __init__(self, waited) -> None:
+        self.thread_waited = waited
 
 
 class FakeBar:
@@ -161,6 +175,29 @@ def writer_for(
     s = StreamRun(ACTIVITY, plan)
     writer = _Writer(settings(**changes), engine, "run-1", [s], FakeClient(), False)  # type: ignore[arg-type]
     return writer, s, engine
+
+
+def commit_handed(writer: _Writer) -> int:
+    """Do the committer thread's work, in this thread: commit every batch `_flush` has
+    handed over (as `_commit_loop` does). Returns how many there were."""
+    n = 0
+    while True:
+        try:
+            item = writer.commits.get_nowait()
+        except queue.Empty:
+            return n
+        assert item is not None
+        try:
+            writer._commit(*item)
+        finally:
+            writer.pending_commits -= 1
+        n += 1
+
+
+def flush(writer: _Writer, s: StreamRun) -> None:
+    """A flush and the commit it hands over."""
+    writer._flush(s)
+    commit_handed(writer)
 
 
 def test_the_example_plan_has_five_day_windows():
@@ -264,6 +301,7 @@ def test_the_checkpoint_names_the_account_and_the_run():
 def test_a_flush_with_nothing_to_write_writes_nothing():
     writer, s, engine = writer_for(backfill_plan())
     writer._flush(s)
+    assert writer.commits.empty() and writer.pending_commits == 0
     assert engine.merges == [] and engine.saved == []
 
 
@@ -271,8 +309,11 @@ def test_a_window_without_records_is_committed_by_the_next_flush():
     writer, s, engine = writer_for(backfill_plan())
     s.done_in_batch = {0}
     writer._flush(s)
+    assert s.done_in_batch == set() and s.committed == set()  # handed over, not merged
+    assert engine.saved == [] and writer.pending_commits == 1
+    assert commit_handed(writer) == 1
     assert engine.merges == []  # nothing to merge, but the window counts
-    assert s.committed == {0} and s.done_in_batch == set()
+    assert s.committed == {0} and writer.pending_commits == 0
     assert engine.saved == [("activity_logs", s.plan.windows[0].covers_until)]
 
 
@@ -281,17 +322,56 @@ def test_a_window_is_committed_only_once_its_merge_succeeded():
     s.batch.add([sign_in(datetime(2026, 11, 20, 1, tzinfo=UTC))])
     s.done_in_batch = {0}
     engine.fail_merges = True
+    writer._flush(s)
     with pytest.raises(OSError, match="disk full"):
-        writer._flush(s)
+        commit_handed(writer)
     assert s.committed == set() and engine.saved == [] and s.cursor is None
+
+
+def test_after_a_failed_merge_the_committer_commits_nothing_more():
+    """The committer thread keeps the first error, stops the run and drops later batches
+    (their windows stay uncommitted, the checkpoint stays at the data); the writer then
+    re-raises the error."""
+    writer, s, engine = writer_for(backfill_plan())
+    committer = threading.Thread(target=writer._commit_loop, daemon=True)
+    committer.start()
+    s.batch.add([sign_in(datetime(2026, 11, 20, 1, tzinfo=UTC))])
+    s.done_in_batch = {0}
+    engine.fail_merges = True
+    writer._flush(s)
+    s.done_in_batch = {1}
+    writer._flush(s)  # an empty batch: no merge of its own to fail
+    writer.commits.put(None, timeout=5)
+    committer.join(timeout=5)
+    assert not committer.is_alive()
+    assert isinstance(writer.commit_error, OSError) and writer.stop.is_set()
+    assert s.committed == set() and engine.saved == [] and writer.pending_commits == 0
+    with pytest.raises(OSError, match="disk full"):
+        writer._raise_commit_error()
+
+
+def test_the_committer_commits_batches_in_hand_off_order():
+    writer, s, engine = writer_for(backfill_plan())
+    committer = threading.Thread(target=writer._commit_loop, daemon=True)
+    committer.start()
+    for index in range(3):
+        s.batch.add([sign_in(datetime(2026, 11, 20 + index, 1, tzinfo=UTC))])
+        s.done_in_batch = {index}
+        writer._flush(s)
+    writer.commits.put(None, timeout=5)
+    committer.join(timeout=5)
+    assert not committer.is_alive() and writer.commit_error is None
+    assert s.committed == {0, 1, 2} and writer.pending_commits == 0
+    assert [c for _, c in engine.saved] == [w.covers_until for w in s.plan.windows[:3]]
+    writer._raise_commit_error()  # nothing to raise
 
 
 def test_windows_committed_by_successive_flushes_add_up():
     writer, s, _engine = writer_for(backfill_plan())
     s.done_in_batch = {0}
-    writer._flush(s)
+    flush(writer, s)
     s.done_in_batch = {1}
-    writer._flush(s)
+    flush(writer, s)
     assert s.committed == {0, 1}
     assert s.cursor == s.plan.windows[1].covers_until
 
@@ -303,9 +383,9 @@ def test_records_inserted_add_up_over_every_flush():
     first = [sign_in(datetime(2026, 11, 20, h, tzinfo=UTC)) for h in (1, 2, 3)]
     second = [sign_in(datetime(2026, 11, 21, h, tzinfo=UTC)) for h in (1, 2)]
     s.batch.add(first)
-    writer._flush(s)
+    flush(writer, s)
     s.batch.add([*second, first[0]])  # first[0] is stored already
-    writer._flush(s)
+    flush(writer, s)
     assert s.inserted == 5
     assert len(engine.rows(ACTIVITY_LOGS)) == 5
 
@@ -324,12 +404,12 @@ def test_records_before_the_backfill_start_are_not_stored_and_its_midnight_is_ke
             sign_in(floor + timedelta(hours=1), "after"),
         ]
     )
-    writer._flush(s)
+    flush(writer, s)
     stored = sorted(r["email"] for r in engine.rows(ACTIVITY_LOGS))
     assert stored == ["after@example.com", "at-midnight@example.com"]
     assert s.inserted == 2 and s.before_floor == 2
     s.batch.add([sign_in(floor - timedelta(hours=5), "earlier")])
-    writer._flush(s)
+    flush(writer, s)
     assert s.inserted == 2 and s.before_floor == 3  # tallied over every flush
 
 
@@ -340,17 +420,17 @@ def test_without_a_floor_every_record_is_stored():
     assert plan.floor is None
     writer, s, _engine = writer_for(plan)
     s.batch.add([sign_in(datetime(2026, 1, 1, tzinfo=UTC))])
-    writer._flush(s)
+    flush(writer, s)
     assert s.inserted == 1 and s.before_floor == 0
 
 
 def test_rejects_are_stored_counted_and_add_up_over_flushes():
     writer, s, engine = writer_for(backfill_plan())
     s.batch.add([{"email": "no-time@example.com"}, {"time": "yesterday"}])
-    writer._flush(s)
+    flush(writer, s)
     assert s.rejected == 2 and engine.merges == [(REJECTS.name, 2)]
     s.batch.add([{"time": 42}])
-    writer._flush(s)
+    flush(writer, s)
     assert s.rejected == 3
     assert len(engine.rows(REJECTS)) == 3
     assert s.batch.rejects == [] and len(s.batch) == 0  # each flush starts a fresh batch
@@ -373,8 +453,33 @@ def test_a_timed_flush_is_due_after_flush_every_seconds(monkeypatch, elapsed, fl
     writer.last_flush = 1000.0 - elapsed
     s.done_in_batch = {0}
     writer._flush_if_due()
+    assert commit_handed(writer) == int(flushed)
     assert (s.committed == {0}) is flushed
     assert bool(engine.saved) is flushed
+
+
+@pytest.mark.parametrize(
+    ("end_game", "pending", "elapsed", "flushed"),
+    [
+        (True, 0, job.END_GAME_FLUSH_SECONDS, True),
+        (True, 0, job.END_GAME_FLUSH_SECONDS - 0.001, False),
+        (True, 1, job.END_GAME_FLUSH_SECONDS, False),  # the committer is busy
+        (False, 0, job.END_GAME_FLUSH_SECONDS, False),
+    ],
+)
+def test_the_end_game_flushes_sooner_while_the_committer_is_idle(
+    monkeypatch, end_game, pending, elapsed, flushed
+):
+    assert job.END_GAME_FLUSH_SECONDS == 3.0
+    monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: 1000.0))
+    writer, s, _engine = writer_for(backfill_plan())
+    writer.scheduler = SimpleNamespace(end_game=lambda: end_game)  # type: ignore[assignment]
+    writer.pending_commits = pending
+    writer.last_flush = 1000.0 - elapsed
+    s.done_in_batch = {0}
+    writer._flush_if_due()
+    assert (s.done_in_batch == set()) is flushed
+    assert writer.commits.qsize() == int(flushed)
 
 
 # -- events: records, done, cancelled, failed ----------------------------------------------
@@ -387,9 +492,12 @@ def test_records_are_buffered_until_the_batch_is_full():
     page = [sign_in(day + timedelta(hours=h)) for h in (1, 2)]
     assert writer._handle(("records", "activity_logs", 0, page), bar) == 0
     assert engine.merges == [] and s.fetched == 2 and bar.records_seen == 2
+    assert writer.commits.empty()
     more = [sign_in(day + timedelta(hours=3))]
     assert writer._handle(("records", "activity_logs", 0, more), bar) == 0
-    assert engine.merges == [(ACTIVITY_LOGS.name, 3)]  # exactly batch_rows: flushed
+    assert writer.commits.qsize() == 1 and len(s.batch) == 0  # exactly batch_rows: flushed
+    commit_handed(writer)
+    assert engine.merges == [(ACTIVITY_LOGS.name, 3)]
     assert s.fetched == 3 and s.inserted == 3
     assert s.committed == set()  # the window is not done: its cursor waits
 
@@ -416,7 +524,7 @@ def test_a_cancelled_window_ends_but_is_never_committed():
     assert s.cancelled_windows == 1 and s.done_in_batch == set() and bar.windows_done == 0
     assert writer._handle(("cancelled", "activity_logs", 1, None), bar) == 1
     assert s.cancelled_windows == 2 and s.windows_finished == 2
-    writer._flush(s)
+    flush(writer, s)
     assert s.committed == set() and engine.saved == []
 
 
@@ -448,7 +556,16 @@ def zoom(monkeypatch) -> ScriptedZoom:
     return scripted
 
 
-def events(writer: _Writer) -> list[tuple]:
+def fetch(writer: _Writer, s: StreamRun, *indexes: int) -> list[tuple]:
+    """Run one fetch thread (`_Writer._fetch`) over the given windows of `s` under a real
+    scheduler until every chain has ended; return the events it posted, in order."""
+    writer.events = queue.Queue()  # unbounded: nobody drains it while the thread runs
+    chains = [_Chain(s, i, s.plan.windows[i], order) for order, i in enumerate(indexes)]
+    scheduler = _Scheduler(chains, max_in_flight=1, open_limit=256, rate=10.0)
+    thread = threading.Thread(target=writer._fetch, args=(scheduler,), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the fetch thread did not finish"
     out = []
     while not writer.events.empty():
         out.append(writer.events.get_nowait())
@@ -457,18 +574,41 @@ def events(writer: _Writer) -> list[tuple]:
 
 def test_a_window_queued_after_a_stop_never_calls_zoom(zoom):
     writer, s, _engine = writer_for(backfill_plan())
+    zoom.pages[("activity_logs", s.plan.windows[3].from_date)] = [[sign_in(NOW)]]
     writer.stop.set()  # the daily limit, an interrupt, bad credentials
-    writer._fetch_window(s, 3, s.plan.windows[3])
-    assert zoom.asked == []
-    assert events(writer) == [("cancelled", "activity_logs", 3, None)]
+    got = fetch(writer, s, 3, 4)
+    assert zoom.asked == [] and s.counters.api_calls == 0
+    assert got == [("cancelled", "activity_logs", 3, None), ("cancelled", "activity_logs", 4, None)]
 
 
 def test_a_window_queued_after_its_stream_failed_never_calls_zoom(zoom):
     writer, s, _engine = writer_for(backfill_plan())
+    zoom.pages[("activity_logs", s.plan.windows[3].from_date)] = [[sign_in(NOW)]]
     s.aborted = True  # an earlier window failed: later ones cannot move the cursor
-    writer._fetch_window(s, 3, s.plan.windows[3])
-    assert zoom.asked == []
-    assert events(writer) == [("cancelled", "activity_logs", 3, None)]
+    got = fetch(writer, s, 3)
+    assert zoom.asked == [] and s.counters.api_calls == 0
+    assert got == [("cancelled", "activity_logs", 3, None)]
+
+
+def test_a_failed_stream_stops_the_others_windows_not_calling_zoom(zoom, monkeypatch):
+    """The window that fails aborts the stream (as the writer does on its event): every
+    window of the stream the fetch thread takes afterwards is cancelled unasked."""
+    writer, s, _engine = writer_for(backfill_plan())
+    first = s.plan.windows[0].from_date
+    zoom.errors[("activity_logs", first)] = ZoomError("activity_logs 2026-11-19: 500")
+    original = zoom.__call__
+
+    def failing_aborts(client, stream, window, *rest):
+        try:
+            yield from original(client, stream, window, *rest)
+        except ZoomError:
+            s.aborted = True
+            raise
+
+    monkeypatch.setattr(job, "fetch_pages", failing_aborts)
+    got = fetch(writer, s, 0, 1, 2)
+    assert zoom.asked == [("activity_logs", first)]
+    assert [(e[0], e[2]) for e in got] == [("failed", 0), ("cancelled", 1), ("cancelled", 2)]
 
 
 @pytest.mark.parametrize("how", ["stop", "abort"])
@@ -491,9 +631,9 @@ def test_a_window_stops_paging_after_the_page_in_flight(zoom, monkeypatch, how):
             yield page
 
     monkeypatch.setattr(job, "fetch_pages", stop_during_the_first_page)
-    writer._fetch_window(s, 1, window)
-    got = events(writer)
+    got = fetch(writer, s, 1)
     assert [e[0] for e in got] == ["records", "cancelled"]
+    assert got[0][3] == [sign_in(day + timedelta(hours=2))]  # the page in flight is kept
     assert s.counters.pages == 1  # the second page was never asked for
 
 
@@ -502,21 +642,83 @@ def test_a_window_posts_its_pages_then_done(zoom):
     window = s.plan.windows[1]
     day = datetime(2026, 11, 20, tzinfo=UTC)
     zoom.pages[("activity_logs", window.from_date)] = [[sign_in(day)], [], [sign_in(day, "b")]]
-    writer._fetch_window(s, 1, window)
-    assert [(e[0], e[2]) for e in events(writer)] == [
+    got = fetch(writer, s, 1)
+    assert [(e[0], e[2]) for e in got] == [
         ("records", 1),
         ("records", 1),  # the empty page posts nothing
         ("done", 1),
     ]
+    assert s.counters.pages == 3
 
 
-def test_a_window_that_raises_posts_exactly_one_failed_event(zoom):
+def test_a_window_without_records_is_done_after_one_call(zoom):
+    writer, s, _engine = writer_for(backfill_plan())
+    assert fetch(writer, s, 2) == [("done", "activity_logs", 2, None)]
+    assert zoom.asked == [("activity_logs", s.plan.windows[2].from_date)]
+
+
+@pytest.mark.parametrize("pages_before", [0, 2])
+def test_a_window_that_raises_posts_exactly_one_failed_event(zoom, pages_before):
     writer, s, _engine = writer_for(backfill_plan())
     window = s.plan.windows[0]
     boom = ZoomError("activity_logs 2026-11-19: 500")
-    zoom.errors[("activity_logs", window.from_date)] = boom
-    writer._fetch_window(s, 0, window)
-    assert events(writer) == [("failed", "activity_logs", 0, boom)]
+    key = ("activity_logs", window.from_date)
+    zoom.pages[key] = [[sign_in(NOW - timedelta(days=3, hours=h))] for h in range(pages_before)]
+    zoom.errors[key] = boom
+    got = fetch(writer, s, 0)
+    assert [e[0] for e in got] == ["records"] * pages_before + ["failed"]
+    assert got[-1] == ("failed", "activity_logs", 0, boom)
+
+
+class RecordingScheduler:
+    """Hands out the given chains one page at a time and records every release."""
+
+    def __init__(self, chains: list[_Chain]) -> None:
+        self.ready = list(chains)
+        self.released: list[tuple[int, bool, float | None]] = []
+
+    def take(self) -> _Chain | None:
+        return self.ready.pop(0) if self.ready else None
+
+    def release(self, chain: _Chain, *, finished: bool, seconds: float | None) -> None:
+        self.released.append((chain.index, finished, seconds))
+        if not finished:
+            self.ready.append(chain)
+
+
+def test_a_pages_time_goes_to_the_scheduler_without_the_rate_limiters_wait(zoom, monkeypatch):
+    """Each page takes 2 s of which 0.5 s waiting for the rate limiter: the scheduler
+    sizes the pages in flight from the 1.5 s of latency, and learns when a chain ends."""
+    clock = {"now": 100.0, "waited": 10.0}
+    monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+    original = zoom.__call__
+
+    def slow_pages(*args):
+        for page in original(*args):
+            clock["now"] += 2.0
+            clock["waited"] += 0.5
+            yield page
+
+    monkeypatch.setattr(job, "fetch_pages", slow_pages)
+    writer, s, _engine = writer_for(backfill_plan())
+    writer.client = WaitingClient(lambda: clock["waited"])  # type: ignore[assignment]
+    writer.events = queue.Queue()
+    zoom.pages[("activity_logs", s.plan.windows[1].from_date)] = [[sign_in(NOW)], []]
+    scheduler = RecordingScheduler([_Chain(s, 1, s.plan.windows[1], 0)])
+    writer._fetch(scheduler)  # type: ignore[arg-type]
+    assert scheduler.released == [(1, False, 1.5), (1, True, 1.5)]
+
+
+def test_the_scheduler_opens_windows_oldest_first_and_ends_when_all_are_released():
+    s = StreamRun(ACTIVITY, backfill_plan())
+    chains = [_Chain(s, i, w, i) for i, w in enumerate(s.plan.windows)]
+    scheduler = _Scheduler(chains, max_in_flight=1, open_limit=256, rate=10.0)
+    taken = []
+    while (chain := scheduler.take()) is not None:
+        taken.append(chain.index)
+        scheduler.release(chain, finished=True, seconds=0.01)
+    assert taken == list(range(len(chains)))  # every window once, oldest first
+    assert scheduler.take() is None and scheduler.peak_in_flight == 1
 
 
 def test_the_daily_limit_stops_the_run_but_does_not_fail_the_stream():
@@ -593,6 +795,26 @@ def run_rows(engine: MemoryEngine) -> list[dict]:
     return engine.appended[RUNS.name]
 
 
+def run_job(cfg: Settings, engine: MemoryEngine, now: datetime) -> RunSummary:
+    """A whole `job.run` (fetch threads, committer) against the scripted Zoom, bounded."""
+    result: list[RunSummary | BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(job.run(cfg, engine, progress=False, client=FakeClient(), now=now))  # type: ignore[arg-type]
+        except BaseException as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the run did not finish"
+    (out,) = result
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
 def test_runs_rows_record_the_cursor_before_and_after_each_run(zoom):
     """The first run (a backfill) has no cursor before it and ends at its start time; the
     next one starts from there."""
@@ -600,9 +822,9 @@ def test_runs_rows_record_the_cursor_before_and_after_each_run(zoom):
     day = datetime(2026, 11, 20, tzinfo=UTC)
     zoom.pages[("activity_logs", date(2026, 11, 20))] = [[sign_in(day + timedelta(hours=1))]]
     cfg = settings(streams=("activity_logs",))
-    first = job.run(cfg, engine, progress=False, client=FakeClient(), now=NOW)  # type: ignore[arg-type]
+    first = run_job(cfg, engine, NOW)
     later = NOW + timedelta(hours=1)
-    second = job.run(cfg, engine, progress=False, client=FakeClient(), now=later)  # type: ignore[arg-type]
+    second = run_job(cfg, engine, later)
     assert first.exit_code == second.exit_code == job.EXIT_OK
     one, two = run_rows(engine)
     assert (one["mode"], one["cursor_before"], one["cursor_after"]) == ("backfill", None, NOW)
@@ -616,13 +838,46 @@ def test_a_stopped_run_reports_the_cursor_it_reached(zoom):
     engine = MemoryEngine()
     zoom.errors[("activity_logs", date(2026, 11, 21))] = ZoomError("Zoom answered 500")
     cfg = settings(streams=("activity_logs",))
-    summary = job.run(cfg, engine, progress=False, client=FakeClient(), now=NOW)  # type: ignore[arg-type]
+    summary = run_job(cfg, engine, NOW)
     (row,) = run_rows(engine)
     (s,) = summary.streams
     assert row["status"] == "failed" and "Zoom answered 500" in row["error"]
     assert row["cursor_before"] is None
     assert row["cursor_after"] == s.plan.windows[1].covers_until == s.cursor
     assert zoom.asked[:3] == [("activity_logs", date(2026, 11, d)) for d in (19, 20, 21)]
+    assert zoom.asked.count(("activity_logs", date(2026, 11, 21))) == 1
+    # Windows 3-4 may have been fetched (and committed) before the failure was handled;
+    # the cursor stays at the gap all the same.
+    assert {0, 1} <= s.committed and 2 not in s.committed
+    assert engine.cursors == {"activity_logs": s.cursor}
+
+
+def test_a_whole_run_with_many_flushes_adds_every_tally_up(zoom):
+    """Through the real fetch and committer threads, with a batch of 2 rows: several
+    merges, and the runs row counts all of them."""
+    engine = MemoryEngine()
+    floor = datetime(2026, 11, 20, tzinfo=UTC)
+    zoom.pages[("activity_logs", date(2026, 11, 19))] = [
+        [sign_in(floor - timedelta(hours=h), f"early{h}") for h in (1, 2)],
+        [sign_in(floor, "midnight")],
+    ]
+    zoom.pages[("activity_logs", date(2026, 11, 20))] = [
+        [sign_in(floor + timedelta(hours=h), f"u{h}") for h in (6, 5)],
+        [sign_in(floor + timedelta(hours=h), f"u{h}") for h in (4, 3)] + [{"time": "bad"}],
+        [sign_in(floor + timedelta(hours=2), "u2")],
+    ]
+    cfg = settings(streams=("activity_logs",), batch_rows=2)
+    summary = run_job(cfg, engine, NOW)
+    (s,) = summary.streams
+    (row,) = run_rows(engine)
+    assert summary.exit_code == job.EXIT_OK
+    assert len([m for m in engine.merges if m[0] == ACTIVITY_LOGS.name]) >= 3
+    assert s.fetched == row["records_fetched"] == 9
+    assert s.inserted == row["records_inserted"] == 6 == len(engine.rows(ACTIVITY_LOGS))
+    assert s.rejected == row["records_rejected"] == 1 and s.before_floor == 2
+    assert s.committed == set(range(len(s.plan.windows))) and s.cursor == NOW
+    assert row["cursor_after"] == NOW and engine.saved[-1] == ("activity_logs", NOW)
+    assert [c for _, c in engine.saved] == sorted({c for _, c in engine.saved})  # forward only
 
 
 def stream_run(**tallies: object) -> StreamRun:
@@ -632,8 +887,15 @@ def stream_run(**tallies: object) -> StreamRun:
     return s
 
 
-def summary_of(*streams: StreamRun, retry_at: datetime | None = None) -> RunSummary:
+def summary_of(
+    *streams: StreamRun,
+    retry_at: datetime | None = None,
+    rate_limit: float = 0.0,
+    calls_per_second: float | None = None,
+) -> RunSummary:
     return RunSummary(
+        rate_limit=rate_limit,
+        calls_per_second=calls_per_second,
         run_id="run-1",
         account_id="acct",
         engine="memory",
@@ -681,6 +943,17 @@ def test_runs_row_has_every_tally_of_the_stream():
         "error": None,
     }
     assert before <= row["finished_at"] <= datetime.now(UTC)  # the UTC clock, not the host's
+    assert row["rate_limit"] == settings().requests_per_second  # the summary has none
+    assert row["calls_per_second"] is None
+
+
+def test_runs_row_has_the_rate_limit_and_the_calls_per_second_achieved():
+    s = stream_run()
+    summary = summary_of(s, rate_limit=7.5, calls_per_second=6.25)
+    (row,) = _runs_rows(summary, settings(requests_per_second=3.0)).to_pylist()
+    assert (row["rate_limit"], row["calls_per_second"]) == (7.5, 6.25)
+    (row,) = _runs_rows(summary_of(s), settings(requests_per_second=3.0)).to_pylist()
+    assert (row["rate_limit"], row["calls_per_second"]) == (3.0, None)
 
 
 def test_a_stream_still_running_reports_its_duration_so_far():
@@ -709,3 +982,90 @@ def test_the_daily_limit_is_named_in_the_rows_of_streams_it_stopped():
 def test_a_stopped_stream_without_the_daily_limit_has_no_error_text():
     (row,) = _runs_rows(summary_of(stream_run()), settings()).to_pylist()
     assert row["status"] == "stopped" and row["error"] is None
+
+
+def test_the_scheduler_has_at_most_max_in_flight_pages_out():
+    s = StreamRun(ACTIVITY, backfill_plan())
+    chains = [_Chain(s, i, w, i) for i, w in enumerate(s.plan.windows)]
+    scheduler = _Scheduler(chains, max_in_flight=2, open_limit=256, rate=10.0)
+    first, second = scheduler.take(), scheduler.take()
+    assert first is not None and second is not None
+    got: list[_Chain | None] = []
+    waiter = threading.Thread(target=lambda: got.append(scheduler.take()), daemon=True)
+    waiter.start()
+    waiter.join(timeout=0.1)
+    assert waiter.is_alive() and got == []  # a third page waits for one to come back
+    scheduler.release(first, finished=True, seconds=None)
+    waiter.join(timeout=5)
+    assert not waiter.is_alive() and got[0] is not None and scheduler.peak_in_flight == 2
+    another = threading.Thread(target=lambda: got.append(scheduler.take()), daemon=True)
+    another.start()
+    another.join(timeout=0.1)
+    assert another.is_alive() and len(got) == 1  # one came back: one more went out, no more
+    scheduler.release(second, finished=True, seconds=None)
+    another.join(timeout=5)
+    assert not another.is_alive() and got[1] is not None
+
+
+def test_a_fetch_thread_waits_for_a_chain_in_flight_rather_than_ending():
+    """One window, two fetch threads: while the first has its page out, the second waits
+    (its next page may follow), and ends only once the chain has finished."""
+    s = StreamRun(ACTIVITY, backfill_plan())
+    (chain,) = [_Chain(s, 0, s.plan.windows[0], 0)]
+    scheduler = _Scheduler([chain], max_in_flight=2, open_limit=256, rate=10.0)
+    assert scheduler.take() is chain
+    got: list[_Chain | None] = []
+    waiter = threading.Thread(target=lambda: got.append(scheduler.take()), daemon=True)
+    waiter.start()
+    waiter.join(timeout=0.1)
+    assert waiter.is_alive() and got == []
+    scheduler.release(chain, finished=False, seconds=0.2)  # more pages to come
+    waiter.join(timeout=5)
+    assert got == [chain]
+    scheduler.release(chain, finished=True, seconds=0.2)
+    assert scheduler.take() is None
+
+
+def test_the_addresses_of_new_activity_rows_get_their_countries():
+    writer, s, engine = writer_for(backfill_plan())
+    s.batch.add([{**sign_in(datetime(2026, 11, 20, 1, tzinfo=UTC)), "ip_address": "8.8.8.8"}])
+    flush(writer, s)
+    (row,) = engine.rows(job.IP_COUNTRIES)
+    assert row["ip_address"] == "8.8.8.8"
+    assert [name for name, _ in engine.merges] == [ACTIVITY_LOGS.name, job.IP_COUNTRIES.name]
+    s.batch.add([sign_in(datetime(2026, 11, 20, 2, tzinfo=UTC))])  # no address: no merge
+    flush(writer, s)
+    assert [name for name, _ in engine.merges][2:] == [ACTIVITY_LOGS.name]
+
+
+def test_the_pages_in_flight_follow_the_latency_seen():
+    """Little's law: rate × seconds per page (a moving average, weight 0.1 on the newest
+    page) × IN_FLIGHT_SLACK, plus one; `max_in_flight` until a page has been timed."""
+    assert job.IN_FLIGHT_SLACK == 1.3
+    s = StreamRun(ACTIVITY, backfill_plan())
+    chains = [_Chain(s, i, w, i) for i, w in enumerate(s.plan.windows)]
+    scheduler = _Scheduler(chains, max_in_flight=48, open_limit=256, rate=10.0)
+    assert scheduler.target() == 48
+    chain = scheduler.take()
+    assert chain is not None
+    scheduler.release(chain, finished=False, seconds=None)  # an untimed page: no change
+    assert scheduler.target() == 48
+    chain = scheduler.take()
+    scheduler.release(chain, finished=False, seconds=2.0)  # type: ignore[arg-type]
+    assert scheduler.target() == 27  # ceil(10 × 2.0 × 1.3) + 1
+    chain = scheduler.take()
+    scheduler.release(chain, finished=False, seconds=0.5)  # type: ignore[arg-type]
+    assert scheduler.target() == 26  # ceil(10 × (0.9 × 2.0 + 0.1 × 0.5) × 1.3) + 1
+
+
+def test_a_finished_chain_no_longer_counts_as_work_left():
+    s = StreamRun(ACTIVITY, backfill_plan())
+    (chain,) = [_Chain(s, 0, s.plan.windows[0], 0)]
+    scheduler = _Scheduler([chain], max_in_flight=1, open_limit=256, rate=10.0)
+    assert scheduler.take() is chain
+    chain.remaining = 1000.0  # far more than END_GAME_SECONDS of calls
+    scheduler.release(chain, finished=False, seconds=0.1)
+    assert not scheduler.end_game()
+    assert scheduler.take() is chain
+    scheduler.release(chain, finished=True, seconds=0.1)
+    assert scheduler.end_game() and scheduler.take() is None
