@@ -604,8 +604,8 @@ class Scale:
     kills: int = 10
     incremental_kills: int = 5
     repeat: int = 2
-    sequences: int = 60  # the model-based test's long profile
-    steps: int = 25
+    sequences: int = 30  # the model-based test's long profile
+    steps: int = 20
 
 
 class Soak:
