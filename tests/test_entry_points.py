@@ -111,7 +111,7 @@ def test_every_wheel_entry_point_fails_the_task_with_its_exit_code(
     monkeypatch.setattr(
         detections,
         "write_detections_spark",
-        lambda spark, catalog, schema: detections.DetectionRun(
+        lambda spark, catalog, schema, **settings: detections.DetectionRun(
             datetime(2025, 1, 1, tzinfo=UTC), sum(new.values()), dict(new)
         ),
     )

@@ -185,6 +185,8 @@ RUNS = TableSpec(
         "cursor_after": "The stream's cursor when the run ended",
         "status": "succeeded, failed or stopped",
         "error": "Why the stream failed or stopped (Zoom's code, message, tracking id)",
+        "rate_limit": "The configured client-side limit for the account (requests/s)",
+        "calls_per_second": "API calls per second the run achieved, of all its streams",
     },
 )
 
