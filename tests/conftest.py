@@ -71,7 +71,9 @@ def _spark_engine(where: Path) -> Engine:
 
     spark = delta_session()
     schema = "contract_" + hashlib.sha256(str(where).encode()).hexdigest()[:16]
-    return SparkEngine(spark, "spark_catalog", schema, conflict_backoff_seconds=0.05)
+    return SparkEngine(
+        spark, "spark_catalog", schema, conflict_backoff_seconds=0.05, commit_attempts=40
+    )
 
 
 ENGINE_FACTORIES: dict[str, EngineFactory] = {

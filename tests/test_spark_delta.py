@@ -206,7 +206,9 @@ def test_two_jobs_at_once_on_the_same_tables_neither_duplicate_nor_lose_a_checkp
         engines: list[SparkEngine] = []
 
         def one_job() -> None:
-            engine = UnlockedSparkEngine(spark, warehouse=warehouse, conflict_backoff_seconds=0.05)
+            engine = UnlockedSparkEngine(
+                spark, warehouse=warehouse, conflict_backoff_seconds=0.05, commit_attempts=40
+            )
             engines.append(engine)
             barrier.wait(timeout=60)
             try:
