@@ -21,7 +21,7 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from . import exit_codes
 from .databricks_job import LastNonEmpty
 from .engines.base import Engine
-from .engines.spark import SparkEngine, quote_identifier, timestamp_literal
+from .engines.spark import SparkEngine, quote_identifier, select_as_arrow, timestamp_literal
 from .queries import ALERT_SCHEMA, DETECTIONS, SEVERITIES, Query, view_statements, with_params
 from .settings import DEFAULT_WATCHED_COUNTRIES, DetectionSettings, SettingsError
 from .tables import DETECTIONS as DETECTIONS_TABLE
@@ -44,7 +44,6 @@ log = logging.getLogger("zoom_ingest.detections")
 
 EXIT_OK = exit_codes.OK
 EXIT_ALERTS = exit_codes.ALERTS
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -105,22 +104,9 @@ def collect_alerts(
 ) -> pa.Table:
     """The alerts as an Arrow table in the zoom_detections schema, sorted by time.
 
-    Timestamps travel as microseconds since the epoch (collect() would give naive
-    datetimes in the session zone); there are few alerts per run, so collecting is cheap."""
-    micros = ", ".join(
-        f"unix_micros({quote_identifier(f.name)}) AS {quote_identifier(f.name)}"
-        if pa.types.is_timestamp(f.type)
-        else quote_identifier(f.name)
-        for f in DETECTIONS_TABLE.schema
-    )
-    rows = spark.sql(f"SELECT {micros} FROM (\n{alerts_sql(detected_at, detections)}\n)").collect()
-    arrays = []
-    for index, field in enumerate(DETECTIONS_TABLE.schema):
-        values = [row[index] for row in rows]
-        if pa.types.is_timestamp(field.type):
-            values = [None if v is None else _EPOCH + timedelta(microseconds=v) for v in values]
-        arrays.append(pa.array(values, field.type))
-    return unique_alerts(pa.Table.from_arrays(arrays, schema=DETECTIONS_TABLE.schema))
+    There are few alerts per run, so collecting them is cheap."""
+    source = f"(\n{alerts_sql(detected_at, detections)}\n)"
+    return unique_alerts(select_as_arrow(spark.sql, source, DETECTIONS_TABLE.schema))
 
 
 def store_alerts(engine: Engine, alerts: pa.Table) -> dict[str, int]:

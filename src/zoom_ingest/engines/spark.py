@@ -35,7 +35,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -324,23 +324,7 @@ class SparkEngine:
         return {row["stream"]: _from_micros(row["cursor_micros"]) for row in rows}
 
     def read_table(self, spec: TableSpec) -> pa.Table:
-        # Timestamps travel as microseconds since the epoch: collect() would turn them
-        # into naive datetimes in the Python process's local zone.
-        columns = ", ".join(
-            f"unix_micros({quote_identifier(f.name)}) AS {quote_identifier(f.name)}"
-            if pa.types.is_timestamp(f.type)
-            else quote_identifier(f.name)
-            for f in spec.schema
-        )
-        rows = self._run(f"SELECT {columns} FROM {self.table_name(spec)}").collect()
-        arrays = []
-        for index, field in enumerate(spec.schema):
-            values = [row[index] for row in rows]
-            if pa.types.is_timestamp(field.type):
-                arrays.append(pa.array(values, pa.int64()).cast(field.type))
-            else:
-                arrays.append(pa.array(values, field.type))
-        return pa.Table.from_arrays(arrays, schema=spec.schema)
+        return select_as_arrow(self._run, self.table_name(spec), spec.schema)
 
     # -- run lock, maintenance -------------------------------------------------------------
 
@@ -673,6 +657,29 @@ def _mentions(exc: BaseException, markers: Sequence[str]) -> bool:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def select_as_arrow(run: Callable[[str], DataFrame], source: str, schema: pa.Schema) -> pa.Table:
+    """The columns of `schema` selected from `source` (a table, or a parenthesised query)
+    as an Arrow table in `schema`.
+
+    Timestamps travel as microseconds since the epoch: collect() would turn them into
+    naive datetimes in the Python process's local zone."""
+    columns = ", ".join(
+        f"unix_micros({quote_identifier(f.name)}) AS {quote_identifier(f.name)}"
+        if pa.types.is_timestamp(f.type)
+        else quote_identifier(f.name)
+        for f in schema
+    )
+    rows = run(f"SELECT {columns} FROM {source}").collect()
+    arrays = []
+    for index, field in enumerate(schema):
+        values = [row[index] for row in rows]
+        if pa.types.is_timestamp(field.type):
+            arrays.append(pa.array(values, pa.int64()).cast(field.type))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _from_micros(micros: int) -> datetime:
