@@ -205,14 +205,9 @@ class ZoomClient:
         try:
             return retrying(self._attempt, call, url, dict(params), counters, check)
         except TransientZoomError as last:
-            raise ZoomUnavailable(
-                f"GET {path}: Zoom kept failing",
-                attempts=call.attempts,
-                status=last.status,
-                code=last.code,
-                message=last.message,
-                tracking_id=last.tracking_id,
-                hint=_last_failure_hint(path, last),
+            hint = _last_failure_hint(path, last)
+            raise ZoomUnavailable.after(
+                f"GET {path}: Zoom kept failing", call.attempts, last, hint
             ) from last
 
     def connect(self) -> None:
@@ -255,14 +250,8 @@ class ZoomClient:
         except ZoomUnreachable:
             raise
         except TransientZoomError as last:
-            raise ZoomUnavailable(
-                "token request failed",
-                attempts=attempts,
-                status=last.status,
-                code=last.code,
-                message=last.message,
-                tracking_id=last.tracking_id,
-                hint=f"last: {last.summary}",
+            raise ZoomUnavailable.after(
+                "token request failed", attempts, last, f"last: {last.summary}"
             ) from last
 
     def close(self) -> None:

@@ -120,6 +120,21 @@ class ZoomUnavailable(ZoomError):
         self.attempts = attempts
         super().__init__(f"{summary} after {attempts} attempts", **details)  # type: ignore[arg-type]
 
+    @classmethod
+    def after(
+        cls, summary: str, attempts: int, last: TransientZoomError, hint: str
+    ) -> ZoomUnavailable:
+        """Retries ran out: what Zoom said on the `last` attempt, and `hint`."""
+        return cls(
+            summary,
+            attempts=attempts,
+            status=last.status,
+            code=last.code,
+            message=last.message,
+            tracking_id=last.tracking_id,
+            hint=hint,
+        )
+
 
 class TransientZoomError(ZoomError):
     """One attempt failed in a way worth retrying. The client turns the last one into
