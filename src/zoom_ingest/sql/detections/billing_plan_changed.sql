@@ -15,11 +15,7 @@ WITH described AS (
   SELECT
     lw_id,
     array_join(
-      array_sort(collect_list(concat(
-        setting, ': ',
-        CASE WHEN value_kind = 'from_to' THEN concat(old_value, ' → ') ELSE '' END,
-        coalesce(new_value, '')
-      ))),
+      array_sort(collect_list(change_text)),
       '; '
     ) AS changes,
     max(target) AS target,

@@ -23,7 +23,7 @@ SELECT
   time,
   operator AS actor,
   coalesce(target, level) AS target,
-  array_join(array_sort(collect_list(concat(setting, ': ', coalesce(old_value, '(not set)'), ' → ', new_value))), '; ') AS change
+  array_join(array_sort(collect_list(change_text)), '; ') AS change
 FROM changes
 WHERE
   (

@@ -18,10 +18,7 @@ changes AS (
     c.lw_id,
     c.time,
     c.operator,
-    c.setting,
-    c.value_kind,
-    c.old_value,
-    c.new_value,
+    c.change_text,
     from_utc_timestamp(c.time, p.time_zone) AS local_time,
     p.time_zone,
     p.day_starts_at_hour,
@@ -42,11 +39,7 @@ SELECT
   'account' AS target,
   concat(
     array_join(
-      array_sort(collect_list(concat(
-        setting, ': ',
-        CASE WHEN value_kind = 'from_to' THEN concat(old_value, ' → ') ELSE '' END,
-        left(coalesce(new_value, ''), 100)
-      ))),
+      array_sort(collect_list(left(change_text, 200))),
       '; '
     ),
     ' (at ', date_format(local_time, 'E HH:mm'), ' ', time_zone, ')'

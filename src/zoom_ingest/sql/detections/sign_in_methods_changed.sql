@@ -44,7 +44,7 @@ SELECT
         array_join(
           array_sort(collect_list(
             CASE WHEN NOT turned_on AND NOT turned_off
-              THEN concat(setting, ': ', coalesce(old_value, '(not set)'), ' → ', new_value) END
+              THEN change_text END
           )),
           ', '
         )

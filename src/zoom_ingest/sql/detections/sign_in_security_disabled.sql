@@ -47,7 +47,7 @@ SELECT
   operator AS actor,
   coalesce(target, level) AS target,
   array_join(
-    array_sort(collect_list(concat(setting, ': ', coalesce(old_value, '(not set)'), ' → ', new_value))),
+    array_sort(collect_list(change_text)),
     '; '
   ) AS change
 FROM qualifying

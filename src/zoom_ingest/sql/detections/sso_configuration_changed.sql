@@ -24,11 +24,7 @@ SELECT
   operator AS actor,
   coalesce(target, level) AS target,
   array_join(
-    array_sort(collect_list(concat(
-      setting, ': ',
-      CASE WHEN value_kind = 'from_to' THEN concat(old_value, ' → ') ELSE '' END,
-      coalesce(new_value, '')
-    ))),
+    array_sort(collect_list(change_text)),
     '; '
   ) AS change
 FROM changes

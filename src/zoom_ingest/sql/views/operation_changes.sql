@@ -17,7 +17,9 @@
 --   turned_off: the new value is Off, Disabled, False, No, None, Never or Not required and
 --   the old one was not (or was not given); turned_on: the reverse. A record without any
 --   change (a head only, "Delete User ana@example.org", or a free sentence) has one row
---   with change_no 0 and value_kind none: its section and target, no setting.
+--   with change_no 0 and value_kind none: its section and target, no setting. change_text is
+--   the change as one line ("<setting>: <old> → <new>", "<setting>: <new>", or the bare
+--   value) for alerts and reports, so every query describes a change the same way.
 WITH ops AS (
   SELECT
     lw_id,
@@ -167,46 +169,59 @@ targeted AS (
       WHEN value_kind = 'bare' AND new_value RLIKE '^[^ @]+@[^ @]+$' THEN 'user'
     END AS target_type
   FROM segmented
+),
+parsed AS (
+  SELECT
+    lw_id,
+    time,
+    operator,
+    category_type,
+    action,
+    operation_detail,
+    change_no,
+    CASE
+      WHEN named_target IS NOT NULL THEN head_action
+      WHEN has_path AND (target IS NULL OR target <> first_segment)
+        THEN concat(head, ': ', regexp_extract(key_path, '^(.*):[^:]*$', 1))
+      WHEN has_path AND key_path RLIKE '^[^:]*:.*:'
+        THEN concat(head, ': ', trim(regexp_extract(key_path, '^[^:]*:(.*):[^:]*$', 1)))
+      ELSE head
+    END AS section,
+    target_type,
+    target,
+    CASE
+      WHEN value_kind = 'bare' THEN CAST(NULL AS STRING)
+      WHEN key_path = target AND NOT has_path
+        THEN coalesce(nullif(regexp_extract(head, '(?i)^(change|update|edit|set) (.+)$', 2), ''), head)
+      ELSE last_segment
+    END AS setting,
+    old_value,
+    new_value,
+    value_kind,
+    CASE
+      WHEN target_type IN ('user', 'group') THEN target_type
+      WHEN category_type = 'Account' THEN 'account'
+      WHEN category_type IN ('User', 'User Settings') THEN 'user'
+      ELSE lower(category_type)
+    END AS level,
+    value_kind IN ('from_to', 'set_to')
+      AND lower(new_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
+      AND NOT lower(coalesce(old_value, '')) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
+      AS turned_off,
+    value_kind = 'from_to'
+      AND lower(old_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
+      AND NOT lower(new_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
+      AS turned_on
+  FROM targeted
 )
 SELECT
-  lw_id,
-  time,
-  operator,
-  category_type,
-  action,
-  operation_detail,
-  change_no,
-  CASE
-    WHEN named_target IS NOT NULL THEN head_action
-    WHEN has_path AND (target IS NULL OR target <> first_segment)
-      THEN concat(head, ': ', regexp_extract(key_path, '^(.*):[^:]*$', 1))
-    WHEN has_path AND key_path RLIKE '^[^:]*:.*:'
-      THEN concat(head, ': ', trim(regexp_extract(key_path, '^[^:]*:(.*):[^:]*$', 1)))
-    ELSE head
-  END AS section,
-  target_type,
-  target,
-  CASE
-    WHEN value_kind = 'bare' THEN CAST(NULL AS STRING)
-    WHEN key_path = target AND NOT has_path
-      THEN coalesce(nullif(regexp_extract(head, '(?i)^(change|update|edit|set) (.+)$', 2), ''), head)
-    ELSE last_segment
-  END AS setting,
-  old_value,
-  new_value,
-  value_kind,
-  CASE
-    WHEN target_type IN ('user', 'group') THEN target_type
-    WHEN category_type = 'Account' THEN 'account'
-    WHEN category_type IN ('User', 'User Settings') THEN 'user'
-    ELSE lower(category_type)
-  END AS level,
-  value_kind IN ('from_to', 'set_to')
-    AND lower(new_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
-    AND NOT lower(coalesce(old_value, '')) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
-    AS turned_off,
-  value_kind = 'from_to'
-    AND lower(old_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
-    AND NOT lower(new_value) IN ('off', 'disabled', 'disable', 'false', 'no', 'none', 'never', 'not required')
-    AS turned_on
-FROM targeted
+  *,
+  -- the change as one line for alerts and reports: "<setting>: <old> → <new>" (from_to),
+  -- "<setting>: <new>" (set_to, value), the value itself (bare); none has no change
+  CASE value_kind
+    WHEN 'none' THEN CAST(NULL AS STRING)
+    WHEN 'bare' THEN new_value
+    WHEN 'from_to' THEN concat(coalesce(setting, ''), ': ', old_value, ' → ', new_value)
+    ELSE concat(coalesce(setting, ''), ': ', coalesce(new_value, ''))
+  END AS change_text
+FROM parsed
