@@ -24,9 +24,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.settings import PAGE_SIZE
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS, UTC
+from zoom_ingest.zoom.rules import PAGE_SIZE
 
 #: Seconds a single job run may take before the benchmark gives up on it.
 JOB_TIMEOUT = 1800.0

@@ -27,9 +27,9 @@ from deltalake import DeltaTable, write_deltalake
 
 from zoom_ingest.engines.local import SMALL_FILE_BYTES, LocalEngine
 from zoom_ingest.normalise import Batch
-from zoom_ingest.settings import PAGE_SIZE
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import ACTIVITY_LOGS, LOG_TABLES, OPERATION_LOGS, TableSpec
+from zoom_ingest.zoom.rules import PAGE_SIZE
 
 from .backfill import warm_up
 from .harness import (

@@ -22,15 +22,12 @@ from deltalake import DeltaTable, write_deltalake
 from zoom_ingest.normalise import Batch
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import LOG_TABLES
+from zoom_ingest.zoom import STREAMS_BY_NAME
 
 from .backfill import warm_up
 from .harness import Workload
 
 NAIVE_PAGE_SIZE = 30  # the endpoints' default when page_size is not sent
-ENDPOINTS = {
-    "activity_logs": "/report/activities",
-    "operation_logs": "/report/operationlogs",
-}
 
 
 @dataclass(frozen=True)
@@ -85,8 +82,9 @@ class NaiveClient:
             "page_size": NAIVE_PAGE_SIZE,
         }
         while True:
-            body = self._get(ENDPOINTS[stream], params)
-            yield body.get(stream) or []
+            report = STREAMS_BY_NAME[stream]
+            body = self._get(report.path, params)
+            yield body.get(report.records_key) or []
             token = body.get("next_page_token") or ""
             if not token:
                 return

@@ -26,9 +26,9 @@ if __package__ in (None, ""):
 
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.normalise import Batch
-from zoom_ingest.settings import PAGE_SIZE
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import LOG_TABLES
+from zoom_ingest.zoom.rules import PAGE_SIZE
 
 
 def sample_records(records: int, seed: int = 5) -> dict[str, list[Any]]:

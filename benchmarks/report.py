@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoom_ingest.settings import PAGE_SIZE
 from zoom_ingest.zoom.ratelimit import ARRIVAL_JITTER_ALLOWANCE
+from zoom_ingest.zoom.rules import PAGE_SIZE
 
 Results = Mapping[str, Any]
 

@@ -53,7 +53,8 @@ dbutils.library.restartPython()
 
 # COMMAND ----------
 
-from zoom_ingest.settings import CATEGORY_TYPES, MODES
+from zoom_ingest.settings import MODES, STREAMS
+from zoom_ingest.zoom.rules import CATEGORY_TYPES
 
 widgets = dbutils.widgets
 widgets.text("catalog", "", "catalog (required)")
@@ -64,7 +65,7 @@ widgets.text("backfill_start", "", "backfill start (UTC date, first run)")
 widgets.dropdown("mode", "incremental", list(MODES), "mode")
 widgets.text("lookback", "1h", "lookback")
 widgets.text("reconcile_days", "3", "reconcile days")
-widgets.text("streams", "activity_logs,operation_logs", "streams")
+widgets.text("streams", ",".join(STREAMS), "streams")
 widgets.dropdown("category_type", "all", list(CATEGORY_TYPES), "operation category")
 widgets.text("requests_per_second", "10", "requests per second")
 

@@ -21,6 +21,7 @@ TARGET = 0.95
 #: The mutants `make mutation` runs (job.py: the writer's cursor logic and the runs rows).
 SCOPE = {
     "plan.py": ["zoom_ingest.plan.*"],
+    "zoom/rules.py": ["zoom_ingest.zoom.rules.*"],
     "normalise.py": ["zoom_ingest.normalise.*"],
     "tables.py": ["zoom_ingest.tables.*"],
     "job.py (cursor logic)": [
@@ -45,12 +46,12 @@ SCOPE = {
 _W = "zoom_ingest.job.xǁ_Writerǁ"
 _S = "zoom_ingest.job.xǁ_Schedulerǁ"
 EQUIVALENT: dict[str, str] = {
-    # plan.py
+    # plan.py, zoom/rules.py
     "zoom_ingest.plan.x_plan_stream__mutmut_78": "mode is 'backfill' exactly when cursor is None",
     "zoom_ingest.plan.x_plan_stream__mutmut_79": "mode is 'backfill' exactly when cursor is None",
-    "zoom_ingest.plan.x_add_months__mutmut_31": "text of an unreachable AssertionError",
-    "zoom_ingest.plan.x_add_months__mutmut_32": "text of an unreachable AssertionError",
-    "zoom_ingest.plan.x_add_months__mutmut_33": "text of an unreachable AssertionError",
+    "zoom_ingest.zoom.rules.x_add_months__mutmut_31": "text of an unreachable AssertionError",
+    "zoom_ingest.zoom.rules.x_add_months__mutmut_32": "text of an unreachable AssertionError",
+    "zoom_ingest.zoom.rules.x_add_months__mutmut_33": "text of an unreachable AssertionError",
     # normalise.py
     "zoom_ingest.normalise.x_parse_time__mutmut_20": "3.11+ fromisoformat reads 'Z' itself",
     "zoom_ingest.normalise.x_parse_time__mutmut_21": "3.11+ fromisoformat reads 'Z' itself",

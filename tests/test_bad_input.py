@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, run
 from zoom_ingest.normalise import Batch, RecordError, normalise_record, raw_json
-from zoom_ingest.plan import retention_start
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import (
@@ -40,6 +39,7 @@ from zoom_ingest.tables import (
     format_time,
     lw_id,
 )
+from zoom_ingest.zoom.rules import retention_start
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import soak  # the soak script: ground-truth comparison, the bad-settings catalogue

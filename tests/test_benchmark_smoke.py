@@ -25,8 +25,8 @@ from benchmarks.run import Plan, render, run_plan
 
 from zoom_ingest.engines import local as local_engine
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.settings import PAGE_SIZE
 from zoom_ingest.tables import ACTIVITY_LOGS, UTC
+from zoom_ingest.zoom.rules import PAGE_SIZE
 
 TINY = Plan(
     backfill=Workload(days=1, activity_per_day=900, operation_per_day=150, latency=0.01),

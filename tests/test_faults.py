@@ -49,7 +49,7 @@ def settings_for(sim: Simulator, **changes: object) -> Settings:
 
 def run_fast(settings: Settings, warehouse: Path) -> RunSummary:
     """One run with the real client, backing off in milliseconds instead of seconds."""
-    with ZoomClient(settings, backoff_base=0.01, backoff_max=0.05) as client:
+    with ZoomClient(settings.zoom_client_config(), backoff_base=0.01, backoff_max=0.05) as client:
         return run(settings, LocalEngine(warehouse), progress=False, client=client)
 
 

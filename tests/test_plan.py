@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from zoom_ingest.plan import (
     SINGLE_WINDOW_MAX_DATES,
     Window,
-    add_months,
     cut_windows,
     plan_stream,
-    retention_start,
 )
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.tables import UTC
+from zoom_ingest.zoom.rules import add_months, retention_start
 
 # Every test here runs under each host time zone of conftest.HOST_TIME_ZONES: the plan
 # is made of UTC instants and dates, whatever the machine's zone.

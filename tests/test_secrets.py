@@ -113,7 +113,9 @@ def test_no_secret_in_logs_errors_summaries_or_tables(sim, tmp_path, caplog):
 
     def attempt(settings: Settings, expected: int) -> None:
         try:
-            with ZoomClient(settings, backoff_base=0.01, backoff_max=0.05) as client:
+            with ZoomClient(
+                settings.zoom_client_config(), backoff_base=0.01, backoff_max=0.05
+            ) as client:
                 summary = run(settings, LocalEngine(warehouse), progress=False, client=client)
         except Exception as exc:  # none is expected; its text is searched all the same
             texts.extend(traceback.format_exception(exc))
@@ -337,4 +339,4 @@ def test_plain_http_is_refused_unless_to_loopback(url):
     bypass = object.__new__(Settings)
     object.__setattr__(bypass, "__dict__", {**settings.__dict__, "api_url": url})
     with pytest.raises(SettingsError, match="api_url"):
-        ZoomClient(bypass)
+        ZoomClient(bypass.zoom_client_config())

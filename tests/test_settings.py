@@ -7,13 +7,13 @@ from datetime import date, timedelta
 import pytest
 
 from zoom_ingest.settings import (
-    CATEGORY_TYPES,
     Secret,
     Settings,
     SettingsError,
     check_url,
     parse_duration,
 )
+from zoom_ingest.zoom.rules import CATEGORY_TYPES
 
 
 def make(**changes: object) -> Settings:

@@ -42,7 +42,7 @@ def settings_at(api_url: str, oauth_url: str) -> Settings:
 
 
 def run_with_counted_client(settings: Settings, warehouse: Path):
-    with ZoomClient(settings, backoff_base=0.01, backoff_max=0.05) as client:
+    with ZoomClient(settings.zoom_client_config(), backoff_base=0.01, backoff_max=0.05) as client:
         summary = run(settings, LocalEngine(warehouse), progress=False, client=client)
         return summary, client.tokens.requests_made
 

@@ -102,7 +102,7 @@ def scripted_client(
 ) -> tuple[ZoomClient, ScriptedSession]:
     session = ScriptedSession(tokens, api)
     client = ZoomClient(
-        unit_settings(**changes),
+        unit_settings(**changes).zoom_client_config(),
         session=session,
         limiter=RateLimiter(1000),
         backoff_base=0.001,
@@ -142,11 +142,11 @@ def test_a_session_without_tls_verification_is_refused() -> None:
     session = requests.Session()
     session.verify = False
     with pytest.raises(ValueError, match="TLS verification"):
-        ZoomClient(unit_settings(), session=session, limiter=RateLimiter(1000))
+        ZoomClient(unit_settings().zoom_client_config(), session=session, limiter=RateLimiter(1000))
 
 
 def test_own_session_verifies_tls() -> None:
-    client = ZoomClient(unit_settings(), limiter=RateLimiter(1000))
+    client = ZoomClient(unit_settings().zoom_client_config(), limiter=RateLimiter(1000))
     try:
         assert client._session.verify is True
     finally:
@@ -157,11 +157,11 @@ def test_own_session_verifies_tls() -> None:
 def test_plain_http_to_a_remote_host_is_refused(field: str) -> None:
     with pytest.raises(SettingsError, match="loopback"):
         unit_settings(**{field: "http://api.example.com/v2"})
-    # Even a Settings object tampered with after validation does not get through.
-    settings = unit_settings()
-    object.__setattr__(settings, field, "http://api.example.com/v2")
+    # Even a client config tampered with after it was made does not get through.
+    config = unit_settings().zoom_client_config()
+    object.__setattr__(config, field, "http://api.example.com/v2")
     with pytest.raises(SettingsError, match="loopback"):
-        ZoomClient(settings, limiter=RateLimiter(1000))
+        ZoomClient(config, limiter=RateLimiter(1000))
 
 
 def test_redirects_are_not_followed() -> None:
@@ -297,7 +297,7 @@ def test_echoed_credentials_are_scrubbed_from_errors() -> None:
 def test_token_provider_refreshes_before_expiry_and_once_per_invalidation() -> None:
     now = [0.0]
     session = ScriptedSession([token_ok("t1-xxxxxxxx", 100), token_ok("t2-xxxxxxxx", 100)], [])
-    provider = TokenProvider(unit_settings(), session, clock=lambda: now[0])
+    provider = TokenProvider(unit_settings().zoom_client_config(), session, clock=lambda: now[0])
     assert provider.token() == "t1-xxxxxxxx"
     now[0] = 85.0  # inside the lifetime, before the 10 % margin
     assert provider.token() == "t1-xxxxxxxx"
@@ -320,7 +320,7 @@ def sim_settings(sim: Simulator, **changes: Any) -> Settings:
 def sim_client(sim: Simulator, **changes: Any) -> ZoomClient:
     settings = sim_settings(sim, **changes)
     return ZoomClient(
-        settings,
+        settings.zoom_client_config(),
         limiter=RateLimiter(settings.requests_per_second),
         backoff_base=0.01,
         backoff_max=0.05,
@@ -388,7 +388,8 @@ def test_fetch_pages_sends_the_documented_query_and_stops_on_empty_token() -> No
     )
     window = day_window("operation_logs", date(2025, 1, 1), date(2025, 1, 2))
     counters = CallCounters()
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, client.settings, counters))
+    settings = unit_settings(category_type="role")
+    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, settings, counters))
     assert [len(p.records) for p in pages] == [1, 0, 2]
     assert pages[2].newest == pages[2].oldest == datetime(2025, 1, 1, 9, tzinfo=UTC)
     assert pages[1].newest is None
@@ -415,7 +416,7 @@ def test_early_stop_after_the_page_that_reaches_below_stop_before() -> None:
     client, session = scripted_client([token_ok()], pages)
     stop_before = datetime(2025, 1, 2, 10, tzinfo=UTC)
     window = day_window(key, date(2025, 1, 2), date(2025, 1, 2), stop_before=stop_before)
-    got = list(fetch_pages(client, STREAMS_BY_NAME[key], window, client.settings, CallCounters()))
+    got = list(fetch_pages(client, STREAMS_BY_NAME[key], window, unit_settings(), CallCounters()))
     assert len(got) == 3 and len(session.gets) == 3  # page 4 is never asked for
     assert got[2].oldest == datetime(2025, 1, 2, 9, tzinfo=UTC)
 
@@ -436,7 +437,7 @@ def test_a_body_without_the_records_list_is_retried_as_garbage(bad_body: dict[st
     )
     window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
     counters = CallCounters()
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, client.settings, counters))
+    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, unit_settings(), counters))
     assert len(pages) == 1 and len(pages[0].records) == 1
     assert counters.retries == 1 and counters.api_calls == 2
 
@@ -447,7 +448,7 @@ def test_a_report_page_without_the_records_list_is_an_empty_page() -> None:
     client, session = scripted_client([token_ok()], [response(200, empty)])
     window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
     counters = CallCounters()
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, client.settings, counters))
+    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, unit_settings(), counters))
     assert [p.records for p in pages] == [[]]
     assert counters.retries == 0 and len(session.gets) == 1
 
@@ -469,7 +470,7 @@ def test_scope_error_from_a_stream_lists_granular_and_classic_scopes() -> None:
     window = day_window("activity_logs", date(2025, 1, 1), date(2025, 1, 1))
     stream = STREAMS_BY_NAME["activity_logs"]
     with pytest.raises(ZoomScopeError) as caught:
-        list(fetch_pages(client, stream, window, client.settings, CallCounters()))
+        list(fetch_pages(client, stream, window, unit_settings(), CallCounters()))
     text = str(caught.value)
     assert "report:read:user_activities:admin" in text and "report:read:admin" in text
 
@@ -479,7 +480,7 @@ def test_scope_error_from_a_stream_lists_granular_and_classic_scopes() -> None:
 
 def fetch_all(client: ZoomClient, stream: str, window: Window, counters: CallCounters) -> list:
     records: list[Any] = []
-    for page in fetch_pages(client, STREAMS_BY_NAME[stream], window, client.settings, counters):
+    for page in fetch_pages(client, STREAMS_BY_NAME[stream], window, unit_settings(), counters):
         records.extend(page.records)
     return records
 
@@ -750,7 +751,9 @@ def test_limiter_keeps_every_second_within_zooms_limit() -> None:
         counters = CallCounters()
         stamps: list[float] = []
         lock = threading.Lock()
-        with ZoomClient(settings, limiter=limiter, backoff_base=0.01, backoff_max=0.05) as client:
+        with ZoomClient(
+            settings.zoom_client_config(), limiter=limiter, backoff_base=0.01, backoff_max=0.05
+        ) as client:
 
             def worker() -> None:
                 for _ in range(10):
@@ -779,7 +782,10 @@ def test_without_the_limiter_the_same_load_is_rate_limited() -> None:
         settings = sim_settings(sim, requests_per_second=1000.0, max_retries=20)
         counters = CallCounters()
         with ZoomClient(
-            settings, limiter=RateLimiter(1000), backoff_base=0.01, backoff_max=0.05
+            settings.zoom_client_config(),
+            limiter=RateLimiter(1000),
+            backoff_base=0.01,
+            backoff_max=0.05,
         ) as client:
             threads = [
                 threading.Thread(
@@ -820,7 +826,7 @@ def test_secret_and_token_never_reach_logs_or_errors(
         with pytest.raises(DailyLimitReached) as daily:
             client.get("/report/activities", window_params(1), CallCounters())
         texts += [str(unavailable.value), repr(unavailable.value), str(daily.value)]
-        texts += [repr(client), repr(client.tokens), repr(client.settings)]
+        texts += [repr(client), repr(client.tokens), repr(client.config)]
     with sim_client(fresh_sim, client_secret=Secret(fresh_sim.client_secret + "x")) as client:
         with pytest.raises(ZoomAuthError) as auth:
             client.get("/report/activities", window_params(1), CallCounters())

@@ -21,12 +21,10 @@ import click
 from . import exit_codes
 from .logs import configure_logging
 from .settings import (
-    CATEGORY_TYPES,
-    DEFAULT_API_URL,
     DEFAULT_ENGINE,
-    DEFAULT_OAUTH_URL,
     ENGINES,
     MODES,
+    STREAMS,
     Secret,
     Settings,
     SettingsError,
@@ -36,6 +34,8 @@ from .settings import (
 )
 from .simulator.command import simulate as simulate_command
 from .tables import UTC
+from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL
+from .zoom.rules import CATEGORY_TYPES
 
 EXIT_SETTINGS = exit_codes.BAD_SETTING
 EXIT_BUSY = exit_codes.BUSY
@@ -115,7 +115,7 @@ def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--streams",
             envvar="ZOOM_INGEST_STREAMS",
-            default="activity_logs,operation_logs",
+            default=",".join(STREAMS),
             show_default=True,
             help="Comma-separated streams to ingest.",
         ),

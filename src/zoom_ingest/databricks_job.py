@@ -34,9 +34,6 @@ from . import exit_codes, job
 from .engines.base import EngineBusy, TableSchemaMismatch
 from .engines.spark import SparkEngine
 from .settings import (
-    CATEGORY_TYPES,
-    DEFAULT_API_URL,
-    DEFAULT_OAUTH_URL,
     MODES,
     STREAMS,
     Secret,
@@ -46,6 +43,8 @@ from .settings import (
     parse_duration,
     parse_streams,
 )
+from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL
+from .zoom.rules import CATEGORY_TYPES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -33,7 +33,7 @@ from .geo import ip_country_rows_for
 from .normalise import Batch, Reject
 from .plan import Plan, Window, plan_stream
 from .progress import Progress
-from .settings import PAGE_SIZE, Settings
+from .settings import Settings
 from .tables import ACTIVITY_LOGS, IP_COUNTRIES, REJECTS, RUNS, UTC, format_time, reject_id
 from .zoom import (
     STREAMS_BY_NAME,
@@ -46,6 +46,7 @@ from .zoom import (
     ZoomUnreachable,
     fetch_pages,
 )
+from .zoom.rules import PAGE_SIZE
 from .zoom.streams import Page
 
 log = logging.getLogger("zoom_ingest.job")
@@ -219,7 +220,7 @@ def run(
                 p.windows[-1].to_date if p.windows else "-",
             )
         own_client = client is None
-        client = client or ZoomClient(settings)
+        client = client or ZoomClient(settings.zoom_client_config())
         writer = _Writer(settings, engine, run_id, runs, client, progress)
         unreachable: str | None = None
 

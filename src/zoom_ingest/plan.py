@@ -19,14 +19,10 @@ from datetime import date, datetime, time, timedelta
 
 from .settings import Settings
 from .tables import UTC
+from .zoom.rules import AHEAD_OF_UTC, BEHIND_UTC, retention_start
 
 log = logging.getLogger(__name__)
 
-#: How far a Zoom account's local date can lag / lead UTC.
-BEHIND_UTC = timedelta(hours=12)
-AHEAD_OF_UTC = timedelta(hours=14)
-#: Zoom keeps report data for six months.
-RETENTION_MONTHS = 6
 #: A range of at most this many dates is fetched as one paging chain (one call when
 #: nothing is new); longer ranges are cut into `window_days` windows run in parallel.
 SINGLE_WINDOW_MAX_DATES = 3
@@ -66,12 +62,6 @@ class Plan:
     def cursor_after_all(self) -> datetime:
         """The cursor once every window is committed."""
         return min(self.windows[-1].covers_until, self.end) if self.windows else self.end
-
-
-def retention_start(today: date) -> date:
-    """The oldest date Zoom still serves (6 calendar months back), plus a day of margin
-    because Zoom may count from the account's local date."""
-    return add_months(today, -RETENTION_MONTHS) + timedelta(days=1)
 
 
 def plan_stream(settings: Settings, stream: str, cursor: datetime | None, now: datetime) -> Plan:
@@ -162,18 +152,6 @@ def cut_windows(
         )
         day = end + timedelta(days=1)
     return windows
-
-
-def add_months(day: date, months: int) -> date:
-    index = day.year * 12 + (day.month - 1) + months
-    year, month = divmod(index, 12)
-    month += 1
-    for candidate in (day.day, 30, 29, 28):
-        try:
-            return date(year, month, min(day.day, candidate))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")
 
 
 def _midnight(day: date) -> datetime:

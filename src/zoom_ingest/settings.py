@@ -14,33 +14,18 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
-from .tables import LOG_TABLES, UTC
+from .tables import UTC
+from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL, ZoomClientConfig
+from .zoom.rules import CATEGORY_TYPES
+from .zoom.streams import stream_names
 
-DEFAULT_API_URL = "https://api.zoom.us/v2"
-DEFAULT_OAUTH_URL = "https://zoom.us/oauth/token"
-
-#: The documented `category_type` filter values of GET /report/operationlogs.
-CATEGORY_TYPES = (
-    "all",
-    "user",
-    "user_settings",
-    "account",
-    "billing",
-    "im",
-    "recording",
-    "phone_contacts",
-    "webinar",
-    "sub_account",
-    "role",
-    "zoom_rooms",
-)
-STREAMS = tuple(LOG_TABLES)  # ("activity_logs", "operation_logs")
+#: Every registered stream (zoom/streams.py): what a run ingests unless told otherwise.
+STREAMS = stream_names()
 MODES = ("incremental", "reconcile")
 #: Where a local run writes (`zoom-ingest run --engine`): delta-rs, or a local SparkSession
 #: with Delta Lake (the Databricks code path). Both write `<warehouse>/<table>`.
 ENGINES = ("local", "spark")
 DEFAULT_ENGINE = "local"
-PAGE_SIZE = 300  # the documented maximum; fewer calls per record
 
 
 class SettingsError(ValueError):
@@ -84,7 +69,8 @@ class Settings:
     client_secret: Secret = field(repr=False)
     api_url: str = DEFAULT_API_URL
     oauth_url: str = DEFAULT_OAUTH_URL
-    streams: tuple[str, ...] = STREAMS
+    #: Default: every stream registered in zoom/streams.py when the settings are made.
+    streams: tuple[str, ...] = field(default_factory=stream_names)
     category_type: str = "all"
     #: First run only: ingest every record at or after this date's midnight UTC.
     #: None: everything Zoom still holds (its 6-month retention).
@@ -118,6 +104,20 @@ class Settings:
             return self.concurrency
         return max(4, min(48, int(self.requests_per_second * 0.6) + 2))
 
+    def zoom_client_config(self) -> ZoomClientConfig:
+        """The part of the settings the Zoom client needs: where, who, and how hard."""
+        return ZoomClientConfig(
+            account_id=self.account_id,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            api_url=self.api_url,
+            oauth_url=self.oauth_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            requests_per_second=self.requests_per_second,
+            connections=self.effective_concurrency,
+        )
+
     def with_changes(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -136,12 +136,14 @@ def validate(s: Settings) -> None:
         raise SettingsError("client_secret", "empty; set ZOOM_CLIENT_SECRET or --client-secret")
     check_url("api_url", s.api_url)
     check_url("oauth_url", s.oauth_url)
+    # The registry as it is now, not as it was at import: the zoom package owns it.
+    allowed = stream_names()
     if not s.streams:
-        raise SettingsError("streams", f"at least one of {', '.join(STREAMS)}")
+        raise SettingsError("streams", f"at least one of {', '.join(allowed)}")
     for stream in s.streams:
-        if stream not in STREAMS:
+        if stream not in allowed:
             raise SettingsError(
-                "streams", f"unknown stream {stream!r}; allowed: {', '.join(STREAMS)}"
+                "streams", f"unknown stream {stream!r}; allowed: {', '.join(allowed)}"
             )
     if s.category_type not in CATEGORY_TYPES:
         raise SettingsError(
@@ -207,7 +209,7 @@ def parse_date(setting: str, text: str) -> date:
 def parse_streams(text: str) -> tuple[str, ...]:
     streams = tuple(s.strip() for s in text.split(",") if s.strip())
     if not streams:
-        raise SettingsError("streams", f"empty; allowed: {', '.join(STREAMS)}")
+        raise SettingsError("streams", f"empty; allowed: {', '.join(stream_names())}")
     return streams
 
 

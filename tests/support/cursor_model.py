@@ -356,7 +356,9 @@ class CursorModel(RuleBasedStateMachine):
         """One run in this process at the simulator's now; None if the lock refused it."""
         engine = engine or LocalEngine(self.warehouse)
         TALLY["runs"] += 1
-        with ZoomClient(settings_, backoff_base=0.01, backoff_max=0.05) as client:
+        with ZoomClient(
+            settings_.zoom_client_config(), backoff_base=0.01, backoff_max=0.05
+        ) as client:
             try:
                 return run(settings_, engine, progress=False, client=client, now=self.account.now)
             except EngineBusy:

@@ -30,6 +30,14 @@ from typing import Any
 
 from ..tables import UTC
 
+#: The reports this stand-in serves, named after our tables (`ground_truth("activity_logs")`).
+#: Its own list on purpose, not the client's registry (zoom/streams.py): each report needs
+#: a record generator here and an endpoint in routes.py, so a report the client learns
+#: about is not served until the simulator models it. test_stream_registry.py holds the
+#: two lists, paths, records keys and scopes to each other. The simulator's other copies
+#: of Zoom's rules (page sizes and retention in paging.py, category filters below, scopes
+#: in oauth.py) are likewise its own reading of Zoom's docs, so that a misreading in the
+#: client shows up as a failing test instead of being shared by both sides.
 ACTIVITY_LOGS = "activity_logs"
 OPERATION_LOGS = "operation_logs"
 STREAMS = (ACTIVITY_LOGS, OPERATION_LOGS)

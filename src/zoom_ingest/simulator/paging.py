@@ -23,6 +23,8 @@ from datetime import date
 from .data import CATEGORY_FILTERS, Dataset, category_codes, day_bounds
 from .http import JSON_TYPE, ApiError, Reply
 
+#: Zoom's server-side rules as the simulator models them: kept apart from the client's
+#: (zoom/rules.py) on purpose, so the stand-in catches a client that misreads them.
 MAX_PAGE_SIZE = 300
 DEFAULT_PAGE_SIZE = 30
 RETENTION_MONTHS = 6

@@ -1,7 +1,12 @@
-"""The Zoom source: S2S OAuth, the rate-limited HTTP client, and the two report streams."""
+"""The Zoom source: S2S OAuth, the rate-limited HTTP client, the report stream registry,
+and Zoom's rules (page size, category filter, date offsets, retention: rules.py).
+
+Nothing here imports settings.py or plan.py at load time: those read the rules from here.
+"""
 
 from .auth import TokenProvider
 from .client import CallCounters, ZoomClient
+from .config import ZoomClientConfig
 from .errors import (
     DailyLimitReached,
     ZoomAuthError,
@@ -13,7 +18,7 @@ from .errors import (
     ZoomUnreachable,
 )
 from .ratelimit import RateLimiter
-from .streams import STREAMS_BY_NAME, Page, Stream, fetch_pages
+from .streams import STREAMS_BY_NAME, Page, Stream, fetch_pages, stream_names
 
 __all__ = [
     "STREAMS_BY_NAME",
@@ -25,6 +30,7 @@ __all__ = [
     "TokenProvider",
     "ZoomAuthError",
     "ZoomClient",
+    "ZoomClientConfig",
     "ZoomError",
     "ZoomPermissionError",
     "ZoomRequestError",
@@ -32,4 +38,5 @@ __all__ = [
     "ZoomUnavailable",
     "ZoomUnreachable",
     "fetch_pages",
+    "stream_names",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from ..settings import Settings
+from .config import ZoomClientConfig
 from .errors import TransientZoomError, ZoomAuthError, ZoomUnreachable, scrub
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,12 @@ class TokenProvider:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ZoomClientConfig,
         session: requests.Session,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = settings
+        self._config = config
         self._session = session
         self._clock = clock
         self._lock = threading.Lock()
@@ -103,18 +103,18 @@ class TokenProvider:
         """What must never appear in messages: for scrubbing text built from responses."""
         with self._lock:
             current = self._token or ""
-        return current, self._settings.client_secret.reveal()
+        return current, self._config.client_secret.reveal()
 
     def _fetch_locked(self) -> None:
-        settings = self._settings
+        config = self._config
         self.requests_made += 1
         try:
             response = self._session.post(
-                settings.oauth_url,
-                data={"grant_type": "account_credentials", "account_id": settings.account_id},
-                auth=(settings.client_id, settings.client_secret.reveal()),
+                config.oauth_url,
+                data={"grant_type": "account_credentials", "account_id": config.account_id},
+                auth=(config.client_id, config.client_secret.reveal()),
                 headers={"Accept": "application/json"},
-                timeout=settings.timeout,
+                timeout=config.timeout,
                 verify=True,
                 allow_redirects=False,
             )
@@ -122,7 +122,7 @@ class TokenProvider:
             cause = connection_failure(exc)
             if cause is not None:
                 raise ZoomUnreachable(
-                    f"cannot reach {settings.oauth_url}: {cause}",
+                    f"cannot reach {config.oauth_url}: {cause}",
                     hint=_UNREACHABLE_HINT,
                 ) from None
             raise TransientZoomError(f"token request failed: {type(exc).__name__}") from None
@@ -146,7 +146,7 @@ class TokenProvider:
             log.debug("got an access token valid for %.0f s", lifetime)
             return
 
-        secrets = (settings.client_secret.reveal(),)
+        secrets = (config.client_secret.reveal(),)
         reason = _reason(body, response.text, secrets)
         code = _code(body)
         if response.status_code >= 500 or response.status_code in (408, 429):
@@ -167,7 +167,7 @@ class TokenProvider:
         )
 
     def __repr__(self) -> str:
-        return f"TokenProvider(account_id={self._settings.account_id!r}, token=***)"
+        return f"TokenProvider(account_id={self._config.account_id!r}, token=***)"
 
 
 def connection_failure(exc: BaseException) -> str | None:

@@ -1,7 +1,7 @@
 """The HTTP client for Zoom's report API: one pooled session, the shared rate limiter,
 bounded retries, and Zoom's error bodies turned into errors that say what to do.
 
-What is retried (tenacity: at most `settings.max_retries` more attempts, exponential
+What is retried (tenacity: at most `config.max_retries` more attempts, exponential
 backoff with jitter): 5xx and 408, connection errors and resets, timeouts, and 200s whose
 body is not a usable JSON object (an HTML page from a proxy, truncated JSON). A per-second
 429 is retried after `Retry-After`, which the shared limiter imposes on every thread. A
@@ -30,9 +30,9 @@ from tenacity import (
 )
 
 from .. import __version__
-from ..settings import Settings, check_url
 from ..tables import UTC
 from .auth import TokenProvider
+from .config import ZoomClientConfig
 from .errors import (
     DailyLimitReached,
     RateLimited,
@@ -123,7 +123,7 @@ class ZoomClient:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ZoomClientConfig,
         *,
         session: requests.Session | None = None,
         limiter: RateLimiter | None = None,
@@ -131,15 +131,18 @@ class ZoomClient:
         backoff_max: float = 30.0,
     ) -> None:
         # Settings validated these already; checked again here because this is where the
-        # bearer token and the client secret leave the process.
-        check_url("api_url", settings.api_url)
-        check_url("oauth_url", settings.oauth_url)
-        self._settings = settings
+        # bearer token and the client secret leave the process. Imported here: settings.py
+        # reads this package's rules, so this package imports nothing of it at load time.
+        from ..settings import check_url
+
+        check_url("api_url", config.api_url)
+        check_url("oauth_url", config.oauth_url)
+        self._config = config
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
             # One connection per fetch thread, kept alive across pages and windows.
-            pool = settings.effective_concurrency + 2
+            pool = config.connections + 2
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
@@ -149,23 +152,23 @@ class ZoomClient:
         session.headers["User-Agent"] = f"zoom-ingest/{__version__}"
         self._session = session
         self.limiter = limiter or RateLimiter.for_account(
-            settings.account_id, settings.requests_per_second
+            config.account_id, config.requests_per_second
         )
-        self.tokens = TokenProvider(settings, session)
+        self.tokens = TokenProvider(config, session)
         # base · 2^(attempt-1), capped, plus up to `base` of jitter so that threads hit by
         # the same outage do not retry in lockstep.
         self._backoff = wait_exponential(multiplier=backoff_base, max=backoff_max) + wait_random(
             0, backoff_base
         )
-        self._api_url = settings.api_url.rstrip("/")
+        self._api_url = config.api_url.rstrip("/")
         # Once Zoom says the daily quota is spent, every further call would only get the
         # same 429: the other threads stop without calling.
         self._daily_limit: DailyLimitReached | None = None
         self._waits = threading.local()
 
     @property
-    def settings(self) -> Settings:
-        return self._settings
+    def config(self) -> ZoomClientConfig:
+        return self._config
 
     def thread_waited(self) -> float:
         """Seconds the calling thread has spent waiting for the rate limiter so far (the
@@ -196,7 +199,7 @@ class ZoomClient:
             )
         call = _Call(path=path)
         retrying = Retrying(
-            stop=stop_after_attempt(self._settings.max_retries + 1),
+            stop=stop_after_attempt(self._config.max_retries + 1),
             wait=self._wait,
             retry=retry_if_exception_type(TransientZoomError),
             before_sleep=lambda state: self._before_retry(call, counters, state),
@@ -225,7 +228,7 @@ class ZoomClient:
             limit = (
                 CONNECT_ATTEMPTS
                 if isinstance(exc, ZoomUnreachable)
-                else self._settings.max_retries + 1
+                else self._config.max_retries + 1
             )
             return state.attempt_number >= limit
 
@@ -316,7 +319,7 @@ class ZoomClient:
                 url,
                 params=params,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=self._settings.timeout,
+                timeout=self._config.timeout,
                 verify=True,
                 # Never carry the bearer token to wherever a redirect points.
                 allow_redirects=False,
@@ -454,10 +457,10 @@ class ZoomClient:
         exc = state.outcome.exception() if state.outcome else None
         sleep = state.next_action.sleep if state.next_action else 0.0
         if isinstance(exc, RateLimited):
-            log.info("%s; retry %d/%d", exc, call.attempts, self._settings.max_retries)
+            log.info("%s; retry %d/%d", exc, call.attempts, self._config.max_retries)
             return
         log.warning(
-            "%s; retry %d/%d in %.1f s", exc, call.attempts, self._settings.max_retries, sleep
+            "%s; retry %d/%d in %.1f s", exc, call.attempts, self._config.max_retries, sleep
         )
 
     def _url(self, path: str) -> str:

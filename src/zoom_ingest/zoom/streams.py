@@ -1,4 +1,8 @@
-"""The two report streams and how one date window of a stream is paged.
+"""The report streams, each declared once, and how one date window of a stream is paged.
+
+`STREAMS_BY_NAME` is the registry: settings validation, planning, the job, the CLI and the
+Databricks entry point all take the list of streams from it. Adding a Zoom report means
+one `Stream` entry here plus its `TableSpec` (tables.py, listed in LOG_TABLES).
 
 Zoom serves each `from`/`to` request newest first, 300 records a page, chained by
 `next_page_token` until it is empty. Three things make the chain more than a loop:
@@ -15,16 +19,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..normalise import RecordError, parse_time
-from ..plan import Window
-from ..settings import PAGE_SIZE, Settings
 from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec
 from .client import CallCounters, ZoomClient
 from .errors import ZoomError, ZoomRequestError, ZoomScopeError
+from .rules import PAGE_SIZE
+
+if TYPE_CHECKING:  # both import this package's rules: for the types only
+    from ..plan import Window
+    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +59,14 @@ class Stream:
     spec: TableSpec
     #: OAuth scopes any one of which the endpoint accepts: granular first, then classic.
     scopes: tuple[str, ...]
-    #: Settings sent as query parameters of the same name (e.g. category_type).
-    settings_params: tuple[str, ...] = field(default=())
+    #: The record field the checkpoint cursor follows (records come newest first by it).
+    cursor_field: str = "time"
+    #: The endpoint takes the `category_type` filter (rules.CATEGORY_TYPES).
+    takes_category_type: bool = False
 
-    def extra_params(self, settings: Settings) -> dict[str, str]:
-        """Query parameters this stream takes from the settings."""
-        return {name: str(getattr(settings, name)) for name in self.settings_params}
+    def query_params(self, category_type: str) -> dict[str, str]:
+        """Query parameters of this stream besides the window and the page."""
+        return {"category_type": category_type} if self.takes_category_type else {}
 
     def check_body(self, body: dict[str, Any]) -> str | None:
         """What makes a 200 body unusable for this stream, or None."""
@@ -78,24 +87,34 @@ class Stream:
 _REPORT_KEYS = frozenset({"from", "to", "page_size", "next_page_token", "total_records"})
 
 
-ACTIVITY_LOGS_STREAM = Stream(
-    name="activity_logs",
-    path="/report/activities",
-    records_key="activity_logs",
-    spec=ACTIVITY_LOGS,
-    scopes=("report:read:user_activities:admin", "report:read:admin"),
-)
-OPERATION_LOGS_STREAM = Stream(
-    name="operation_logs",
-    path="/report/operationlogs",
-    records_key="operation_logs",
-    spec=OPERATION_LOGS,
-    scopes=("report:read:operation_logs:admin", "report:read:admin"),
-    settings_params=("category_type",),
-)
+#: The registry: every report the ingest fetches, by name, in the order runs list them.
+#: Consumers look streams up here when they run (not at import), so a stream entered
+#: here is known everywhere.
 STREAMS_BY_NAME: dict[str, Stream] = {
-    s.name: s for s in (ACTIVITY_LOGS_STREAM, OPERATION_LOGS_STREAM)
+    stream.name: stream
+    for stream in (
+        Stream(
+            name="activity_logs",
+            path="/report/activities",
+            records_key="activity_logs",
+            spec=ACTIVITY_LOGS,
+            scopes=("report:read:user_activities:admin", "report:read:admin"),
+        ),
+        Stream(
+            name="operation_logs",
+            path="/report/operationlogs",
+            records_key="operation_logs",
+            spec=OPERATION_LOGS,
+            scopes=("report:read:operation_logs:admin", "report:read:admin"),
+            takes_category_type=True,
+        ),
+    )
 }
+
+
+def stream_names() -> tuple[str, ...]:
+    """The registered streams' names, in registry order (e.g. for help texts and checks)."""
+    return tuple(STREAMS_BY_NAME)
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,7 @@ def fetch_pages(
         "from": window.from_date.isoformat(),
         "to": window.to_date.isoformat(),
         "page_size": PAGE_SIZE,
-        **stream.extra_params(settings),
+        **stream.query_params(settings.category_type),
     }
     restarts = 0
     pages = 0
@@ -183,7 +202,7 @@ def fetch_pages(
                 "a next_page_token",
                 hint="the API seems to be looping; try again later",
             )
-        newest, oldest = _time_span(records)
+        newest, oldest = _time_span(records, stream.cursor_field)
         total = body.get("total_records")
         yield Page(
             records=records,
@@ -199,12 +218,12 @@ def fetch_pages(
             return
 
 
-def _time_span(records: list[Any]) -> tuple[datetime | None, datetime | None]:
+def _time_span(records: list[Any], cursor_field: str) -> tuple[datetime | None, datetime | None]:
     times = []
     for record in records:
         if isinstance(record, dict):
             try:
-                times.append(parse_time(record.get("time")))
+                times.append(parse_time(record.get(cursor_field)))
             except RecordError:
                 continue  # the normaliser rejects it with the reason
     if not times:
