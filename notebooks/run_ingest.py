@@ -53,21 +53,18 @@ dbutils.library.restartPython()
 
 # COMMAND ----------
 
-from zoom_ingest.settings import MODES, STREAMS
-from zoom_ingest.zoom.rules import CATEGORY_TYPES
+# One widget per setting the notebook takes, from the one table of settings
+# (zoom_ingest/options.py): names, starting values and choices as the job has them.
+from zoom_ingest.options import NOTEBOOK, for_entry_point
 
 widgets = dbutils.widgets
-widgets.text("catalog", "", "catalog (required)")
-widgets.text("schema", "zoom", "schema")
-widgets.text("secret_scope", "zoom_ingest", "secret scope")
-widgets.text("account", "", "account (secret key prefix)")
-widgets.text("backfill_start", "", "backfill start (UTC date, first run)")
-widgets.dropdown("mode", "incremental", list(MODES), "mode")
-widgets.text("lookback", "1h", "lookback")
-widgets.text("reconcile_days", "3", "reconcile days")
-widgets.text("streams", ",".join(STREAMS), "streams")
-widgets.dropdown("category_type", "all", list(CATEGORY_TYPES), "operation category")
-widgets.text("requests_per_second", "10", "requests per second")
+for option in for_entry_point(NOTEBOOK):
+    if option.choices:
+        widgets.dropdown(
+            option.name, option.starting_value, list(option.choices), option.widget_label
+        )
+    else:
+        widgets.text(option.name, option.starting_value, option.widget_label)
 
 # COMMAND ----------
 
@@ -82,20 +79,7 @@ widgets.text("requests_per_second", "10", "requests per second")
 
 from zoom_ingest.databricks_job import main
 
-names = [
-    "catalog",
-    "schema",
-    "secret_scope",
-    "account",
-    "backfill_start",
-    "mode",
-    "lookback",
-    "reconcile_days",
-    "streams",
-    "category_type",
-    "requests_per_second",
-]
-arguments = [f"--{name.replace('_', '-')}={widgets.get(name)}" for name in names]
+arguments = [f"{option.flag}={widgets.get(option.name)}" for option in for_entry_point(NOTEBOOK)]
 exit_code = main(arguments)
 print(f"exit status {exit_code}")
 

@@ -8,7 +8,6 @@ limit (run again later; checkpoints are kept) · 4 another run holds the warehou
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -20,27 +19,17 @@ import click
 
 from . import exit_codes
 from .logs import configure_logging
-from .settings import (
-    DEFAULT_ENGINE,
-    ENGINES,
-    MODES,
-    STREAMS,
-    Secret,
-    Settings,
-    SettingsError,
-    parse_date,
-    parse_duration,
-    parse_streams,
-)
+from .options import BY_NAME, DEMO, RUN, SETTINGS, SETTINGS_DEFAULTS, Option, for_entry_point
+from .settings import DEFAULT_ENGINE, ENGINES, Settings, SettingsError
 from .simulator.command import simulate as simulate_command
 from .tables import UTC
-from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL
-from .zoom.rules import CATEGORY_TYPES
 
 EXIT_SETTINGS = exit_codes.BAD_SETTING
 EXIT_BUSY = exit_codes.BUSY
 DEFAULT_WAREHOUSE = "warehouse"
 DEMO_WAREHOUSE = "demo-warehouse"
+#: The demo's simulated account is a Business one (Heavy APIs: 40 requests/s).
+DEMO_REQUESTS_PER_SECOND = 40.0
 
 log = logging.getLogger("zoom_ingest")
 
@@ -87,192 +76,72 @@ class SettingsCommand(click.Command):
             raise OptionValueError(f"invalid setting {name}: {exc.message}") from None
 
 
-warehouse_option = click.option(
-    "--warehouse",
-    envvar="ZOOM_INGEST_WAREHOUSE",
-    default=DEFAULT_WAREHOUSE,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the local Delta tables (one sub-folder per table).",
-)
+#: click types of the options that are not plain text or numbers.
+CLICK_TYPES: dict[str, click.ParamType] = {
+    "warehouse": click.Path(file_okay=False, path_type=Path),
+    "engine": click.Choice(ENGINES),
+}
 
 
-engine_option = click.option(
-    "--engine",
-    envvar="ZOOM_INGEST_ENGINE",
-    default=DEFAULT_ENGINE,
-    show_default=True,
-    type=click.Choice(ENGINES),
-    help="local: Delta tables written with delta-rs (no JVM). spark: the Databricks code "
-    "path on a local SparkSession with Delta Lake (needs Java 17+ and the spark extra; "
-    "fetches the Delta jars from Maven Central once). Both write <warehouse>/<table>.",
-)
-
-
-def job_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every run shares (run, demo)."""
-    options = [
-        click.option(
-            "--streams",
-            envvar="ZOOM_INGEST_STREAMS",
-            default=",".join(STREAMS),
-            show_default=True,
-            help="Comma-separated streams to ingest.",
-        ),
-        click.option(
-            "--category-type",
-            envvar="ZOOM_INGEST_CATEGORY_TYPE",
-            default="all",
-            show_default=True,
-            help=f"Operation-log filter: {', '.join(CATEGORY_TYPES)}.",
-        ),
-        click.option(
-            "--backfill-start",
-            envvar="ZOOM_INGEST_BACKFILL_START",
-            default=None,
-            metavar="YYYY-MM-DD",
-            help="First run: ingest every record from this UTC date on "
-            "(clamped to Zoom's 6-month retention). Default: all Zoom holds.",
-        ),
-        click.option(
-            "--lookback",
-            envvar="ZOOM_INGEST_LOOKBACK",
-            default="1h",
-            show_default=True,
-            help="Later runs re-read from cursor minus this (90m, 2h, 1d).",
-        ),
-        click.option(
-            "--mode",
-            envvar="ZOOM_INGEST_MODE",
-            default="incremental",
-            show_default=True,
-            help=f"One of {', '.join(MODES)}.",
-        ),
-        click.option(
-            "--reconcile-days",
-            envvar="ZOOM_INGEST_RECONCILE_DAYS",
-            default=3,
-            type=int,
-            show_default=True,
-            help="reconcile mode: re-read this many full days, no early stop.",
-        ),
-        click.option(
-            "--requests-per-second",
-            envvar="ZOOM_INGEST_REQUESTS_PER_SECOND",
-            default=10.0,
-            type=float,
-            show_default=True,
-            help="Client-side limit for the account (Heavy APIs: 10 Pro, 40 Business+).",
-        ),
-        click.option(
-            "--concurrency",
-            envvar="ZOOM_INGEST_CONCURRENCY",
-            default=None,
-            type=int,
-            help="Windows fetched at once (default: from the rate).",
-        ),
-        click.option(
-            "--window-days",
-            envvar="ZOOM_INGEST_WINDOW_DAYS",
-            default=1,
-            type=int,
-            show_default=True,
-            help="Days per backfill window (1-28).",
-        ),
-        click.option(
-            "--batch-rows",
-            envvar="ZOOM_INGEST_BATCH_ROWS",
-            default=100_000,
-            type=int,
-            show_default=True,
-            help="Rows buffered per table before a merge.",
-        ),
-        click.option(
-            "--timeout",
-            envvar="ZOOM_INGEST_TIMEOUT",
-            default=30.0,
-            type=float,
-            show_default=True,
-            help="Seconds to wait for one HTTP response.",
-        ),
-        click.option(
-            "--max-retries",
-            envvar="ZOOM_INGEST_MAX_RETRIES",
-            default=8,
-            type=int,
-            show_default=True,
-            help="Retries per request (429, 5xx, resets, timeouts).",
-        ),
-        click.option(
-            "--progress/--no-progress",
-            default=None,
-            help="Progress bar (default: when stderr is a terminal).",
-        ),
-        click.option(
-            "--log-level", envvar="ZOOM_INGEST_LOG_LEVEL", default="INFO", show_default=True
-        ),
-    ]
-    return functools.reduce(lambda f, opt: opt(f), reversed(options), func)
-
-
-def build_settings(
-    *,
-    account_id: str | None,
-    client_id: str | None,
-    client_secret: str | None,
-    api_url: str,
-    oauth_url: str,
-    streams: str,
-    category_type: str,
-    backfill_start: str | None,
-    lookback: str,
-    mode: str,
-    reconcile_days: int,
-    requests_per_second: float,
-    concurrency: int | None,
-    window_days: int,
-    batch_rows: int,
-    timeout: float,
-    max_retries: int,
-) -> Settings:
-    """Raw option values → validated Settings (SettingsError names the bad one)."""
-    return Settings(
-        account_id=(account_id or "").strip(),
-        client_id=(client_id or "").strip(),
-        client_secret=Secret((client_secret or "").strip()),
-        api_url=api_url.rstrip("/"),
-        oauth_url=oauth_url,
-        streams=parse_streams(streams),
-        category_type=category_type.strip(),
-        backfill_start=parse_date("backfill_start", backfill_start) if backfill_start else None,
-        lookback=parse_duration("lookback", lookback),
-        mode=mode.strip(),
-        reconcile_days=reconcile_days,
-        requests_per_second=requests_per_second,
-        concurrency=concurrency,
-        window_days=window_days,
-        batch_rows=batch_rows,
-        timeout=timeout,
-        max_retries=max_retries,
+def table_option(
+    option: Option, default: object = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of one entry of options.OPTIONS, with the table's default unless
+    `default` is given."""
+    if default is None:
+        # Text is parsed by build_settings, so that its errors name the setting as the
+        # job's do; click checks numbers itself ("'x' is not a valid integer").
+        default = option.default if option.kind is not str else option.default_text or None
+    return click.option(
+        option.flag,
+        envvar=option.env,
+        show_envvar=option.env is not None,
+        default=default,
+        show_default=default is not None,
+        type=CLICK_TYPES.get(option.name, option.kind),
+        metavar=option.metavar,
+        help=option.sentence
+        if default is not None or not option.unset
+        else f"{option.sentence} Default: {option.unset}.",
     )
 
 
-def _job_settings_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
-    names = (
-        "streams",
-        "category_type",
-        "backfill_start",
-        "lookback",
-        "mode",
-        "reconcile_days",
-        "requests_per_second",
-        "concurrency",
-        "window_days",
-        "batch_rows",
-        "timeout",
-        "max_retries",
-    )
-    return {n: opts[n] for n in names}
+def table_options(
+    entry_point: str, defaults: dict[str, object] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Every option of `entry_point` in options.OPTIONS, in the table's order; `defaults`
+    replaces the table's default of some (the demo's)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(for_entry_point(entry_point)):
+            func = table_option(option, (defaults or {}).get(option.name))(func)
+        return func
+
+    return decorate
+
+
+warehouse_option = table_option(BY_NAME["warehouse"])
+
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar (default: when stderr is a terminal).",
+)
+
+
+def build_settings(given: dict[str, Any]) -> Settings:
+    """Option values (click's, by name) → validated Settings (SettingsError names the bad
+    one). Text is parsed as the job parses it; None means not given: the default applies."""
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        option = BY_NAME[name]
+        if option.configures != SETTINGS:
+            continue
+        if value is None and name not in SETTINGS_DEFAULTS:
+            value = ""  # a required setting: Settings says which env var to set
+        if value is not None:
+            values[name] = option.value_of(value) if isinstance(value, str) else value
+    return Settings(**values)
 
 
 def make_engine(engine: str, warehouse: Path) -> Any:
@@ -338,44 +207,15 @@ def main() -> None:
 
 
 @main.command("run", cls=SettingsCommand)
-@warehouse_option
-@engine_option
-@click.option("--account-id", envvar="ZOOM_ACCOUNT_ID", help="Zoom account id [ZOOM_ACCOUNT_ID].")
-@click.option(
-    "--client-id", envvar="ZOOM_CLIENT_ID", help="S2S OAuth app client id [ZOOM_CLIENT_ID]."
-)
-@click.option(
-    "--client-secret",
-    envvar="ZOOM_CLIENT_SECRET",
-    show_envvar=False,
-    help="S2S OAuth app client secret; prefer the ZOOM_CLIENT_SECRET env var.",
-)
-@click.option("--api-url", envvar="ZOOM_API_URL", default=DEFAULT_API_URL, show_default=True)
-@click.option("--oauth-url", envvar="ZOOM_OAUTH_URL", default=DEFAULT_OAUTH_URL, show_default=True)
-@job_options
+@table_options(RUN)
+@progress_option
 def run_command(
-    warehouse: Path,
-    engine: str,
-    account_id: str | None,
-    client_id: str | None,
-    client_secret: str | None,
-    api_url: str,
-    oauth_url: str,
-    progress: bool | None,
-    log_level: str,
-    **opts: Any,
+    warehouse: Path, engine: str, progress: bool | None, log_level: str, **opts: Any
 ) -> None:
     """Ingest both log streams into the local warehouse (incremental after the first run)."""
-    configure_logging(log_level, [client_secret or ""])
+    configure_logging(log_level, [opts["client_secret"] or ""])
     try:
-        settings = build_settings(
-            account_id=account_id,
-            client_id=client_id,
-            client_secret=client_secret,
-            api_url=api_url,
-            oauth_url=oauth_url,
-            **_job_settings_kwargs(opts),
-        )
+        settings = build_settings(opts)
     except SettingsError as exc:
         fail_settings(exc)
     sys.exit(execute(settings, warehouse, progress, engine))
@@ -388,7 +228,6 @@ def run_command(
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
-@engine_option
 @click.option(
     "--days",
     default=30,
@@ -399,7 +238,10 @@ def run_command(
 @click.option("--activity-per-day", default=400, show_default=True, type=click.IntRange(0))
 @click.option("--operation-per-day", default=80, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=7, show_default=True, type=int)
-@job_options
+# The simulated account is a Business one, whose rate the simulator enforces; an explicit
+# --requests-per-second (or its env var) still wins, whatever its value.
+@table_options(DEMO, defaults={"requests_per_second": DEMO_REQUESTS_PER_SECOND})
+@progress_option
 def demo_command(
     warehouse: Path,
     engine: str,
@@ -417,8 +259,6 @@ def demo_command(
     configure_logging(log_level)
     if opts["backfill_start"] is None:
         opts["backfill_start"] = (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
-    if opts["requests_per_second"] == 10.0:
-        opts["requests_per_second"] = 40.0  # a Business account: the simulator enforces it
     with Simulator(
         seed=seed,
         days=days,
@@ -435,12 +275,14 @@ def demo_command(
         )
         try:
             settings = build_settings(
-                account_id=sim.account_id,
-                client_id=sim.client_id,
-                client_secret=sim.client_secret,
-                api_url=sim.api_url,
-                oauth_url=sim.oauth_url,
-                **_job_settings_kwargs(opts),
+                {
+                    "account_id": sim.account_id,
+                    "client_id": sim.client_id,
+                    "client_secret": sim.client_secret,
+                    "api_url": sim.api_url,
+                    "oauth_url": sim.oauth_url,
+                    **opts,
+                }
             )
         except SettingsError as exc:
             fail_settings(exc)

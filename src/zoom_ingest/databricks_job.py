@@ -30,21 +30,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from . import exit_codes, job
+from . import exit_codes, job, options
 from .engines.base import EngineBusy, TableSchemaMismatch
 from .engines.spark import SparkEngine
-from .settings import (
-    MODES,
-    STREAMS,
-    Secret,
-    Settings,
-    SettingsError,
-    parse_date,
-    parse_duration,
-    parse_streams,
-)
-from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL
-from .zoom.rules import CATEGORY_TYPES
+from .settings import Secret, Settings, SettingsError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -60,7 +49,8 @@ CREDENTIAL_ENV = {
     "client_id": "ZOOM_CLIENT_ID",
     "client_secret": "ZOOM_CLIENT_SECRET",
 }
-OPTIMIZE_CHOICES = ("auto", "always", "never")
+OPTIMIZE = options.BY_NAME["optimize"]
+OPTIMIZE_CHOICES = OPTIMIZE.choices
 
 #: (scope, key) → secret value
 SecretReader = Callable[[str, str], str]
@@ -86,61 +76,13 @@ class LastNonEmpty(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """One flag per option of the JOB entry point in options.OPTIONS."""
     parser = argparse.ArgumentParser(
         prog="zoom-ingest-job",
         description="Ingest Zoom activity and operation logs into Delta tables "
         "(catalog.schema) with the active SparkSession. An empty value means not set.",
     )
-
-    def add(flag: str, **options: object) -> None:
-        parser.add_argument(flag, action=LastNonEmpty, **options)  # type: ignore[arg-type]
-
-    add("--catalog", default="", help="Unity Catalog catalog of the tables (required).")
-    add("--schema", default="", help="Schema of the tables (required); created if missing.")
-    add(
-        "--secret-scope",
-        default="",
-        help="Databricks secret scope holding the Zoom app's credentials. Empty: read "
-        "ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID, ZOOM_CLIENT_SECRET from the environment.",
-    )
-    add(
-        "--account",
-        default="",
-        help="Secret key prefix for one of several Zoom accounts in one scope: "
-        "--account acme reads acme_account_id, acme_client_id, acme_client_secret.",
-    )
-    add(
-        "--backfill-start",
-        default="",
-        metavar="YYYY-MM-DD",
-        help="First run only: ingest every record from this UTC date on (clamped to "
-        "Zoom's 6-month retention). Empty: everything Zoom still holds.",
-    )
-    add(
-        "--category-type",
-        default="",
-        help=f"Operation-log filter, one of {', '.join(CATEGORY_TYPES)} (default all).",
-    )
-    add("--lookback", default="", help="Re-read from cursor minus this: 90m, 2h, 1d (default 1h).")
-    add("--streams", default="", help=f"Comma-separated, from {', '.join(STREAMS)} (default both).")
-    add(
-        "--requests-per-second",
-        default="",
-        help="Client-side rate limit for the Zoom account (Heavy APIs: 10 Pro, 40 Business+; "
-        "default 10).",
-    )
-    add("--mode", default="", help=f"One of {', '.join(MODES)} (default incremental).")
-    add("--reconcile-days", default="", help="reconcile mode: full days to re-read (default 3).")
-    add("--window-days", default="", help="Days per backfill window, 1-28 (default 1).")
-    add(
-        "--optimize",
-        default="",
-        help="OPTIMIZE the clustered tables after the run: auto (reconcile runs only), "
-        "always, never (default auto).",
-    )
-    add("--api-url", default=os.environ.get("ZOOM_API_URL", ""), help="Zoom API base URL.")
-    add("--oauth-url", default=os.environ.get("ZOOM_OAUTH_URL", ""), help="Zoom token URL.")
-    add("--log-level", default="INFO", help="Log level of zoom_ingest (default INFO).")
+    options.add_flags(parser, options.JOB, LastNonEmpty)
     return parser
 
 
@@ -167,12 +109,12 @@ def run_once(argv: Sequence[str] | None = None) -> int:
     try:
         catalog = _required("catalog", args.catalog)
         schema = _required("schema", args.schema)
-        optimize = _choice("optimize", args.optimize, OPTIMIZE_CHOICES, "auto")
+        optimize = _choice("optimize", args.optimize, OPTIMIZE_CHOICES, OPTIMIZE.default_text)
         settings = settings_from_args(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SETTINGS
-    _configure_logging(args.log_level, settings)
+    _configure_logging(args.log_level or options.BY_NAME["log_level"].default_text, settings)
     engine = SparkEngine(
         get_spark(),
         catalog,
@@ -206,33 +148,12 @@ def settings_from_args(
     """Parsed arguments (+ credentials) → validated Settings; SettingsError names the bad one.
 
     The plain settings are checked first: a typo fails before the secret scope is read."""
-    options: dict[str, object] = {}
-    if _given(args.backfill_start):
-        options["backfill_start"] = parse_date("backfill_start", args.backfill_start)
-    if _given(args.category_type):
-        options["category_type"] = args.category_type.strip()
-    if _given(args.lookback):
-        options["lookback"] = parse_duration("lookback", args.lookback)
-    if _given(args.streams):
-        options["streams"] = parse_streams(args.streams)
-    if _given(args.requests_per_second):
-        options["requests_per_second"] = _number("requests_per_second", args.requests_per_second)
-    if _given(args.mode):
-        options["mode"] = args.mode.strip()
-    if _given(args.reconcile_days):
-        options["reconcile_days"] = _integer("reconcile_days", args.reconcile_days)
-    if _given(args.window_days):
-        options["window_days"] = _integer("window_days", args.window_days)
+    values = options.given_values(options.JOB, options.SETTINGS, vars(args))
     account_id, client_id, client_secret = credentials(
         args.secret_scope.strip(), args.account.strip(), read_secret
     )
     return Settings(
-        account_id=account_id,
-        client_id=client_id,
-        client_secret=client_secret,
-        api_url=(args.api_url.strip() or DEFAULT_API_URL).rstrip("/"),
-        oauth_url=args.oauth_url.strip() or DEFAULT_OAUTH_URL,
-        **options,  # type: ignore[arg-type]
+        account_id=account_id, client_id=client_id, client_secret=client_secret, **values
     )
 
 
@@ -307,20 +228,6 @@ def _choice(setting: str, value: str, allowed: Sequence[str], default: str) -> s
     if value not in allowed:
         raise SettingsError(setting, f"{value!r} is not one of {', '.join(allowed)}")
     return value
-
-
-def _number(setting: str, text: str) -> float:
-    try:
-        return float(text.strip())
-    except ValueError:
-        raise SettingsError(setting, f"{text!r} is not a number") from None
-
-
-def _integer(setting: str, text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise SettingsError(setting, f"{text!r} is not a whole number") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import exit_codes
+from . import exit_codes, options
 from .databricks_job import LastNonEmpty
 from .engines.base import Engine
 from .engines.spark import SparkEngine, quote_identifier, select_as_arrow, timestamp_literal
 from .queries import ALERT_SCHEMA, DETECTIONS, SEVERITIES, Query, view_statements, with_params
-from .settings import DEFAULT_WATCHED_COUNTRIES, DetectionSettings, SettingsError
+from .settings import DetectionSettings, SettingsError
 from .tables import DETECTIONS as DETECTIONS_TABLE
 from .tables import TIMESTAMP, UTC
 
@@ -157,44 +157,13 @@ def write_detections_spark(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """One flag per option of the DETECTIONS entry point in options.OPTIONS."""
     parser = argparse.ArgumentParser(
         prog="zoom-ingest-detections",
         description="Run the Zoom log detections in catalog.schema and store new alerts in "
         "its zoom_detections table. An empty value means not set.",
     )
-    parser.add_argument(
-        "--catalog", action=LastNonEmpty, default="", help="Unity Catalog catalog (required)"
-    )
-    parser.add_argument(
-        "--schema", action=LastNonEmpty, default="", help="schema of the tables (required)"
-    )
-    parser.add_argument(
-        "--watched-countries",
-        action=LastNonEmpty,
-        default="",
-        help="watched_country_sign_in: ISO country codes, comma-separated (default "
-        f"{','.join(DEFAULT_WATCHED_COUNTRIES)}; 'none' for no country)",
-    )
-    parser.add_argument(
-        "--travel-window",
-        action=LastNonEmpty,
-        default="",
-        help="impossible_travel: two countries closer in time than this (default 1h)",
-    )
-    parser.add_argument(
-        "--country-learning-days",
-        action=LastNonEmpty,
-        default="",
-        help="new_country_sign_in: days of a user's history before a new country alerts "
-        "(default 14)",
-    )
-    parser.add_argument(
-        "--fail-on",
-        action=LastNonEmpty,
-        default="",
-        help=f"exit 6 when a new alert has this severity or above ({', '.join(SEVERITIES)}); "
-        "empty: never",
-    )
+    options.add_flags(parser, options.DETECTIONS, LastNonEmpty)
     return parser
 
 
@@ -223,8 +192,8 @@ def run_once(argv: Sequence[str] | None = None) -> int:
             if not getattr(args, name):
                 parser.error(f"--{name} is required and must not be empty")
         try:
-            settings = DetectionSettings.parse(
-                args.watched_countries, args.travel_window, args.country_learning_days
+            settings = DetectionSettings(
+                **options.given_values(options.DETECTIONS, options.DETECTION_SETTINGS, vars(args))
             )
         except SettingsError as exc:
             parser.error(str(exc))
