@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,10 +21,6 @@ from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # `python benchmarks/run.py`: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    __package__ = "benchmarks"
 
 from zoom_ingest.tables import UTC
 

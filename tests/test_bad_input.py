@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support import soak  # the soak harness: ground-truth comparison, bad-settings catalogue
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, run
 from zoom_ingest.normalise import Batch, RecordError, normalise_record, raw_json
@@ -40,9 +39,6 @@ from zoom_ingest.tables import (
     lw_id,
 )
 from zoom_ingest.zoom.rules import retention_start
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import soak  # the soak script: ground-truth comparison, the bad-settings catalogue
 
 # -- malformed records through a whole run ---------------------------------------------------
 

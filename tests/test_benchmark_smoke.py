@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable, write_deltalake
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's benchmarks/
-
 from benchmarks import report
 from benchmarks.harness import Workload
 from benchmarks.incremental import _synthetic_chunks
 from benchmarks.run import Plan, render, run_plan
+from deltalake import DeltaTable, write_deltalake
 
 from zoom_ingest.engines import local as local_engine
 from zoom_ingest.engines.local import LocalEngine

@@ -11,7 +11,6 @@ all to show that this holds for the job, not only for single merges.
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -19,13 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from support import soak  # the soak harness: process runner, ground truth
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, RunSummary, run
 from zoom_ingest.simulator import Simulator
-from zoom_ingest.tables import CHECKPOINTS, RUNS, UTC
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import soak  # the soak script's process runner and ground-truth comparison
+from zoom_ingest.tables import CHECKPOINTS, LOG_TABLES, RUNS, UTC
 
 DAYS = 8
 
@@ -119,5 +116,5 @@ def test_two_jobs_writing_at_once_without_a_lock_neither_corrupt_nor_duplicate(s
     for name in ("activity_logs", "operation_logs"):
         inserted = sum(s.inserted for summary in summaries for s in summary.streams
                        if s.name == name)  # fmt: skip
-        assert inserted == engine.read_table(soak.LOG_TABLES[name]).num_rows
+        assert inserted == engine.read_table(LOG_TABLES[name]).num_rows
     assert engine.read_table(RUNS).num_rows == 4

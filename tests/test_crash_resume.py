@@ -1,6 +1,6 @@
 """Crash and resume: `zoom-ingest run` SIGKILLed at random moments, again and again.
 
-The harness is scripts/soak.py's (the soak kills a 120-day backfill ten times); here it
+The harness is the soak's, tests/support/soak (the soak kills a 120-day backfill ten times); here it
 runs on little data with small batches, so that commits happen often and the kills land
 between them, in them and in the middle of fetching. After every kill the warehouse must
 hold no duplicate, nothing Zoom does not serve and no gap below its checkpoints; after
@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import random
 import shutil
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from support import soak  # the soak harness: kill and resume
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.normalise import Batch
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import ACTIVITY_LOGS, UTC
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import soak  # the soak script's kill-and-resume harness
 
 DAYS = 10
 KILLS = 3

@@ -24,7 +24,8 @@ from deltalake.exceptions import DeltaError
 
 import zoom_ingest
 from zoom_ingest.engines import Engine, EngineBusy, LocalEngine, TableSchemaMismatch
-from zoom_ingest.engines.local import LOCK_FILE_NAME, merge_predicate
+from zoom_ingest.engines.folder_lock import LOCK_FILE_NAME
+from zoom_ingest.engines.local import merge_predicate
 from zoom_ingest.normalise import Batch
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,

@@ -10,7 +10,6 @@ of a backfill is in test_job.py; scripts/soak.py runs all of these, longer, thro
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from support import soak  # the soak harness: comparison with the ground truth
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, EXIT_STREAM_FAILED, RunSummary, run
 from zoom_ingest.settings import Settings
@@ -26,9 +26,6 @@ from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import RUNS, UTC
 from zoom_ingest.zoom import ZoomClient, streams
 from zoom_ingest.zoom.streams import MAX_RESTARTS_PER_WINDOW
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import soak  # the soak script: its comparison with the ground truth
 
 DAYS = 6
 MAX_RETRIES = 3

@@ -18,7 +18,6 @@ import http.server
 import ipaddress
 import logging
 import ssl
-import sys
 import threading
 import traceback
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from typing import ClassVar
 
 import pytest
 
+from support import soak  # the soak harness: process runner, table scan
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import (
     EXIT_DAILY_LIMIT,
@@ -38,11 +38,8 @@ from zoom_ingest.job import (
 )
 from zoom_ingest.settings import Secret, Settings, SettingsError, check_url
 from zoom_ingest.simulator import Fault, Simulator
-from zoom_ingest.tables import UTC
+from zoom_ingest.tables import ALL_TABLES, UTC
 from zoom_ingest.zoom import ZoomClient
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import soak  # the soak script: process runner, table scan
 
 SECRET = "FAKE-zoom-secret-LEAKCHECK-7b3e91d0c2"
 WRONG_SECRET = "FAKE-wrong-secret-LEAKCHECK-1a9f44e6"
@@ -89,7 +86,7 @@ def assert_nothing_secret(sim: Simulator, texts: list[str], warehouse: Path | No
             assert secret not in text, f"text {index} shows a secret: …{text[:300]}"
     if warehouse is not None:
         engine = LocalEngine(warehouse)
-        for spec in soak.ALL_TABLES.values():
+        for spec in ALL_TABLES.values():
             dump = repr(engine.read_table(spec).to_pylist())
             for secret in secrets:
                 assert secret not in dump, f"table {spec.name} holds a secret"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -e 
 from click.testing import CliRunner
 from deltalake import DeltaTable
 
+from support import soak  # the soak harness: process runner, kills, ground truth
 from zoom_ingest import cli
 from zoom_ingest.engines import LocalEngine, UnsupportedTable
 from zoom_ingest.engines.spark import DELTA_JARS_ENV, SparkEngine, table_differences
@@ -45,9 +45,6 @@ from zoom_ingest.tables import (
     UTC,
     format_time,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import soak  # the soak script's process runner, kill harness and ground-truth comparison
 
 DAYS = 4
 

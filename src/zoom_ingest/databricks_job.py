@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from . import exit_codes, job, options
 from .engines.base import EngineBusy, TableSchemaMismatch
 from .engines.spark import SparkEngine
+from .job_parameters import LastNonEmpty
 from .settings import Secret, Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -54,25 +55,6 @@ OPTIMIZE_CHOICES = OPTIMIZE.choices
 
 #: (scope, key) → secret value
 SecretReader = Callable[[str, str], str]
-
-
-class LastNonEmpty(argparse.Action):
-    """An option given several times keeps its last non-empty value.
-
-    The bundle passes `--schema={{job.parameters.schema}}` and then
-    `--schema={{input.schema}}`: an account's own schema wins when it has one, and an
-    empty value never erases a value given before it.
-    """
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        option_string: str | None = None,
-    ) -> None:
-        if str(values).strip() or not getattr(namespace, self.dest, ""):
-            setattr(namespace, self.dest, str(values).strip())
 
 
 def build_parser() -> argparse.ArgumentParser:

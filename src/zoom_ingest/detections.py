@@ -29,10 +29,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import exit_codes, options
-from .databricks_job import LastNonEmpty
 from .engines.base import Engine
 from .engines.spark import SparkEngine, quote_identifier, select_as_arrow, timestamp_literal
-from .queries import ALERT_SCHEMA, DETECTIONS, SEVERITIES, Query, view_statements, with_params
+from .job_parameters import LastNonEmpty
+from .queries import (
+    ALERT_SCHEMA,
+    DETECTIONS,
+    SEVERITIES,
+    Query,
+    union_sql,
+    view_statements,
+    with_params,
+)
 from .settings import DetectionSettings, SettingsError
 from .tables import DETECTIONS as DETECTIONS_TABLE
 from .tables import TIMESTAMP, UTC
@@ -69,18 +77,6 @@ class DetectionRun:
 
 
 # --------------------------------------------------------------------------- Databricks
-
-
-def union_sql(detections: Sequence[Query] | None = None) -> str:
-    """One Databricks SQL query: the alert rows of every detection (ALERT_SCHEMA columns)."""
-    selected = list(detections) if detections is not None else list(DETECTIONS.values())
-    columns = ", ".join(quote_identifier(name) for name in ALERT_SCHEMA.names)
-    parts = [
-        # The newline before ")" ends the query's last line, which may be a comment.
-        f"SELECT {columns} FROM (\n{query.sql.rstrip().rstrip(';')}\n)"
-        for query in selected
-    ]
-    return "\nUNION ALL\n".join(parts)
 
 
 def alerts_sql(detected_at: datetime, detections: Sequence[Query] | None = None) -> str:

@@ -8,12 +8,13 @@ but the standard library and pyarrow.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
 import pyarrow as pa
 
+from .engines.spark import quote_identifier
 from .tables import TIMESTAMP
 
 KINDS = ("analytics", "detections", "views")
@@ -149,3 +150,15 @@ def with_params(sql: str, params: Mapping[str, object]) -> str:
 
     body = _PARAM.sub(literal, match["body"])
     return sql[: match.start("body")] + body + sql[match.end("body") :]
+
+
+def union_sql(detections: Sequence[Query] | None = None) -> str:
+    """One Databricks SQL query: the alert rows of every detection (ALERT_SCHEMA columns)."""
+    selected = list(detections) if detections is not None else list(DETECTIONS.values())
+    columns = ", ".join(quote_identifier(name) for name in ALERT_SCHEMA.names)
+    parts = [
+        # The newline before ")" ends the query's last line, which may be a comment.
+        f"SELECT {columns} FROM (\n{query.sql.rstrip().rstrip(';')}\n)"
+        for query in selected
+    ]
+    return "\nUNION ALL\n".join(parts)

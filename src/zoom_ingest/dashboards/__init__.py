@@ -21,7 +21,7 @@ from typing import Any
 import sqlglot
 
 from ..analytics import QUERIES, SOURCE_DIALECT
-from ..detections import union_sql
+from ..queries import union_sql
 
 DASHBOARD_PATH = Path(__file__).with_name("zoom_audit.lvdash.json")
 DETECTIONS_DATASET = "latest_detections"

@@ -4,14 +4,26 @@ from typing import Any
 
 from .base import Engine, EngineBusy, TableSchemaMismatch, UnsupportedTable
 
-__all__ = ["Engine", "EngineBusy", "LocalEngine", "TableSchemaMismatch", "UnsupportedTable"]
+__all__ = [
+    "Engine",
+    "EngineBusy",
+    "LocalEngine",
+    "SparkEngine",
+    "TableSchemaMismatch",
+    "UnsupportedTable",
+]
 
 
 def __getattr__(name: str) -> Any:
-    # LocalEngine needs deltalake, the `local` extra: importing it on first use keeps
-    # `zoom_ingest.engines.base` / `.spark` importable on Databricks, where it is absent.
+    # Each engine is imported on first use: LocalEngine needs deltalake (the `local`
+    # extra, absent on Databricks) and SparkEngine is only wanted with Spark, so that
+    # `zoom_ingest.engines` imports with neither.
     if name == "LocalEngine":
         from .local import LocalEngine
 
         return LocalEngine
+    if name == "SparkEngine":
+        from .spark import SparkEngine
+
+        return SparkEngine
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -104,36 +104,3 @@ class Engine(Protocol):
         when there is nothing to do. Never deletes table history (no VACUUM).
         """
         ...
-
-
-# Both engines report a mismatch in these words (the Spark engine converts its schema to
-# Arrow first); here, not in local.py, so that the Spark path needs no deltalake.
-def schema_differences(
-    expected: pa.Schema, actual: pa.Schema, *, nullability: bool = True
-) -> list[str]:
-    """Every way `actual` differs from `expected`: columns, types, nullability, order."""
-    found = {field.name: field for field in actual}
-    differences: list[str] = []
-    for field in expected:
-        other = found.get(field.name)
-        if other is None:
-            differences.append(f"missing column {field.name} {field.type}")
-            continue
-        if other.type != field.type:
-            differences.append(f"{field.name}: expected {field.type}, found {other.type}")
-        if nullability and other.nullable != field.nullable:
-            differences.append(
-                f"{field.name}: expected {_nullability(field)}, found {_nullability(other)}"
-            )
-    differences.extend(
-        f"unexpected column {field.name} {field.type}"
-        for field in actual
-        if field.name not in expected.names
-    )
-    if not differences and actual.names != expected.names:
-        differences.append(f"column order: expected {expected.names}, found {actual.names}")
-    return differences
-
-
-def _nullability(field: pa.Field) -> str:
-    return "nullable" if field.nullable else "NOT NULL"

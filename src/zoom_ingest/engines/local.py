@@ -15,12 +15,9 @@ the merge's time-range predicate skip every file outside the batch's range.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import re
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,13 +31,15 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.schema import Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ..tables import ADDED_COLUMNS, ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
-from .base import EngineBusy, TableSchemaMismatch, UnsupportedTable, schema_differences
+from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
+from . import rules
+from .base import TableSchemaMismatch, UnsupportedTable
+from .folder_lock import warehouse_lock
+from .rules import schema_differences
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LOCK_FILE_NAME = ".zoom_ingest.lock"
 # A file this small was written by one merge or append, not by compaction.
 SMALL_FILE_BYTES = 16 * 1024 * 1024
 # Up to this size `maintain()` re-sorts a whole table on its cluster_by column; beyond
@@ -61,7 +60,6 @@ UNWRITABLE_FEATURES = (
     "icebergCompatV1",
     "icebergCompatV2",
 )
-_TIMESTAMP_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
 
 
 class LocalEngine:
@@ -84,7 +82,7 @@ class LocalEngine:
     # -- tables -------------------------------------------------------------------------
 
     def table_path(self, spec: TableSpec) -> Path:
-        return self.warehouse / spec.name
+        return rules.table_folder(self.warehouse, spec)
 
     def ensure_tables(self) -> None:
         """Create missing tables with exactly the schemas of `tables.py`; check the others.
@@ -184,8 +182,8 @@ class LocalEngine:
         committed; whichever writes last cannot take back what the other claimed.
         """
         row = checkpoint_row(account_id, stream, cursor, run_id)
-        predicate = _key_predicate(CHECKPOINTS)
-        later = f"source.{_identifier('cursor')} > target.{_identifier('cursor')}"
+        predicate = rules.key_condition(CHECKPOINTS, DELTA_RS)
+        later = rules.moves_forward(rules.CHECKPOINT_CURSOR, DELTA_RS)
 
         def run() -> dict[str, Any]:
             merger = self._table(CHECKPOINTS).merge(
@@ -261,39 +259,6 @@ class LocalEngine:
             )
 
 
-@contextmanager
-def warehouse_lock(warehouse: Path) -> Iterator[None]:
-    """An exclusive, non-blocking `flock` on `<warehouse>/.zoom_ingest.lock`.
-
-    flock belongs to the open file, so the kernel releases it when the holder exits
-    or dies: a crashed run never leaves a stale lock. A second run (another process,
-    or another engine object in this one, of either engine) raises EngineBusy naming the
-    holder's pid.
-    """
-    warehouse.mkdir(parents=True, exist_ok=True)
-    path = warehouse / LOCK_FILE_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder_pid(fd)
-            raise EngineBusy(
-                f"another zoom_ingest run holds the warehouse {warehouse} "
-                f"(lock file {path}, held by pid {holder or 'unknown'}); "
-                "wait for it to finish"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)  # a pid left behind would name a run that has ended
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def unwritable_features(path: Path) -> list[str]:
     """The Delta writer features of the table at `path` that delta-rs cannot write."""
     if not DeltaTable.is_deltatable(str(path)):
@@ -303,35 +268,16 @@ def unwritable_features(path: Path) -> list[str]:
 
 
 def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
-    """The MERGE ON clause: the key, and the batch's range of `spec.cluster_by` if any.
-
-    Only our own column names and literals formatted here from Arrow values enter the
-    SQL text; no string from a record is ever pasted into it.
-    """
-    predicate = _key_predicate(spec)
-    column = spec.cluster_by
-    if column is None:
-        return predicate
-    values = batch.column(column)
-    # A null in the range column would never match the range and be inserted again.
-    if values.null_count or not pa.types.is_timestamp(values.type):
-        return predicate
-    bounds = pc.min_max(values)
-    low = _timestamp_literal(bounds["min"].as_py())
-    high = _timestamp_literal(bounds["max"].as_py())
-    target = f"target.{_identifier(column)}"
-    return f"{predicate} AND {target} >= {low} AND {target} <= {high}"
+    """The MERGE ON clause in delta-rs's predicate syntax (`rules.merge_condition`)."""
+    return rules.merge_condition(spec, batch, DELTA_RS)
 
 
 def _add_missing_columns(table: DeltaTable, spec: TableSpec, actual: pa.Schema) -> bool:
     """A table written by an earlier version that lacks columns added since (listed in
     `tables.ADDED_COLUMNS`, nullable, at the end) gains them; its rows read them as null.
     Any other difference is left for `schema_differences` to report."""
-    added = ADDED_COLUMNS.get(spec.name, ())
-    missing = [name for name in spec.columns if name not in actual.names]
-    if not missing or not set(missing) <= set(added):
-        return False
-    if actual.names != spec.columns[: len(actual.names)]:
+    missing = rules.columns_to_add(spec, actual.names)
+    if not missing:
         return False
     fields = [Field.from_arrow(spec.schema.field(name)) for name in missing]
     _with_commit_retries(lambda: table.alter.add_columns(fields))
@@ -361,30 +307,20 @@ def _conform(spec: TableSpec, batch: pa.Table) -> pa.Table:
     return batch.cast(spec.schema)
 
 
-def _key_predicate(spec: TableSpec) -> str:
-    return " AND ".join(f"target.{_identifier(k)} = source.{_identifier(k)}" for k in spec.key)
-
-
 def _identifier(name: str) -> str:
-    """A quoted SQL identifier (our column names; `time` is a keyword in some dialects)."""
+    """A quoted identifier in delta-rs predicates (SQL's double quotes)."""
     return '"' + name.replace('"', '""') + '"'
 
 
 def _timestamp_literal(value: datetime) -> str:
-    """A UTC instant as a SQL string literal delta-rs compares with a TIMESTAMP column."""
-    utc = value.astimezone(UTC).replace(tzinfo=None)
-    literal = "'" + utc.isoformat(timespec="microseconds") + "Z'"
-    # isoformat of a datetime yields digits and separators only; keep it that way.
-    if not _TIMESTAMP_LITERAL.fullmatch(literal):
-        raise ValueError(f"cannot format {value!r} as a timestamp literal")
-    return literal
+    """A UTC instant as a string literal delta-rs compares with a TIMESTAMP column."""
+    return "'" + rules.utc_timestamp_text(value) + "'"
 
 
-def _read_holder_pid(fd: int) -> int | None:
-    try:
-        return int(os.pread(fd, 32, 0).decode("ascii").strip())
-    except (OSError, ValueError):
-        return None  # the holder has the lock but has not written its pid yet
+#: How delta-rs predicates spell the shared rules.
+DELTA_RS = rules.Dialect(
+    quote=_identifier, timestamp=_timestamp_literal, target="target", source="source"
+)
 
 
 def _with_commit_retries(operation: Callable[[], T]) -> T:

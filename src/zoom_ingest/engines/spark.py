@@ -30,7 +30,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -42,11 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..tables import ADDED_COLUMNS, ALL_TABLES, CHECKPOINTS, PII_TAG, UTC, TableSpec, checkpoint_row
-from .base import EngineBusy, TableSchemaMismatch, schema_differences
+from ..tables import ALL_TABLES, CHECKPOINTS, PII_TAG, UTC, TableSpec, checkpoint_row
+from . import rules
+from .base import EngineBusy, TableSchemaMismatch
+from .folder_lock import warehouse_lock
+from .rules import schema_differences
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -96,7 +97,6 @@ _NOT_FOUND_MARKERS = (
     "PATH_NOT_FOUND",
 )
 _PERMISSION_MARKERS = ("PERMISSION_DENIED", "INSUFFICIENT_PERMISSIONS", "Permission denied")
-_TIMESTAMP_LITERAL = re.compile(r"TIMESTAMP_LTZ'\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z'")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -161,7 +161,7 @@ class SparkEngine:
         """The folder of a path-based table (only with `warehouse`)."""
         if self.warehouse is None:
             raise ValueError("tables in a catalog have no path here")
-        return self.warehouse / spec.name
+        return rules.table_folder(self.warehouse, spec)
 
     def describe(self) -> str:
         where = (
@@ -186,8 +186,8 @@ class SparkEngine:
                 log.info("created table %s in %s", spec.name, location)
                 continue
             differences = table_differences(spec, existing)
-            missing = [n for n in ADDED_COLUMNS.get(spec.name, ()) if n not in existing.names]
-            if differences and missing:
+            missing = rules.columns_to_add(spec, existing.names)
+            if missing:
                 # A table written by an earlier version: add the columns added since
                 # (nullable, at the end), then check again.
                 columns = ", ".join(
@@ -308,7 +308,12 @@ class SparkEngine:
         row = checkpoint_row(account_id, stream, cursor, run_id)
         with self._temp_view(CHECKPOINTS, row) as view:
             self._run(
-                upsert_sql(CHECKPOINTS, self.table_name(CHECKPOINTS), view, only_if_later="cursor")
+                upsert_sql(
+                    CHECKPOINTS,
+                    self.table_name(CHECKPOINTS),
+                    view,
+                    only_if_later=rules.CHECKPOINT_CURSOR,
+                )
             )
 
     # -- reads ---------------------------------------------------------------------------
@@ -340,8 +345,6 @@ class SparkEngine:
         if self.warehouse is not None:
             # A folder: the local engine's lock file, so that a local run and a Spark run
             # (or two processes) never write the same warehouse at once.
-            from .local import warehouse_lock
-
             with warehouse_lock(self.warehouse):
                 yield
             return
@@ -433,13 +436,13 @@ def sql_string(value: str) -> str:
 def timestamp_literal(value: datetime) -> str:
     """A UTC instant as a Spark TIMESTAMP_LTZ literal, to the microsecond (an instant in
     any session time zone and whatever spark.sql.timestampType says)."""
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise ValueError(f"expected an aware datetime, got {value!r}")
-    literal = "TIMESTAMP_LTZ'" + value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
-    # strftime of a datetime yields digits and separators only; keep it that way.
-    if not _TIMESTAMP_LITERAL.fullmatch(literal):
-        raise ValueError(f"cannot format {value!r} as a timestamp literal")
-    return literal
+    return "TIMESTAMP_LTZ'" + rules.utc_timestamp_text(value) + "'"
+
+
+#: How Spark SQL spells the shared rules.
+SPARK_SQL = rules.Dialect(
+    quote=quote_identifier, timestamp=timestamp_literal, target="tgt", source="src"
+)
 
 
 def column_definitions(spec: TableSpec) -> str:
@@ -479,23 +482,9 @@ def create_table_sql(spec: TableSpec, table: str) -> str:
 
 
 def merge_condition(spec: TableSpec, batch: pa.Table) -> str:
-    """The key, and the batch's range of `spec.cluster_by` (inclusive) if there is one."""
-    condition = " AND ".join(
-        f"tgt.{quote_identifier(k)} = src.{quote_identifier(k)}" for k in spec.key
-    )
-    column = spec.cluster_by
-    if column is None or batch.num_rows == 0:
-        return condition
-    values = batch.column(column)
-    # A null in the range column would never match the range and be inserted again.
-    if values.null_count or not pa.types.is_timestamp(values.type):
-        return condition
-    bounds = pc.min_max(values)
-    target = f"tgt.{quote_identifier(column)}"
-    return (
-        f"{condition} AND {target} >= {timestamp_literal(bounds['min'].as_py())}"
-        f" AND {target} <= {timestamp_literal(bounds['max'].as_py())}"
-    )
+    """The key, and the batch's range of `spec.cluster_by` (inclusive) if there is one
+    (`rules.merge_condition` in Spark SQL)."""
+    return rules.merge_condition(spec, batch, SPARK_SQL)
 
 
 def merge_sql(spec: TableSpec, table: str, view: str, batch: pa.Table) -> str:
@@ -517,13 +506,10 @@ def upsert_sql(spec: TableSpec, table: str, view: str, *, only_if_later: str | N
     """
     columns = [quote_identifier(c) for c in spec.columns]
     others = [quote_identifier(c) for c in spec.columns if c not in spec.key]
-    condition = " AND ".join(
-        f"tgt.{quote_identifier(k)} = src.{quote_identifier(k)}" for k in spec.key
-    )
+    condition = rules.key_condition(spec, SPARK_SQL)
     matched = "WHEN MATCHED"
     if only_if_later is not None:
-        column = quote_identifier(only_if_later)
-        matched += f" AND src.{column} > tgt.{column}"
+        matched += f" AND {rules.moves_forward(only_if_later, SPARK_SQL)}"
     return (
         f"MERGE INTO {table} AS tgt USING {view} AS src ON {condition} "
         f"{matched} THEN UPDATE SET {', '.join(f'{c} = src.{c}' for c in others)} "
@@ -594,7 +580,7 @@ def table_differences(spec: TableSpec, existing: StructType) -> list[str]:
             arrow_type = pa.null()
             foreign[field.name] = field.dataType.simpleString()
         fields.append(pa.field(field.name, arrow_type, nullable=field.nullable))
-    differences = _schema_differences(spec.schema, pa.schema(fields))
+    differences = schema_differences(spec.schema, pa.schema(fields))
     # Name the foreign type rather than the null stand-in.
     for name, spark_type in foreign.items():
         prefixes = (f"{name}: expected ", f"unexpected column {name} ")
@@ -625,14 +611,9 @@ def _takes_arrow_tables(spark: SparkSession) -> bool:
 
 
 def _check_batch(spec: TableSpec, batch: pa.Table) -> None:
-    differences = _schema_differences(spec.schema, batch.schema)
+    differences = schema_differences(spec.schema, batch.schema)
     if differences:
         raise ValueError(f"batch for {spec.name} is not in its schema: {'; '.join(differences)}")
-
-
-def _schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
-    # The local engine's wording, so both engines report a mismatch the same way.
-    return schema_differences(expected, actual)
 
 
 # -- errors, values ---------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""The rules both engines write by, stated once; each engine only spells them in its SQL.
+
+- A log batch is merged insert-only on the table's key, matched only against target
+  rows in the batch's range of `cluster_by` (a row with the same `lw_id` has the same
+  `time`, since the id hashes it), so the target scan is pruned and no match is lost.
+- A checkpoint's cursor only moves forward: an update applies when the new cursor is
+  later, so of two overlapping runs the one that writes last never takes back the
+  other's claim.
+- A timestamp enters a statement as a UTC instant to the microsecond, formatted here
+  from a datetime; no string from a record is ever pasted into SQL.
+- A table's schema is compared with `tables.py` in the same words on both engines, and
+  a table gains only the columns added since (`tables.ADDED_COLUMNS`).
+- A table in a warehouse folder lives in the sub-folder named after it.
+
+delta-rs predicates and Spark SQL differ in identifier quoting, timestamp literals and
+aliases; a `Dialect` carries those differences, the functions here carry the rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..tables import ADDED_COLUMNS, UTC, TableSpec
+
+#: The checkpoint column an update may only move forward.
+CHECKPOINT_CURSOR = "cursor"
+_UTC_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one engine spells identifiers, timestamps and the two sides of a MERGE."""
+
+    #: A quoted identifier (our column names; `time` is a keyword in some dialects).
+    quote: Callable[[str], str]
+    #: A UTC instant as a literal the engine compares with a TIMESTAMP column.
+    timestamp: Callable[[datetime], str]
+    #: The alias of the table being written, and of the batch written into it.
+    target: str
+    source: str
+
+
+def utc_timestamp_text(value: datetime) -> str:
+    """An aware datetime as `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC, the text both engines'
+    timestamp literals wrap. A naive datetime names no instant: ValueError."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"expected an aware datetime, got {value!r}")
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat of a datetime yields digits and separators only; keep it that way.
+    if not _UTC_TIMESTAMP.fullmatch(text):
+        raise ValueError(f"cannot format {value!r} as a timestamp literal")
+    return text
+
+
+def key_condition(spec: TableSpec, dialect: Dialect) -> str:
+    """Target and source rows with the same `spec.key`."""
+    return " AND ".join(
+        f"{dialect.target}.{dialect.quote(k)} = {dialect.source}.{dialect.quote(k)}"
+        for k in spec.key
+    )
+
+
+def batch_range(spec: TableSpec, batch: pa.Table) -> tuple[str, datetime, datetime] | None:
+    """The column a merge may limit the target to, with the batch's min and max of it;
+    None when the merge must match on the key alone."""
+    column = spec.cluster_by
+    if column is None or batch.num_rows == 0:
+        return None
+    values = batch.column(column)
+    # A null in the range column would never match the range and be inserted again.
+    if values.null_count or not pa.types.is_timestamp(values.type):
+        return None
+    bounds = pc.min_max(values)
+    return column, bounds["min"].as_py(), bounds["max"].as_py()
+
+
+def merge_condition(spec: TableSpec, batch: pa.Table, dialect: Dialect) -> str:
+    """The insert-only merge's ON clause: the key, and the batch's range (inclusive) of
+    `spec.cluster_by` if there is one. Only quoted column names and literals formatted
+    from Arrow values enter the text."""
+    condition = key_condition(spec, dialect)
+    limits = batch_range(spec, batch)
+    if limits is None:
+        return condition
+    column, low, high = limits
+    target = f"{dialect.target}.{dialect.quote(column)}"
+    return (
+        f"{condition} AND {target} >= {dialect.timestamp(low)}"
+        f" AND {target} <= {dialect.timestamp(high)}"
+    )
+
+
+def moves_forward(column: str, dialect: Dialect) -> str:
+    """The update condition of a column that may only move forward (the cursor)."""
+    quoted = dialect.quote(column)
+    return f"{dialect.source}.{quoted} > {dialect.target}.{quoted}"
+
+
+def columns_to_add(spec: TableSpec, existing: Sequence[str]) -> list[str]:
+    """The columns a table with the columns `existing` gains: those of
+    `tables.ADDED_COLUMNS` it lacks, when that is all that differs in its names and what
+    it has comes first in the spec's order. Otherwise none: the table is left as it is
+    and `schema_differences` reports it."""
+    missing = [name for name in spec.columns if name not in existing]
+    if not missing or not set(missing) <= set(ADDED_COLUMNS.get(spec.name, ())):
+        return []
+    if list(existing) != spec.columns[: len(existing)]:
+        return []
+    return missing
+
+
+def table_folder(warehouse: Path, spec: TableSpec) -> Path:
+    """Where a table of a warehouse folder lives (both engines' layout)."""
+    return warehouse / spec.name
+
+
+def schema_differences(
+    expected: pa.Schema, actual: pa.Schema, *, nullability: bool = True
+) -> list[str]:
+    """Every way `actual` differs from `expected`: columns, types, nullability, order."""
+    found = {field.name: field for field in actual}
+    differences: list[str] = []
+    for field in expected:
+        other = found.get(field.name)
+        if other is None:
+            differences.append(f"missing column {field.name} {field.type}")
+            continue
+        if other.type != field.type:
+            differences.append(f"{field.name}: expected {field.type}, found {other.type}")
+        if nullability and other.nullable != field.nullable:
+            differences.append(
+                f"{field.name}: expected {_nullability(field)}, found {_nullability(other)}"
+            )
+    differences.extend(
+        f"unexpected column {field.name} {field.type}"
+        for field in actual
+        if field.name not in expected.names
+    )
+    if not differences and actual.names != expected.names:
+        differences.append(f"column order: expected {expected.names}, found {actual.names}")
+    return differences
+
+
+def _nullability(field: pa.Field) -> str:
+    return "nullable" if field.nullable else "NOT NULL"
