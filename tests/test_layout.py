@@ -1,4 +1,5 @@
-"""How the code is laid out: which modules may import which, and no `sys.path` edits.
+"""How the code is laid out: which modules may import which, no import cycle, and no
+`sys.path` edits.
 
 Read from the source with `ast`, nothing is imported. Entry points (the console scripts
 of pyproject.toml, the `python -m` modules, and the `zoom-ingest` command behind its
@@ -170,3 +171,35 @@ def test_the_sys_path_check_catches_the_usual_edits() -> None:
     ):
         assert sys_path_edits(edit) == [2], edit
     assert sys_path_edits("import sys\nprint(sys.path, sys.path.index('x'))") == []
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    """Modules form layers: no module reaches itself through imports, counting the ones
+    made for type checking or inside functions (a cycle hidden that way is still one)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    # `from . import sibling` names the package too; a module inside a package does not
+    # lean on the package's face that way, so edges to an enclosing package are left out.
+    graph = {
+        name: {
+            m
+            for m in imported_modules(path)
+            if m in modules and m != name and not name.startswith(m + ".")
+        }
+        for name, path in modules.items()
+    }
+    cycles = []
+    state: dict[str, str] = {}  # name → "open" while on the path, "done" after
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "open"
+        for imported in sorted(graph[name]):
+            if state.get(imported) == "open":
+                cycles.append(" → ".join([*path[path.index(imported) :], imported]))
+            elif imported not in state:
+                visit(imported, [*path, imported])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)

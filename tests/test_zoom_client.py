@@ -389,7 +389,9 @@ def test_fetch_pages_sends_the_documented_query_and_stops_on_empty_token() -> No
     window = day_window("operation_logs", date(2025, 1, 1), date(2025, 1, 2))
     counters = CallCounters()
     settings = unit_settings(category_type="role")
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, settings, counters))
+    pages = list(
+        fetch_pages(client, STREAMS_BY_NAME[key], window, settings.category_type, counters)
+    )
     assert [len(p.records) for p in pages] == [1, 0, 2]
     assert pages[2].newest == pages[2].oldest == datetime(2025, 1, 1, 9, tzinfo=UTC)
     assert pages[1].newest is None
@@ -416,7 +418,7 @@ def test_early_stop_after_the_page_that_reaches_below_stop_before() -> None:
     client, session = scripted_client([token_ok()], pages)
     stop_before = datetime(2025, 1, 2, 10, tzinfo=UTC)
     window = day_window(key, date(2025, 1, 2), date(2025, 1, 2), stop_before=stop_before)
-    got = list(fetch_pages(client, STREAMS_BY_NAME[key], window, unit_settings(), CallCounters()))
+    got = list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", CallCounters()))
     assert len(got) == 3 and len(session.gets) == 3  # page 4 is never asked for
     assert got[2].oldest == datetime(2025, 1, 2, 9, tzinfo=UTC)
 
@@ -437,7 +439,7 @@ def test_a_body_without_the_records_list_is_retried_as_garbage(bad_body: dict[st
     )
     window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
     counters = CallCounters()
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, unit_settings(), counters))
+    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters))
     assert len(pages) == 1 and len(pages[0].records) == 1
     assert counters.retries == 1 and counters.api_calls == 2
 
@@ -448,7 +450,7 @@ def test_a_report_page_without_the_records_list_is_an_empty_page() -> None:
     client, session = scripted_client([token_ok()], [response(200, empty)])
     window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
     counters = CallCounters()
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, unit_settings(), counters))
+    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters))
     assert [p.records for p in pages] == [[]]
     assert counters.retries == 0 and len(session.gets) == 1
 
@@ -470,7 +472,7 @@ def test_scope_error_from_a_stream_lists_granular_and_classic_scopes() -> None:
     window = day_window("activity_logs", date(2025, 1, 1), date(2025, 1, 1))
     stream = STREAMS_BY_NAME["activity_logs"]
     with pytest.raises(ZoomScopeError) as caught:
-        list(fetch_pages(client, stream, window, unit_settings(), CallCounters()))
+        list(fetch_pages(client, stream, window, "all", CallCounters()))
     text = str(caught.value)
     assert "report:read:user_activities:admin" in text and "report:read:admin" in text
 
@@ -480,7 +482,7 @@ def test_scope_error_from_a_stream_lists_granular_and_classic_scopes() -> None:
 
 def fetch_all(client: ZoomClient, stream: str, window: Window, counters: CallCounters) -> list:
     records: list[Any] = []
-    for page in fetch_pages(client, STREAMS_BY_NAME[stream], window, unit_settings(), counters):
+    for page in fetch_pages(client, STREAMS_BY_NAME[stream], window, "all", counters):
         records.extend(page.records)
     return records
 

@@ -515,7 +515,7 @@ class _Writer:
                     continue
                 if chain.pages is None:
                     chain.pages = fetch_pages(
-                        self.client, s.stream, chain.window, self.settings, s.counters
+                        self.client, s.stream, chain.window, self.settings.category_type, s.counters
                     )
                 started, waited_before = time.monotonic(), waited()
                 page = next(chain.pages, None)

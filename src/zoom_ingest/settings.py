@@ -6,14 +6,14 @@ names the setting and what is allowed (the CLI turns it into exit code 2).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from urllib.parse import urlsplit
 
+# Secret and SettingsError are part of this module's face: callers import them from here.
+from .setting_values import Secret, SettingsError, check_url
 from .tables import UTC
 from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL, ZoomClientConfig
 from .zoom.rules import CATEGORY_TYPES
@@ -26,40 +26,6 @@ MODES = ("incremental", "reconcile")
 #: with Delta Lake (the Databricks code path). Both write `<warehouse>/<table>`.
 ENGINES = ("local", "spark")
 DEFAULT_ENGINE = "local"
-
-
-class SettingsError(ValueError):
-    """A setting has a value that is not allowed. str() is one line for the user."""
-
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(f"invalid setting {setting}: {message}")
-        self.setting = setting
-
-
-class Secret:
-    """A credential that never shows itself in repr, str, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -165,26 +131,6 @@ def validate(s: Settings) -> None:
     _check_range("batch_rows", s.batch_rows, 1, 10_000_000)
     _check_range("timeout", s.timeout, 0.1, 600)
     _check_range("max_retries", s.max_retries, 0, 100)
-
-
-def check_url(setting: str, url: str) -> None:
-    """HTTPS, or plain http to a loopback address only (the local simulator)."""
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SettingsError(setting, f"{url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise SettingsError(
-            setting, f"{url!r}: plain http is allowed only to loopback (127.0.0.1, ::1, localhost)"
-        )
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)

@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from .. import __version__
+from ..setting_values import check_url
 from ..tables import UTC
 from .auth import TokenProvider
 from .config import ZoomClientConfig
@@ -131,10 +132,7 @@ class ZoomClient:
         backoff_max: float = 30.0,
     ) -> None:
         # Settings validated these already; checked again here because this is where the
-        # bearer token and the client secret leave the process. Imported here: settings.py
-        # reads this package's rules, so this package imports nothing of it at load time.
-        from ..settings import check_url
-
+        # bearer token and the client secret leave the process.
         check_url("api_url", config.api_url)
         check_url("oauth_url", config.oauth_url)
         self._config = config

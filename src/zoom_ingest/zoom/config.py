@@ -8,10 +8,8 @@ that only talk to Zoom can build one directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # settings.py imports this package's rules, so only for the type
-    from ..settings import Secret
+from ..setting_values import Secret
 
 #: Zoom's production endpoints.
 DEFAULT_API_URL = "https://api.zoom.us/v2"

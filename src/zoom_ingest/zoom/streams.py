@@ -20,18 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime
+from typing import Any, Protocol
 
 from ..normalise import RecordError, parse_time
 from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec
 from .client import CallCounters, ZoomClient
 from .errors import ZoomError, ZoomRequestError, ZoomScopeError
 from .rules import PAGE_SIZE
-
-if TYPE_CHECKING:  # both import this package's rules: for the types only
-    from ..plan import Window
-    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +127,22 @@ class Page:
     total_records: int | None = None
 
 
+class DateWindow(Protocol):
+    """What paging needs of a window (plan.Window is one): its dates and where it may stop."""
+
+    @property
+    def from_date(self) -> date: ...
+    @property
+    def to_date(self) -> date: ...
+    @property
+    def stop_before(self) -> datetime | None: ...
+
+
 def fetch_pages(
     client: ZoomClient,
     stream: Stream,
-    window: Window,
-    settings: Settings,
+    window: DateWindow,
+    category_type: str,
     counters: CallCounters,
 ) -> Iterator[Page]:
     """The pages of one window, newest first. Raises a `ZoomError` subclass on failure.
@@ -147,7 +154,7 @@ def fetch_pages(
         "from": window.from_date.isoformat(),
         "to": window.to_date.isoformat(),
         "page_size": PAGE_SIZE,
-        **stream.query_params(settings.category_type),
+        **stream.query_params(category_type),
     }
     restarts = 0
     pages = 0
