@@ -203,3 +203,26 @@ def test_the_package_has_no_import_cycle() -> None:
         if name not in state:
             visit(name, [name])
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_the_module_map_in_developers_md_matches_the_tree() -> None:
+    """Every module of the package is in DEVELOPERS.md's module map, and every file the
+    map names exists: the map is how a newcomer finds their way, so it must not drift."""
+    text = (ROOT / "DEVELOPERS.md").read_text()
+    block = text.split("## Modules and their contracts", 1)[1].split("```", 2)[1]
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if path.name == "__init__.py":
+            if len(relative.parts) > 1 and f"{relative.parts[0]}/" not in block:
+                missing.append(str(relative.parent) + "/")
+        elif not re.search(rf"(^|[\s(/]){re.escape(path.name)}\b", block):
+            missing.append(str(relative))
+    assert not missing, f"not in DEVELOPERS.md's module map: {missing}"
+    files = {
+        p.name
+        for folder in ("src", "tests", "benchmarks", "scripts")
+        for p in (ROOT / folder).rglob("*.py")
+    }
+    stale = sorted(n for n in set(re.findall(r"[\w/]+\.py\b", block)) if Path(n).name not in files)
+    assert not stale, f"DEVELOPERS.md's module map names files that do not exist: {stale}"
