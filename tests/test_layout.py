@@ -226,3 +226,13 @@ def test_the_module_map_in_developers_md_matches_the_tree() -> None:
     }
     stale = sorted(n for n in set(re.findall(r"[\w/]+\.py\b", block)) if Path(n).name not in files)
     assert not stale, f"DEVELOPERS.md's module map names files that do not exist: {stale}"
+
+
+def test_every_module_opens_with_what_it_is_for() -> None:
+    """A module's docstring opens with its one job: a newcomer reads that line first."""
+    silent = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if len((ast.get_docstring(ast.parse(path.read_text())) or "").split()) < 4
+    ]
+    assert not silent, f"modules without a docstring saying what they do: {silent}"
