@@ -203,13 +203,13 @@ class Batch:
         parsed = _canonical_times(times)
         if parsed is None:
             return False
-        columns = [[record.get(name) for record in page] for name in spec.record_fields[1:]]
+        columns = _columns(page, spec.record_fields[1:])
         prefix = _lw_prefix(spec.name)
         try:
             # encode_basestring raises TypeError for anything but a string: a field of
             # another JSON type; encode() raises for a lone surrogate. The record-by-record
             # path rejects either with its reason.
-            encoded = [[_NULL if v is None else _encode_string(v) for v in c] for c in columns]
+            encoded = [_encoded(column) for column in columns]
             heads = [prefix + time + '"' for time in times]
             arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
             keys = list(map(_hexdigest, map(sha256, map(str.encode, arrays))))
@@ -286,6 +286,24 @@ _CANONICAL_TIME = re.compile(
 _NULL = "null"
 _STRING_OR_NULL = frozenset({str, type(None)})
 _hexdigest = operator.methodcaller("hexdigest")
+
+
+def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
+    """The page's values of each field, missing as None (one C loop when none is)."""
+    if len(names) > 1:  # itemgetter of one name gives the value, not a tuple
+        try:
+            rows = map(operator.itemgetter(*names), page)
+            return [list(column) for column in zip(*rows, strict=True)]
+        except KeyError:
+            pass
+    return [[record.get(name) for record in page] for name in names]
+
+
+def _encoded(column: list[Any]) -> list[str]:
+    """Each value as JSON: a string's JSON (TypeError for any other type), or null."""
+    if None not in column:
+        return list(map(_encode_string, column))
+    return [_NULL if value is None else _encode_string(value) for value in column]
 
 
 def _close_array(text: str) -> str:
