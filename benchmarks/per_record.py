@@ -7,6 +7,11 @@ fed to `normalise.Batch` in pages of 300 as the job's writer gets them, then tur
 the sorted Arrow table and merged into an empty local warehouse in batches of
 `batch_rows`, as a backfill does. CPU time is this process's (`time.process_time()`), so a
 busy machine stretches the wall time but not the figure.
+
+The same records also go through `ReferenceBatch`, the record-by-record normaliser the
+job had before issue 14 (`normalise_record`, then `tables.lw_id`'s `json.dumps`, per
+record), into a second warehouse, so one run prints both figures and their ratio: issue
+14 asks for at least 3×.
 """
 
 from __future__ import annotations
@@ -15,15 +20,42 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.normalise import Batch
+from zoom_ingest.normalise import Batch, RecordError, Reject, normalise_record, raw_json
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import LOG_TABLES
 from zoom_ingest.zoom.rules import PAGE_SIZE
+
+
+class ReferenceBatch(Batch):
+    """The batch as it was before issue 14: every record through `normalise_record`
+    (its own RFC 3339 parse, and `tables.lw_id`: `json.dumps` and SHA-256), one dict per
+    row, one Arrow table per page. Kept here only to measure the job's path against."""
+
+    def add(self, records: Iterable[object]) -> None:
+        columns: dict[str, list[object]] = {name: [] for name in self.spec.columns}
+        for record in records:
+            self.records_seen += 1
+            try:
+                row = normalise_record(self.spec, record)
+            except RecordError as exc:
+                self.rejects.append(Reject(reason=str(exc), raw_json=raw_json(record)))
+                continue
+            key = str(row["lw_id"])
+            if key in self._ids:
+                continue
+            self._ids.add(key)
+            for name, values in columns.items():
+                values.append(row.get(name))
+        if columns["lw_id"]:
+            self._chunks.append(pa.Table.from_pydict(columns, schema=self.spec.schema))
+            self._rows = None
 
 
 def sample_records(records: int, seed: int = 5) -> dict[str, list[Any]]:
@@ -36,7 +68,22 @@ def sample_records(records: int, seed: int = 5) -> dict[str, list[Any]]:
 
 
 def measure_per_record(records: int = 200_000, batch_rows: int = 100_000) -> dict[str, Any]:
+    """The job's path, and the path before issue 14 on the same records; their ratio."""
     data = sample_records(records)
+    current = measure_path(data, Batch, batch_rows)
+    reference = measure_path(data, ReferenceBatch, batch_rows)
+    return {
+        **current,
+        "before_issue_14": reference,
+        "ratio_to_before_issue_14": current["records_per_cpu_second"]
+        / reference["records_per_cpu_second"],
+    }
+
+
+def measure_path(
+    data: dict[str, list[Any]], batch_type: type[Batch], batch_rows: int
+) -> dict[str, Any]:
+    """Records per CPU-second of `batch_type`'s normalise, the sorted table and MERGE."""
     total = sum(len(v) for v in data.values())
     normalise = to_arrow = merge = 0.0
     with tempfile.TemporaryDirectory(prefix="zoom-ingest-per-record-") as folder:
@@ -46,7 +93,7 @@ def measure_per_record(records: int = 200_000, batch_rows: int = 100_000) -> dic
             spec = LOG_TABLES[stream]
             for start in range(0, len(recs), batch_rows):
                 chunk = recs[start : start + batch_rows]
-                batch = Batch(spec)
+                batch = batch_type(spec)
                 t0 = time.process_time()
                 for page in range(0, len(chunk), PAGE_SIZE):
                     batch.add(chunk[page : page + PAGE_SIZE])

@@ -79,7 +79,7 @@ def _handle_probe(self, event, bar):
     try:
         return _handle(self, event, bar)
     finally:
-        _events["handle"].append((event[0], t - _T0, time.monotonic() - t))
+        _events["handle"].append((type(event).__name__, t - _T0, time.monotonic() - t))
 _job._Writer._handle = _handle_probe
 _flush = _job._Writer._flush
 def _flush_probe(self, s):

@@ -100,3 +100,62 @@ def test_a_page_with_an_impossible_date_rejects_only_that_record():
     batch.add([good, bad])
     assert len(batch) == 1
     assert [r.reason.split(":")[0] for r in batch.rejects] == ["time"]
+
+
+def _common_page(rng: random.Random, spec, n: int) -> list[object]:
+    """Records that all take the page path: canonical times, strings (no lone
+    surrogate), null or missing fields; some repeated within the page."""
+    strings = [s for s in ODD_STRINGS if "\ud800" not in s]
+    page: list[object] = []
+    for _ in range(n):
+        record: dict[str, object] = {
+            "time": f"2025-0{rng.randint(1, 9)}-{rng.randint(10, 28)}T1{rng.randint(0, 9)}:00:00Z"
+        }
+        for name in spec.record_fields[1:]:
+            roll = rng.random()
+            if roll < 0.1:
+                continue
+            record[name] = None if roll < 0.2 else rng.choice([*strings, f"v{rng.randint(0, 3)}"])
+        page.append(record)
+    return page + page[:5]
+
+
+def _assert_same_as_record_by_record(spec, pages: list[list[object]]) -> Batch:
+    batch = Batch(spec)
+    for page in pages:
+        batch.add(page)
+    rows, reasons = _reference(spec, [r for page in pages for r in page])
+    assert batch.rows == rows and list(batch.rows) == list(rows)  # the first copy wins
+    assert sorted(r.reason for r in batch.rejects) == sorted(reasons)
+    assert batch.records_seen == sum(map(len, pages))
+    return batch
+
+
+@pytest.mark.parametrize("spec", [ACTIVITY_LOGS, OPERATION_LOGS], ids=lambda s: s.name)
+def test_a_page_of_common_records_is_added_in_columns_as_record_by_record(spec):
+    rng = random.Random(3)
+    pages = [_common_page(rng, spec, 300) for _ in range(3)]
+    pages.append(pages[0][:40])  # repeated across pages
+    assert Batch(spec)._add_page(pages[0])  # the page path takes it whole
+    batch = _assert_same_as_record_by_record(spec, pages)
+    assert len(batch) > 800 and not batch.rejects
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"time": "2025-02-30T10:00:00Z", "email": "x"},  # no such date
+        {"time": "2025-08-11T10:00:00.5Z", "email": "x"},  # valid, not canonical
+        {"time": "2025-08-11T10:00:00Z\n", "email": "x"},
+        {"time": "2025-08-11T10:00:00Z", "email": 7},
+        {"time": "2025-08-11T10:00:00Z", "email": {"x": 1}},
+        {"time": "2025-08-11T10:00:00Z", "email": "lone \ud800 surrogate"},
+        {"time": None},
+        "not an object",
+    ],
+)
+def test_one_odd_record_sends_its_page_record_by_record(odd):
+    rng = random.Random(5)
+    page = [*_common_page(rng, ACTIVITY_LOGS, 50), odd]
+    assert not Batch(ACTIVITY_LOGS)._add_page(page)
+    _assert_same_as_record_by_record(ACTIVITY_LOGS, [page])

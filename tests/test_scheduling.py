@@ -10,6 +10,8 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from test_job import assert_equals_ground_truth, backfill_start, settings_for
+from test_writer import backfill_plan, writer_for
+from zoom_ingest import job
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, StreamRun, _Chain, _Scheduler, run
 from zoom_ingest.plan import Plan, Window
@@ -145,3 +147,35 @@ def test_runs_table_of_an_earlier_version_gains_the_new_columns(tmp_path):
     new = [r for key, r in rows.items() if key[0] != "old"]
     assert len(new) == 2 and all(r["rate_limit"] == 200.0 for r in new)
     assert pa.schema(DeltaTable(str(path)).schema().to_arrow()).names == RUNS.schema.names
+
+
+def test_no_window_opens_beyond_the_span_of_the_oldest_open_one():
+    """Memory (issue 14): a lagging window holds the span. Window 0 stays open while the
+    others finish; no window `open_limit` or more places after it opens, whatever the
+    estimates say, until window 0 is done."""
+    chains = _chains([1.0] * 12)
+    for chain in chains:
+        chain.pages, chain.remaining = None, 0.5  # tiny estimates: the horizon never fills
+    scheduler = _Scheduler(chains, max_in_flight=2, open_limit=4, rate=10)
+    lagging = scheduler.take()
+    assert lagging.order == 0
+    opened = {lagging.order}
+    for _ in range(3):  # windows 1-3 come and go; window 0 is never released
+        chain = scheduler.take()
+        opened.add(chain.order)
+        scheduler.release(chain, finished=True, seconds=0.1)
+    assert opened == {0, 1, 2, 3}
+    assert scheduler._open == 1 and len(scheduler._waiting) == 8  # window 4 waits
+    assert max(c.order for c in scheduler._opened) - lagging.order < 4
+    scheduler.release(lagging, finished=True, seconds=0.1)
+    assert scheduler.take().order == 4
+
+
+def test_the_writer_bounds_the_open_span_and_its_queues():
+    """What the job holds at once does not grow with the backfill: the open windows'
+    span, the queue of pages (4 per fetch thread) and one batch waiting to be merged."""
+    writer, _s, _engine = writer_for(backfill_plan())
+    concurrency = writer.settings.effective_concurrency
+    assert writer.events.maxsize == 4 * concurrency
+    assert writer.commits.maxsize == 1
+    assert job.OPEN_WINDOWS_PER_FETCH_THREAD == 2

@@ -177,6 +177,31 @@ def writer_for(
     return writer, s, engine
 
 
+def event(kind: str, stream: str, index: int, payload: object = None) -> job._Event:
+    """A fetch thread's event, from the short form these tests write it in."""
+    if kind == "records":
+        assert isinstance(payload, list)
+        return job._Records(stream, index, payload)
+    if kind == "failed":
+        assert isinstance(payload, BaseException)
+        return job._WindowFailed(stream, index, payload)
+    return {"done": job._WindowDone, "cancelled": job._WindowCancelled}[kind](stream, index)
+
+
+def short(posted: job._Event) -> tuple:
+    """An event in the short form: (kind, stream, window index, payload or None)."""
+    match posted:
+        case job._Records(stream, index, records):
+            return ("records", stream, index, records)
+        case job._WindowFailed(stream, index, error):
+            return ("failed", stream, index, error)
+        case job._WindowDone(stream, index):
+            return ("done", stream, index, None)
+        case job._WindowCancelled(stream, index):
+            return ("cancelled", stream, index, None)
+    raise AssertionError(f"not an event: {posted!r}")
+
+
 def commit_handed(writer: _Writer) -> int:
     """Do the committer thread's work, in this thread: commit every batch `_flush` has
     handed over (as `_commit_loop` does). Returns how many there were."""
@@ -188,7 +213,7 @@ def commit_handed(writer: _Writer) -> int:
             return n
         assert item is not None
         try:
-            writer._commit(*item)
+            writer._commit(item)
         finally:
             writer.pending_commits -= 1
         n += 1
@@ -411,6 +436,13 @@ def test_records_before_the_backfill_start_are_not_stored_and_its_midnight_is_ke
     s.batch.add([sign_in(floor - timedelta(hours=5), "earlier")])
     flush(writer, s)
     assert s.inserted == 2 and s.before_floor == 3  # tallied over every flush
+    lines = summary_of(s).lines()
+    assert "    3 fetched records before the start not stored" in lines
+
+
+def test_the_summary_says_nothing_of_the_floor_when_no_record_was_before_it():
+    _writer, s, _engine = writer_for(backfill_plan())
+    assert not any("before the start" in line for line in summary_of(s).lines())
 
 
 def test_without_a_floor_every_record_is_stored():
@@ -490,11 +522,11 @@ def test_records_are_buffered_until_the_batch_is_full():
     bar = FakeBar()
     day = datetime(2026, 11, 20, tzinfo=UTC)
     page = [sign_in(day + timedelta(hours=h)) for h in (1, 2)]
-    assert writer._handle(("records", "activity_logs", 0, page), bar) == 0
+    assert writer._handle(event("records", "activity_logs", 0, page), bar) == 0
     assert engine.merges == [] and s.fetched == 2 and bar.records_seen == 2
     assert writer.commits.empty()
     more = [sign_in(day + timedelta(hours=3))]
-    assert writer._handle(("records", "activity_logs", 0, more), bar) == 0
+    assert writer._handle(event("records", "activity_logs", 0, more), bar) == 0
     assert writer.commits.qsize() == 1 and len(s.batch) == 0  # exactly batch_rows: flushed
     commit_handed(writer)
     assert engine.merges == [(ACTIVITY_LOGS.name, 3)]
@@ -505,25 +537,27 @@ def test_records_are_buffered_until_the_batch_is_full():
 def test_fetched_counts_every_record_even_duplicates_and_rejects():
     writer, s, _engine = writer_for(backfill_plan())
     record = sign_in(datetime(2026, 11, 20, 1, tzinfo=UTC))
-    writer._handle(("records", "activity_logs", 0, [record, record, {"time": None}]), FakeBar())
+    writer._handle(
+        event("records", "activity_logs", 0, [record, record, {"time": None}]), FakeBar()
+    )
     assert s.fetched == 3 and len(s.batch) == 1
 
 
 def test_a_done_window_waits_in_the_batch_until_the_flush():
     writer, s, _engine = writer_for(backfill_plan())
     bar = FakeBar()
-    assert writer._handle(("done", "activity_logs", 2, None), bar) == 1
+    assert writer._handle(event("done", "activity_logs", 2, None), bar) == 1
     assert s.done_in_batch == {2} and s.committed == set() and bar.windows_done == 1
-    assert s.windows_finished == 1 and s.cancelled_windows == 0
+    assert s.windows_finished == 1
 
 
 def test_a_cancelled_window_ends_but_is_never_committed():
     writer, s, engine = writer_for(backfill_plan())
     bar = FakeBar()
-    assert writer._handle(("cancelled", "activity_logs", 0, None), bar) == 1
-    assert s.cancelled_windows == 1 and s.done_in_batch == set() and bar.windows_done == 0
-    assert writer._handle(("cancelled", "activity_logs", 1, None), bar) == 1
-    assert s.cancelled_windows == 2 and s.windows_finished == 2
+    assert writer._handle(event("cancelled", "activity_logs", 0, None), bar) == 1
+    assert s.windows_finished == 1 and s.done_in_batch == set() and bar.windows_done == 0
+    assert writer._handle(event("cancelled", "activity_logs", 1, None), bar) == 1
+    assert s.windows_finished == 2
     flush(writer, s)
     assert s.committed == set() and engine.saved == []
 
@@ -531,7 +565,7 @@ def test_a_cancelled_window_ends_but_is_never_committed():
 def test_a_failed_window_ends_and_fails_the_stream():
     writer, s, _engine = writer_for(backfill_plan())
     exc = ZoomError("activity_logs 2026-11-20: Zoom said no")
-    assert writer._handle(("failed", "activity_logs", 1, exc), FakeBar()) == 1
+    assert writer._handle(event("failed", "activity_logs", 1, exc), FakeBar()) == 1
     assert s.error == "activity_logs 2026-11-20: Zoom said no" and s.aborted
     assert s.done_in_batch == set()
 
@@ -540,9 +574,9 @@ def test_the_stream_is_finished_when_its_last_window_ends():
     writer, s, _engine = writer_for(backfill_plan())
     n = len(s.plan.windows)
     for index in range(n - 1):
-        writer._handle(("done", "activity_logs", index, None), FakeBar())
+        writer._handle(event("done", "activity_logs", index, None), FakeBar())
         assert s.finished is None
-    writer._handle(("cancelled", "activity_logs", n - 1, None), FakeBar())
+    writer._handle(event("cancelled", "activity_logs", n - 1, None), FakeBar())
     assert s.finished is not None and s.windows_finished == n
 
 
@@ -568,7 +602,7 @@ def fetch(writer: _Writer, s: StreamRun, *indexes: int) -> list[tuple]:
     assert not thread.is_alive(), "the fetch thread did not finish"
     out = []
     while not writer.events.empty():
-        out.append(writer.events.get_nowait())
+        out.append(short(writer.events.get_nowait()))
     return out
 
 

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as clock_time
@@ -69,13 +69,21 @@ STALE_CHAIN_SECONDS = 300.0
 #: Chains in flight beyond rate × latency (Little's law), for the time a page spends in
 #: the client (parsing, handing over) and for latency that varies.
 IN_FLIGHT_SLACK = 1.3
-#: Windows open (oldest first) while the open chains hold less calls than the rate
-#: limit makes in twice the time the longest chain seen takes (a long chain opened later
-#: than its own length before the end would page alone at the end while the limiter
-#: idles), kept between these bounds. No wider: every batch spans the open windows'
+#: Windows open (oldest first) while the open chains hold fewer calls than the rate
+#: limit makes in this time: enough that no long chain opens so late that it pages alone
+#: at the end while the limiter idles. No wider: every batch spans the open windows'
 #: days, and a MERGE reads the files its time range overlaps.
 OPEN_HORIZON_SECONDS = 120.0
-MIN_OPEN_HORIZON_SECONDS = 15.0
+#: The open windows lie within this many windows per fetch thread of the oldest open
+#: one, in plan order. Memory: a batch holds records of every open window, and every
+#: file a MERGE writes spans the batch's time range; a MERGE reads every file that
+#: overlaps its own range. With the whole backfill open at once (first pages of a day
+#: underestimate it, so the horizon in calls let every window open) every file spanned
+#: the whole backfill, no MERGE could skip one, and its memory grew with the table.
+#: Kept within a span of windows, the files a MERGE reads are those of the last few
+#: batches, whatever the backfill's size. A window that lags holds the span (no newer
+#: window opens) until it is paged: the others run out and leave it the first in line.
+OPEN_WINDOWS_PER_FETCH_THREAD = 2
 
 
 @dataclass
@@ -85,18 +93,19 @@ class StreamRun:
     stream: Stream
     plan: Plan
     counters: CallCounters = field(default_factory=CallCounters)
-    batch: Batch | None = None
+    batch: Batch = field(init=False)
     done_in_batch: set[int] = field(default_factory=set)
     committed: set[int] = field(default_factory=set)
     windows_finished: int = 0
     fetched: int = 0
     inserted: int = 0
     rejected: int = 0
+    #: Records fetched from before the backfill's floor (Zoom's whole days overlap it),
+    #: dropped rather than stored: shown in the summary, so fetched − inserted adds up.
     before_floor: int = 0
     cursor: datetime | None = None
     error: str | None = None
     aborted: bool = False
-    cancelled_windows: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -170,6 +179,8 @@ class RunSummary:
                 f"calls {c.api_calls:,}  retries {c.retries:,}  429s {c.rate_limited:,}  "
                 f"cursor {cursor}"
             )
+            if s.before_floor:
+                out.append(f"    {s.before_floor:,} fetched records before the start not stored")
             if s.error and s.error != self.unreachable:
                 out.append(f"    error: {s.error}")
         if self.daily_limit_retry_at is not None:
@@ -180,6 +191,56 @@ class RunSummary:
         if self.interrupted:
             out.append("  interrupted; checkpoints kept at the committed data.")
         return out
+
+
+# --- what the fetch threads tell the writer, and what the writer hands the committer ---
+
+
+@dataclass(frozen=True)
+class _Records:
+    """A page of a window's records (never empty)."""
+
+    stream: str
+    index: int  # the window's place in its stream's plan
+    records: list[object]
+
+
+@dataclass(frozen=True)
+class _WindowDone:
+    """The window's last page is in: it can be committed with the batch that holds it."""
+
+    stream: str
+    index: int
+
+
+@dataclass(frozen=True)
+class _WindowCancelled:
+    """The run is stopping (or the stream failed): the window was not fetched to its end."""
+
+    stream: str
+    index: int
+
+
+@dataclass(frozen=True)
+class _WindowFailed:
+    """The window's fetch raised `error`; its stream stops there."""
+
+    stream: str
+    index: int
+    error: BaseException
+
+
+#: A fetch thread's event. Each window ends with exactly one of the last three.
+_Event = _Records | _WindowDone | _WindowCancelled | _WindowFailed
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """One flushed batch of a stream, and the windows it completes."""
+
+    s: StreamRun
+    batch: Batch
+    done: set[int]
 
 
 def new_run_id(now: datetime) -> str:
@@ -344,9 +405,10 @@ class _Scheduler:
     """Which chain's next page goes out next, and how many go out at once.
 
     - Windows open in plan order (oldest first, so the checkpoint keeps moving) while
-      the open chains hold less than `OPEN_HORIZON_SECONDS` of calls at the rate limit
-      (and at most `open_limit` of them); a newly opened window's first page goes first,
-      since it tells how long the chain is.
+      the open chains hold less than `OPEN_HORIZON_SECONDS` of calls at the rate limit,
+      and only within `open_limit` windows of the oldest open one (so that a batch, and
+      the files it writes, span few days: see `OPEN_WINDOWS_PER_FETCH_THREAD`); a newly
+      opened window's first page goes first, since it tells how long the chain is.
     - Among open chains, the one with the largest share of its window left goes next
       (then the most pages left). Days of a stream share their hours' rhythm, so the
       share of time left is the share of records left; evening it out makes a busy day
@@ -374,7 +436,6 @@ class _Scheduler:
         self._open_limit = max(1, open_limit)
         self._rate = rate
         self._seconds_per_page: float | None = None
-        self._longest = 1.0  # pages of the longest chain seen (fetched + estimated left)
         self.peak_in_flight = 0
 
     def target(self) -> int:
@@ -411,6 +472,10 @@ class _Scheduler:
             return work < self._rate * END_GAME_SECONDS
 
     def _should_open(self) -> bool:
+        if self._opened:
+            oldest = min(chain.order for chain in self._opened)
+            if self._waiting[-1].order - oldest >= self._open_limit:
+                return False  # beyond the span: wait for the oldest open window
         if self._open < max(2, self._max):
             return True
         if self._open >= self._open_limit:
@@ -425,9 +490,6 @@ class _Scheduler:
             self._in_flight -= 1
             if chain.records and len(self._first_pages) < 1000 and chain.pages_seen == 1:
                 self._first_pages.append(chain.remaining + 1)
-            if chain.pages_seen and not math.isinf(chain.remaining):
-                left = 0.0 if finished else chain.remaining
-                self._longest = max(self._longest, chain.pages_seen + left)
             if finished:
                 self._open -= 1
                 self._opened.discard(chain)
@@ -475,14 +537,14 @@ class _Writer:
         self.runs = {s.name: s for s in runs}
         self.client = client
         self.progress_mode = progress
-        self.events: queue.Queue[tuple] = queue.Queue(maxsize=settings.effective_concurrency * 4)
+        self.events: queue.Queue[_Event] = queue.Queue(maxsize=settings.effective_concurrency * 4)
         self.stop = threading.Event()
         self.daily_limit_retry_at: datetime | None = None
         self.interrupted = False
         self.last_flush = time.monotonic()
         #: Batches handed to the committer: one merging and one waiting at most, so
         #: memory stays bounded by the batch size.
-        self.commits: queue.Queue[tuple | None] = queue.Queue(maxsize=1)
+        self.commits: queue.Queue[_Commit | None] = queue.Queue(maxsize=1)
         self.commit_error: BaseException | None = None
         self.pending_commits = 0  # handed to the committer and not yet merged
         self.pending_lock = threading.Lock()
@@ -511,7 +573,7 @@ class _Writer:
             finished, seconds = True, None
             try:
                 if self.stop.is_set() or s.aborted:
-                    self.events.put(("cancelled", s.name, index, None))
+                    self.events.put(_WindowCancelled(s.name, index))
                     continue
                 if chain.pages is None:
                     chain.pages = fetch_pages(
@@ -520,18 +582,18 @@ class _Writer:
                 started, waited_before = time.monotonic(), waited()
                 page = next(chain.pages, None)
                 if page is None:
-                    self.events.put(("done", s.name, index, None))
+                    self.events.put(_WindowDone(s.name, index))
                     continue
                 seconds = time.monotonic() - started - (waited() - waited_before)
                 chain.observe(page)
                 if page.records:
-                    self.events.put(("records", s.name, index, page.records))
+                    self.events.put(_Records(s.name, index, page.records))
                 if not page.next_page_token:
-                    self.events.put(("done", s.name, index, None))
+                    self.events.put(_WindowDone(s.name, index))
                     continue
                 finished = False
             except BaseException as exc:  # every failure is reported; never lost in a thread
-                self.events.put(("failed", s.name, index, exc))
+                self.events.put(_WindowFailed(s.name, index, exc))
             finally:
                 scheduler.release(chain, finished=finished, seconds=seconds)
 
@@ -548,7 +610,7 @@ class _Writer:
         scheduler = _Scheduler(
             chains,
             max_in_flight=concurrency,
-            open_limit=max(64 * concurrency, 256),
+            open_limit=OPEN_WINDOWS_PER_FETCH_THREAD * concurrency,
             rate=self.settings.requests_per_second,
         )
         self.scheduler = scheduler
@@ -595,7 +657,7 @@ class _Writer:
             committer.join()
         self._raise_commit_error()
 
-    def _next_event(self) -> tuple:
+    def _next_event(self) -> _Event:
         while True:
             try:
                 return self.events.get(timeout=1.0)
@@ -606,31 +668,30 @@ class _Writer:
     def _drain(self, outstanding: int) -> None:
         """After a writer failure: let the fetch threads finish so they can be joined."""
         while outstanding:
-            kind = self.events.get()[0]
-            if kind != "records":
+            if not isinstance(self.events.get(), _Records):
                 outstanding -= 1
 
-    def _handle(self, event: tuple, bar: Progress) -> int:
+    def _handle(self, event: _Event, bar: Progress) -> int:
         """Apply one event; return 1 when it ends a window."""
-        kind, name, index, payload = event
-        s = self.runs[name]
-        if kind == "records":
-            s.batch.add(payload)  # type: ignore[union-attr]
-            s.fetched += len(payload)
-            bar.records(name, len(payload))
-            if len(s.batch) >= self.settings.batch_rows:  # type: ignore[arg-type]
+        s = self.runs[event.stream]
+        if isinstance(event, _Records):
+            s.batch.add(event.records)
+            s.fetched += len(event.records)
+            bar.records(s.name, len(event.records))
+            if len(s.batch) >= self.settings.batch_rows:
                 self._flush(s)
             return 0
         s.windows_finished += 1
         if s.windows_finished == len(s.plan.windows):
             s.finished = time.monotonic()
-        if kind == "done":
-            s.done_in_batch.add(index)
-            bar.window_done(name)
-        elif kind == "cancelled":
-            s.cancelled_windows += 1
-        else:
-            self._window_failed(s, s.plan.windows[index], payload)
+        match event:
+            case _WindowDone(index=index):
+                s.done_in_batch.add(index)
+                bar.window_done(s.name)
+            case _WindowFailed(index=index, error=error):
+                self._window_failed(s, s.plan.windows[index], error)
+            case _WindowCancelled():
+                pass  # never committed: the cursor stops before it
         return 1
 
     def _window_failed(self, s: StreamRun, window: Window, exc: BaseException) -> None:
@@ -669,14 +730,13 @@ class _Writer:
         advances the checkpoint) and start a new batch."""
         self.last_flush = time.monotonic()
         batch = s.batch
-        assert batch is not None
         if not len(batch) and not batch.rejects and not s.done_in_batch:
             return
         s.batch = Batch(s.stream.spec)
         done, s.done_in_batch = s.done_in_batch, set()
         with self.pending_lock:
             self.pending_commits += 1
-        self.commits.put((s, batch, done))
+        self.commits.put(_Commit(s, batch, done))
 
     def _raise_commit_error(self) -> None:
         if self.commit_error is not None:
@@ -688,7 +748,7 @@ class _Writer:
         while (item := self.commits.get()) is not None:
             try:
                 if self.commit_error is None:
-                    self._commit(*item)
+                    self._commit(item)
             except BaseException as exc:
                 self.commit_error = exc
                 self.stop.set()
@@ -696,8 +756,9 @@ class _Writer:
                 with self.pending_lock:
                     self.pending_commits -= 1
 
-    def _commit(self, s: StreamRun, batch: Batch, done: set[int]) -> None:
+    def _commit(self, commit: _Commit) -> None:
         """Merge the rows and rejects of one batch, then advance the checkpoint."""
+        s, batch = commit.s, commit.batch
         table = batch.to_arrow()
         if s.plan.floor is not None and table.num_rows:
             keep = pc.greater_equal(table["time"], pa.scalar(s.plan.floor, table["time"].type))
@@ -712,7 +773,7 @@ class _Writer:
         if batch.rejects:
             s.rejected += len(batch.rejects)
             self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))
-        s.committed |= done
+        s.committed |= commit.done
         self._advance_cursor(s)
 
     def _rejects_table(self, s: StreamRun, rejects: list[Reject]) -> pa.Table:
@@ -748,9 +809,9 @@ class _Writer:
         s.cursor = candidate
 
 
-def _interleave(runs: object) -> list[tuple[StreamRun, int, Window]]:
+def _interleave(runs: Iterable[StreamRun]) -> list[tuple[StreamRun, int, Window]]:
     """Oldest windows first, alternating streams, so both streams advance together."""
-    work = [(s, i, w) for s in runs for i, w in enumerate(s.plan.windows)]  # type: ignore[attr-defined]
+    work = [(s, i, w) for s in runs for i, w in enumerate(s.plan.windows)]
     return sorted(work, key=lambda item: (item[2].from_date, item[0].name))
 
 

@@ -7,11 +7,13 @@ a reject carrying the raw JSON and the reason, and the rest of the batch goes on
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,6 +109,10 @@ class Batch:
     def add(self, records: Iterable[object]) -> None:
         """Normalise one page of records into the batch.
 
+        A page whose every record is common (below) goes through `_add_page`, column by
+        column, with the per-record work in C loops (`map`, `str.join`, `hashlib`); any
+        other page goes record by record.
+
         The common record (a JSON object whose `time` is already in the canonical
         `YYYY-MM-DDTHH:MM:SSZ` form and whose fields are strings or null) takes a fast
         path: its lw_id is hashed from JSON built with the string encoder `json.dumps`
@@ -114,6 +120,9 @@ class Batch:
         in one call. Anything else goes through `normalise_record`, which rejects with a
         reason. Either way the first copy of a record wins.
         """
+        records = records if isinstance(records, list) else list(records)
+        if self._add_page(records):
+            return
         spec = self.spec
         fields = spec.record_fields[1:]
         prefix = _lw_prefix(spec.name)
@@ -177,6 +186,55 @@ class Batch:
         if slow:
             self._add_slow(slow)
 
+    def _add_page(self, records: list[object]) -> bool:
+        """Add a page whose every record is common, in columns; False (nothing added)
+        when any is not, for `add` to take record by record.
+
+        The lw_id of each record is the SHA-256 of the same JSON text `tables.lw_id`
+        hashes (`["<table>","<time>",<field>,…]`, each field a string from the JSON
+        string encoder or `null`), joined from per-column encodings."""
+        if not records or set(map(type, records)) != {dict}:
+            return False
+        page = cast("list[dict[str, Any]]", records)
+        spec = self.spec
+        times = [record.get("time") for record in page]
+        if set(map(type, times)) != {str}:
+            return False
+        parsed = _canonical_times(times)
+        if parsed is None:
+            return False
+        columns = _columns(page, spec.record_fields[1:])
+        prefix = _lw_prefix(spec.name)
+        try:
+            # encode_basestring raises TypeError for anything but a string: a field of
+            # another JSON type; encode() raises for a lone surrogate. The record-by-record
+            # path rejects either with its reason.
+            encoded = [_encoded(column) for column in columns]
+            heads = [prefix + time + '"' for time in times]
+            arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
+            keys = list(map(_hexdigest, map(sha256, map(str.encode, arrays))))
+        except (TypeError, UnicodeEncodeError):
+            return False
+        ids = self._ids
+        if ids.isdisjoint(keys) and len(set(keys)) == len(keys):
+            ids.update(keys)  # the common page: every record new
+        else:
+            keep: list[int] = []
+            for index, key in enumerate(keys):
+                if key not in ids:  # the first copy of a record wins
+                    ids.add(key)
+                    keep.append(index)
+            keys = [keys[i] for i in keep]
+            parsed = parsed.take(pa.array(keep, pa.int64()))
+            columns = [[column[i] for i in keep] for column in columns]
+        self.records_seen += len(page)
+        if keys:
+            table: dict[str, object] = {"lw_id": keys, "time": parsed}
+            table.update(zip(spec.record_fields[1:], columns, strict=True))
+            self._chunks.append(pa.Table.from_pydict(table, schema=spec.schema))
+            self._rows = None
+        return True
+
     def _add_slow(self, records: Iterable[object]) -> None:
         columns: dict[str, list[object]] = {name: [] for name in self.spec.columns}
         for record in records:
@@ -224,6 +282,34 @@ _CANONICAL_TIME = re.compile(
     re.ASCII,
 ).fullmatch
 
+#: The JSON of a field's value that is missing or null, in a lw_id's array.
+_NULL = "null"
+_STRING_OR_NULL = frozenset({str, type(None)})
+_hexdigest = operator.methodcaller("hexdigest")
+
+
+def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
+    """The page's values of each field, missing as None (one C loop when none is)."""
+    if len(names) > 1:  # itemgetter of one name gives the value, not a tuple
+        try:
+            rows = map(operator.itemgetter(*names), page)
+            return [list(column) for column in zip(*rows, strict=True)]
+        except KeyError:
+            pass
+    return [[record.get(name) for record in page] for name in names]
+
+
+def _encoded(column: list[Any]) -> list[str]:
+    """Each value as JSON: a string's JSON (TypeError for any other type), or null."""
+    if None not in column:
+        return list(map(_encode_string, column))
+    return [_NULL if value is None else _encode_string(value) for value in column]
+
+
+def _close_array(text: str) -> str:
+    return text + "]"
+
+
 #: The encoder `json.dumps(..., ensure_ascii=False)` uses for a string (C-accelerated).
 _encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
@@ -231,6 +317,25 @@ _encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
 def _lw_prefix(table_name: str) -> str:
     """`["<table>","` : what every lw_id JSON array starts with, up to the time."""
     return "[" + _encode_string(table_name) + ',"'
+
+
+#: `_CANONICAL_TIME` for Arrow's regular expressions (RE2), anchored.
+_CANONICAL_TIME_PATTERN = (
+    r"^[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
+)
+
+
+def _canonical_times(values: list[Any]) -> pa.Array | None:
+    """A page's times, all strings, as timestamps; None unless every one is canonical
+    and a date (Arrow's cast rejects 2025-02-30, as `parse_time` does)."""
+    strings = pa.array(values, pa.string())
+    if not pc.all(pc.match_substring_regex(strings, _CANONICAL_TIME_PATTERN)).as_py():
+        return None
+    try:
+        return pc.cast(strings, TIMESTAMP_UTC)
+    except pa.ArrowInvalid:
+        return None
 
 
 def _parse_canonical_times(values: list[str]) -> pa.Array:
