@@ -42,6 +42,7 @@ from zoom_ingest.zoom import (
     ZoomAuthError,
     ZoomError,
 )
+from zoom_ingest.zoom.rules import CATEGORY_TYPES
 from zoom_ingest.zoom.streams import Page
 
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
@@ -118,9 +119,10 @@ class ScriptedZoom:
     errors: dict[tuple[str, date], BaseException] = field(default_factory=dict)
     asked: list[tuple[str, date]] = field(default_factory=list)
 
-    def __call__(self, client, stream, window: Window, settings, counters) -> Iterator:
-        # What a window is fetched with: the run's client, settings and the stream's tallies.
-        assert isinstance(client, FakeClient) and isinstance(settings, Settings)
+    def __call__(self, client, stream, window: Window, category_type, counters) -> Iterator:
+        # What a window is fetched with: the run's client, its operation-log filter and the
+        # stream's tallies.
+        assert isinstance(client, FakeClient) and category_type in CATEGORY_TYPES
         assert isinstance(counters, CallCounters) and stream.name in STREAMS_BY_NAME
         key = (stream.name, window.from_date)
         self.asked.append(key)
