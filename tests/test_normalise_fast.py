@@ -6,8 +6,10 @@ import random
 
 import pytest
 
+from zoom_ingest import normalise
 from zoom_ingest.normalise import Batch, RecordError, normalise_record
 from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS
+from zoom_ingest.zoom import streams
 
 ODD_STRINGS = [
     "plain",
@@ -159,3 +161,28 @@ def test_one_odd_record_sends_its_page_record_by_record(odd):
     page = [*_common_page(rng, ACTIVITY_LOGS, 50), odd]
     assert not Batch(ACTIVITY_LOGS)._add_page(page)
     _assert_same_as_record_by_record(ACTIVITY_LOGS, [page])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_page_time_span_equals_parsing_every_time(seed):
+    """A page's newest and oldest time (the fetch's chain estimate and early stop), taken
+    from the two ends of the canonical strings, equal the max and min of every parsed
+    time; pages with other forms, impossible dates or non-objects give the same too."""
+    rng = random.Random(seed)
+    page = _common_page(rng, ACTIVITY_LOGS, 300)
+    if seed % 3 == 1:
+        page[rng.randrange(len(page))] = {"time": rng.choice(TIMES)}
+    if seed % 3 == 2:
+        page.append("not an object")
+
+    def parsed(record):
+        try:
+            return normalise.parse_time(record.get("time"))
+        except (RecordError, AttributeError):
+            return None
+
+    times = [t for t in map(parsed, page) if t is not None]
+    assert streams._time_span(page, "time") == (max(times), min(times))
+    assert streams._time_span([], "time") == (None, None)
+    impossible = [{"time": "2025-02-30T10:00:00Z"}, {"time": "2025-02-27T10:00:00Z"}]
+    assert streams._time_span(impossible, "time") == (parsed(impossible[1]),) * 2

@@ -139,7 +139,7 @@ class Batch:
                 slow.append(record)
                 continue
             time = record.get("time")
-            if type(time) is not str or _CANONICAL_TIME(time) is None:
+            if type(time) is not str or CANONICAL_TIME(time) is None:
                 slow.append(record)
                 continue
             values = [record.get(name) for name in fields]
@@ -277,7 +277,7 @@ class Batch:
 #: The form Zoom sends (`2025-08-11T14:32:18Z`), which `format_time` gives back unchanged:
 #: records in it skip the per-record parse. Anything else (offsets, fractions, a space
 #: for the T, out-of-range fields) takes `parse_time`.
-_CANONICAL_TIME = re.compile(
+CANONICAL_TIME = re.compile(
     r"[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ",
     re.ASCII,
 ).fullmatch
@@ -285,6 +285,10 @@ _CANONICAL_TIME = re.compile(
 #: The JSON of a field's value that is missing or null, in a lw_id's array.
 _NULL = "null"
 _STRING_OR_NULL = frozenset({str, type(None)})
+#: `_BLANK_NULL(value, value)`: "" for None, else the value; `_JSON_NULL(value, json)`:
+#: `null` for None, else `json` (bound dict.get: C calls inside `map`).
+_BLANK_NULL = {None: ""}.get
+_JSON_NULL = {None: _NULL}.get
 _hexdigest = operator.methodcaller("hexdigest")
 
 
@@ -300,10 +304,15 @@ def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[An
 
 
 def _encoded(column: list[Any]) -> list[str]:
-    """Each value as JSON: a string's JSON (TypeError for any other type), or null."""
+    """Each value as JSON: a string's JSON (TypeError for any other type), or null.
+
+    A column with nulls (most pages miss a few ip_address or version fields) stays in
+    C loops too: a null is encoded as "" and then swapped for `null` by looking the
+    original value up in `{None: "null"}`, whose miss returns the string's encoding."""
     if None not in column:
         return list(map(_encode_string, column))
-    return [_NULL if value is None else _encode_string(value) for value in column]
+    blanked = map(_BLANK_NULL, column, column)  # TypeError here for an unhashable value
+    return list(map(_JSON_NULL, column, map(_encode_string, blanked)))
 
 
 def _close_array(text: str) -> str:
@@ -319,7 +328,7 @@ def _lw_prefix(table_name: str) -> str:
     return "[" + _encode_string(table_name) + ',"'
 
 
-#: `_CANONICAL_TIME` for Arrow's regular expressions (RE2), anchored.
+#: `CANONICAL_TIME` for Arrow's regular expressions (RE2), anchored.
 _CANONICAL_TIME_PATTERN = (
     r"^[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
     r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
