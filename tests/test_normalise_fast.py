@@ -186,3 +186,19 @@ def test_page_time_span_equals_parsing_every_time(seed):
     assert streams._time_span([], "time") == (None, None)
     impossible = [{"time": "2025-02-30T10:00:00Z"}, {"time": "2025-02-27T10:00:00Z"}]
     assert streams._time_span(impossible, "time") == (parsed(impossible[1]),) * 2
+
+
+def test_a_time_holding_a_newline_is_rejected_as_the_record_path_does():
+    """The page path checks a page's times joined by newlines: a time that holds one
+    (two canonical times in one string) must not pass as two."""
+    joined = "2025-08-11T14:32:18Z\n2025-08-11T14:32:19Z"
+    page = [
+        {"time": "2025-08-11T14:32:17Z", "email": "a@b.c", "type": "Sign in"},
+        {"time": joined, "email": "x@b.c", "type": "Sign in"},
+    ]
+    batch = Batch(ACTIVITY_LOGS)
+    batch.add(page)
+    rows, reasons = _reference(ACTIVITY_LOGS, page)
+    assert set(batch.rows) == set(rows) and len(rows) == 1
+    assert [r.reason for r in batch.rejects] == reasons and len(reasons) == 1
+    assert normalise._canonical_times([page[0]["time"], joined]) is None
