@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -111,9 +112,11 @@ def measure_backfill(
     *,
     batch_rows: int | None = None,
     shape: str = "",
+    extra_env: Mapping[str, str] | None = None,
 ) -> BackfillResult:
     """A first run (a backfill of the whole simulated history) by `zoom-ingest run`
-    against a simulator that enforces `requests_per_second` as Zoom does."""
+    against a simulator that enforces `requests_per_second` as Zoom does; `extra_env`
+    goes to the job's process (see `harness.run_job_process`)."""
     label = f"backfill-{requests_per_second:g}rps-{workload.expected_records}"
     if batch_rows is not None:
         label += f"-batch{batch_rows}"
@@ -124,7 +127,9 @@ def measure_backfill(
     with workload.simulator(qps_limit=requests_per_second) as sim:
         warm_up(sim)
         settings["backfill_start"] = backfill_start(sim)
-        process = run_job_process(sim, warehouse, workdir / f"{label}.log", settings=settings)
+        process = run_job_process(
+            sim, warehouse, workdir / f"{label}.log", settings=settings, extra_env=extra_env
+        )
         api_calls = sim.stats.calls
         rate_limited = sim.stats.rate_limited
         needed = min_calls(sim)

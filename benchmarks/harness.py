@@ -128,12 +128,15 @@ def run_job_process(
     *,
     settings: Mapping[str, object],
     timeout: float = JOB_TIMEOUT,
+    extra_env: Mapping[str, str] | None = None,
 ) -> JobProcess:
     """Run `zoom-ingest run` against `sim` into `warehouse`; wait and measure it.
 
-    `settings` become ZOOM_INGEST_<NAME> variables (e.g. requests_per_second=10).
+    `settings` become ZOOM_INGEST_<NAME> variables (e.g. requests_per_second=10);
+    `extra_env` is added as it is (benchmarks.versus sets PYTHONPATH to run another
+    revision's code).
     """
-    env = {**simulator_env(sim), "ZOOM_INGEST_LOG_LEVEL": "WARNING"}
+    env = {**simulator_env(sim), "ZOOM_INGEST_LOG_LEVEL": "WARNING", **(extra_env or {})}
     env.update({f"ZOOM_INGEST_{name.upper()}": str(value) for name, value in settings.items()})
     return run_python_process(
         "from zoom_ingest.cli import main; main()",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from benchmarks import report
+from benchmarks import report, versus
 from benchmarks.harness import Workload
 from benchmarks.incremental import _synthetic_chunks
 from benchmarks.run import Plan, render, run_plan
@@ -141,3 +141,33 @@ def test_large_tables_compact_only_their_small_files(
 def _files(path: str) -> list[dict]:
     table = pa.table(DeltaTable(path).get_add_actions(flatten=True))
     return sorted(table.to_pylist(), key=lambda f: f["min.time"])
+
+
+def test_versus_runs_each_side_alternately_from_its_own_code(tmp_path: Path) -> None:
+    """benchmarks.versus: the base revision's src/ from git, then this tree's, each side
+    the same backfill; a clone without the default base compares HEAD with itself."""
+    base = versus.DEFAULT_BASE if versus.resolve_revision(versus.DEFAULT_BASE) else "HEAD"
+    if versus.resolve_revision(base) is None:
+        pytest.skip("not a git checkout")
+    tiny = Workload(days=1, activity_per_day=600, operation_per_day=60, latency=0.01)
+    result = versus.measure_versus(base, tmp_path, workload=tiny, rounds=2)
+    assert result["base"]["revision"] == versus.resolve_revision(base)
+    assert (tmp_path / "base" / "src" / "zoom_ingest" / "__init__.py").is_file()
+    for side in ("base", "current"):
+        runs = result[side]["runs"]
+        assert len(runs) == 2
+        assert all(run["records"] > 300 and run["cpu_seconds"] > 0 for run in runs)
+        records_per_cpu_second = sum(r["records"] for r in runs) / sum(
+            r["cpu_seconds"] for r in runs
+        )
+        assert result[side]["records_per_cpu_second"] == pytest.approx(records_per_cpu_second)
+        assert result[side]["peak_rss_bytes"] == max(r["peak_rss_bytes"] for r in runs) > 0
+    # The same simulated account, so both sides fetched about the same records (each run's
+    # simulator ends at its own "now", a few records apart).
+    fetched = [r["records"] for r in result["base"]["runs"] + result["current"]["runs"]]
+    assert max(fetched) == pytest.approx(min(fetched), rel=0.02)
+    assert result["ratio"] == pytest.approx(
+        result["current"]["records_per_cpu_second"] / result["base"]["records_per_cpu_second"]
+    )
+    with pytest.raises(ValueError, match="does not know"):
+        versus.measure_versus("no-such-revision", tmp_path / "x", workload=tiny)

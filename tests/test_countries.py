@@ -3,6 +3,8 @@ stay on the simulator's background data."""
 
 from __future__ import annotations
 
+import ipaddress
+import random
 import socket
 from collections import Counter
 from datetime import datetime, timedelta
@@ -50,6 +52,28 @@ def test_lookups_are_offline(monkeypatch: pytest.MonkeyPatch) -> None:
         "100.64.0.1": None,  # shared address space
         "x": None,  # not an address
     }
+
+
+def test_public_addresses_are_those_ipaddress_calls_global() -> None:
+    """The IPv4 fast path (a range table) agrees with `ipaddress` everywhere it is cut,
+    on random addresses, and on forms it must leave to `ipaddress` (or reject)."""
+    rng = random.Random(3)
+    addresses = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(20_000)]
+    for start in geo._IPV4_STARTS:
+        for step in (-1, 0, 1):
+            if 0 <= start + step < 2**32:
+                addresses.append(str(ipaddress.IPv4Address(start + step)))
+    addresses += ["01.2.3.4", "1.2.3", "256.1.1.1", "1.2.3.4\n", "1.2.3.4 ", "::1", "0.0.0.0"]
+    addresses += ["255.255.255.255", "2003:e0:1::1", "::ffff:8.8.8.8", "\u0661.2.3.4", ""]
+
+    def is_global(address: str) -> bool:
+        try:
+            return ipaddress.ip_address(address).is_global
+        except ValueError:
+            return False
+
+    assert [geo._is_public(a) for a in addresses] == [is_global(a) for a in addresses]
+    assert len(geo._IPV4_STARTS) > 10  # the special networks were found
 
 
 def test_rows_carry_the_database_version_and_lookup_time() -> None:

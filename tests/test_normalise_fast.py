@@ -6,8 +6,10 @@ import random
 
 import pytest
 
+from zoom_ingest import normalise
 from zoom_ingest.normalise import Batch, RecordError, normalise_record
 from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS
+from zoom_ingest.zoom import streams
 
 ODD_STRINGS = [
     "plain",
@@ -159,3 +161,44 @@ def test_one_odd_record_sends_its_page_record_by_record(odd):
     page = [*_common_page(rng, ACTIVITY_LOGS, 50), odd]
     assert not Batch(ACTIVITY_LOGS)._add_page(page)
     _assert_same_as_record_by_record(ACTIVITY_LOGS, [page])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_page_time_span_equals_parsing_every_time(seed):
+    """A page's newest and oldest time (the fetch's chain estimate and early stop), taken
+    from the two ends of the canonical strings, equal the max and min of every parsed
+    time; pages with other forms, impossible dates or non-objects give the same too."""
+    rng = random.Random(seed)
+    page = _common_page(rng, ACTIVITY_LOGS, 300)
+    if seed % 3 == 1:
+        page[rng.randrange(len(page))] = {"time": rng.choice(TIMES)}
+    if seed % 3 == 2:
+        page.append("not an object")
+
+    def parsed(record):
+        try:
+            return normalise.parse_time(record.get("time"))
+        except (RecordError, AttributeError):
+            return None
+
+    times = [t for t in map(parsed, page) if t is not None]
+    assert streams._time_span(page, "time") == (max(times), min(times))
+    assert streams._time_span([], "time") == (None, None)
+    impossible = [{"time": "2025-02-30T10:00:00Z"}, {"time": "2025-02-27T10:00:00Z"}]
+    assert streams._time_span(impossible, "time") == (parsed(impossible[1]),) * 2
+
+
+def test_a_time_holding_a_newline_is_rejected_as_the_record_path_does():
+    """The page path checks a page's times joined by newlines: a time that holds one
+    (two canonical times in one string) must not pass as two."""
+    joined = "2025-08-11T14:32:18Z\n2025-08-11T14:32:19Z"
+    page = [
+        {"time": "2025-08-11T14:32:17Z", "email": "a@b.c", "type": "Sign in"},
+        {"time": joined, "email": "x@b.c", "type": "Sign in"},
+    ]
+    batch = Batch(ACTIVITY_LOGS)
+    batch.add(page)
+    rows, reasons = _reference(ACTIVITY_LOGS, page)
+    assert set(batch.rows) == set(rows) and len(rows) == 1
+    assert [r.reason for r in batch.rejects] == reasons and len(reasons) == 1
+    assert normalise._canonical_times([page[0]["time"], joined]) is None

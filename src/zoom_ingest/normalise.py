@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
+from itertools import repeat
 from typing import Any, cast
 
 import pyarrow as pa
@@ -139,7 +140,7 @@ class Batch:
                 slow.append(record)
                 continue
             time = record.get("time")
-            if type(time) is not str or _CANONICAL_TIME(time) is None:
+            if type(time) is not str or CANONICAL_TIME(time) is None:
                 slow.append(record)
                 continue
             values = [record.get(name) for name in fields]
@@ -197,7 +198,7 @@ class Batch:
             return False
         page = cast("list[dict[str, Any]]", records)
         spec = self.spec
-        times = [record.get("time") for record in page]
+        times = list(map(dict.get, page, repeat("time", len(page))))
         if set(map(type, times)) != {str}:
             return False
         parsed = _canonical_times(times)
@@ -277,33 +278,44 @@ class Batch:
 #: The form Zoom sends (`2025-08-11T14:32:18Z`), which `format_time` gives back unchanged:
 #: records in it skip the per-record parse. Anything else (offsets, fractions, a space
 #: for the T, out-of-range fields) takes `parse_time`.
-_CANONICAL_TIME = re.compile(
-    r"[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ",
-    re.ASCII,
-).fullmatch
+_CANONICAL_TIME_REGEX = (
+    r"[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ"
+)
+CANONICAL_TIME = re.compile(_CANONICAL_TIME_REGEX, re.ASCII).fullmatch
 
 #: The JSON of a field's value that is missing or null, in a lw_id's array.
 _NULL = "null"
 _STRING_OR_NULL = frozenset({str, type(None)})
+#: `_BLANK_NULL(value, value)`: "" for None, else the value; `_JSON_NULL(value, json)`:
+#: `null` for None, else `json` (bound dict.get: C calls inside `map`).
+_BLANK_NULL = {None: ""}.get
+_JSON_NULL = {None: _NULL}.get
 _hexdigest = operator.methodcaller("hexdigest")
 
 
 def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
-    """The page's values of each field, missing as None (one C loop when none is)."""
+    """The page's values of each field, missing as None: C loops either way (the page's
+    records are all exactly dicts), one when no field is missing, one a field when any is
+    (most pages of sign-ins miss a few ip_address or version fields)."""
     if len(names) > 1:  # itemgetter of one name gives the value, not a tuple
         try:
             rows = map(operator.itemgetter(*names), page)
             return [list(column) for column in zip(*rows, strict=True)]
         except KeyError:
             pass
-    return [[record.get(name) for record in page] for name in names]
+    return [list(map(dict.get, page, repeat(name, len(page)))) for name in names]
 
 
 def _encoded(column: list[Any]) -> list[str]:
-    """Each value as JSON: a string's JSON (TypeError for any other type), or null."""
+    """Each value as JSON: a string's JSON (TypeError for any other type), or null.
+
+    A column with nulls (most pages miss a few ip_address or version fields) stays in
+    C loops too: a null is encoded as "" and then swapped for `null` by looking the
+    original value up in `{None: "null"}`, whose miss returns the string's encoding."""
     if None not in column:
         return list(map(_encode_string, column))
-    return [_NULL if value is None else _encode_string(value) for value in column]
+    blanked = map(_BLANK_NULL, column, column)  # TypeError here for an unhashable value
+    return list(map(_JSON_NULL, column, map(_encode_string, blanked)))
 
 
 def _close_array(text: str) -> str:
@@ -319,21 +331,22 @@ def _lw_prefix(table_name: str) -> str:
     return "[" + _encode_string(table_name) + ',"'
 
 
-#: `_CANONICAL_TIME` for Arrow's regular expressions (RE2), anchored.
-_CANONICAL_TIME_PATTERN = (
-    r"^[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
-    r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
-)
+#: A page's times joined by newlines, every one canonical: one regular-expression call a
+#: page instead of one a record or an Arrow call (whose dispatch costs more than the match).
+_CANONICAL_TIMES = re.compile(
+    f"(?:{_CANONICAL_TIME_REGEX}\n)*{_CANONICAL_TIME_REGEX}", re.ASCII
+).fullmatch
 
 
-def _canonical_times(values: list[Any]) -> pa.Array | None:
+def _canonical_times(values: list[str]) -> pa.Array | None:
     """A page's times, all strings, as timestamps; None unless every one is canonical
     and a date (Arrow's cast rejects 2025-02-30, as `parse_time` does)."""
-    strings = pa.array(values, pa.string())
-    if not pc.all(pc.match_substring_regex(strings, _CANONICAL_TIME_PATTERN)).as_py():
+    joined = "\n".join(values)
+    # No time holds a newline, so the joined text splits back into exactly these times.
+    if joined.count("\n") != len(values) - 1 or _CANONICAL_TIMES(joined) is None:
         return None
     try:
-        return pc.cast(strings, TIMESTAMP_UTC)
+        return pa.array(values, pa.string()).cast(TIMESTAMP_UTC)
     except pa.ArrowInvalid:
         return None
 

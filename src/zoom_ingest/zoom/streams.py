@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from ..normalise import RecordError, parse_time
+from ..normalise import CANONICAL_TIME, RecordError, parse_time
 from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec
 from .client import CallCounters, ZoomClient
 from .errors import ZoomError, ZoomRequestError, ZoomScopeError
@@ -226,6 +226,10 @@ def fetch_pages(
 
 
 def _time_span(records: list[Any], cursor_field: str) -> tuple[datetime | None, datetime | None]:
+    """The newest and oldest parseable time of a page (None, None when it has none)."""
+    canonical = _canonical_span(records, cursor_field)
+    if canonical is not None:
+        return canonical
     times = []
     for record in records:
         if isinstance(record, dict):
@@ -236,6 +240,22 @@ def _time_span(records: list[Any], cursor_field: str) -> tuple[datetime | None, 
     if not times:
         return None, None
     return max(times), min(times)
+
+
+def _canonical_span(records: list[Any], cursor_field: str) -> tuple[datetime, datetime] | None:
+    """`_time_span` of a page whose every record is an object with its time in Zoom's
+    canonical form (`2025-08-11T14:32:18Z`), else None. Such times sort as text as they
+    do as times, so only the newest and the oldest are parsed, not the 300 (the parse
+    was a tenth of the job's CPU per record)."""
+    if not records or set(map(type, records)) != {dict}:
+        return None
+    times = [record.get(cursor_field) for record in records]
+    if set(map(type, times)) != {str} or not all(map(CANONICAL_TIME, times)):
+        return None
+    try:
+        return parse_time(max(times)), parse_time(min(times))
+    except RecordError:  # a canonical-looking time that is no date (02-30): skipped below
+        return None
 
 
 def _with_stream_scopes(exc: ZoomScopeError, stream: Stream) -> ZoomScopeError:
