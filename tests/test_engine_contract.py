@@ -25,7 +25,7 @@ from deltalake.exceptions import DeltaError
 import zoom_ingest
 from zoom_ingest.engines import Engine, EngineBusy, LocalEngine, TableSchemaMismatch
 from zoom_ingest.engines.folder_lock import LOCK_FILE_NAME
-from zoom_ingest.engines.local import merge_predicate
+from zoom_ingest.engines.local import MERGE_SLICE_DAYS, merge_predicate
 from zoom_ingest.normalise import Batch
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
@@ -356,6 +356,31 @@ def test_local_tables_are_folders_named_after_them_with_name_and_description(
         metadata = delta(local, spec).metadata()
         assert (metadata.name, metadata.description) == (spec.name, spec.comment)
         assert pa.schema(delta(local, spec).schema().to_arrow()).equals(spec.schema)
+
+
+def test_local_merge_writes_files_of_one_slice_period_each(local: LocalEngine) -> None:
+    """A batch spanning months is written as files that each lie within one
+    MERGE_SLICE_DAYS period (from the Delta log's per-file statistics), so a later
+    merge over some days reads only those days' files; nothing is lost or doubled."""
+    days = 5 * MERGE_SLICE_DAYS
+    times = [t for day in range(days) for t in minutes(0, 30, day)]
+    batch = batch_of(ACTIVITY_LOGS, activity_records(times))
+    assert local.merge_new(ACTIVITY_LOGS, batch) == len(times)
+
+    files = pa.table(delta(local, ACTIVITY_LOGS).get_add_actions(flatten=True)).to_pylist()
+    assert len(files) >= days // MERGE_SLICE_DAYS
+    period = timedelta(days=MERGE_SLICE_DAYS)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for file in files:
+        low, high = file["min.time"], file["max.time"]
+        assert (low - epoch) // period == (high - epoch) // period, (low, high)
+
+    # The same rows again, with new ones on some days: only the new ones go in.
+    more = [t for day in range(3, days, 4) for t in minutes(40, 5, day)]
+    again = batch_of(ACTIVITY_LOGS, activity_records(times + more))
+    assert local.merge_new(ACTIVITY_LOGS, again) == len(more)
+    assert local.merge_new(ACTIVITY_LOGS, again) == 0
+    assert local.read_table(ACTIVITY_LOGS).num_rows == len(times) + len(more)
 
 
 def test_local_merge_prunes_files_outside_the_batch_time_range(local: LocalEngine) -> None:
