@@ -58,6 +58,11 @@ SORT_WHOLE_TABLE_BYTES = 128 * 1024 * 1024
 # merge reads only the few files of its own days. One commit per slice: 14 days keeps
 # a backfill's commits to a few times its batches.
 MERGE_SLICE_DAYS = 14
+# ... but a slice holds at least this many rows: a small batch (batch_rows 25,000) or a
+# sparse period is merged with its neighbours. Narrow files matter when they are big;
+# many small ones would only cost commits and make `maintain()` compact (and, for a
+# table under SORT_WHOLE_TABLE_BYTES, re-sort the whole table) within a backfill.
+MERGE_SLICE_MIN_ROWS = 20_000
 # Optimistic commits that lose a race are re-run this many times in all; the operations
 # are idempotent, so re-running one against the newer table version is always safe.
 COMMIT_ATTEMPTS = 5
@@ -160,9 +165,9 @@ class LocalEngine:
         the range. delta-rs cannot create liquid-clustered tables; the local engine keeps
         files sorted by `time` instead (batches arrive sorted, `maintain()` re-sorts).
 
-        A batch spanning more than one `MERGE_SLICE_DAYS` period is merged one period at
-        a time (`time_slices`), one commit each, so that no file spans more than a period
-        and no merge reads more than its period's files. Every slice is itself an
+        A batch spanning more than one `MERGE_SLICE_DAYS` period is merged a period at a
+        time (`time_slices`; sparse periods together), one commit each, so that a big
+        file spans one period and a merge reads only its period's files. Every slice is itself an
         idempotent insert-only merge, so a run that stops between slices loses nothing:
         its checkpoint has not moved, and the next run merges the batch again.
 
@@ -321,10 +326,11 @@ def release_freed_memory() -> None:
 
 
 def time_slices(spec: TableSpec, batch: pa.Table) -> list[pa.Table]:
-    """`batch` sorted by `spec.cluster_by` and cut at every `MERGE_SLICE_DAYS` boundary
-    counted from the epoch, so every slice lies within one such period; the batch
-    whole (as one slice) when the merge cannot limit the target by a range. An empty
-    batch has no slices."""
+    """`batch` sorted by `spec.cluster_by` and cut at `MERGE_SLICE_DAYS` boundaries
+    counted from the epoch, each slice holding at least `MERGE_SLICE_MIN_ROWS` rows (so a
+    slice spans one period, or more when they are sparse); the batch whole (as one
+    slice) when the merge cannot limit the target by a range. An empty batch has no
+    slices."""
     if batch.num_rows == 0:
         return []
     limits = rules.batch_range(spec, batch)
@@ -338,7 +344,17 @@ def time_slices(spec: TableSpec, batch: pa.Table) -> list[pa.Table]:
     periods = pc.floor(pc.divide(pc.cast(micros, pa.float64()), period_micros))
     # Sorted, so each period's rows are contiguous: cut where the period changes.
     changes = pc.not_equal(periods.slice(1), periods.slice(0, len(periods) - 1))
-    starts = [0, *(i + 1 for i in pc.indices_nonzero(changes).to_pylist()), batch.num_rows]
+    cuts = [i + 1 for i in pc.indices_nonzero(changes).to_pylist()]
+    # Periods with fewer rows than MERGE_SLICE_MIN_ROWS join the next slice (the last,
+    # the one before): each merge is a commit and a file, and files below the minimum
+    # would only add commits and bring compaction forward.
+    starts = [0]
+    for cut in cuts:
+        if cut - starts[-1] >= MERGE_SLICE_MIN_ROWS:
+            starts.append(cut)
+    if len(starts) > 1 and batch.num_rows - starts[-1] < MERGE_SLICE_MIN_ROWS:
+        starts.pop()
+    starts.append(batch.num_rows)
     return [batch.slice(start, stop - start) for start, stop in pairwise(starts)]
 
 
