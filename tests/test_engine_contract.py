@@ -24,8 +24,9 @@ from deltalake.exceptions import DeltaError
 
 import zoom_ingest
 from zoom_ingest.engines import Engine, EngineBusy, LocalEngine, TableSchemaMismatch
+from zoom_ingest.engines import local as local_engine
 from zoom_ingest.engines.folder_lock import LOCK_FILE_NAME
-from zoom_ingest.engines.local import merge_predicate
+from zoom_ingest.engines.local import MERGE_SLICE_DAYS, merge_predicate, time_slices
 from zoom_ingest.normalise import Batch
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
@@ -356,6 +357,53 @@ def test_local_tables_are_folders_named_after_them_with_name_and_description(
         metadata = delta(local, spec).metadata()
         assert (metadata.name, metadata.description) == (spec.name, spec.comment)
         assert pa.schema(delta(local, spec).schema().to_arrow()).equals(spec.schema)
+
+
+def test_local_merge_writes_files_of_one_slice_period_each(
+    local: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch spanning months is written as files that each lie within one
+    MERGE_SLICE_DAYS period (from the Delta log's per-file statistics), so a later
+    merge over some days reads only those days' files; nothing is lost or doubled."""
+    monkeypatch.setattr(local_engine, "MERGE_SLICE_MIN_ROWS", 1)  # every period its own
+    days = 5 * MERGE_SLICE_DAYS
+    times = [t for day in range(days) for t in minutes(0, 30, day)]
+    batch = batch_of(ACTIVITY_LOGS, activity_records(times))
+    assert local.merge_new(ACTIVITY_LOGS, batch) == len(times)
+
+    files = pa.table(delta(local, ACTIVITY_LOGS).get_add_actions(flatten=True)).to_pylist()
+    assert len(files) >= days // MERGE_SLICE_DAYS
+    period = timedelta(days=MERGE_SLICE_DAYS)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    for file in files:
+        low, high = file["min.time"], file["max.time"]
+        assert (low - epoch) // period == (high - epoch) // period, (low, high)
+
+    # The same rows again, with new ones on some days: only the new ones go in.
+    more = [t for day in range(3, days, 4) for t in minutes(40, 5, day)]
+    again = batch_of(ACTIVITY_LOGS, activity_records(times + more))
+    assert local.merge_new(ACTIVITY_LOGS, again) == len(more)
+    assert local.merge_new(ACTIVITY_LOGS, again) == 0
+    assert local.read_table(ACTIVITY_LOGS).num_rows == len(times) + len(more)
+
+
+def test_local_time_slices_join_sparse_periods_and_keep_every_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(local_engine, "MERGE_SLICE_MIN_ROWS", 100)
+    # Periods of 30, 150, 20, 150 and 10 rows, out of order in the batch.
+    counts = [30, 150, 20, 150, 10]
+    times = [
+        t
+        for period, count in enumerate(counts)
+        for t in minutes(0, count, day=period * MERGE_SLICE_DAYS)
+    ]
+    batch = batch_of(ACTIVITY_LOGS, activity_records(times[::-1]))
+    slices = time_slices(ACTIVITY_LOGS, batch)
+    # 30 + 150 reach the minimum; 20 + 150 too; the last 10 join the slice before.
+    assert [piece.num_rows for piece in slices] == [180, 180]
+    assert pa.concat_tables(slices).equals(batch.sort_by("time"))
+    assert time_slices(ACTIVITY_LOGS, batch.slice(0, 0)) == []
 
 
 def test_local_merge_prunes_files_outside_the_batch_time_range(local: LocalEngine) -> None:

@@ -6,8 +6,9 @@ run holds the warehouse. Any Delta reader (Spark, DuckDB, Polars, delta-rs) can 
 tables.
 
 delta-rs cannot create liquid-clustered tables (`CLUSTER BY`). The local engine keeps the
-files sorted by `time` instead: every merged batch is sorted by time, so each new file
-covers a narrow time range, and `maintain()` rewrites many small files into few files
+files sorted by `time` instead: a batch is merged in time slices (`MERGE_SLICE_DAYS`
+each, aligned on the epoch), sorted, so each new file covers a narrow time range, and
+`maintain()` rewrites many small files into few files
 Z-ordered on `time` (for one column that is a plain sort) or, once a table is large,
 joins the small files in the order they were written. The file statistics then let
 the merge's time-range predicate skip every file outside the batch's range.
@@ -15,10 +16,13 @@ the merge's time-range predicate skip every file outside the batch's range.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -46,6 +50,19 @@ SMALL_FILE_BYTES = 16 * 1024 * 1024
 # it, re-sorting at every compaction would rewrite the whole table (a 10-million-row
 # activity_logs: ~1 GB, ~30 s, ~2.4 GB of memory), so only the small files are joined.
 SORT_WHOLE_TABLE_BYTES = 128 * 1024 * 1024
+# A merge writes and reads files of at most this many days of `cluster_by`. A batch
+# spans as many days as the writer had windows open (weeks in a backfill); merged whole,
+# it would write one file that wide, and every later merge over any of those days
+# would read it, so a merge's memory would grow with the table up to batches' span
+# (issue 14). Slices aligned on the epoch keep each file to one slice, and a slice's
+# merge reads only the few files of its own days. One commit per slice: 14 days keeps
+# a backfill's commits to a few times its batches.
+MERGE_SLICE_DAYS = 14
+# ... but a slice holds at least this many rows: a small batch (batch_rows 25,000) or a
+# sparse period is merged with its neighbours. Narrow files matter when they are big;
+# many small ones would only cost commits and make `maintain()` compact (and, for a
+# table under SORT_WHOLE_TABLE_BYTES, re-sort the whole table) within a backfill.
+MERGE_SLICE_MIN_ROWS = 20_000
 # Optimistic commits that lose a race are re-run this many times in all; the operations
 # are idempotent, so re-running one against the newer table version is always safe.
 COMMIT_ATTEMPTS = 5
@@ -148,13 +165,25 @@ class LocalEngine:
         the range. delta-rs cannot create liquid-clustered tables; the local engine keeps
         files sorted by `time` instead (batches arrive sorted, `maintain()` re-sorts).
 
+        A batch spanning more than one `MERGE_SLICE_DAYS` period is merged a period at a
+        time (`time_slices`; sparse periods together), one commit each, so that a big
+        file spans one period and a merge reads only its period's files. Every slice is itself an
+        idempotent insert-only merge, so a run that stops between slices loses nothing:
+        its checkpoint has not moved, and the next run merges the batch again.
+
         An empty batch returns 0 without a commit; so does a batch with nothing new.
         A lost commit race is retried: the MERGE is idempotent.
         """
         batch = _conform(spec, batch)
-        if batch.num_rows == 0:
-            self.last_merge_metrics = {}
-            return 0
+        self.last_merge_metrics = {}
+        inserted = 0
+        for piece in time_slices(spec, batch):
+            inserted += self._merge_slice(spec, piece)
+        release_freed_memory()
+        return inserted
+
+    def _merge_slice(self, spec: TableSpec, batch: pa.Table) -> int:
+        """One insert-only MERGE (one commit) of rows within one time slice."""
         predicate = merge_predicate(spec, batch)
 
         def run() -> dict[str, Any]:
@@ -163,9 +192,13 @@ class LocalEngine:
             )
             return merger.when_not_matched_insert_all().execute()
 
-        self.last_merge_metrics = _with_commit_retries(run)
-        log.debug("merge into %s: %s", spec.name, self.last_merge_metrics)
-        return int(self.last_merge_metrics["num_target_rows_inserted"])
+        metrics = _with_commit_retries(run)
+        log.debug("merge into %s: %s", spec.name, metrics)
+        # Summed over the slices: what the whole batch's merge did.
+        for name, value in metrics.items():
+            if isinstance(value, int):
+                self.last_merge_metrics[name] = self.last_merge_metrics.get(name, 0) + value
+        return int(metrics["num_target_rows_inserted"])
 
     def append(self, spec: TableSpec, batch: pa.Table) -> None:
         """Append rows as they are (the runs table). An empty batch makes no commit."""
@@ -265,6 +298,64 @@ def unwritable_features(path: Path) -> list[str]:
         return []
     features = DeltaTable(str(path)).protocol().writer_features or []
     return [f for f in UNWRITABLE_FEATURES if f in features]
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give the memory a MERGE freed back to the operating system.
+
+    delta-rs (through the C allocator) and Arrow's pool keep what a MERGE freed for
+    reuse, in pieces spread over arenas that the next MERGE, of other sizes, mostly
+    does not reuse, so a backfill's resident memory climbed with its first merges
+    instead of staying at one merge's worth (issue 14). A trim costs a few
+    milliseconds a batch."""
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def time_slices(spec: TableSpec, batch: pa.Table) -> list[pa.Table]:
+    """`batch` sorted by `spec.cluster_by` and cut at `MERGE_SLICE_DAYS` boundaries
+    counted from the epoch, each slice holding at least `MERGE_SLICE_MIN_ROWS` rows (so a
+    slice spans one period, or more when they are sparse); the batch whole (as one
+    slice) when the merge cannot limit the target by a range. An empty batch has no
+    slices."""
+    if batch.num_rows == 0:
+        return []
+    limits = rules.batch_range(spec, batch)
+    if limits is None:
+        return [batch]
+    column = limits[0]
+    batch = batch.sort_by(column)
+    period_micros = float(MERGE_SLICE_DAYS * 86_400 * 10**6)
+    micros = pc.cast(pc.cast(batch.column(column), pa.timestamp("us", tz="UTC")), pa.int64())
+    # float64 holds today's epoch microseconds (below 2**53) exactly.
+    periods = pc.floor(pc.divide(pc.cast(micros, pa.float64()), period_micros))
+    # Sorted, so each period's rows are contiguous: cut where the period changes.
+    changes = pc.not_equal(periods.slice(1), periods.slice(0, len(periods) - 1))
+    cuts = [i + 1 for i in pc.indices_nonzero(changes).to_pylist()]
+    # Periods with fewer rows than MERGE_SLICE_MIN_ROWS join the next slice (the last,
+    # the one before): each merge is a commit and a file, and files below the minimum
+    # would only add commits and bring compaction forward.
+    starts = [0]
+    for cut in cuts:
+        if cut - starts[-1] >= MERGE_SLICE_MIN_ROWS:
+            starts.append(cut)
+    if len(starts) > 1 and batch.num_rows - starts[-1] < MERGE_SLICE_MIN_ROWS:
+        starts.pop()
+    starts.append(batch.num_rows)
+    return [batch.slice(start, stop - start) for start, stop in pairwise(starts)]
 
 
 def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
