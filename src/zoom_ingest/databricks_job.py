@@ -59,13 +59,13 @@ SecretReader = Callable[[str, str], str]
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per option of the JOB entry point in options.OPTIONS."""
-    parser = argparse.ArgumentParser(
-        prog="zoom-ingest-job",
-        description="Ingest Zoom activity and operation logs into Delta tables "
-        "(catalog.schema) with the active SparkSession. An empty value means not set.",
+    return options.build_parser(
+        "zoom-ingest-job",
+        "Ingest Zoom activity and operation logs into Delta tables (catalog.schema) with "
+        "the active SparkSession. An empty value means not set.",
+        options.JOB,
+        LastNonEmpty,
     )
-    options.add_flags(parser, options.JOB, LastNonEmpty)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

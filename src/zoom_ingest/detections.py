@@ -154,13 +154,13 @@ def write_detections_spark(
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per option of the DETECTIONS entry point in options.OPTIONS."""
-    parser = argparse.ArgumentParser(
-        prog="zoom-ingest-detections",
-        description="Run the Zoom log detections in catalog.schema and store new alerts in "
-        "its zoom_detections table. An empty value means not set.",
+    return options.build_parser(
+        "zoom-ingest-detections",
+        "Run the Zoom log detections in catalog.schema and store new alerts in its "
+        "zoom_detections table. An empty value means not set.",
+        options.DETECTIONS,
+        LastNonEmpty,
     )
-    options.add_flags(parser, options.DETECTIONS, LastNonEmpty)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

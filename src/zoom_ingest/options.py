@@ -429,6 +429,15 @@ def for_entry_point(entry_point: str) -> tuple[Option, ...]:
     return tuple(option for option in OPTIONS if option.applies_to(entry_point))
 
 
+def build_parser(
+    prog: str, description: str, entry_point: str, action: type[argparse.Action]
+) -> argparse.ArgumentParser:
+    """A Databricks entry point's parser: one flag per option of `entry_point`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_flags(parser, entry_point, action)
+    return parser
+
+
 def add_flags(
     parser: argparse.ArgumentParser, entry_point: str, action: type[argparse.Action]
 ) -> None:
