@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -49,6 +48,7 @@ from .errors import (
     scrub,
 )
 from .ratelimit import RateLimiter
+from .transport import EnvironmentAdapter
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,14 @@ class ZoomClient:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
+            # The environment's proxies and CA bundle are read here, once, instead of
+            # on every call (see transport.py).
+            session.trust_env = False
             # One connection per fetch thread, kept alive across pages and windows.
             pool = config.connections + 2
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+            adapter = EnvironmentAdapter(
+                (config.api_url, config.oauth_url), pool_connections=4, pool_maxsize=pool
+            )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         if session.verify is False:
