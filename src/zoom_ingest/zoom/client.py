@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import requests
 from tenacity import (
     RetryCallState,
@@ -483,10 +484,40 @@ def _last_failure_hint(path: str, last: TransientZoomError) -> str:
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:
     try:
-        body = response.json()
+        body = _decode_json(response)
     except ValueError:  # includes JSONDecodeError and bad encodings
         return None
     return body if isinstance(body, dict) else None
+
+
+def _decode_json(response: requests.Response) -> Any:
+    """`response.json()`, through orjson when that gives the same value.
+
+    A page of 300 records is about 50 kB: orjson decodes it in about half the time of
+    the standard library, on the fetch threads that share the interpreter with the
+    normaliser. It is used only where its answer is the one `json` would give: a body
+    that is UTF-8 (or says no charset), with no run of 19 or more digits (orjson turns
+    an integer beyond 64 bits into a float, `json` keeps it exact). Whatever orjson
+    refuses (NaN, Infinity, a byte order mark, invalid UTF-8, lone surrogates, garbage)
+    goes through `response.json()` as before, so the same bodies decode, to the same
+    values, and the same ones fail."""
+    content = response.content
+    encoding = response.encoding
+    if (
+        (encoding is None or encoding.lower() in _UTF8_NAMES)
+        and content
+        and _LONG_DIGIT_RUN not in content.translate(_DIGITS_TO_ZERO)
+    ):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return response.json()
+
+
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def _int_code(body: dict[str, Any] | None) -> int | None:
