@@ -4,13 +4,17 @@ is made (its session no longer reads the environment on every call)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import requests
+from requests.adapters import HTTPAdapter
 
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.zoom import CallCounters
@@ -149,3 +153,64 @@ def test_the_ca_bundle_is_read_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/requests-bundle.pem")
     adapter = EnvironmentAdapter(("https://zoom.test/",), pool_connections=1, pool_maxsize=1)
     assert adapter.ca_bundle == "/tmp/requests-bundle.pem"
+
+
+@pytest.mark.parametrize("bundle_kind", ["file", "folder", "none"])
+def test_pool_keys_are_requests_own(
+    bundle_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection pool key (which CAs a TLS connection trusts) is what requests
+    itself builds, though the bundle is looked at once, not on every call."""
+    bundle = tmp_path / "bundle.pem"
+    if bundle_kind == "file":
+        bundle.write_text("")
+    elif bundle_kind == "folder":
+        bundle.mkdir()
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if bundle_kind == "none":
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    else:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    adapter = EnvironmentAdapter(("https://zoom.test/",), pool_connections=1, pool_maxsize=1)
+    verify: bool | str = adapter.ca_bundle or True
+    request = requests.Request("GET", "https://zoom.test/v2/x").prepare()
+    expected = HTTPAdapter().build_connection_pool_key_attributes(request, verify, None)
+    stats: list[str] = []
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda path: stats.append(path) or real_isdir(path))
+    assert adapter.build_connection_pool_key_attributes(request, verify, None) == expected
+    assert stats == []
+    other = HTTPAdapter().build_connection_pool_key_attributes(request, str(tmp_path), None)
+    assert adapter.build_connection_pool_key_attributes(request, str(tmp_path), None) == other
+
+
+@pytest.mark.parametrize("bundle_kind", ["file", "folder", "none"])
+@pytest.mark.parametrize("url", ["https://zoom.test/v2/x", "http://127.0.0.1:9/v2/x"])
+def test_connection_tls_settings_are_requests_own(
+    bundle_kind: str, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    if bundle_kind == "file":
+        bundle.write_text("")
+    elif bundle_kind == "folder":
+        bundle.mkdir()
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if bundle_kind == "none":
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    else:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    adapter = EnvironmentAdapter((url,), pool_connections=1, pool_maxsize=1)
+    verify: bool | str = adapter.ca_bundle or True
+
+    def settings(chosen: HTTPAdapter) -> dict[str, object]:
+        conn = HTTPAdapter().poolmanager.connection_from_url(url)
+        chosen.cert_verify(conn, url, verify, None)
+        return {k: getattr(conn, k, None) for k in ("cert_reqs", "ca_certs", "ca_cert_dir")}
+
+    expected = settings(HTTPAdapter())
+    stats: list[str] = []
+    real_isdir, real_exists = os.path.isdir, os.path.exists
+    monkeypatch.setattr(os.path, "isdir", lambda path: stats.append(path) or real_isdir(path))
+    monkeypatch.setattr(os.path, "exists", lambda path: stats.append(path) or real_exists(path))
+    assert settings(adapter) == expected
+    assert stats == []
