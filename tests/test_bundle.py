@@ -452,7 +452,7 @@ def test_the_wheel_declares_the_job_entry_point_and_no_spark(tmp_path: Path) -> 
     names = {
         re.split(r"[<>=!~ ;\[]", r.removeprefix("Requires-Dist:").strip())[0] for r in requires
     }
-    assert names == {"requests", "tenacity", "databricks-sdk", "pyarrow"}, requires
+    assert names == {"requests", "tenacity", "databricks-sdk", "pyarrow", "orjson"}, requires
     # Loose enough to keep the runtime's own databricks-sdk (DBR 15.4 LTS ships 0.20.0).
     [sdk] = [r for r in requires if "databricks-sdk" in r]
     assert sdk.endswith("databricks-sdk>=0.20"), sdk

@@ -76,6 +76,61 @@ def test_public_addresses_are_those_ipaddress_calls_global() -> None:
     assert len(geo._IPV4_STARTS) > 10  # the special networks were found
 
 
+def _is_global(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
+
+
+def test_ipv6_fast_path_agrees_with_ipaddress() -> None:
+    """The IPv6 range table agrees with `ipaddress` at and around every cut, in every
+    written form, on random addresses of every size, on IPv4-mapped ones (left to
+    `ipaddress`), and on random strings of hex digits and colons (mostly no address)."""
+    rng = random.Random(5)
+    addresses: list[str] = []
+    for start in geo._IPV6_STARTS:
+        for step in (-1, 0, 1, 2**40):
+            if 0 <= start + step < 2**128:
+                address = ipaddress.IPv6Address(start + step)
+                addresses += [str(address), address.exploded, str(address).upper()]
+    addresses += [
+        str(ipaddress.IPv6Address(rng.getrandbits(128) >> rng.randrange(128)))
+        for _ in range(20_000)
+    ]
+    addresses += [
+        "".join(rng.choice("0:1:a:F:f:::09bc") for _ in range(rng.randint(2, 20)))
+        for _ in range(20_000)
+    ]
+    addresses += [
+        "::ffff:8.8.8.8",
+        "::ffff:808:808",
+        "::ffff:a00:1",
+        "::ffff:10.0.0.1",
+        "fe80::1%eth0",
+    ]
+    addresses += [
+        "2003:e0:1::1%1",
+        "1:2:3:4:5:6:7::",
+        "::1:2:3:4:5:6:7",
+        "12345::",
+        ":::",
+        "1::2::3",
+    ]
+    assert [geo._is_public(a) for a in addresses] == [_is_global(a) for a in addresses]
+    assert len(geo._IPV6_STARTS) > 10  # the special networks were found
+
+
+def test_run_addresses_hands_out_each_address_once_it_is_merged() -> None:
+    seen = geo.RunAddresses()
+    first = pa.table({"ip_address": ["8.8.8.8", None, "8.8.8.8", "1.1.1.1"]})
+    assert sorted(seen.new(first)) == ["1.1.1.1", "8.8.8.8"]
+    assert sorted(seen.new(first)) == ["1.1.1.1", "8.8.8.8"]  # not merged yet: again
+    seen.remember(seen.new(first))
+    second = pa.table({"ip_address": ["1.1.1.1", "9.9.9.9"]})
+    assert seen.new(second) == ["9.9.9.9"]
+
+
 def test_rows_carry_the_database_version_and_lookup_time() -> None:
     at = datetime(2025, 3, 14, 12, tzinfo=UTC)
     table = geo.ip_country_rows([BR, BR, " ", None, "192.0.2.1"], now=at)

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from . import exit_codes
 from .engines.base import Engine
-from .geo import ip_country_rows_for
+from .geo import RunAddresses, ip_country_rows
 from .normalise import Batch, Reject
 from .plan import Plan, Window, plan_stream
 from .progress import Progress
@@ -552,6 +552,8 @@ class _Writer:
         self.fetch_finished: float | None = None
         self.peak_in_flight = 0
         self.scheduler: _Scheduler | None = None
+        #: Addresses whose countries this run merged already (the committer's only).
+        self.country_addresses = RunAddresses()
 
     def calls_per_second(self) -> float | None:
         """API calls of every stream per second of fetching (start of the fetch threads
@@ -767,9 +769,11 @@ class _Writer:
         if table.num_rows:
             s.inserted += self.engine.merge_new(s.stream.spec, table)
             if s.stream.spec is ACTIVITY_LOGS:  # enrichment: the new addresses' countries
-                countries = ip_country_rows_for(table)
+                addresses = self.country_addresses.new(table)
+                countries = ip_country_rows(addresses)
                 if countries.num_rows:
                     self.engine.merge_new(IP_COUNTRIES, countries)
+                self.country_addresses.remember(addresses)
         if batch.rejects:
             s.rejected += len(batch.rejects)
             self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))

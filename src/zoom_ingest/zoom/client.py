@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -49,6 +49,7 @@ from .errors import (
     scrub,
 )
 from .ratelimit import RateLimiter
+from .transport import EnvironmentAdapter
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +140,14 @@ class ZoomClient:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
+            # The environment's proxies and CA bundle are read here, once, instead of
+            # on every call (see transport.py).
+            session.trust_env = False
             # One connection per fetch thread, kept alive across pages and windows.
             pool = config.connections + 2
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+            adapter = EnvironmentAdapter(
+                (config.api_url, config.oauth_url), pool_connections=4, pool_maxsize=pool
+            )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         if session.verify is False:
@@ -478,10 +484,40 @@ def _last_failure_hint(path: str, last: TransientZoomError) -> str:
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:
     try:
-        body = response.json()
+        body = _decode_json(response)
     except ValueError:  # includes JSONDecodeError and bad encodings
         return None
     return body if isinstance(body, dict) else None
+
+
+def _decode_json(response: requests.Response) -> Any:
+    """`response.json()`, through orjson when that gives the same value.
+
+    A page of 300 records is about 50 kB: orjson decodes it in about half the time of
+    the standard library, on the fetch threads that share the interpreter with the
+    normaliser. It is used only where its answer is the one `json` would give: a body
+    that is UTF-8 (or says no charset), with no run of 19 or more digits (orjson turns
+    an integer beyond 64 bits into a float, `json` keeps it exact). Whatever orjson
+    refuses (NaN, Infinity, a byte order mark, invalid UTF-8, lone surrogates, garbage)
+    goes through `response.json()` as before, so the same bodies decode, to the same
+    values, and the same ones fail."""
+    content = response.content
+    encoding = response.encoding
+    if (
+        (encoding is None or encoding.lower() in _UTF8_NAMES)
+        and content
+        and _LONG_DIGIT_RUN not in content.translate(_DIGITS_TO_ZERO)
+    ):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return response.json()
+
+
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def _int_code(body: dict[str, Any] | None) -> int | None:
