@@ -179,3 +179,14 @@ def test_the_writer_bounds_the_open_span_and_its_queues():
     assert writer.events.maxsize == 4 * concurrency
     assert writer.commits.maxsize == 1
     assert job.OPEN_WINDOWS_PER_FETCH_THREAD == 2
+
+
+def test_a_low_rate_still_opens_enough_windows_for_uneven_days():
+    # 2 per fetch thread is 16 windows at 10 requests/s: a long day holding the span
+    # pages alone (0.80 of the ceiling on the Pro shape); the floor keeps 48 open. At
+    # 40 requests/s (26 threads) the per-thread span governs.
+    writer, _s, _engine = writer_for(backfill_plan())
+    pro = writer.settings.with_changes(requests_per_second=10.0, concurrency=None)
+    assert job.open_span(pro.effective_concurrency) == 48
+    busy = pro.with_changes(requests_per_second=40.0).effective_concurrency
+    assert job.open_span(busy) == 2 * busy > job.MIN_OPEN_WINDOWS
