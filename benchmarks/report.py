@@ -617,6 +617,20 @@ CHANGES = [
     "1%), the committer 19% (the MERGE 14%, IP → country 3%), start-up imports 7%. **The "
     "3× is still not met for the process:** what is left is the normaliser under thread "
     "contention, requests' own per-call work and the MERGE.",
+    "- **Issue 14, the account shapes after the memory and per-record changes (measured "
+    "by hand, not by `make bench`; the tables above predate them).** The open-window span "
+    "of 2 per fetch thread (the memory fix) starved the Pro shape's uneven days: 0.804 of "
+    "the ceiling (1,082 calls in 134.5 s). Measured on variants, Pro shape only: span 16 "
+    "(the per-thread span at 10 req/s) 0.80, 16 with the span-holding window paged first "
+    "0.85, at least 48 windows 0.94, 64 windows 0.96, unbounded 0.96 (but then "
+    "`benchmarks.memory` gives ×1.94 instead of ×1.15). `job.open_span` keeps at least 48 "
+    "(`MIN_OPEN_WINDOWS`); at 40 req/s the per-thread span (52) governs, so the memory "
+    "figures stand. Then both shapes, one run of `benchmarks.backfill.measure_backfill` "
+    "over `benchmarks.harness.SHAPES` (what `make bench` runs), load 0.4–0.7: **Pro "
+    "0.940** of the ceiling (313,379 records, 1,080 calls = the minimum, 114.9 s, 0 429s, "
+    "10.5 CPU-s, peak 356 MiB); **large 0.955** (1,187,141 records, 3,987 calls = the "
+    "minimum, 104.4 s, 0 429s, 40.7 CPU-s = 29,200 records per CPU-second at 39% of a "
+    "core, peak 755 MiB).",
 ]
 
 
