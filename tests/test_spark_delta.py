@@ -150,8 +150,11 @@ def test_late_records_are_caught_by_lookback_and_by_reconcile(
     now = datetime.now(UTC).replace(microsecond=0)
 
     def record(email: str, age: timedelta) -> dict[str, str]:
+        # Never before the backfill's floor (records older than it are not stored): just
+        # after midnight UTC, two days and three hours ago is the day before it.
+        at = max(now - age, start + timedelta(hours=1))
         return {
-            "time": (now - age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "operator": email,
             "category_type": "Role",
             "action": "Update",
