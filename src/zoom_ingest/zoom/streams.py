@@ -55,10 +55,14 @@ class Stream:
     spec: TableSpec
     #: OAuth scopes any one of which the endpoint accepts: granular first, then classic.
     scopes: tuple[str, ...]
-    #: The record field the checkpoint cursor follows (records come newest first by it).
-    cursor_field: str = "time"
     #: The endpoint takes the `category_type` filter (rules.CATEGORY_TYPES).
     takes_category_type: bool = False
+
+    @property
+    def cursor_field(self) -> str:
+        """The record field the checkpoint cursor follows (records come newest first by
+        it): the table's clustering column, `time` for every log table."""
+        return self.spec.cluster_by or "time"
 
     def query_params(self, category_type: str) -> dict[str, str]:
         """Query parameters of this stream besides the window and the page."""
