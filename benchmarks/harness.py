@@ -111,14 +111,7 @@ class JobProcess:
 
 def simulator_env(sim: Simulator) -> dict[str, str]:
     """The ZOOM_* variables that point the job at the simulator."""
-    return {
-        "ZOOM_API_URL": sim.api_url,
-        "ZOOM_OAUTH_URL": sim.oauth_url,
-        "ZOOM_ACCOUNT_ID": sim.account_id,
-        "ZOOM_CLIENT_ID": sim.client_id,
-        # The simulator's own fake credential, passed to a child process only.
-        "ZOOM_CLIENT_SECRET": sim.client_secret,
-    }
+    return sim.environment()
 
 
 def run_job_process(

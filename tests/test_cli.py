@@ -44,13 +44,7 @@ def sim() -> Iterator[Simulator]:
 
 
 def sim_env(sim: Simulator) -> dict[str, str]:
-    return {
-        "ZOOM_ACCOUNT_ID": sim.account_id,
-        "ZOOM_CLIENT_ID": sim.client_id,
-        "ZOOM_CLIENT_SECRET": sim.client_secret,
-        "ZOOM_API_URL": sim.api_url,
-        "ZOOM_OAUTH_URL": sim.oauth_url,
-    }
+    return sim.environment()
 
 
 def test_run_with_only_env_vars_then_status(sim, tmp_path):

@@ -29,15 +29,7 @@ DEFAULTS: dict[str, Any] = {
 
 def env_lines(sim: Simulator) -> list[str]:
     """Shell lines that point zoom-ingest at a running simulator."""
-    settings = {
-        "ZOOM_API_URL": sim.api_url,
-        "ZOOM_OAUTH_URL": sim.oauth_url,
-        "ZOOM_ACCOUNT_ID": sim.account_id,
-        "ZOOM_CLIENT_ID": sim.client_id,
-        # A simulator-only fake; printing it is the point.
-        "ZOOM_CLIENT_SECRET": sim.client_secret,
-    }
-    return [f"export {name}={shlex.quote(value)}" for name, value in settings.items()]
+    return [f"export {name}={shlex.quote(value)}" for name, value in sim.environment().items()]
 
 
 def serve(sim: Simulator, *, out: TextIO | None = None) -> None:

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from ..options import BY_NAME
 from ..settings import Secret, Settings
 from ..tables import UTC
 from .data import ACTIVITY_LOGS, OPERATION_LOGS, STREAMS, Dataset, day_bounds
@@ -169,6 +170,18 @@ class Simulator:
             api_url=self.api_url,
             oauth_url=self.oauth_url,
         ).with_changes(**changes)
+
+    def environment(self) -> dict[str, str]:
+        """The env vars (options.py names them) that point `zoom-ingest run` at this
+        simulator. Its client secret is a simulator-only fake: passing it on is the point."""
+        values = {
+            "api_url": self.api_url,
+            "oauth_url": self.oauth_url,
+            "account_id": self.account_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+        return {str(BY_NAME[name].env): value for name, value in values.items()}
 
     def __repr__(self) -> str:
         where = self.base_url if self.running else "stopped"

@@ -38,15 +38,7 @@ def zoom_ingest_command() -> list[str]:
 def cli_env(sim: Simulator, **overrides: str) -> dict[str, str]:
     """This process's environment without ZOOM_* settings, pointed at `sim`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("ZOOM_")}
-    return {
-        **base,
-        "ZOOM_ACCOUNT_ID": sim.account_id,
-        "ZOOM_CLIENT_ID": sim.client_id,
-        "ZOOM_CLIENT_SECRET": sim.client_secret,
-        "ZOOM_API_URL": sim.api_url,
-        "ZOOM_OAUTH_URL": sim.oauth_url,
-        **overrides,
-    }
+    return {**base, **sim.environment(), **overrides}
 
 
 def run_args(warehouse: Path, backfill_start: date, *extra: str) -> list[str]:
