@@ -155,22 +155,27 @@ def test_the_ca_bundle_is_read_from_the_environment(monkeypatch: pytest.MonkeyPa
     assert adapter.ca_bundle == "/tmp/requests-bundle.pem"
 
 
+def set_ca_bundle(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REQUESTS_CA_BUNDLE naming a file, a folder, or unset ("none"); CURL_CA_BUNDLE unset."""
+    bundle = tmp_path / "bundle.pem"
+    if kind == "file":
+        bundle.write_text("")
+    elif kind == "folder":
+        bundle.mkdir()
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if kind == "none":
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    else:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+
+
 @pytest.mark.parametrize("bundle_kind", ["file", "folder", "none"])
 def test_pool_keys_are_requests_own(
     bundle_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connection pool key (which CAs a TLS connection trusts) is what requests
     itself builds, though the bundle is looked at once, not on every call."""
-    bundle = tmp_path / "bundle.pem"
-    if bundle_kind == "file":
-        bundle.write_text("")
-    elif bundle_kind == "folder":
-        bundle.mkdir()
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    if bundle_kind == "none":
-        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    else:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    set_ca_bundle(bundle_kind, tmp_path, monkeypatch)
     adapter = EnvironmentAdapter(("https://zoom.test/",), pool_connections=1, pool_maxsize=1)
     verify: bool | str = adapter.ca_bundle or True
     request = requests.Request("GET", "https://zoom.test/v2/x").prepare()
@@ -189,16 +194,7 @@ def test_pool_keys_are_requests_own(
 def test_connection_tls_settings_are_requests_own(
     bundle_kind: str, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bundle = tmp_path / "bundle.pem"
-    if bundle_kind == "file":
-        bundle.write_text("")
-    elif bundle_kind == "folder":
-        bundle.mkdir()
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    if bundle_kind == "none":
-        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    else:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    set_ca_bundle(bundle_kind, tmp_path, monkeypatch)
     adapter = EnvironmentAdapter((url,), pool_connections=1, pool_maxsize=1)
     verify: bool | str = adapter.ca_bundle or True
 
