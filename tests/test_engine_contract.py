@@ -532,6 +532,13 @@ def test_local_append_under_the_run_lock_of_nothing_new_inserts_nothing_without_
         assert local.last_merge_metrics["num_target_rows_inserted"] == 0
     assert delta(local, ACTIVITY_LOGS).version() == version
     assert [c["operation"] for c in delta(local, ACTIVITY_LOGS).history()][:1] == ["WRITE"]
+    # Written Snappy-compressed like a MERGE's files, the (unique) key without a dictionary.
+    (file,) = delta(local, ACTIVITY_LOGS).file_uris()
+    chunks = pq.ParquetFile(file).metadata.row_group(0)
+    columns = {chunks.column(i).path_in_schema: chunks.column(i) for i in range(chunks.num_columns)}
+    assert {column.compression for column in columns.values()} == {"SNAPPY"}
+    assert not columns["lw_id"].has_dictionary_page
+    assert columns["email"].has_dictionary_page
 
 
 def test_local_append_under_the_run_lock_prunes_files_outside_the_batch_time_range(
