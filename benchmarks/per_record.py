@@ -5,13 +5,15 @@
 The records are the simulator's own (generated in this process before the clock starts),
 fed to `normalise.Batch` in pages of 300 as the job's writer gets them, then turned into
 the sorted Arrow table and merged into an empty local warehouse in batches of
-`batch_rows`, as a backfill does. CPU time is this process's (`time.process_time()`), so a
-busy machine stretches the wall time but not the figure.
+`batch_rows`, as a backfill does, holding the engine's run lock as the job does (so the
+merge is the job's: an append of the rows not yet in the table, see `LocalEngine.merge_new`).
+CPU time is this process's (`time.process_time()`), so a busy machine stretches the wall
+time but not the figure.
 
 The same records also go through `ReferenceBatch`, the record-by-record normaliser the
 job had before issue 14 (`normalise_record`, then `tables.lw_id`'s `json.dumps`, per
-record), into a second warehouse, so one run prints both figures and their ratio: issue
-14 asks for at least 3×.
+record), into a second warehouse without the run lock, so merged by delta-rs MERGEs as
+before issue 14; one run prints both figures and their ratio: issue 14 asks for at least 3×.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +73,8 @@ def sample_records(records: int, seed: int = 5) -> dict[str, list[Any]]:
 def measure_per_record(records: int = 200_000, batch_rows: int = 100_000) -> dict[str, Any]:
     """The job's path, and the path before issue 14 on the same records; their ratio."""
     data = sample_records(records)
-    current = measure_path(data, Batch, batch_rows)
-    reference = measure_path(data, ReferenceBatch, batch_rows)
+    current = measure_path(data, Batch, batch_rows, run_lock=True)
+    reference = measure_path(data, ReferenceBatch, batch_rows, run_lock=False)
     return {
         **current,
         "before_issue_14": reference,
@@ -81,30 +84,32 @@ def measure_per_record(records: int = 200_000, batch_rows: int = 100_000) -> dic
 
 
 def measure_path(
-    data: dict[str, list[Any]], batch_type: type[Batch], batch_rows: int
+    data: dict[str, list[Any]], batch_type: type[Batch], batch_rows: int, *, run_lock: bool
 ) -> dict[str, Any]:
-    """Records per CPU-second of `batch_type`'s normalise, the sorted table and MERGE."""
+    """Records per CPU-second of `batch_type`'s normalise, the sorted table and merge;
+    the merge under the engine's run lock (the job's append) or not (MERGEs)."""
     total = sum(len(v) for v in data.values())
     normalise = to_arrow = merge = 0.0
     with tempfile.TemporaryDirectory(prefix="zoom-ingest-per-record-") as folder:
         engine = LocalEngine(Path(folder))
         engine.ensure_tables()
-        for stream, recs in data.items():
-            spec = LOG_TABLES[stream]
-            for start in range(0, len(recs), batch_rows):
-                chunk = recs[start : start + batch_rows]
-                batch = batch_type(spec)
-                t0 = time.process_time()
-                for page in range(0, len(chunk), PAGE_SIZE):
-                    batch.add(chunk[page : page + PAGE_SIZE])
-                t1 = time.process_time()
-                table = batch.to_arrow()
-                t2 = time.process_time()
-                engine.merge_new(spec, table)
-                t3 = time.process_time()
-                normalise += t1 - t0
-                to_arrow += t2 - t1
-                merge += t3 - t2
+        with engine.run_lock() if run_lock else nullcontext():
+            for stream, recs in data.items():
+                spec = LOG_TABLES[stream]
+                for start in range(0, len(recs), batch_rows):
+                    chunk = recs[start : start + batch_rows]
+                    batch = batch_type(spec)
+                    t0 = time.process_time()
+                    for page in range(0, len(chunk), PAGE_SIZE):
+                        batch.add(chunk[page : page + PAGE_SIZE])
+                    t1 = time.process_time()
+                    table = batch.to_arrow()
+                    t2 = time.process_time()
+                    engine.merge_new(spec, table)
+                    t3 = time.process_time()
+                    normalise += t1 - t0
+                    to_arrow += t2 - t1
+                    merge += t3 - t2
     cpu = normalise + to_arrow + merge
     return {
         "records": total,

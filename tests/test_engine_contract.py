@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, TableFeatures
 from deltalake.exceptions import DeltaError
 
 import zoom_ingest
@@ -33,6 +33,7 @@ from zoom_ingest.tables import (
     ALL_TABLES,
     CHECKPOINTS,
     OPERATION_LOGS,
+    REJECTS,
     RUNS,
     UTC,
     TableSpec,
@@ -441,6 +442,176 @@ def test_local_merge_with_nothing_new_makes_no_commit(local: LocalEngine) -> Non
     assert local.merge_new(ACTIVITY_LOGS, batch) == 0
     assert local.merge_new(ACTIVITY_LOGS, ACTIVITY_LOGS.schema.empty_table()) == 0
     assert delta(local, ACTIVITY_LOGS).version() == version
+
+
+# -- the append that stands in for the MERGE under the run lock --------------------------
+
+
+def rejects_of(raw: list[str]) -> pa.Table:
+    """zoom_ingest_rejects rows (a table without `cluster_by`), one per raw record."""
+    return pa.Table.from_pydict(
+        {
+            "reject_id": [f"reject-{value}" for value in raw],
+            "run_id": ["run"] * len(raw),
+            "account_id": ["acct"] * len(raw),
+            "stream": ["activity_logs"] * len(raw),
+            "rejected_at": [START] * len(raw),
+            "reason": ["bad"] * len(raw),
+            "raw_json": raw,
+        },
+        schema=REJECTS.schema,
+    )
+
+
+def with_ids(times: list[datetime], ids: list[str]) -> pa.Table:
+    """activity_logs rows at `times` whose lw_ids are `ids` (not derived from the rows)."""
+    batch = batch_of(ACTIVITY_LOGS, activity_records(times))
+    return batch.set_column(batch.schema.get_field_index("lw_id"), "lw_id", pa.array(ids))
+
+
+def merged_by_append(engine: LocalEngine) -> bool:
+    """Whether the engine's last merge_new appended (rather than ran a MERGE)."""
+    return engine.last_merge_metrics.get("num_slices_appended", 0) > 0
+
+
+def test_local_append_under_the_run_lock_gives_exactly_the_rows_of_a_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overlapping, repeated and many-period batches, into one warehouse under its run
+    lock (appends) and into another without (MERGEs): the same counts, the same rows."""
+    monkeypatch.setattr(local_engine, "MERGE_SLICE_MIN_ROWS", 1)  # many slices a batch
+    appended = LocalEngine(tmp_path / "appended")
+    merged = LocalEngine(tmp_path / "merged")
+    for engine in (appended, merged):
+        engine.ensure_tables()
+    spread = [t for day in range(0, 4 * MERGE_SLICE_DAYS, 5) for t in minutes(0, 20, day)]
+    batches = [
+        (ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 60)))),
+        (ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(30, 60)))),  # half
+        (ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(30, 60)))),  # again
+        (ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(spread))),
+        (ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(spread + minutes(55, 40)))),
+        # The same instants with other content: new lw_ids at times already held.
+        (ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 90), "eve@x.org"))),
+        # A key held at an instant outside the batch's range, in a file that overlaps it,
+        # is not matched (a MERGE's ON clause holds the range): both insert it again.
+        (ACTIVITY_LOGS, with_ids(minutes(200, 3)[::2], ["held", "other"])),
+        (ACTIVITY_LOGS, with_ids(minutes(201, 1), ["held"])),
+        (OPERATION_LOGS, OPERATION_LOGS.schema.empty_table()),
+        (REJECTS, rejects_of(["a", "b", "c"])),
+        (REJECTS, rejects_of(["b", "c", "d"])),  # no cluster_by: the whole key column
+    ]
+    with appended.run_lock():
+        counts = []
+        for spec, batch in batches:
+            counts.append(appended.merge_new(spec, batch))
+            assert merged_by_append(appended) == (batch.num_rows > 0)
+    expected = []
+    for spec, batch in batches:
+        expected.append(merged.merge_new(spec, batch))
+        assert not merged_by_append(merged)
+    assert counts == expected
+    assert counts[:3] == [60, 30, 0] and counts[6:8] == [2, 1] and counts[-2:] == [3, 1]
+    for spec in (ACTIVITY_LOGS, OPERATION_LOGS, REJECTS):
+        order = [(spec.key[0], "ascending"), (spec.columns[1], "ascending")]
+        assert (
+            appended.read_table(spec).sort_by(order).equals(merged.read_table(spec).sort_by(order))
+        )
+
+
+def test_local_append_under_the_run_lock_of_nothing_new_inserts_nothing_without_commit(
+    local: LocalEngine,
+) -> None:
+    batch = batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 30)))
+    with local.run_lock():
+        assert local.merge_new(ACTIVITY_LOGS, batch) == 30
+        version = delta(local, ACTIVITY_LOGS).version()
+        assert local.merge_new(ACTIVITY_LOGS, batch) == 0
+        assert local.merge_new(ACTIVITY_LOGS, batch.slice(5, 10)) == 0
+        assert merged_by_append(local)
+        assert local.last_merge_metrics["num_target_rows_inserted"] == 0
+    assert delta(local, ACTIVITY_LOGS).version() == version
+    assert [c["operation"] for c in delta(local, ACTIVITY_LOGS).history()][:1] == ["WRITE"]
+    # Written Snappy-compressed like a MERGE's files, the (unique) key without a dictionary.
+    (file,) = delta(local, ACTIVITY_LOGS).file_uris()
+    chunks = pq.ParquetFile(file).metadata.row_group(0)
+    columns = {chunks.column(i).path_in_schema: chunks.column(i) for i in range(chunks.num_columns)}
+    assert {column.compression for column in columns.values()} == {"SNAPPY"}
+    assert not columns["lw_id"].has_dictionary_page
+    assert columns["email"].has_dictionary_page
+
+
+def test_local_append_under_the_run_lock_prunes_files_outside_the_batch_time_range(
+    local: LocalEngine,
+) -> None:
+    for day in range(20):  # one file per day: disjoint time ranges
+        local.merge_new(
+            ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 50, day)))
+        )
+    files = pa.table(delta(local, ACTIVITY_LOGS).get_add_actions(flatten=True)).to_pylist()
+    batch = batch_of(ACTIVITY_LOGS, activity_records(minutes(30, 40, day=7)))
+    low, high = batch.column("time")[0].as_py(), batch.column("time")[-1].as_py()
+    # Proof that the other files are never opened: they are gone from the disk.
+    for file in files:
+        if file["max.time"] < low or file["min.time"] > high:
+            (local.table_path(ACTIVITY_LOGS) / file["path"]).unlink()
+    assert len(list(local.table_path(ACTIVITY_LOGS).glob("*.parquet"))) == 1
+
+    with local.run_lock():
+        assert local.merge_new(ACTIVITY_LOGS, batch) == 20
+        metrics = local.last_merge_metrics
+        assert metrics["num_slices_appended"] == 1
+        assert metrics["num_target_files_scanned"] == 1
+        assert metrics["num_target_files_skipped_during_scan"] == 19
+        assert metrics["num_target_rows_inserted"] == 20
+        # Without the time range the same read has to open every file, and fails here.
+        table = delta(local, ACTIVITY_LOGS)
+        with pytest.raises(OSError, match="parquet"):
+            table.to_pyarrow_dataset(filesystem=local_engine._native_filesystem(table)).to_table(
+                columns=["lw_id"]
+            )
+
+
+def test_local_merge_appends_only_while_this_engine_holds_the_run_lock(
+    local: LocalEngine,
+) -> None:
+    other = LocalEngine(local.warehouse)
+
+    def merge(engine: LocalEngine, first_minute: int) -> bool:
+        batch = batch_of(ACTIVITY_LOGS, activity_records(minutes(first_minute, 5)))
+        assert engine.merge_new(ACTIVITY_LOGS, batch) == 5
+        return merged_by_append(engine)
+
+    assert not merge(local, 0)  # no lock: a MERGE
+    with local.run_lock():
+        assert merge(local, 10)
+        # Another engine object on the warehouse does not hold the lock: it MERGEs.
+        assert not merge(other, 20)
+        # A refused second acquisition leaves the held lock (and the appends) alone.
+        with pytest.raises(EngineBusy), local.run_lock():
+            pass
+        assert merge(local, 30)
+    assert not merge(local, 40)  # released: MERGEs again
+    with pytest.raises(ZeroDivisionError), local.run_lock():
+        raise ZeroDivisionError
+    assert not merge(local, 50)
+    assert len(merged_ids(local)) == 30
+
+
+def test_local_merge_under_the_run_lock_keeps_the_merge_for_tables_arrow_cannot_read(
+    local: LocalEngine,
+) -> None:
+    """pyarrow cannot read a table with deletion vectors: such a table keeps the MERGE."""
+    table = delta(local, ACTIVITY_LOGS)
+    table.alter.add_feature(TableFeatures.DeletionVectors, allow_protocol_versions_increase=True)
+    batch = batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 10)))
+    with local.run_lock():
+        assert local.merge_new(ACTIVITY_LOGS, batch) == 10
+        assert not merged_by_append(local)
+        assert local.merge_new(ACTIVITY_LOGS, batch) == 0
+        assert local.merge_new(OPERATION_LOGS, OPERATION_LOGS.schema.empty_table()) == 0
+        assert local.merge_new(REJECTS, rejects_of(["a"])) == 1
+        assert merged_by_append(local)  # the other tables still append
 
 
 def test_local_merge_predicate_holds_only_formatted_literals() -> None:

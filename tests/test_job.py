@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, EXIT_STREAM_FAILED, run
@@ -78,6 +79,10 @@ def test_backfill_equals_ground_truth_and_second_run_adds_nothing(sim, tmp_path)
     inserted = {s.name: s.inserted for s in first.streams}
     assert inserted["activity_logs"] == len(expected_ids(sim, "activity_logs", start))
     assert all(s.status == "succeeded" for s in first.streams)
+    # The job merges under its run lock, so by appends: no MERGE in the log tables.
+    for spec in LOG_TABLES.values():
+        operations = {c["operation"] for c in DeltaTable(engine.table_path(spec)).history()}
+        assert "WRITE" in operations and "MERGE" not in operations, operations
 
     sim.stats.reset()
     second = run(settings, engine, progress=False)
