@@ -138,6 +138,8 @@ class ZoomClient:
         check_url("oauth_url", config.oauth_url)
         self._config = config
         self._owns_session = session is None
+        #: The client's own session's adapter: report GETs go through its `get`.
+        self._adapter: EnvironmentAdapter | None = None
         if session is None:
             session = requests.Session()
             # The environment's proxies and CA bundle are read here, once, instead of
@@ -150,6 +152,7 @@ class ZoomClient:
             )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
+            self._adapter = adapter
         if session.verify is False:
             raise ValueError("a session with TLS verification disabled is not accepted")
         session.verify = True
@@ -318,11 +321,15 @@ class ZoomClient:
             return self._handle(call, response, counters, check)
 
     def _send(self, call: _Call, url: str, params: dict[str, Any], token: str) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         try:
+            if self._adapter is not None:
+                # The same GET with less CPU (transport.py); it never follows redirects.
+                return self._adapter.get(self._session, url, params, headers, self._config.timeout)
             return self._session.get(
                 url,
                 params=params,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                headers=headers,
                 timeout=self._config.timeout,
                 verify=True,
                 # Never carry the bearer token to wherever a redirect points.
