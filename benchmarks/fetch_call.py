@@ -322,6 +322,13 @@ def _time_pieces() -> str:
     timed("requests Session.get (trust_env on)", lambda: session.get(url, headers=headers).content)
     session.trust_env = False
     timed("requests Session.get (trust_env off)", lambda: session.get(url, headers=headers).content)
+    own_session = client._session  # the client's own, set up as the job's
+    own = own_session.get_adapter(url)
+    if hasattr(own, "get"):  # this tree's transport (a base revision may lack it)
+        timed(
+            "EnvironmentAdapter.get (the client's GET)",
+            lambda: own.get(own_session, url, {}, headers, 30.0).content,
+        )
     from zoom_ingest.zoom.client import CallCounters
 
     counters = CallCounters()

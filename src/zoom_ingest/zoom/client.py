@@ -205,6 +205,22 @@ class ZoomClient:
                 tracking_id=spent.tracking_id,
             )
         call = _Call(path=path)
+        query = dict(params)
+        # Nearly every call succeeds at once: its first attempt runs here, and tenacity
+        # (a Retrying object and its per-attempt bookkeeping) only comes in after a
+        # failure, which it then sees as its own first attempt.
+        try:
+            return self._attempt(call, url, query, counters, check)
+        except TransientZoomError as first:
+            failure: TransientZoomError | None = first
+
+        def attempt() -> dict[str, Any]:
+            nonlocal failure
+            if failure is not None:
+                replayed, failure = failure, None
+                raise replayed
+            return self._attempt(call, url, query, counters, check)
+
         retrying = Retrying(
             stop=stop_after_attempt(self._config.max_retries + 1),
             wait=self._wait,
@@ -213,7 +229,7 @@ class ZoomClient:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, call, url, dict(params), counters, check)
+            return retrying(attempt)
         except TransientZoomError as last:
             hint = _last_failure_hint(path, last)
             raise ZoomUnavailable.after(

@@ -29,6 +29,8 @@ from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 from requests.cookies import extract_cookies_to_jar, get_cookie_header
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as urllib3_SSLError
 
 
 def environment_ca_bundle() -> str | None:
@@ -95,7 +97,11 @@ class EnvironmentAdapter(HTTPAdapter):
         response = self.send(request, timeout=timeout, verify=True)
         if "set-cookie" in response.raw.headers:
             extract_cookies_to_jar(jar, request, response.raw)
-        response.content  # noqa: B018 - read the body now, as a non-streaming get does
+        # `response.content` would read the body in 10 kB pieces, each through several
+        # layers of urllib3; a page is one read. requests keeps a read body in `_content`
+        # (it has no public setter): later `content`, `text` and `json()` use it as ever.
+        response._content = _read_body(response.raw)
+        response._content_consumed = True
         return response
 
     def _with_query(self, url: str, params: Mapping[str, Any]) -> str:
@@ -173,3 +179,18 @@ class EnvironmentAdapter(HTTPAdapter):
         return super().send(
             request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
         )
+
+
+def _read_body(raw: Any) -> bytes:
+    """The whole body of a urllib3 response, decoded (gzip, deflate, …) as
+    `Response.content` decodes it, with the exceptions `Response.content` raises."""
+    try:
+        return raw.read(decode_content=True) or b""
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.ConnectionError(exc) from exc
+    except urllib3_SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
