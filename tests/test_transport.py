@@ -3,6 +3,7 @@ the same request line, headers and cookies, the same response, the same exceptio
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -25,6 +26,9 @@ class _Recorder(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         _Recorder.seen.append((self.path, dict(self.headers.items())))
         body = json.dumps({"path": self.path}).encode()
+        if self.path.startswith(("/gzip", "/cut")):
+            self._special(body)
+            return
         self.send_response(302 if self.path.startswith("/moved") else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -34,6 +38,19 @@ class _Recorder(BaseHTTPRequestHandler):
             self.send_header("Set-Cookie", "lb=node-7; Path=/")
         self.end_headers()
         self.wfile.write(body)
+
+    def _special(self, body: bytes) -> None:
+        """/gzip: the body gzip-compressed; /cut: the connection closes mid-body."""
+        if self.path.startswith("/gzip"):
+            body = gzip.compress(body * 500)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body) + (100 if "cut" in self.path else 0)))
+        if self.path.startswith("/gzip"):
+            self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
 
     def log_message(self, *args: object) -> None:
         pass
@@ -130,3 +147,33 @@ def test_a_refused_connection_raises_what_session_get_raises() -> None:
         adapter.get(session, f"{base}/v2/x", {}, {}, 5)
     session.close()
     assert type(fast.value) is type(slow.value)
+
+
+def test_a_header_with_a_line_break_is_refused_as_session_get_refuses_it(server: str) -> None:
+    session, adapter = _session(server)
+    headers = {"Authorization": "Bearer tok\r\nX-Injected: 1"}
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        session.get(f"{server}/v2/x", headers=headers, timeout=5, allow_redirects=False)
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        adapter.get(session, f"{server}/v2/x", {}, headers, 5)
+    session.close()
+    assert _Recorder.seen == []
+
+
+def test_a_compressed_body_is_decoded_as_session_get_decodes_it(server: str) -> None:
+    session, adapter = _session(server)
+    slow = session.get(f"{server}/gzip", timeout=5, allow_redirects=False)
+    fast = adapter.get(session, f"{server}/gzip", {}, {}, 5)
+    session.close()
+    assert fast.content == slow.content
+    assert fast.content.startswith(b'{"path": "/gzip"}') and len(fast.content) > 5000
+    assert "gzip" in _Recorder.seen[1][1]["Accept-Encoding"]
+
+
+def test_a_body_cut_off_raises_what_session_get_raises(server: str) -> None:
+    session, adapter = _session(server)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        session.get(f"{server}/cut", timeout=5, allow_redirects=False)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        adapter.get(session, f"{server}/cut", {}, {}, 5)
+    session.close()

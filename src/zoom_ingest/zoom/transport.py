@@ -28,7 +28,7 @@ import requests
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 from requests.cookies import extract_cookies_to_jar, get_cookie_header
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_environ_proxies
+from requests.utils import check_header_validity, get_environ_proxies
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as urllib3_SSLError
 
@@ -87,6 +87,8 @@ class EnvironmentAdapter(HTTPAdapter):
         # requests' merge: the session's headers, then the call's on top.
         merged = CaseInsensitiveDict(session.headers)
         merged.update(headers)
+        for header in merged.items():
+            check_header_validity(header)  # requests refuses a header with a line break
         request.headers = merged
         request.body = None
         jar = session.cookies
