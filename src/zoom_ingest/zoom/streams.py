@@ -24,7 +24,7 @@ from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Protocol
 
-from ..normalise import CANONICAL_TIME, RecordError, parse_time
+from ..normalise import RecordError, all_canonical, parse_time
 from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec
 from .client import CallCounters, ZoomClient
 from .errors import ZoomError, ZoomRequestError, ZoomScopeError
@@ -260,7 +260,7 @@ def _canonical_span(records: list[Any], cursor_field: str) -> tuple[datetime, da
         times = list(map(itemgetter(cursor_field), records))
     except KeyError:  # a record without a time: the loop below rejects it
         return None
-    if set(map(type, times)) != {str} or not all(map(CANONICAL_TIME, times)):
+    if set(map(type, times)) != {str} or not all_canonical(times):
         return None
     try:
         return parse_time(max(times)), parse_time(min(times))
