@@ -171,3 +171,18 @@ def test_versus_runs_each_side_alternately_from_its_own_code(tmp_path: Path) -> 
     )
     with pytest.raises(ValueError, match="does not know"):
         versus.measure_versus("no-such-revision", tmp_path / "x", workload=tiny)
+
+
+def test_fetch_call_measures_the_calls_it_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import fetch_call
+
+    from zoom_ingest.simulator import Simulator
+
+    with Simulator(seed=3, days=2, activity_per_day=900, operation_per_day=90) as sim:
+        for name, value in sim.environment().items():
+            monkeypatch.setenv(name, value)
+        cpu, calls = fetch_call._measure_calls(3, None)
+        served = sim.stats.calls
+    # Every API call the simulator served is counted (its stats leave the token out).
+    assert calls == served
+    assert calls >= len(fetch_call._windows()) and cpu > 0

@@ -186,6 +186,16 @@ def test_page_time_span_equals_parsing_every_time(seed):
     assert streams._time_span([], "time") == (None, None)
     impossible = [{"time": "2025-02-30T10:00:00Z"}, {"time": "2025-02-27T10:00:00Z"}]
     assert streams._time_span(impossible, "time") == (parsed(impossible[1]),) * 2
+    # A record without a time, and one whose time holds two canonical times and a newline
+    # (it would sort above every other): each is skipped, as parsing every time skips it.
+    without = [{"time": "2025-02-27T10:00:00Z"}, {"type": "Sign in"}]
+    assert streams._time_span(without, "time") == (parsed(without[0]),) * 2
+    newline = [
+        {"time": "2025-02-28T10:00:00Z\n2025-02-01T10:00:00Z"},
+        {"time": "2025-02-27T10:00:00Z"},
+        {"time": "2025-02-26T10:00:00Z"},
+    ]
+    assert streams._time_span(newline, "time") == (parsed(newline[1]), parsed(newline[2]))
 
 
 def test_a_time_holding_a_newline_is_rejected_as_the_record_path_does():

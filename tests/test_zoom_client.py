@@ -465,6 +465,33 @@ def test_garbage_until_retries_run_out_is_unavailable() -> None:
     assert "3 attempts" in str(caught.value) and "not a JSON object" in str(caught.value)
 
 
+def test_without_retries_one_transient_failure_is_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, session = scripted_client(
+        [token_ok()], [response(503, {"message": "busy"}), response(200, {"ok": 1})], max_retries=0
+    )
+    counters = CallCounters()
+    with caplog.at_level(logging.INFO), pytest.raises(ZoomUnavailable) as caught:
+        client.get("/report/activities", {}, counters)
+    assert caught.value.attempts == 1 and len(session.gets) == 1
+    assert counters.retries == 0 and "retry" not in caplog.text
+
+
+def test_a_failure_after_a_first_failure_is_retried_with_the_same_numbering(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, _ = scripted_client(
+        [token_ok()],
+        [response(503, {"message": "busy"}), response(502, {}), response(200, {"ok": 1})],
+    )
+    counters = CallCounters()
+    with caplog.at_level(logging.INFO):
+        assert client.get("/report/activities", {}, counters) == {"ok": 1}
+    assert counters.retries == 2 and counters.api_calls == 3
+    assert "retry 1/2" in caplog.text and "retry 2/2" in caplog.text
+
+
 def test_scope_error_from_a_stream_lists_granular_and_classic_scopes() -> None:
     client, _ = scripted_client(
         [token_ok()], [response(400, {"code": 4711, "message": "Invalid access token."})]

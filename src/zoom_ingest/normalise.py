@@ -338,12 +338,18 @@ _CANONICAL_TIMES = re.compile(
 ).fullmatch
 
 
+def all_canonical(values: list[str]) -> bool:
+    """Every one of these strings (at least one) is a time in the canonical form
+    (`CANONICAL_TIME`); one regular-expression call for all of them."""
+    joined = "\n".join(values)
+    # No time holds a newline, so the joined text splits back into exactly these times.
+    return joined.count("\n") == len(values) - 1 and _CANONICAL_TIMES(joined) is not None
+
+
 def _canonical_times(values: list[str]) -> pa.Array | None:
     """A page's times, all strings, as timestamps; None unless every one is canonical
     and a date (Arrow's cast rejects 2025-02-30, as `parse_time` does)."""
-    joined = "\n".join(values)
-    # No time holds a newline, so the joined text splits back into exactly these times.
-    if joined.count("\n") != len(values) - 1 or _CANONICAL_TIMES(joined) is None:
+    if not all_canonical(values):
         return None
     try:
         return pa.array(values, pa.string()).cast(TIMESTAMP_UTC)

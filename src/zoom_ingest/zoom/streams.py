@@ -21,9 +21,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any, Protocol
 
-from ..normalise import CANONICAL_TIME, RecordError, parse_time
+from ..normalise import RecordError, all_canonical, parse_time
 from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec
 from .client import CallCounters, ZoomClient
 from .errors import ZoomError, ZoomRequestError, ZoomScopeError
@@ -253,8 +254,13 @@ def _canonical_span(records: list[Any], cursor_field: str) -> tuple[datetime, da
     was a tenth of the job's CPU per record)."""
     if not records or set(map(type, records)) != {dict}:
         return None
-    times = [record.get(cursor_field) for record in records]
-    if set(map(type, times)) != {str} or not all(map(CANONICAL_TIME, times)):
+    try:
+        # map and itemgetter run in C: a Python loop over 300 records cost as much as
+        # the rest of this function.
+        times = list(map(itemgetter(cursor_field), records))
+    except KeyError:  # a record without a time: the loop below rejects it
+        return None
+    if set(map(type, times)) != {str} or not all_canonical(times):
         return None
     try:
         return parse_time(max(times)), parse_time(min(times))
