@@ -159,12 +159,10 @@ class Batch:
                 except UnicodeEncodeError:  # a lone surrogate: the slow path names it
                     slow.append(record)
                     continue
-                key = sha256(data).hexdigest()
-                if key in ids:
-                    continue
-                ids.add(key)
+                # Copies stay until the times are known to be dates: a copy of a record
+                # with no such date is a reject too, as record by record.
                 fast.append(record)
-                fast_ids.append(key)
+                fast_ids.append(sha256(data).hexdigest())
                 fast_times.append(time)
                 for column, value in zip(fast_values, values, strict=False):
                     column.append(value)
@@ -177,13 +175,22 @@ class Batch:
             except (pa.ArrowInvalid, ValueError):
                 # A canonical-looking time that is no date (2025-02-30): redo these
                 # records one by one, so that the bad ones become rejects.
-                ids.difference_update(fast_ids)
                 slow = [*fast, *slow]
             else:
-                columns: dict[str, object] = {"lw_id": fast_ids, "time": times}
-                columns.update(zip(fields, fast_values, strict=False))
-                self._chunks.append(pa.Table.from_pydict(columns, schema=spec.schema))
-                self._rows = None
+                keep: list[int] = []
+                for index, key in enumerate(fast_ids):
+                    if key not in ids:  # the first copy of a record wins
+                        ids.add(key)
+                        keep.append(index)
+                if keep:
+                    columns: dict[str, object] = {
+                        "lw_id": [fast_ids[i] for i in keep],
+                        "time": times.take(pa.array(keep, pa.int64())),
+                    }
+                    for name, values in zip(fields, fast_values, strict=True):
+                        columns[name] = [values[i] for i in keep]
+                    self._chunks.append(pa.Table.from_pydict(columns, schema=spec.schema))
+                    self._rows = None
         if slow:
             self._add_slow(slow)
 
