@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
@@ -200,7 +200,10 @@ class Batch:
 
         The lw_id of each record is the SHA-256 of the same JSON text `tables.lw_id`
         hashes (`["<table>","<time>",<field>,…]`, each field a string from the JSON
-        string encoder or `null`), joined from per-column encodings."""
+        string encoder or `null`). A page whose strings need no JSON escaping (nearly
+        every page) has all its texts joined in one string by C loops (`_plain_texts`);
+        a page with a quote, a backslash or a control character in some value has each
+        value encoded (`_encoded_texts`)."""
         if not records or set(map(type, records)) != {dict}:
             return False
         page = cast("list[dict[str, Any]]", records)
@@ -212,17 +215,15 @@ class Batch:
         if parsed is None:
             return False
         columns = _columns(page, spec.record_fields[1:])
-        prefix = _lw_prefix(spec.name)
+        # UnicodeEncodeError: a lone surrogate; TypeError: a field of another JSON type.
+        # The record-by-record path rejects either with its reason.
         try:
-            # encode_basestring raises TypeError for anything but a string: a field of
-            # another JSON type; encode() raises for a lone surrogate. The record-by-record
-            # path rejects either with its reason.
-            encoded = [_encoded(column) for column in columns]
-            heads = [prefix + time + '"' for time in times]
-            arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
-            keys = list(map(_hexdigest, map(sha256, map(str.encode, arrays))))
+            texts = _plain_texts(times, columns, spec.name)
+            if texts is None:
+                texts = _encoded_texts(times, columns, spec.name)
         except (TypeError, UnicodeEncodeError):
             return False
+        keys = list(map(_hexdigest, map(sha256, texts)))
         ids = self._ids
         if ids.isdisjoint(keys) and len(set(keys)) == len(keys):
             ids.update(keys)  # the common page: every record new
@@ -311,6 +312,84 @@ def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[An
         except KeyError:
             pass
     return [list(map(dict.get, page, repeat(name, len(page)))) for name in names]
+
+
+#: Stands for a null field while a page's texts are joined (`_plain_texts`): a control
+#: character, which JSON escapes, so no value of a page that takes that path holds one.
+_NULL_MARK = "\x00"
+#: The bytes that JSON escapes: the quote, the backslash and the control characters.
+#: UTF-8 encodes every other character in bytes of 0x80 and above, so counting these
+#: bytes counts the characters.
+_ESCAPED_BYTES = bytes(range(0x20)) + b'"\\'
+_MARKED_NULL = b'"' + _NULL_MARK.encode() + b'"'
+_NULL_BYTES = b"null"
+
+
+def _plain_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes] | None:
+    """The lw_id JSON texts (UTF-8) of a page whose times are canonical, from its field
+    columns; None when some string value needs JSON escaping (`_encoded_texts` then).
+
+    A string needing no escaping is its own JSON between quotes, so a record's text is
+    its values joined by `","` inside `["<table>","` … `"]`, and the page's texts are
+    those joined by newlines: two C calls a record (`str.join`) instead of one a field
+    and more, and the checks and the split run over the page's bytes at once. A null
+    field is marked by `_NULL_MARK` while joining and becomes `null` after.
+
+    TypeError: a field of another JSON type (`str.join` takes only strings);
+    UnicodeEncodeError: a lone surrogate."""
+    marked = columns
+    null_rows: set[int] = set()
+    nulls = 0
+    if any(None in column for column in columns):
+        marked = []
+        for column in columns:
+            if None in column:
+                column = column.copy()
+                for row in _null_rows(column):
+                    column[row] = _NULL_MARK
+                    null_rows.add(row)
+                    nulls += 1
+            marked.append(column)
+    head = _lw_prefix(table_name)
+    lines = ('"]\n' + head).join(map(_FIELD_SEPARATOR.join, zip(times, *marked, strict=True)))
+    data = (head + lines + '"]').encode("utf-8")
+    # The joins put this many quotes, newlines and null marks (times are canonical, the
+    # table name plain): any more characters that JSON escapes are in some value.
+    quotes = len(times) * (head.count('"') + 1 + 2 * len(columns))
+    newlines = len(times) - 1
+    if len(data) - len(data.translate(None, _ESCAPED_BYTES)) != quotes + newlines + nulls:
+        return None
+    texts = data.split(b"\n")
+    for row in null_rows:  # a few rows a page, when any
+        texts[row] = texts[row].replace(_MARKED_NULL, _NULL_BYTES)
+    return texts
+
+
+def _null_rows(column: list[Any]) -> Iterator[int]:
+    """The indices of None in a column, found by C scans (`list.index`)."""
+    row = -1
+    while True:
+        try:
+            row = column.index(None, row + 1)
+        except ValueError:
+            return
+        yield row
+
+
+def _encoded_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes]:
+    """The lw_id JSON texts (UTF-8) of a page whose times are canonical, each field
+    encoded by the JSON string encoder: any string, escaped or not.
+
+    TypeError: a field of another JSON type; UnicodeEncodeError: a lone surrogate."""
+    encoded = [_encoded(column) for column in columns]
+    prefix = _lw_prefix(table_name)
+    heads = [prefix + time + '"' for time in times]
+    arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
+    return list(map(str.encode, arrays))
+
+
+#: Between two fields of a record's lw_id text, when neither is null nor needs escaping.
+_FIELD_SEPARATOR = '","'
 
 
 def _encoded(column: list[Any]) -> list[str]:
