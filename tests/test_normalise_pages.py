@@ -156,9 +156,17 @@ def path_counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 @pytest.mark.parametrize("spec", [ACTIVITY_LOGS, OPERATION_LOGS], ids=lambda s: s.name)
 @pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("pending_rows", [4096, 7], ids=["pending", "converted often"])
 def test_pages_of_every_flavour_equal_record_by_record(
-    spec: TableSpec, seed: int, path_counts: dict[str, int]
+    spec: TableSpec,
+    seed: int,
+    pending_rows: int,
+    path_counts: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Rows buffered as Python lists are made Arrow every `_PENDING_ROWS`: a small figure
+    # interleaves those conversions with the tables of pages taken record by record.
+    monkeypatch.setattr(normalise, "_PENDING_ROWS", pending_rows)
     rng = random.Random(seed)
     pages = [_page(rng, spec, flavour, rng.randint(1, 60)) for flavour in FLAVOURS * 4]
     rng.shuffle(pages)

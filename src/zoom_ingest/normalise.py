@@ -11,7 +11,8 @@ import operator
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 from hashlib import sha256
 from itertools import repeat
 from typing import Any, cast
@@ -94,10 +95,11 @@ def raw_json(record: object) -> str:
 class Batch:
     """Rows for one table, de-duplicated on lw_id, plus the rejects met on the way.
 
-    Rows are held as Arrow columns (one small table per `add()`), not as a dict per row:
-    a buffered row costs a fraction of the memory, so a batch of `batch_rows` stays
-    small, and `to_arrow()` is a concatenation and a sort inside Arrow rather than a
-    Python sort of dicts that holds the interpreter while fetch threads wait.
+    Rows are held as Arrow columns (a table every few thousand rows, see
+    `_convert_pending`), not as a dict per row: a buffered row costs a fraction of the
+    memory, so a batch of `batch_rows` stays small, and `to_arrow()` is a concatenation
+    and a sort inside Arrow rather than a Python sort of dicts that holds the
+    interpreter while fetch threads wait.
     """
 
     spec: TableSpec
@@ -105,6 +107,9 @@ class Batch:
     records_seen: int = 0
     _ids: set[str] = field(default_factory=set, repr=False, compare=False)
     _chunks: list[pa.Table] = field(default_factory=list, repr=False, compare=False)
+    #: Rows of pages taken by `_add_page` not yet in `_chunks`, as Python columns (lw_id,
+    #: time as canonical text, then the fields), made Arrow `_PENDING_ROWS` at a time.
+    _pending: list[list[Any]] = field(default_factory=list, repr=False, compare=False)
     _rows: dict[str, dict[str, object]] | None = field(default=None, repr=False, compare=False)
 
     def add(self, records: Iterable[object]) -> None:
@@ -183,6 +188,7 @@ class Batch:
                         ids.add(key)
                         keep.append(index)
                 if keep:
+                    self._convert_pending()  # rows stay in the order first met
                     columns: dict[str, object] = {
                         "lw_id": [fast_ids[i] for i in keep],
                         "time": times.take(pa.array(keep, pa.int64())),
@@ -211,8 +217,7 @@ class Batch:
         times = list(map(dict.get, page, repeat("time", len(page))))
         if set(map(type, times)) != {str}:
             return False
-        parsed = _canonical_times(times)
-        if parsed is None:
+        if _canonical_times(times) is None:
             return False
         columns = _columns(page, spec.record_fields[1:])
         # UnicodeEncodeError: a lone surrogate; TypeError: a field of another JSON type.
@@ -234,15 +239,37 @@ class Batch:
                     ids.add(key)
                     keep.append(index)
             keys = [keys[i] for i in keep]
-            parsed = parsed.take(pa.array(keep, pa.int64()))
+            times = [times[i] for i in keep]
             columns = [[column[i] for i in keep] for column in columns]
         self.records_seen += len(page)
         if keys:
-            table: dict[str, object] = {"lw_id": keys, "time": parsed}
-            table.update(zip(spec.record_fields[1:], columns, strict=True))
-            self._chunks.append(pa.Table.from_pydict(table, schema=spec.schema))
+            pending = self._pending or [[] for _ in range(len(columns) + 2)]
+            for buffered, values in zip(pending, [keys, times, *columns], strict=True):
+                buffered.extend(values)
+            self._pending = pending
             self._rows = None
+            if len(pending[0]) >= _PENDING_ROWS:
+                self._convert_pending()
         return True
+
+    def _convert_pending(self) -> None:
+        """Make the rows buffered by `_add_page` one Arrow table in `_chunks`.
+
+        Pages' rows are made Arrow a few thousand at a time rather than a page at a
+        time: in the job, each Arrow call costs the writer far more than in a quiet
+        process (it hands the interpreter to the fetch threads and comes back to cold
+        caches), so fewer, larger calls."""
+        if not self._pending:
+            return
+        keys, times, *columns = self._pending
+        self._pending = []
+        table: dict[str, object] = {
+            "lw_id": keys,
+            # Every time is canonical and a date (`_canonical_times`): the cast succeeds.
+            "time": pa.array(times, pa.string()).cast(TIMESTAMP_UTC),
+        }
+        table.update(zip(self.spec.record_fields[1:], columns, strict=True))
+        self._chunks.append(pa.Table.from_pydict(table, schema=self.spec.schema))
 
     def _add_slow(self, records: Iterable[object]) -> None:
         columns: dict[str, list[object]] = {name: [] for name in self.spec.columns}
@@ -259,6 +286,7 @@ class Batch:
             for name, values in columns.items():
                 values.append(row.get(name))
         if columns["lw_id"]:
+            self._convert_pending()  # rows stay in the order first met
             self._chunks.append(pa.Table.from_pydict(columns, schema=self.spec.schema))
             self._rows = None
 
@@ -278,6 +306,7 @@ class Batch:
         return self._table().sort_by([("time", "ascending"), ("lw_id", "ascending")])
 
     def _table(self) -> pa.Table:
+        self._convert_pending()
         if not self._chunks:
             return self.spec.schema.empty_table()
         return pa.concat_tables(self._chunks)
@@ -424,17 +453,34 @@ _CANONICAL_TIMES = re.compile(
 ).fullmatch
 
 
-def _canonical_times(values: list[str]) -> pa.Array | None:
-    """A page's times, all strings, as timestamps; None unless every one is canonical
-    and a date (Arrow's cast rejects 2025-02-30, as `parse_time` does)."""
+def _canonical_times(values: list[str]) -> list[str] | None:
+    """A page's times, all strings; None unless every one is canonical and a date
+    (not 2025-02-30, which `parse_time` rejects). Checked without Arrow: see
+    `Batch._convert_pending`."""
     joined = "\n".join(values)
     # No time holds a newline, so the joined text splits back into exactly these times.
     if joined.count("\n") != len(values) - 1 or _CANONICAL_TIMES(joined) is None:
         return None
-    try:
-        return pa.array(values, pa.string()).cast(TIMESTAMP_UTC)
-    except pa.ArrowInvalid:
+    # A page holds a few days: each is checked once, and remembered.
+    if not all(map(_is_date, set(map(_DAY_OF, values)))):
         return None
+    return values
+
+
+#: How many rows of pages `Batch` buffers as Python lists before making them Arrow.
+_PENDING_ROWS = 4096
+#: `_DAY_OF(time)`: the `YYYY-MM-DD` of a canonical time.
+_DAY_OF = operator.itemgetter(slice(0, 10))
+
+
+@lru_cache(maxsize=4096)
+def _is_date(day: str) -> bool:
+    """Whether a `YYYY-MM-DD` (the canonical pattern's digits) is a day of the calendar."""
+    try:
+        date(int(day[0:4]), int(day[5:7]), int(day[8:10]))
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_canonical_times(values: list[str]) -> pa.Array:
