@@ -240,3 +240,16 @@ def test_every_copy_of_a_record_with_no_such_date_is_rejected() -> None:
     rows, rejects = _record_by_record(ACTIVITY_LOGS, records)
     assert sorted((r.reason, r.raw_json) for r in batch.rejects) == sorted(rejects)
     assert len(rejects) == 3 and len(batch) == len(rows) == 1 and batch.records_seen == 5
+
+
+@pytest.mark.parametrize(
+    "day", ["2024-02-29", "2025-02-29", "2025-04-31", "2025-04-30", "2000-02-29", "1900-02-29"]
+)
+def test_the_page_path_takes_a_day_exactly_when_parse_time_does(day: str) -> None:
+    records: list[object] = [{"time": f"{day}T10:00:00Z", "email": "a@b.c"}]
+    rows, rejects = _record_by_record(ACTIVITY_LOGS, records)
+    assert (normalise._canonical_times([f"{day}T10:00:00Z"]) is not None) == bool(rows)
+    batch = Batch(ACTIVITY_LOGS)
+    batch.add(records)
+    assert batch.rows == rows and [(r.reason, r.raw_json) for r in batch.rejects] == rejects
+    assert batch.to_arrow()["time"].to_pylist() == [row["time"] for row in rows.values()]
