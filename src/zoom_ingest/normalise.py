@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 from hashlib import sha256
 from itertools import repeat
 from typing import Any, cast
@@ -94,10 +95,11 @@ def raw_json(record: object) -> str:
 class Batch:
     """Rows for one table, de-duplicated on lw_id, plus the rejects met on the way.
 
-    Rows are held as Arrow columns (one small table per `add()`), not as a dict per row:
-    a buffered row costs a fraction of the memory, so a batch of `batch_rows` stays
-    small, and `to_arrow()` is a concatenation and a sort inside Arrow rather than a
-    Python sort of dicts that holds the interpreter while fetch threads wait.
+    Rows are held as Arrow columns (a table every few thousand rows, see
+    `_convert_pending`), not as a dict per row: a buffered row costs a fraction of the
+    memory, so a batch of `batch_rows` stays small, and `to_arrow()` is a concatenation
+    and a sort inside Arrow rather than a Python sort of dicts that holds the
+    interpreter while fetch threads wait.
     """
 
     spec: TableSpec
@@ -105,6 +107,9 @@ class Batch:
     records_seen: int = 0
     _ids: set[str] = field(default_factory=set, repr=False, compare=False)
     _chunks: list[pa.Table] = field(default_factory=list, repr=False, compare=False)
+    #: Rows of pages taken by `_add_page` not yet in `_chunks`, as Python columns (lw_id,
+    #: time as canonical text, then the fields), made Arrow `_PENDING_ROWS` at a time.
+    _pending: list[list[Any]] = field(default_factory=list, repr=False, compare=False)
     _rows: dict[str, dict[str, object]] | None = field(default=None, repr=False, compare=False)
 
     def add(self, records: Iterable[object]) -> None:
@@ -159,12 +164,10 @@ class Batch:
                 except UnicodeEncodeError:  # a lone surrogate: the slow path names it
                     slow.append(record)
                     continue
-                key = sha256(data).hexdigest()
-                if key in ids:
-                    continue
-                ids.add(key)
+                # Copies stay until the times are known to be dates: a copy of a record
+                # with no such date is a reject too, as record by record.
                 fast.append(record)
-                fast_ids.append(key)
+                fast_ids.append(sha256(data).hexdigest())
                 fast_times.append(time)
                 for column, value in zip(fast_values, values, strict=False):
                     column.append(value)
@@ -177,13 +180,23 @@ class Batch:
             except (pa.ArrowInvalid, ValueError):
                 # A canonical-looking time that is no date (2025-02-30): redo these
                 # records one by one, so that the bad ones become rejects.
-                ids.difference_update(fast_ids)
                 slow = [*fast, *slow]
             else:
-                columns: dict[str, object] = {"lw_id": fast_ids, "time": times}
-                columns.update(zip(fields, fast_values, strict=False))
-                self._chunks.append(pa.Table.from_pydict(columns, schema=spec.schema))
-                self._rows = None
+                keep: list[int] = []
+                for index, key in enumerate(fast_ids):
+                    if key not in ids:  # the first copy of a record wins
+                        ids.add(key)
+                        keep.append(index)
+                if keep:
+                    self._convert_pending()  # rows stay in the order first met
+                    columns: dict[str, object] = {
+                        "lw_id": [fast_ids[i] for i in keep],
+                        "time": times.take(pa.array(keep, pa.int64())),
+                    }
+                    for name, values in zip(fields, fast_values, strict=True):
+                        columns[name] = [values[i] for i in keep]
+                    self._chunks.append(pa.Table.from_pydict(columns, schema=spec.schema))
+                    self._rows = None
         if slow:
             self._add_slow(slow)
 
@@ -193,7 +206,10 @@ class Batch:
 
         The lw_id of each record is the SHA-256 of the same JSON text `tables.lw_id`
         hashes (`["<table>","<time>",<field>,…]`, each field a string from the JSON
-        string encoder or `null`), joined from per-column encodings."""
+        string encoder or `null`). A page whose strings need no JSON escaping (nearly
+        every page) has all its texts joined in one string by C loops (`_plain_texts`);
+        a page with a quote, a backslash or a control character in some value has each
+        value encoded (`_encoded_texts`)."""
         if not records or set(map(type, records)) != {dict}:
             return False
         page = cast("list[dict[str, Any]]", records)
@@ -201,21 +217,18 @@ class Batch:
         times = list(map(dict.get, page, repeat("time", len(page))))
         if set(map(type, times)) != {str}:
             return False
-        parsed = _canonical_times(times)
-        if parsed is None:
+        if _canonical_times(times) is None:
             return False
         columns = _columns(page, spec.record_fields[1:])
-        prefix = _lw_prefix(spec.name)
+        # UnicodeEncodeError: a lone surrogate; TypeError: a field of another JSON type.
+        # The record-by-record path rejects either with its reason.
         try:
-            # encode_basestring raises TypeError for anything but a string: a field of
-            # another JSON type; encode() raises for a lone surrogate. The record-by-record
-            # path rejects either with its reason.
-            encoded = [_encoded(column) for column in columns]
-            heads = [prefix + time + '"' for time in times]
-            arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
-            keys = list(map(_hexdigest, map(sha256, map(str.encode, arrays))))
+            texts = _plain_texts(times, columns, spec.name)
+            if texts is None:
+                texts = _encoded_texts(times, columns, spec.name)
         except (TypeError, UnicodeEncodeError):
             return False
+        keys = list(map(_hexdigest, map(sha256, texts)))
         ids = self._ids
         if ids.isdisjoint(keys) and len(set(keys)) == len(keys):
             ids.update(keys)  # the common page: every record new
@@ -226,15 +239,37 @@ class Batch:
                     ids.add(key)
                     keep.append(index)
             keys = [keys[i] for i in keep]
-            parsed = parsed.take(pa.array(keep, pa.int64()))
+            times = [times[i] for i in keep]
             columns = [[column[i] for i in keep] for column in columns]
         self.records_seen += len(page)
         if keys:
-            table: dict[str, object] = {"lw_id": keys, "time": parsed}
-            table.update(zip(spec.record_fields[1:], columns, strict=True))
-            self._chunks.append(pa.Table.from_pydict(table, schema=spec.schema))
+            pending = self._pending or [[] for _ in range(len(columns) + 2)]
+            for buffered, values in zip(pending, [keys, times, *columns], strict=True):
+                buffered.extend(values)
+            self._pending = pending
             self._rows = None
+            if len(pending[0]) >= _PENDING_ROWS:
+                self._convert_pending()
         return True
+
+    def _convert_pending(self) -> None:
+        """Make the rows buffered by `_add_page` one Arrow table in `_chunks`.
+
+        Pages' rows are made Arrow a few thousand at a time rather than a page at a
+        time: in the job, each Arrow call costs the writer far more than in a quiet
+        process (it hands the interpreter to the fetch threads and comes back to cold
+        caches), so fewer, larger calls."""
+        if not self._pending:
+            return
+        keys, times, *columns = self._pending
+        self._pending = []
+        table: dict[str, object] = {
+            "lw_id": keys,
+            # Every time is canonical and a date (`_canonical_times`): the cast succeeds.
+            "time": pa.array(times, pa.string()).cast(TIMESTAMP_UTC),
+        }
+        table.update(zip(self.spec.record_fields[1:], columns, strict=True))
+        self._chunks.append(pa.Table.from_pydict(table, schema=self.spec.schema))
 
     def _add_slow(self, records: Iterable[object]) -> None:
         columns: dict[str, list[object]] = {name: [] for name in self.spec.columns}
@@ -251,6 +286,7 @@ class Batch:
             for name, values in columns.items():
                 values.append(row.get(name))
         if columns["lw_id"]:
+            self._convert_pending()  # rows stay in the order first met
             self._chunks.append(pa.Table.from_pydict(columns, schema=self.spec.schema))
             self._rows = None
 
@@ -270,6 +306,7 @@ class Batch:
         return self._table().sort_by([("time", "ascending"), ("lw_id", "ascending")])
 
     def _table(self) -> pa.Table:
+        self._convert_pending()
         if not self._chunks:
             return self.spec.schema.empty_table()
         return pa.concat_tables(self._chunks)
@@ -304,6 +341,84 @@ def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[An
         except KeyError:
             pass
     return [list(map(dict.get, page, repeat(name, len(page)))) for name in names]
+
+
+#: Stands for a null field while a page's texts are joined (`_plain_texts`): a control
+#: character, which JSON escapes, so no value of a page that takes that path holds one.
+_NULL_MARK = "\x00"
+#: The bytes that JSON escapes: the quote, the backslash and the control characters.
+#: UTF-8 encodes every other character in bytes of 0x80 and above, so counting these
+#: bytes counts the characters.
+_ESCAPED_BYTES = bytes(range(0x20)) + b'"\\'
+_MARKED_NULL = b'"' + _NULL_MARK.encode() + b'"'
+_NULL_BYTES = b"null"
+
+
+def _plain_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes] | None:
+    """The lw_id JSON texts (UTF-8) of a page whose times are canonical, from its field
+    columns; None when some string value needs JSON escaping (`_encoded_texts` then).
+
+    A string needing no escaping is its own JSON between quotes, so a record's text is
+    its values joined by `","` inside `["<table>","` … `"]`, and the page's texts are
+    those joined by newlines: two C calls a record (`str.join`) instead of one a field
+    and more, and the checks and the split run over the page's bytes at once. A null
+    field is marked by `_NULL_MARK` while joining and becomes `null` after.
+
+    TypeError: a field of another JSON type (`str.join` takes only strings);
+    UnicodeEncodeError: a lone surrogate."""
+    marked = columns
+    null_rows: set[int] = set()
+    nulls = 0
+    if any(None in column for column in columns):
+        marked = []
+        for column in columns:
+            if None in column:
+                column = column.copy()
+                for row in _null_rows(column):
+                    column[row] = _NULL_MARK
+                    null_rows.add(row)
+                    nulls += 1
+            marked.append(column)
+    head = _lw_prefix(table_name)
+    lines = ('"]\n' + head).join(map(_FIELD_SEPARATOR.join, zip(times, *marked, strict=True)))
+    data = (head + lines + '"]').encode("utf-8")
+    # The joins put this many quotes, newlines and null marks (times are canonical, the
+    # table name plain): any more characters that JSON escapes are in some value.
+    quotes = len(times) * (head.count('"') + 1 + 2 * len(columns))
+    newlines = len(times) - 1
+    if len(data) - len(data.translate(None, _ESCAPED_BYTES)) != quotes + newlines + nulls:
+        return None
+    texts = data.split(b"\n")
+    for row in null_rows:  # a few rows a page, when any
+        texts[row] = texts[row].replace(_MARKED_NULL, _NULL_BYTES)
+    return texts
+
+
+def _null_rows(column: list[Any]) -> Iterator[int]:
+    """The indices of None in a column, found by C scans (`list.index`)."""
+    row = -1
+    while True:
+        try:
+            row = column.index(None, row + 1)
+        except ValueError:
+            return
+        yield row
+
+
+def _encoded_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes]:
+    """The lw_id JSON texts (UTF-8) of a page whose times are canonical, each field
+    encoded by the JSON string encoder: any string, escaped or not.
+
+    TypeError: a field of another JSON type; UnicodeEncodeError: a lone surrogate."""
+    encoded = [_encoded(column) for column in columns]
+    prefix = _lw_prefix(table_name)
+    heads = [prefix + time + '"' for time in times]
+    arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
+    return list(map(str.encode, arrays))
+
+
+#: Between two fields of a record's lw_id text, when neither is null nor needs escaping.
+_FIELD_SEPARATOR = '","'
 
 
 def _encoded(column: list[Any]) -> list[str]:
@@ -346,15 +461,32 @@ def all_canonical(values: list[str]) -> bool:
     return joined.count("\n") == len(values) - 1 and _CANONICAL_TIMES(joined) is not None
 
 
-def _canonical_times(values: list[str]) -> pa.Array | None:
-    """A page's times, all strings, as timestamps; None unless every one is canonical
-    and a date (Arrow's cast rejects 2025-02-30, as `parse_time` does)."""
+def _canonical_times(values: list[str]) -> list[str] | None:
+    """A page's times, all strings; None unless every one is canonical and a date
+    (not 2025-02-30, which `parse_time` rejects). Checked without Arrow: see
+    `Batch._convert_pending`."""
     if not all_canonical(values):
         return None
-    try:
-        return pa.array(values, pa.string()).cast(TIMESTAMP_UTC)
-    except pa.ArrowInvalid:
+    # A page holds a few days: each is checked once, and remembered.
+    if not all(map(_is_date, set(map(_DAY_OF, values)))):
         return None
+    return values
+
+
+#: How many rows of pages `Batch` buffers as Python lists before making them Arrow.
+_PENDING_ROWS = 4096
+#: `_DAY_OF(time)`: the `YYYY-MM-DD` of a canonical time.
+_DAY_OF = operator.itemgetter(slice(0, 10))
+
+
+@lru_cache(maxsize=4096)
+def _is_date(day: str) -> bool:
+    """Whether a `YYYY-MM-DD` (the canonical pattern's digits) is a day of the calendar."""
+    try:
+        date(int(day[0:4]), int(day[5:7]), int(day[8:10]))
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_canonical_times(values: list[str]) -> pa.Array:
