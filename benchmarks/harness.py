@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.engines.local import INSERT_NEW, LocalEngine
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS, UTC
 from zoom_ingest.zoom.rules import PAGE_SIZE
@@ -211,13 +211,27 @@ def last_run_rows(warehouse: Path) -> list[dict[str, Any]]:
 
 
 def merges_since(table_path: Path, version: int) -> list[dict[str, Any]]:
-    """The commit entries (metrics and parameters) of every MERGE after `version`."""
+    """The commit entries of every merge after `version`, in the MERGE's shape (metrics
+    and parameters): a MERGE as it is, and an insert-only merge the local engine did by
+    appending under its run lock (`INSERT_NEW` in the commit info) with its summary as
+    `operationMetrics` and its range as the predicate."""
     history = DeltaTable(str(table_path)).history()
-    return [
-        entry
-        for entry in history
-        if entry.get("operation") == "MERGE" and int(entry["version"]) > version
-    ]
+    merges = []
+    for entry in history:
+        if int(entry["version"]) <= version:
+            continue
+        if entry.get("operation") == "MERGE":
+            merges.append(entry)
+        elif INSERT_NEW in entry:
+            summary = entry[INSERT_NEW]
+            merges.append(
+                {
+                    **entry,
+                    "operationParameters": {"predicate": summary["predicate"]},
+                    "operationMetrics": summary,
+                }
+            )
+    return merges
 
 
 def files_in_merge_range(table_path: Path, version: int, merge: Mapping[str, Any]) -> int | None:
@@ -249,4 +263,4 @@ def backfill_start(sim: Simulator) -> str:
     return sim.start_time.date().isoformat()
 
 
-_PREDICATE_TIMESTAMP = re.compile(r"'(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)'")
+_PREDICATE_TIMESTAMP = re.compile(r"'(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?)Z?'")

@@ -7,7 +7,8 @@ produces), and, as the newest rows, the simulator's own records up to the checkp
 The checkpoint is set one hour before the simulator's "now", so the run re-reads the
 lookback hour (already in the table) and inserts one new hour: the same new data for
 every table size. The run is `zoom-ingest run` in a child process; files scanned and
-skipped come from the MERGE commits' metrics in the Delta log.
+skipped come from the merge commits in the Delta log (a MERGE's metrics, or the summary
+the local engine writes into an insert-only merge's append).
 """
 
 from __future__ import annotations

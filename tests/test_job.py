@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.engines.local import INSERT_NEW, LocalEngine
 from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, EXIT_STREAM_FAILED, run
 from zoom_ingest.normalise import Batch
 from zoom_ingest.settings import Settings
@@ -80,9 +80,14 @@ def test_backfill_equals_ground_truth_and_second_run_adds_nothing(sim, tmp_path)
     assert inserted["activity_logs"] == len(expected_ids(sim, "activity_logs", start))
     assert all(s.status == "succeeded" for s in first.streams)
     # The job merges under its run lock, so by appends: no MERGE in the log tables.
+    # Each such append says in its commit info what merge it stands for.
     for spec in LOG_TABLES.values():
-        operations = {c["operation"] for c in DeltaTable(engine.table_path(spec)).history()}
+        history = DeltaTable(engine.table_path(spec)).history()
+        operations = {c["operation"] for c in history}
         assert "WRITE" in operations and "MERGE" not in operations, operations
+        summaries = [c[INSERT_NEW] for c in history if INSERT_NEW in c]
+        assert sum(s["num_target_rows_inserted"] for s in summaries) == inserted[spec.name]
+        assert all("time" in s["predicate"] for s in summaries), summaries
 
     sim.stats.reset()
     second = run(settings, engine, progress=False)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -36,7 +37,13 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-from deltalake import ColumnProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError
 from deltalake.schema import Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -83,6 +90,9 @@ UNWRITABLE_FEATURES = (
     "icebergCompatV1",
     "icebergCompatV2",
 )
+#: The commit-info key of an insert-only merge done by appending (under the run lock):
+#: its time-range predicate, files scanned and skipped, rows inserted, milliseconds.
+INSERT_NEW = "zoomIngestInsertNew"
 # Delta reader features pyarrow datasets cannot read (deltalake refuses them there); a
 # table that has one is merged with a MERGE even under the run lock.
 UNREADABLE_BY_ARROW_FEATURES = ("deletionVectors", "columnMapping")
@@ -239,6 +249,7 @@ class LocalEngine:
             )
 
         def run() -> dict[str, int]:
+            started = time.monotonic()
             table = self._table(spec)
             dataset = table.to_pyarrow_dataset(
                 file_pruning_predicate=pruning, filesystem=_native_filesystem(table)
@@ -250,16 +261,28 @@ class LocalEngine:
             matched = present.filter(pc.is_in(present, value_set=keys, skip_nulls=True))
             seen = pc.is_in(keys, value_set=matched.combine_chunks(), skip_nulls=True)
             new = batch.filter(pc.invert(seen))
-            if new.num_rows:
-                write_deltalake(
-                    table, new, mode="append", writer_properties=append_properties(spec)
-                )
-            return {
+            metrics = {
                 "num_target_files_scanned": files_scanned,
                 "num_target_files_skipped_during_scan": files_skipped,
                 "num_target_rows_inserted": new.num_rows,
                 "num_slices_appended": 1,
             }
+            if new.num_rows:
+                # The commit says what it stands for (the Delta log would otherwise show a
+                # plain append): the merge's range and what it read, for the history.
+                summary = {
+                    "predicate": pruning or "",
+                    "execution_time_ms": round((time.monotonic() - started) * 1000),
+                    **metrics,
+                }
+                write_deltalake(
+                    table,
+                    new,
+                    mode="append",
+                    writer_properties=append_properties(spec),
+                    commit_properties=CommitProperties(custom_metadata={INSERT_NEW: summary}),
+                )
+            return metrics
 
         metrics = _with_commit_retries(run)
         log.debug("append of new rows into %s: %s", spec.name, metrics)
