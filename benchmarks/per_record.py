@@ -1,19 +1,21 @@
-"""The job's per-record cost, in records per CPU-second: normalise → lw_id → Arrow → MERGE.
+"""The job's per-record cost, in records per CPU-second: normalise → lw_id → Arrow → merge.
 
-    python -m benchmarks.per_record [--records 200000]
+    python -m benchmarks.per_record [--records 400000] [--days 8]
 
-The records are the simulator's own (generated in this process before the clock starts),
-fed to `normalise.Batch` in pages of 300 as the job's writer gets them, then turned into
-the sorted Arrow table and merged into an empty local warehouse in batches of
-`batch_rows`, as a backfill does, holding the engine's run lock as the job does (so the
-merge is the job's: an append of the rows not yet in the table, see `LocalEngine.merge_new`).
-CPU time is this process's (`time.process_time()`), so a busy machine stretches the wall
-time but not the figure.
+The records are the simulator's own (generated in this process before the clock starts)
+and reach `normalise.Batch` as a backfill's writer gets them: in pages of 300, from
+`CONCURRENT_WINDOWS` one-day windows paged at once (the job's concurrency at 40 requests
+per second), one page from each in turn, newest page first, a window opening when one
+ends. A batch is merged into the local warehouse whenever it holds `batch_rows` (the
+job's default), so, as in the job, every batch spans the days in flight and overlaps
+the batches before it. CPU time is this process's (`time.process_time()`, every
+thread, the merge's included), so a busy machine stretches the wall time but not the
+figure.
 
 The same records also go through `ReferenceBatch`, the record-by-record normaliser the
 job had before issue 14 (`normalise_record`, then `tables.lw_id`'s `json.dumps`, per
-record), into a second warehouse without the run lock, so merged by delta-rs MERGEs as
-before issue 14; one run prints both figures and their ratio: issue 14 asks for at least 3×.
+record), merged by MERGE as it was then, into a second warehouse, so one run prints
+both figures and their ratio: issue 14 asks for at least 3×.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import argparse
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -61,18 +64,49 @@ class ReferenceBatch(Batch):
             self._rows = None
 
 
-def sample_records(records: int, seed: int = 5) -> dict[str, list[Any]]:
-    """About `records` simulator records, five sign-ins to one operation, as parsed JSON."""
-    days = 2
-    activity = records * 5 / 6 / days
-    operation = records / 6 / days
+#: Day windows a backfill pages at once at 40 requests/s (the job's concurrency there).
+CONCURRENT_WINDOWS = 12
+
+
+def sample_records(records: int, days: int = 8, seed: int = 5) -> dict[str, list[Any]]:
+    """About `records` simulator records over `days` days, in the large account's mix
+    (50,000 sign-ins to 4,000 operations), as parsed JSON."""
+    activity = records * 50 / 54 / days
+    operation = records * 4 / 54 / days
     sim = Simulator(seed=seed, days=days, activity_per_day=activity, operation_per_day=operation)
     return {stream: sim.ground_truth(stream) for stream in LOG_TABLES}
 
 
-def measure_per_record(records: int = 200_000, batch_rows: int = 100_000) -> dict[str, Any]:
+def delivered_pages(records: list[Any], windows: int = CONCURRENT_WINDOWS) -> Iterator[list[Any]]:
+    """`records` in pages as a backfill's fetch threads hand them to the writer: one-day
+    windows, newest day first, `windows` of them open at once, each paged newest record
+    first, one page from each open window in turn."""
+    by_day: dict[str, list[Any]] = {}
+    for record in records:
+        by_day.setdefault(record["time"][:10], []).append(record)
+    waiting = deque(sorted(by_day, reverse=True))
+    open_windows: deque[Iterator[list[Any]]] = deque()
+    while waiting or open_windows:
+        while waiting and len(open_windows) < windows:
+            open_windows.append(_pages_newest_first(by_day[waiting.popleft()]))
+        window = open_windows.popleft()
+        page = next(window, None)
+        if page is not None:
+            yield page
+            open_windows.append(window)
+
+
+def _pages_newest_first(records: list[Any]) -> Iterator[list[Any]]:
+    ordered = sorted(records, key=lambda record: record["time"], reverse=True)
+    for start in range(0, len(ordered), PAGE_SIZE):
+        yield ordered[start : start + PAGE_SIZE]
+
+
+def measure_per_record(
+    records: int = 400_000, batch_rows: int = 100_000, days: int = 8
+) -> dict[str, Any]:
     """The job's path, and the path before issue 14 on the same records; their ratio."""
-    data = sample_records(records)
+    data = sample_records(records, days)
     current = measure_path(data, Batch, batch_rows, run_lock=True)
     reference = measure_path(data, ReferenceBatch, batch_rows, run_lock=False)
     return {
@@ -96,20 +130,25 @@ def measure_path(
         with engine.run_lock() if run_lock else nullcontext():
             for stream, recs in data.items():
                 spec = LOG_TABLES[stream]
-                for start in range(0, len(recs), batch_rows):
-                    chunk = recs[start : start + batch_rows]
-                    batch = batch_type(spec)
+                batch = batch_type(spec)
+                pages = delivered_pages(recs)
+                while True:
                     t0 = time.process_time()
-                    for page in range(0, len(chunk), PAGE_SIZE):
-                        batch.add(chunk[page : page + PAGE_SIZE])
+                    for page in pages:
+                        batch.add(page)
+                        if len(batch) >= batch_rows:
+                            break
                     t1 = time.process_time()
+                    normalise += t1 - t0
+                    if not len(batch):
+                        break
                     table = batch.to_arrow()
                     t2 = time.process_time()
                     engine.merge_new(spec, table)
                     t3 = time.process_time()
-                    normalise += t1 - t0
                     to_arrow += t2 - t1
                     merge += t3 - t2
+                    batch = batch_type(spec)
     cpu = normalise + to_arrow + merge
     return {
         "records": total,
@@ -125,9 +164,12 @@ def measure_path(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.per_record")
-    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--records", type=int, default=400_000)
+    parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--batch-rows", type=int, default=100_000)
     args = parser.parse_args(argv)
-    print(json.dumps(measure_per_record(args.records), indent=2))
+    result = measure_per_record(args.records, args.batch_rows, args.days)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from benchmarks import report, versus
+from benchmarks import per_record, report, versus
 from benchmarks.harness import Workload
 from benchmarks.incremental import _synthetic_chunks
 from benchmarks.run import Plan, render, run_plan
@@ -186,3 +186,29 @@ def test_fetch_call_measures_the_calls_it_makes(monkeypatch: pytest.MonkeyPatch)
     # Every API call the simulator served is counted (its stats leave the token out).
     assert calls == served
     assert calls >= len(fetch_call._windows()) and cpu > 0
+
+
+def test_per_record_pages_arrive_as_a_backfill_delivers_them() -> None:
+    data = per_record.sample_records(6_000, days=4)
+    for records in data.values():
+        pages = list(per_record.delivered_pages(records, windows=3))
+        delivered = [record for page in pages for record in page]
+        assert sorted(map(id, delivered)) == sorted(map(id, records))  # each record once
+        assert all(0 < len(page) <= PAGE_SIZE for page in pages)
+        # The first pages come from different days (windows paged at once), newest first…
+        first_days = [page[0]["time"][:10] for page in pages[:3]]
+        assert first_days == sorted(set(first_days), reverse=True)
+        # …and each day's pages are newest record first, one after another.
+        by_day: dict[str, list[str]] = {}
+        for page in pages:
+            by_day.setdefault(page[0]["time"][:10], []).extend(r["time"] for r in page)
+        assert all(times == sorted(times, reverse=True) for times in by_day.values())
+
+
+def test_per_record_measures_both_paths_on_the_same_records() -> None:
+    result = per_record.measure_per_record(records=3_000, batch_rows=1_000, days=3)
+    assert result["records"] == result["before_issue_14"]["records"] > 2_000
+    assert result["cpu_seconds"] > 0 and result["before_issue_14"]["cpu_seconds"] > 0
+    assert result["ratio_to_before_issue_14"] == pytest.approx(
+        result["records_per_cpu_second"] / result["before_issue_14"]["records_per_cpu_second"]
+    )
