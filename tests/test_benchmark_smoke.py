@@ -212,3 +212,22 @@ def test_per_record_measures_both_paths_on_the_same_records() -> None:
     assert result["ratio_to_before_issue_14"] == pytest.approx(
         result["records_per_cpu_second"] / result["before_issue_14"]["records_per_cpu_second"]
     )
+
+
+def test_report_judges_the_per_record_and_whole_process_targets(
+    results: dict, tmp_path: Path
+) -> None:
+    at_40 = next(b for b in results["backfill"] if b["requests_per_second"] == 40.0)
+    shape = {**at_40, "shape": "large"}
+    per = per_record.measure_per_record(records=3_000, batch_rows=1_000, days=3)
+    judged = {v.target: v for v in report.verdicts({**results, "shapes": [shape]})}
+    judged |= {v.target: v for v in report.verdicts({**results, "per_record": per})}
+    whole = next(v for t, v in judged.items() if "of a core" in t)
+    cores = shape["cpu_seconds"] / shape["wall_seconds"]
+    assert whole.met == (cores <= report.WHOLE_PROCESS_CORES)
+    assert f"{cores:.0%} of a core" in whole.measured
+    path = next(v for t, v in judged.items() if "per-record path" in t)
+    assert path.met == (per["ratio_to_before_issue_14"] >= report.PER_RECORD_FACTOR)
+    assert f"({per['ratio_to_before_issue_14']:.2f}×)" in path.measured
+    page = report.markdown({**results, "per_record": per, "command": "test"}, [], tmp_path)
+    assert f"{per['ratio_to_before_issue_14']:.2f}×." in page
