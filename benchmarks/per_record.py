@@ -14,7 +14,8 @@ figure.
 
 The same records also go through `ReferenceBatch`, the record-by-record normaliser the
 job had before issue 14 (`normalise_record`, then `tables.lw_id`'s `json.dumps`, per
-record), merged by MERGE as it was then, into a second warehouse, so one run prints
+record), merged by the engine's MERGE (today's, in 14-day slices: the MERGE the job
+ran before it appended under its run lock), into a second warehouse, so one run prints
 both figures and their ratio: issue 14 asks for at least 3×.
 """
 

@@ -46,6 +46,7 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError
 from deltalake.schema import Field
+from deltalake.table import MAX_SUPPORTED_READER_VERSION, SUPPORTED_READER_FEATURES
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
@@ -93,9 +94,11 @@ UNWRITABLE_FEATURES = (
 #: The commit-info key of an insert-only merge done by appending (under the run lock):
 #: its time-range predicate, files scanned and skipped, rows inserted, milliseconds.
 INSERT_NEW = "zoomIngestInsertNew"
-# Delta reader features pyarrow datasets cannot read (deltalake refuses them there); a
-# table that has one is merged with a MERGE even under the run lock.
-UNREADABLE_BY_ARROW_FEATURES = ("deletionVectors", "columnMapping")
+# The Delta reader protocol deltalake's pyarrow datasets read (it refuses any other); a
+# table beyond it (deletion vectors, column mapping, v2 checkpoints, …) is merged with a
+# MERGE even under the run lock.
+ARROW_READER_VERSION = MAX_SUPPORTED_READER_VERSION
+ARROW_READER_FEATURES = frozenset(SUPPORTED_READER_FEATURES)
 
 
 class LocalEngine:
@@ -113,7 +116,10 @@ class LocalEngine:
         #: run lock's append rather than a MERGE.
         self.last_merge_metrics: dict[str, Any] = {}
         self._tables: dict[str, DeltaTable] = {}
-        # True while this object holds the warehouse's run lock: no other writer exists.
+        # True while this object holds the warehouse's run lock: no other process or
+        # engine object writes. It is the object's, not a thread's (the job's committer
+        # thread merges while its main thread holds the lock), so an object under the
+        # lock takes one writing thread at a time, as the job's committer is.
         self._holds_run_lock = False
 
     def describe(self) -> str:
@@ -208,11 +214,9 @@ class LocalEngine:
         batch = _conform(spec, batch)
         self.last_merge_metrics = {}
         inserted = 0
+        merge_slice = self._append_new_slice if self._may_append_new(spec) else self._merge_slice
         for piece in time_slices(spec, batch):
-            if self._may_append_new(spec):
-                inserted += self._append_new_slice(spec, piece)
-            else:
-                inserted += self._merge_slice(spec, piece)
+            inserted += merge_slice(spec, piece)
         release_freed_memory()
         return inserted
 
@@ -222,8 +226,11 @@ class LocalEngine:
         the table."""
         if not self._holds_run_lock or len(spec.key) != 1:
             return False
-        features = self._table(spec).protocol().reader_features or []
-        return not any(feature in features for feature in UNREADABLE_BY_ARROW_FEATURES)
+        protocol = self._table(spec).protocol()
+        features = set(protocol.reader_features or ())
+        return protocol.min_reader_version <= ARROW_READER_VERSION and features <= (
+            ARROW_READER_FEATURES
+        )
 
     def _append_new_slice(self, spec: TableSpec, batch: pa.Table) -> int:
         """The insert-only merge of one slice under the run lock: the rows of `batch`
