@@ -6,6 +6,7 @@ only the local engine promises (file layout, pruning, compaction, an OS file loc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import select
@@ -797,3 +798,32 @@ def test_local_lock_is_released_when_its_holder_dies(
     holder.wait(timeout=30)
     with engine.run_lock():
         pass
+
+
+@pytest.mark.parametrize(
+    "feature", [f for name, f in vars(TableFeatures).items() if name[:1].isupper()], ids=str
+)
+def test_local_merge_under_the_run_lock_succeeds_wherever_the_merge_does(
+    tmp_path: Path, feature: TableFeatures
+) -> None:
+    """Every Delta table feature deltalake can add: a merge under the run lock (the job's)
+    gives what the MERGE without it gives, or fails where the MERGE fails too."""
+    outcomes = []
+    for locked in (False, True):
+        engine = LocalEngine(tmp_path / ("locked" if locked else "merge"))
+        engine.ensure_tables()
+        try:
+            delta(engine, ACTIVITY_LOGS).alter.add_feature(
+                feature, allow_protocol_versions_increase=True
+            )
+        except DeltaError:
+            pytest.skip(f"deltalake cannot add {feature} to a table")
+        batch = batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 10)))
+        try:
+            with engine.run_lock() if locked else contextlib.nullcontext():
+                outcomes.append(
+                    (engine.merge_new(ACTIVITY_LOGS, batch), engine.merge_new(ACTIVITY_LOGS, batch))
+                )
+        except DeltaError as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes[1] == outcomes[0], outcomes
