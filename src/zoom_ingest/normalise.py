@@ -496,14 +496,49 @@ def all_canonical(values: list[str]) -> bool:
 
 def _canonical_times(values: list[str]) -> list[str] | None:
     """A page's times, all strings; None unless every one is canonical and a date
-    (not 2025-02-30, which `parse_time` rejects). Checked without Arrow: see
-    `Batch._convert_pending`."""
-    if not all_canonical(values):
+    (not 2025-02-30, which `parse_time` rejects). Checked without Arrow (see
+    `Batch._convert_pending`) and without a regular-expression step a character: the
+    page's times joined are checked at once by byte operations, a few C passes.
+
+    Same verdict as `CANONICAL_TIME` and `_is_date` on each time (tested)."""
+    joined = "\n".join(values)
+    if not joined.isascii():
         return None
-    # A page holds a few days: each is checked once, and remembered.
-    if not all(map(_is_date, set(map(_DAY_OF, values)))):
+    data = joined.encode("ascii")
+    # The shape: every time 20 characters, digits where the form has digits (this
+    # length also means no time holds a newline, so the lines are exactly the times).
+    if len(data) != _TIME_LINE * len(values) - 1:
+        return None
+    if data.translate(_DIGITS_TO_ZERO) != (_TIME_SHAPE * len(values))[:-1]:
+        return None
+    # Digits out of range alone: the year's first (0), and the tens of the month (2+),
+    # the day (4+), the hour (3+), the minute and the second (6+).
+    if b"0" in data[0::_TIME_LINE]:
+        return None
+    for start, allowed in _TENS_ALLOWED:
+        if data[start::_TIME_LINE].translate(None, allowed):
+            return None
+    # Pairs out of range: month or day 00, month 13+, hour 24+ (each pattern can only
+    # match at its own place in a time; searches for a literal, not a step a character).
+    if b"-00" in data or _MONTH_13_TO_19(data) or _HOUR_24_TO_29(data):
+        return None
+    # Days 30 and more (a month of 30 days has no 31st, February no 30th) and February
+    # 29, which only a leap year has: a page that has one has each of its days checked.
+    if (b"-3" in data or b"-02-29" in data) and not all(map(_is_date, set(map(_DAY_OF, values)))):
         return None
     return values
+
+
+#: A canonical time and its newline, in the page's joined times.
+_TIME_LINE = 21
+#: The canonical form with each digit written as 0, and its newline.
+_TIME_SHAPE = b"0000-00-00T00:00:00Z\n"
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+#: (offset in a time, the digits allowed there): the tens of the month, day, hour,
+#: minute and second.
+_TENS_ALLOWED = ((5, b"01"), (8, b"0123"), (11, b"012"), (14, b"012345"), (17, b"012345"))
+_MONTH_13_TO_19 = re.compile(rb"-1[3-9]-").search
+_HOUR_24_TO_29 = re.compile(rb"T2[4-9]").search
 
 
 #: How many rows of pages `Batch` buffers as Python lists before making them Arrow.
