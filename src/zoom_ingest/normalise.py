@@ -11,7 +11,7 @@ import operator
 import re
 from array import array
 from binascii import hexlify
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -332,7 +332,10 @@ _STRING_OR_NULL = frozenset({str, type(None)})
 #: `null` for None, else `json` (bound dict.get: C calls inside `map`).
 _BLANK_NULL = {None: ""}.get
 _JSON_NULL = {None: _NULL}.get
-_digest = operator.methodcaller("digest")
+#: `_digest(hash)`: the hash object's digest, through the type's method itself: inside
+#: `map` that is a C call, where `operator.methodcaller("digest")` looks the method up a
+#: record (~0.1 us a record more).
+_digest: Callable[[Any], bytes] = type(sha256()).digest
 
 
 def _lw_ids(digests: list[bytes]) -> pa.Array:
