@@ -112,8 +112,8 @@ class Batch:
     _ids: set[bytes] = field(default_factory=set, repr=False, compare=False)
     _chunks: list[pa.Table] = field(default_factory=list, repr=False, compare=False)
     #: Rows of pages taken by `_add_page` not yet in `_chunks`, as Python columns (lw_id
-    #: digest, time as canonical text, then the fields), made Arrow `_PENDING_ROWS` at
-    #: a time.
+    #: digests; each page's canonical times joined, one bytes object a page; then the
+    #: fields), made Arrow `_PENDING_ROWS` rows at a time.
     _pending: list[list[Any]] = field(default_factory=list, repr=False, compare=False)
     _rows: dict[str, dict[str, object]] | None = field(default=None, repr=False, compare=False)
 
@@ -222,7 +222,8 @@ class Batch:
         times = list(map(dict.get, page, repeat("time", len(page))))
         if set(map(type, times)) != {str}:
             return False
-        if _canonical_times(times) is None:
+        joined_times = _canonical_times(times)
+        if joined_times is None:
             return False
         columns = _columns(page, spec.record_fields[1:])
         # UnicodeEncodeError: a lone surrogate; TypeError: a field of another JSON type.
@@ -244,12 +245,14 @@ class Batch:
                     ids.add(key)
                     keep.append(index)
             keys = [keys[i] for i in keep]
-            times = [times[i] for i in keep]
+            joined_times = "\n".join([times[i] for i in keep]).encode("ascii")
             columns = [[column[i] for i in keep] for column in columns]
         self.records_seen += len(page)
         if keys:
             pending = self._pending or [[] for _ in range(len(columns) + 2)]
-            for buffered, values in zip(pending, [keys, times, *columns], strict=True):
+            pending[0].extend(keys)
+            pending[1].append(joined_times)  # the page's times, in one bytes object
+            for buffered, values in zip(pending[2:], columns, strict=True):
                 buffered.extend(values)
             self._pending = pending
             self._rows = None
@@ -266,12 +269,15 @@ class Batch:
         caches), so fewer, larger calls."""
         if not self._pending:
             return
-        keys, times, *columns = self._pending
+        keys, pages_times, *columns = self._pending
         self._pending = []
+        # Each page's times joined by newlines: without them, every time's 20 bytes
+        # end to end. Every time is canonical and a date (`_canonical_times`): the cast
+        # succeeds.
+        times = b"".join(pages_times).replace(b"\n", b"")
         table: dict[str, object] = {
             "lw_id": _lw_ids(keys),
-            # Every time is canonical and a date (`_canonical_times`): the cast succeeds.
-            "time": pa.array(times, pa.string()).cast(TIMESTAMP_UTC),
+            "time": _fixed_width_strings(times, len(keys), _TIME_LENGTH).cast(TIMESTAMP_UTC),
         }
         table.update(zip(self.spec.record_fields[1:], columns, strict=True))
         self._chunks.append(pa.Table.from_pydict(table, schema=self.spec.schema))
@@ -342,28 +348,36 @@ def _lw_ids(digests: list[bytes]) -> pa.Array:
     """The lw_id column (lowercase hex texts) of these SHA-256 digests, made in one go:
     their hex joined is the data of an Arrow string array whose every value is 64
     bytes long, so no Python string is made a record."""
-    rows = len(digests)
-    data = pa.py_buffer(hexlify(b"".join(digests)))
-    return pa.Array.from_buffers(pa.string(), rows, [None, _hex_offsets(rows), data])
+    return _fixed_width_strings(hexlify(b"".join(digests)), len(digests), _HEX_LENGTH)
 
 
-#: Characters of a SHA-256 digest in hex.
+#: Characters of a SHA-256 digest in hex, and of a canonical time.
 _HEX_LENGTH = 64
-#: The offsets 0, 64, 128, … (int32) of `_lw_ids`' arrays, made once for the most rows
-#: asked so far: making them anew a call cost as much as the hex itself.
-_hex_offsets_made = pa.py_buffer(array("i", [0]))
+_TIME_LENGTH = 20
 
 
-def _hex_offsets(rows: int) -> pa.Buffer:
-    """The offsets of `rows` lw_ids of 64 characters each, as an Arrow buffer."""
-    global _hex_offsets_made
+def _fixed_width_strings(data: bytes, rows: int, width: int) -> pa.Array:
+    """An Arrow string array of `rows` values of `width` bytes each, `data` end to end
+    (valid UTF-8: hex digits, canonical times)."""
+    offsets = _fixed_offsets(rows, width)
+    return pa.Array.from_buffers(pa.string(), rows, [None, offsets, pa.py_buffer(data)])
+
+
+#: Width → the offsets 0, width, 2 × width, … (int32) of `_fixed_width_strings`' arrays,
+#: made once for the most rows asked so far: making them anew a call cost as much as
+#: the hex itself.
+_offsets_made: dict[int, pa.Buffer] = {}
+
+
+def _fixed_offsets(rows: int, width: int) -> pa.Buffer:
+    """The offsets of `rows` strings of `width` bytes each, as an Arrow buffer."""
     size = (rows + 1) * 4  # int32
-    if _hex_offsets_made.size < size:
+    made = _offsets_made.get(width)
+    if made is None or made.size < size:
         most = max(rows, 2 * _PENDING_ROWS)
-        _hex_offsets_made = pa.py_buffer(
-            array("i", range(0, (most + 1) * _HEX_LENGTH, _HEX_LENGTH))
-        )
-    return _hex_offsets_made.slice(0, size)
+        made = pa.py_buffer(array("i", range(0, (most + 1) * width, width)))
+        _offsets_made[width] = made
+    return made.slice(0, size)
 
 
 def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[Any]]:
@@ -497,9 +511,9 @@ def all_canonical(values: list[str]) -> bool:
     return joined.count("\n") == len(values) - 1 and _CANONICAL_TIMES(joined) is not None
 
 
-def _canonical_times(values: list[str]) -> list[str] | None:
-    """A page's times, all strings; None unless every one is canonical and a date
-    (not 2025-02-30, which `parse_time` rejects). Checked without Arrow (see
+def _canonical_times(values: list[str]) -> bytes | None:
+    """A page's times (all strings) joined by newlines, as ASCII; None unless every one
+    is canonical and a date (not 2025-02-30, which `parse_time` rejects). Checked without Arrow (see
     `Batch._convert_pending`) and without a regular-expression step a character: the
     page's times joined are checked at once by byte operations, a few C passes.
 
@@ -529,7 +543,7 @@ def _canonical_times(values: list[str]) -> list[str] | None:
     # 29, which only a leap year has: a page that has one has each of its days checked.
     if (b"-3" in data or b"-02-29" in data) and not all(map(_is_date, set(map(_DAY_OF, values)))):
         return None
-    return values
+    return data
 
 
 #: A canonical time and its newline, in the page's joined times.
