@@ -253,3 +253,51 @@ def test_the_page_path_takes_a_day_exactly_when_parse_time_does(day: str) -> Non
     batch.add(records)
     assert batch.rows == rows and [(r.reason, r.raw_json) for r in batch.rejects] == rejects
     assert batch.to_arrow()["time"].to_pylist() == [row["time"] for row in rows.values()]
+
+
+def _time_near_canonical(rng: random.Random) -> str:
+    """A time in the canonical shape with each field drawn a little past its range
+    (month 00-13, day 00-32, hour 00-25, ...), sometimes with a character changed,
+    added or removed."""
+    time = (
+        f"{rng.choice([0, 999, 1000, 1900, 2000, 2023, 2024, 9999]):04d}"
+        f"-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}"
+        f"T{rng.randint(0, 25):02d}:{rng.randint(0, 60):02d}:{rng.randint(0, 60):02d}Z"
+    )
+    if rng.random() < 0.3:
+        chars = list(time)
+        place = rng.randrange(len(chars) + 1)
+        char = rng.choice("0123456789-T:Z\nzt é")
+        edit = rng.randrange(3)
+        if edit == 0 and place < len(chars):
+            chars[place] = char
+        elif edit == 1:
+            chars.insert(place, char)
+        elif place < len(chars):
+            del chars[place]
+        time = "".join(chars)
+    return time
+
+
+def _canonical_date(time: str) -> bool:
+    if normalise.CANONICAL_TIME(time) is None:
+        return False
+    try:
+        normalise.parse_time(time)
+    except RecordError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_page_time_check_agrees_with_each_time_checked_alone(seed: int) -> None:
+    """`_canonical_times` checks a page's times with byte operations on them joined:
+    it takes a page exactly when every time is canonical and a date for parse_time."""
+    rng = random.Random(seed)
+    taken = 0
+    for _ in range(20_000):
+        times = [_time_near_canonical(rng) for _ in range(rng.randint(1, 4))]
+        expected = all(map(_canonical_date, times))
+        assert (normalise._canonical_times(times) is not None) == expected, times
+        taken += expected
+    assert taken > 1_000  # pages of good times are checked too, not only bad ones
