@@ -401,7 +401,9 @@ _NULL_MARK = "\x00"
 #: bytes counts the characters.
 _ESCAPED_BYTES = bytes(range(0x20)) + b'"\\'
 _MARKED_NULL = b'"' + _NULL_MARK.encode() + b'"'
-_NULL_BYTES = b"null"
+_NULL_BYTES = _NULL.encode()
+#: Between two fields of a record's lw_id text, when neither is null nor needs escaping.
+_FIELD_SEPARATOR = '","'
 
 
 def _plain_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes] | None:
@@ -465,10 +467,6 @@ def _encoded_texts(times: list[str], columns: list[list[Any]], table_name: str) 
     heads = [prefix + time + '"' for time in times]
     arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
     return list(map(str.encode, arrays))
-
-
-#: Between two fields of a record's lw_id text, when neither is null nor needs escaping.
-_FIELD_SEPARATOR = '","'
 
 
 def _encoded(column: list[Any]) -> list[str]:
