@@ -20,7 +20,6 @@ from itertools import repeat
 from typing import Any, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .tables import TIMESTAMP as TIMESTAMP_UTC
 from .tables import UTC, TableSpec, lw_id
@@ -180,13 +179,13 @@ class Batch:
             slow.append(record)  # a field of the wrong JSON type
         self.records_seen += seen
         if fast_ids:
-            try:
-                times = _parse_canonical_times(fast_times)
-            except (pa.ArrowInvalid, ValueError):
+            joined_times = _canonical_times(fast_times)  # each one is canonical: dates?
+            if joined_times is None:
                 # A canonical-looking time that is no date (2025-02-30): redo these
                 # records one by one, so that the bad ones become rejects.
                 slow = [*fast, *slow]
             else:
+                times = _time_column(joined_times, len(fast_times))
                 keep: list[int] = []
                 for index, key in enumerate(fast_ids):
                     if key not in ids:  # the first copy of a record wins
@@ -271,13 +270,9 @@ class Batch:
             return
         keys, pages_times, *columns = self._pending
         self._pending = []
-        # Each page's times joined by newlines: without them, every time's 20 bytes
-        # end to end. Every time is canonical and a date (`_canonical_times`): the cast
-        # succeeds.
-        times = b"".join(pages_times).replace(b"\n", b"")
         table: dict[str, object] = {
             "lw_id": _lw_ids(keys),
-            "time": _fixed_width_strings(times, len(keys), _TIME_LENGTH).cast(TIMESTAMP_UTC),
+            "time": _time_column(b"".join(pages_times), len(keys)),
         }
         table.update(zip(self.spec.record_fields[1:], columns, strict=True))
         self._chunks.append(pa.Table.from_pydict(table, schema=self.spec.schema))
@@ -354,6 +349,14 @@ def _lw_ids(digests: list[bytes]) -> pa.Array:
 #: Characters of a SHA-256 digest in hex, and of a canonical time.
 _HEX_LENGTH = 64
 _TIME_LENGTH = 20
+
+
+def _time_column(joined_times: bytes, rows: int) -> pa.Array:
+    """The time column of `rows` times given as `_canonical_times` returns them (pages'
+    of them may follow one another): without the newlines, every time's 20 bytes end to
+    end. Every time is canonical and a date, so the cast succeeds."""
+    times = joined_times.replace(b"\n", b"")
+    return _fixed_width_strings(times, rows, _TIME_LENGTH).cast(TIMESTAMP_UTC)
 
 
 def _fixed_width_strings(data: bytes, rows: int, width: int) -> pa.Array:
@@ -494,19 +497,10 @@ def _lw_prefix(table_name: str) -> str:
     return "[" + _encode_string(table_name) + ',"'
 
 
-#: A page's times joined by newlines, every one canonical: one regular-expression call a
-#: page instead of one a record or an Arrow call (whose dispatch costs more than the match).
-_CANONICAL_TIMES = re.compile(
-    f"(?:{_CANONICAL_TIME_REGEX}\n)*{_CANONICAL_TIME_REGEX}", re.ASCII
-).fullmatch
-
-
 def all_canonical(values: list[str]) -> bool:
     """Every one of these strings (at least one) is a time in the canonical form
-    (`CANONICAL_TIME`); one regular-expression call for all of them."""
-    joined = "\n".join(values)
-    # No time holds a newline, so the joined text splits back into exactly these times.
-    return joined.count("\n") == len(values) - 1 and _CANONICAL_TIMES(joined) is not None
+    (`CANONICAL_TIME`) and a date: `_canonical_times`' check."""
+    return _canonical_times(values) is not None
 
 
 def _canonical_times(values: list[str]) -> bytes | None:
@@ -545,7 +539,7 @@ def _canonical_times(values: list[str]) -> bytes | None:
 
 
 #: A canonical time and its newline, in the page's joined times.
-_TIME_LINE = 21
+_TIME_LINE = _TIME_LENGTH + 1
 #: The canonical form with each digit written as 0, and its newline.
 _TIME_SHAPE = b"0000-00-00T00:00:00Z\n"
 _DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
@@ -570,16 +564,6 @@ def _is_date(day: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _parse_canonical_times(values: list[str]) -> pa.Array:
-    strings = pa.array(values, pa.string())
-    parsed = pc.strptime(strings, format="%Y-%m-%dT%H:%M:%SZ", unit="us")
-    # strptime rolls an impossible date over (02-30 → 03-02): such a time is no date.
-    days = pc.cast(pc.utf8_slice_codeunits(strings, 8, 10), pa.int64())
-    if parsed.null_count or not pc.all(pc.equal(pc.day(parsed), days)).as_py():
-        raise ValueError("a time that is not a date")
-    return parsed.cast(TIMESTAMP_UTC)
 
 
 def _is_valid_unicode(value: str) -> bool:

@@ -260,12 +260,11 @@ def _canonical_span(records: list[Any], cursor_field: str) -> tuple[datetime, da
         times = list(map(itemgetter(cursor_field), records))
     except KeyError:  # a record without a time: the loop below rejects it
         return None
+    # A canonical-looking time that is no date (02-30) is not canonical here: the loop
+    # of `_time_span` skips it.
     if set(map(type, times)) != {str} or not all_canonical(times):
         return None
-    try:
-        return parse_time(max(times)), parse_time(min(times))
-    except RecordError:  # a canonical-looking time that is no date (02-30): skipped below
-        return None
+    return parse_time(max(times)), parse_time(min(times))
 
 
 def _with_stream_scopes(exc: ZoomScopeError, stream: Stream) -> ZoomScopeError:
