@@ -249,7 +249,9 @@ class LocalEngine:
         in_range: pc.Expression | None = None
         if limits is not None:
             column, low, high = limits
-            pruning = range_predicate(column, low, high)
+            # The MERGE ON clause's range without its target: selects the files whose
+            # statistics overlap it.
+            pruning = rules.range_condition(column, low, high, DELTA_RS)
             column_type = batch.schema.field(column).type
             in_range = (pc.field(column) >= pa.scalar(low, column_type)) & (
                 pc.field(column) <= pa.scalar(high, column_type)
@@ -496,13 +498,6 @@ def append_properties(spec: TableSpec) -> WriterProperties:
         compression="SNAPPY",
         column_properties={spec.key[0]: ColumnProperties(dictionary_enabled=False)},
     )
-
-
-def range_predicate(column: str, low: datetime, high: datetime) -> str:
-    """`low <= column <= high` in delta-rs's predicate syntax, to select the files whose
-    statistics overlap that range (the MERGE ON clause's range, without the target)."""
-    quoted = _identifier(column)
-    return f"{quoted} >= {_timestamp_literal(low)} AND {quoted} <= {_timestamp_literal(high)}"
 
 
 def _add_missing_columns(table: DeltaTable, spec: TableSpec, actual: pa.Schema) -> bool:

@@ -90,11 +90,15 @@ def merge_condition(spec: TableSpec, batch: pa.Table, dialect: Dialect) -> str:
     if limits is None:
         return condition
     column, low, high = limits
-    target = f"{dialect.target}.{dialect.quote(column)}"
-    return (
-        f"{condition} AND {target} >= {dialect.timestamp(low)}"
-        f" AND {target} <= {dialect.timestamp(high)}"
-    )
+    return f"{condition} AND {range_condition(column, low, high, dialect, dialect.target)}"
+
+
+def range_condition(
+    column: str, low: datetime, high: datetime, dialect: Dialect, table: str | None = None
+) -> str:
+    """`low <= column <= high` (inclusive), the column of the alias `table` if given."""
+    quoted = dialect.quote(column) if table is None else f"{table}.{dialect.quote(column)}"
+    return f"{quoted} >= {dialect.timestamp(low)} AND {quoted} <= {dialect.timestamp(high)}"
 
 
 def moves_forward(column: str, dialect: Dialect) -> str:
