@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,6 +15,7 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from support import loopback
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.zoom import CallCounters
 from zoom_ingest.zoom.client import ZoomClient
@@ -55,14 +55,8 @@ class _Proxy(BaseHTTPRequestHandler):
 @pytest.fixture
 def proxy() -> Iterator[str]:
     _Proxy.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serve(_Proxy) as url:
+        yield url
 
 
 def _closed_port() -> int:

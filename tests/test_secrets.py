@@ -18,7 +18,6 @@ import http.server
 import ipaddress
 import logging
 import ssl
-import threading
 import traceback
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from typing import ClassVar
 
 import pytest
 
-from support import soak  # the soak harness: process runner, table scan
+from support import loopback, soak  # soak: the harness's process runner, table scan
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import (
     EXIT_DAILY_LIMIT,
@@ -258,17 +257,9 @@ def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
     _Recorder.seen = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", cert_file
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with loopback.serve(_Recorder, tls=context) as url:
+        yield url, cert_file
 
 
 def tls_settings(url: str) -> Settings:
