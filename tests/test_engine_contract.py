@@ -408,7 +408,10 @@ def test_local_time_slices_join_sparse_periods_and_keep_every_row(
     assert time_slices(ACTIVITY_LOGS, batch.slice(0, 0)) == []
 
 
-def test_local_merge_prunes_files_outside_the_batch_time_range(local: LocalEngine) -> None:
+def twenty_days_but_the_batch_day_deleted(local: LocalEngine) -> pa.Table:
+    """Twenty one-day files of activity_logs, then a batch within day 7, and every file
+    outside the batch's time range deleted from the disk: a merge that opened one would
+    fail. The batch."""
     for day in range(20):  # one file per day: disjoint time ranges
         local.merge_new(
             ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 50, day)))
@@ -423,7 +426,11 @@ def test_local_merge_prunes_files_outside_the_batch_time_range(local: LocalEngin
         if file["max.time"] < low or file["min.time"] > high:
             (local.table_path(ACTIVITY_LOGS) / file["path"]).unlink()
     assert len(list(local.table_path(ACTIVITY_LOGS).glob("*.parquet"))) == 1
+    return batch
 
+
+def test_local_merge_prunes_files_outside_the_batch_time_range(local: LocalEngine) -> None:
+    batch = twenty_days_but_the_batch_day_deleted(local)
     assert local.merge_new(ACTIVITY_LOGS, batch) == 20
     metrics = local.last_merge_metrics
     assert metrics["num_target_files_scanned"] == 1
@@ -545,19 +552,7 @@ def test_local_append_under_the_run_lock_of_nothing_new_inserts_nothing_without_
 def test_local_append_under_the_run_lock_prunes_files_outside_the_batch_time_range(
     local: LocalEngine,
 ) -> None:
-    for day in range(20):  # one file per day: disjoint time ranges
-        local.merge_new(
-            ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 50, day)))
-        )
-    files = pa.table(delta(local, ACTIVITY_LOGS).get_add_actions(flatten=True)).to_pylist()
-    batch = batch_of(ACTIVITY_LOGS, activity_records(minutes(30, 40, day=7)))
-    low, high = batch.column("time")[0].as_py(), batch.column("time")[-1].as_py()
-    # Proof that the other files are never opened: they are gone from the disk.
-    for file in files:
-        if file["max.time"] < low or file["min.time"] > high:
-            (local.table_path(ACTIVITY_LOGS) / file["path"]).unlink()
-    assert len(list(local.table_path(ACTIVITY_LOGS).glob("*.parquet"))) == 1
-
+    batch = twenty_days_but_the_batch_day_deleted(local)
     with local.run_lock():
         assert local.merge_new(ACTIVITY_LOGS, batch) == 20
         metrics = local.last_merge_metrics
