@@ -137,8 +137,8 @@ class ZoomClient:
         check_url("api_url", config.api_url)
         check_url("oauth_url", config.oauth_url)
         self._config = config
-        self._owns_session = session is None
-        #: The client's own session's adapter: report GETs go through its `get`.
+        #: The adapter of the session the client made itself (None for a session passed
+        #: in): report GETs go through its `get`, and `close()` closes that session.
         self._adapter: EnvironmentAdapter | None = None
         if session is None:
             session = requests.Session()
@@ -281,7 +281,7 @@ class ZoomClient:
             ) from last
 
     def close(self) -> None:
-        if self._owns_session:
+        if self._adapter is not None:  # the client's own session
             self._session.close()
 
     def __enter__(self) -> ZoomClient:
