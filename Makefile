@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # The genuine Databricks CLI that tests/test_bundle_cli.py runs on the bundle: built from
-# its Go module into .cache/bin (scripts/databricks_cli.sh). 0.281.0 is the oldest the
-# bundle accepts (databricks.yml: bundle.databricks_cli_version).
+# its Go module, or from its vendored source when the module proxy refuses it, into
+# .cache/bin (scripts/databricks_cli.sh). 0.281.0 is the oldest the bundle accepts
+# (databricks.yml: bundle.databricks_cli_version).
 DATABRICKS_CLI_VERSION ?= 1.13.0
 
 .PHONY: demo test lint bench soak mutation setup setup-dev cli jars
