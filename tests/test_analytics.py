@@ -1229,9 +1229,10 @@ def test_every_dashboard_widget_reads_columns_its_dataset_has(clean_world: Path)
             assert set(re.findall(r'"fieldName": "([^"]+)"', encoded)) <= fields
 
 
-def test_the_detections_job_runs_the_detections_entry_point() -> None:
-    job = load_resource("zoom_detections.job.yml")["jobs"]["zoom_detections"]
-    [loop] = job["tasks"]
+def test_the_hourly_job_runs_the_detections_entry_point_after_ingest() -> None:
+    job = load_resource("zoom_ingest.job.yml")["jobs"]["zoom_ingest"]
+    ingest, loop = job["tasks"]
+    assert loop["depends_on"] == [{"task_key": ingest["task_key"]}]
     task = loop["for_each_task"]["task"]
     wheel = task["python_wheel_task"]
     assert (wheel["package_name"], wheel["entry_point"]) == (
@@ -1250,7 +1251,7 @@ def test_the_detections_job_runs_the_detections_entry_point() -> None:
         ]
 
     args = detections.build_parser().parse_args(rendered(""))
-    assert (args.catalog, args.schema, args.fail_on) == ("main", "zoom", "")
+    assert (args.catalog, args.schema, args.fail_on) == ("main", "zoom", "high")
     assert detections.build_parser().parse_args(rendered("zoom_acme")).schema == "zoom_acme"
     assert job["schedule"]["quartz_cron_expression"].startswith("0 ")
     assert job["max_concurrent_runs"] == 1

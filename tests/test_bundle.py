@@ -29,7 +29,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-from zoom_ingest import databricks_job
+from zoom_ingest import databricks_job, detections
 
 ROOT = Path(__file__).resolve().parents[1]
 # The Databricks CLI's own JSON schema for bundle configuration (`databricks bundle
@@ -63,6 +63,7 @@ GIVEN = {
     "catalog": "zoom_catalog",
     "warehouse_id": "1234567890abcdef",
     "service_principal": "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee",
+    "failure_email": "zoom-alerts@example.com",
 }
 
 
@@ -134,7 +135,8 @@ def for_target(root: dict[str, Any], target: str) -> dict[str, Any]:
 
 
 def resolve_variables(config: Any, variables: dict[str, Any], user: str = "ada") -> Any:
-    """${var.X} and ${workspace.current_user.short_name} replaced by their values."""
+    """${var.X} and ${workspace.current_user.short_name / userName} replaced by their
+    values (the user `ada`, ada@example.com)."""
     if isinstance(config, dict):
         return {k: resolve_variables(v, variables, user) for k, v in config.items()}
     if isinstance(config, list):
@@ -145,6 +147,7 @@ def resolve_variables(config: Any, variables: dict[str, Any], user: str = "ada")
     if whole:  # a complex value stands in for the whole string
         return resolve_variables(variables[whole[1]]["default"], variables, user)
     text = VARIABLE.sub(lambda m: str(variables[m[1]]["default"]), config)
+    text = text.replace("${workspace.current_user.userName}", f"{user}@example.com")
     return text.replace("${workspace.current_user.short_name}", user)
 
 
@@ -224,7 +227,7 @@ INGEST_JOBS = ("zoom_ingest", "zoom_ingest_reconcile")
 
 
 def jobs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The two ingest jobs (the detections job has its own tests in test_analytics.py)."""
+    """The two jobs: hourly (ingest, then detections) and daily reconcile."""
     return {name: config["resources"]["jobs"][name] for name in INGEST_JOBS}
 
 
@@ -236,25 +239,67 @@ def wheel_tasks(job: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+#: The wheel's entry points the jobs' tasks call → the parser of their flags.
+PARSERS = {
+    "zoom-ingest-job": databricks_job.build_parser,
+    "zoom-ingest-detections": detections.build_parser,
+}
+
+
+def entry_task(job: dict[str, Any], entry_point: str = "zoom-ingest-job") -> dict[str, Any]:
+    """The job's one wheel task that calls `entry_point`."""
+    [task] = [t for t in wheel_tasks(job) if t["python_wheel_task"]["entry_point"] == entry_point]
+    return task
+
+
 def test_both_jobs_run_the_wheel_entry_point_once_per_account(root: dict[str, Any]) -> None:
     installed = importlib.metadata.distribution("zoom-ingest")
     scripts = {e.name: e.value for e in installed.entry_points if e.group == "console_scripts"}
-    assert set(root["resources"]["jobs"]) == {*INGEST_JOBS, "zoom_detections"}
+    # Detections are a task of the hourly job: one job run an hour, not two.
+    assert set(root["resources"]["jobs"]) == set(INGEST_JOBS)
     for name, job in jobs(root).items():
-        [loop] = job["tasks"]
-        assert loop["for_each_task"]["inputs"] == "{{job.parameters.accounts}}", name
-        [task] = wheel_tasks(job)
-        wheel = task["python_wheel_task"]
-        assert scripts[wheel["entry_point"]] == "zoom_ingest.databricks_job:main"
-        assert wheel["package_name"].replace("_", "-") == installed.metadata["Name"]
-        # The next scheduled run is the retry (docs/databricks.md, "Failures and retries").
-        assert task["max_retries"] == 0
-        [environment] = job["environments"]
-        assert task["environment_key"] == environment["environment_key"]
+        for loop in job["tasks"]:
+            assert loop["for_each_task"]["inputs"] == "{{job.parameters.accounts}}", name
+        assert job["tasks"][0]["task_key"] == "accounts"
+        entry_points = [t["python_wheel_task"]["entry_point"] for t in wheel_tasks(job)]
+        assert entry_points == (
+            ["zoom-ingest-job", "zoom-ingest-detections"]
+            if name == "zoom_ingest"
+            else ["zoom-ingest-job"]
+        ), name
+        for task in wheel_tasks(job):
+            wheel = task["python_wheel_task"]
+            module = PARSERS[wheel["entry_point"]].__module__
+            assert scripts[wheel["entry_point"]] == f"{module}:main"
+            assert wheel["package_name"].replace("_", "-") == installed.metadata["Name"]
+            # The next scheduled run is the retry (docs/databricks.md, "Failures and retries").
+            assert task["max_retries"] == 0
+            [environment] = job["environments"]
+            assert task["environment_key"] == environment["environment_key"]
         # ../dist/*.whl is relative to resources/, i.e. the artifact's dist folder.
         [dependency] = environment["spec"]["dependencies"]
         assert (ROOT / "resources" / dependency).resolve().parent == ROOT / "dist"
         assert "--wheel-dir dist" in root["artifacts"]["zoom_ingest"]["build"]
+
+
+def test_detections_follow_every_accounts_ingest_in_the_hourly_job(root: dict[str, Any]) -> None:
+    hourly, daily = jobs(root)["zoom_ingest"], jobs(root)["zoom_ingest_reconcile"]
+    ingest, detect = hourly["tasks"]
+    assert detect["depends_on"] == [{"task_key": ingest["task_key"]}]
+    # Failed accounts too: one account's failure does not blind the others' detections.
+    assert detect["run_if"] == "ALL_DONE"
+    # One schema at a time: accounts may share one, and so one zoom_detections table.
+    assert detect["for_each_task"]["concurrency"] == 1
+    # The reconcile job runs the hourly job's ingest task, in its own mode.
+    [reconcile] = daily["tasks"]
+    assert reconcile == ingest
+    assert daily["environments"] == hourly["environments"]
+    hourly_parameters = {p["name"]: p["default"] for p in hourly["parameters"]}
+    daily_parameters = {p["name"]: p["default"] for p in daily["parameters"]}
+    assert hourly_parameters.pop("fail_on") == "high"
+    assert hourly_parameters.pop("mode") == "incremental"
+    assert daily_parameters.pop("mode") == "reconcile"
+    assert hourly_parameters == daily_parameters
 
 
 def test_jobs_are_hourly_and_daily_one_run_at_a_time_with_health_and_alerts(
@@ -279,23 +324,25 @@ def test_jobs_are_hourly_and_daily_one_run_at_a_time_with_health_and_alerts(
         assert 0 < rule["value"] < job["timeout_seconds"]
         emails = job["email_notifications"]
         assert emails["on_failure"] == emails["on_duration_warning_threshold_exceeded"]
-        assert emails["on_failure"] == "${var.notification_emails}"
+        assert emails["on_failure"] == ["${var.failure_email}"]
+        assert job["performance_target"] == "${var.performance_target}"
 
 
 def test_every_job_parameter_reaches_the_entry_point_and_every_reference_is_defined(
     root: dict[str, Any],
 ) -> None:
-    parser_flags = {a.dest for a in databricks_job.build_parser()._actions}
     for name, job in jobs(root).items():
         defined = {p["name"] for p in job["parameters"]}
         text = json.dumps(job["tasks"])
         used = set(JOB_PARAMETER.findall(text))
         assert used == defined, name
-        [task] = wheel_tasks(job)
-        for argument in task["python_wheel_task"]["parameters"]:
-            flag, _, value = argument.partition("=")
-            assert flag.startswith("--") and value, argument
-            assert flag[2:].replace("-", "_") in parser_flags, argument
+        for task in wheel_tasks(job):
+            wheel = task["python_wheel_task"]
+            parser_flags = {a.dest for a in PARSERS[wheel["entry_point"]]()._actions}
+            for argument in wheel["parameters"]:
+                flag, _, value = argument.partition("=")
+                assert flag.startswith("--") and value, argument
+                assert flag[2:].replace("-", "_") in parser_flags, argument
         # Each accounts entry must carry every field the task reads.
         entries = json.loads(root["variables"]["accounts"]["default"])
         assert entries and all(set(INPUT_FIELD.findall(text)) == set(e) for e in entries)
@@ -305,13 +352,16 @@ def test_every_job_parameter_reaches_the_entry_point_and_every_reference_is_defi
 
 
 def rendered_arguments(
-    job: dict[str, Any], variables: dict[str, Any], **overrides: str
+    job: dict[str, Any],
+    variables: dict[str, Any],
+    entry_point: str = "zoom-ingest-job",
+    **overrides: str,
 ) -> list[str]:
-    """The wheel task's argv as Databricks renders it for the first accounts entry."""
+    """A wheel task's argv as Databricks renders it for the first accounts entry."""
     values = {p["name"]: str(resolve_variables(p["default"], variables)) for p in job["parameters"]}
     values.update(overrides)
     entry = json.loads(values["accounts"])[0]
-    [task] = wheel_tasks(job)
+    task = entry_task(job, entry_point)
     argv = []
     for argument in task["python_wheel_task"]["parameters"]:
         argument = JOB_PARAMETER.sub(lambda m: values[m[1]], argument)
@@ -342,6 +392,17 @@ def test_the_jobs_default_parameters_make_valid_settings_in_every_target(
             assert settings.requests_per_second == 10
             assert settings.backfill_start is None
             assert settings.account_id == "account_id!"
+        hourly = jobs(config)["zoom_ingest"]
+        argv = rendered_arguments(hourly, config["variables"], "zoom-ingest-detections")
+        args = detections.build_parser().parse_args(argv)
+        assert (args.catalog, args.schema) == (
+            GIVEN["catalog"],
+            "zoom_ada" if target == "dev" else "zoom",
+        )
+        # A new high alert fails the run, so that failure_email hears of it.
+        assert args.fail_on == "high"
+        told = resolve_variables(hourly["email_notifications"]["on_failure"], config["variables"])
+        assert told == (["ada@example.com"] if target == "dev" else [GIVEN["failure_email"]])
 
 
 def test_an_accounts_entry_brings_its_own_schema_and_secrets(root: dict[str, Any]) -> None:
@@ -369,19 +430,34 @@ def test_dev_is_a_personal_copy_and_prod_runs_as_a_service_principal(
     assert "${workspace.current_user.short_name}" in dev["variables"]["schema"]
     assert prod["mode"] == "production"
     assert prod["run_as"] == {"service_principal_name": "${var.service_principal}"}
-    # Not /Workspace/Shared, where every user could replace the wheel the SP runs.
-    assert prod["workspace"]["root_path"].startswith(
-        "/Workspace/Users/${workspace.current_user.userName}/"
+    # One prod whoever deploys: in the service principal's folder, not the deployer's;
+    # not /Workspace/Shared, where every user could replace the wheel the SP runs.
+    assert prod["workspace"]["root_path"] == (
+        "/Workspace/Users/${var.service_principal}/.bundle/${bundle.name}/${bundle.target}"
     )
-    assert {"service_principal_name": "${var.service_principal}", "level": "CAN_MANAGE"} in prod[
-        "permissions"
-    ]
+    # Permissions per resource, every resource: a bundle-wide section would have to name
+    # whoever deploys (the CLI recommends it).
+    assert "permissions" not in prod and "permissions" not in root
+    for kind, resources in root["resources"].items():
+        for name in resources:
+            granted = prod["resources"][kind][name]["permissions"]
+            manager = {"service_principal_name": "${var.service_principal}", "level": "CAN_MANAGE"}
+            assert manager in granted, (kind, name)
+            assert {p.get("group_name") for p in granted} == {None, "users"}, (kind, name)
     # Required variables: no default that fails on some workspace, no lookup by name.
     for name in GIVEN:
         assert "default" not in root["variables"][name], name
         assert "lookup" not in root["variables"][name], name
     assert "service_principal" in dev["variables"]  # dev runs as the deployer
     assert "service_principal" not in (prod.get("variables") or {})
+    # Prod does not deploy without someone to tell of failures; dev tells the deployer.
+    assert dev["variables"]["failure_email"] == "${workspace.current_user.userName}"
+    assert "failure_email" not in (prod.get("variables") or {})
+    # The CLI names a missing variable; its description says what it is for.
+    assert "required for prod" in root["variables"]["failure_email"]["description"]
+    # Standard mode for the scheduled jobs; dev's runs are waited on.
+    assert root["variables"]["performance_target"]["default"] == "STANDARD"
+    assert dev["variables"]["performance_target"] == "PERFORMANCE_OPTIMIZED"
     assert root["bundle"]["databricks_cli_version"] == ">= 0.281.0"
     assert targets["prod"]["variables"]["schema"]["default"] == "zoom"
     artifact = root["artifacts"]["zoom_ingest"]

@@ -24,12 +24,14 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
 from conftest import on_ci
+from zoom_ingest import detections, exit_codes
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".cache" / "bin"
@@ -37,6 +39,9 @@ USER = "tester@databricks.com"  # the stand-in's current user for a dbapi0… to
 SERVICE_PRINCIPAL = "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee"
 WAREHOUSE = "8ec9edc1-db0c-40df-af8d-7580020fe61e"
 CATALOG = "zoom_catalog"
+FAILURE_EMAIL = "zoom-alerts@example.com"
+JOB_PARAMETER = re.compile(r"\{\{job\.parameters\.(\w+)\}\}")
+INPUT_FIELD = re.compile(r"\{\{input\.(\w+)\}\}")
 # What the bundle deploys from (the rest of the repo is not part of it).
 BUNDLE_FILES = ("databricks.yml", "resources", "src", "notebooks", "pyproject.toml")
 BUNDLE_FILES += ("README.md", "LICENSE")
@@ -199,28 +204,52 @@ def variables(target: str) -> list[str]:
     given = {"catalog": CATALOG, "warehouse_id": WAREHOUSE}
     if target == "prod":
         given["service_principal"] = SERVICE_PRINCIPAL
+        given["failure_email"] = FAILURE_EMAIL
     return [f"--var={name}={value}" for name, value in given.items()]
 
 
 def validated(databricks: Cli, target: str) -> dict[str, Any]:
     done = databricks.run("bundle", "validate", "-o", "json", "-t", target, *variables(target))
     assert done.returncode == 0, done.stderr
-    # A warning would be the CLI saying that something will not deploy as written (a
-    # CLI built from source, not a release, only warns that it skips the version check).
-    warnings = [
+    # A warning would be the CLI saying that something will not deploy as written, a
+    # recommendation that it would be written otherwise; the CLI logs each on stderr.
+    said = [
         line
         for line in done.stderr.splitlines()
-        if line.startswith("Warning:") and "constraint for development build" not in line
+        if line.startswith(("Warning:", "Recommendation:"))
     ]
-    assert warnings == [], done.stderr
+    assert said == [], done.stderr
     return json.loads(done.stdout)
 
 
 def ingest_task(job: dict[str, Any]) -> dict[str, Any]:
-    [loop] = job["tasks"]
+    loop = job["tasks"][0]
     assert loop["task_key"] == "accounts"
     assert loop["for_each_task"]["inputs"] == "{{job.parameters.accounts}}"
     return loop["for_each_task"]["task"]
+
+
+def job_permissions(job: dict[str, Any]) -> dict[str, str]:
+    return {
+        (p.get("user_name") or p.get("group_name") or p.get("service_principal_name")): p["level"]
+        for p in job["permissions"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "identity"), [("dev", "dbapi0"), ("prod", "dbapi0"), ("prod", "dbapi1")]
+)
+def test_each_target_validates_with_nothing_to_warn_or_recommend(
+    cli: Path, standin: str, bundle: Path, tmp_path: Path, target: str, identity: str
+) -> None:
+    """0 warnings and 0 recommendations, as the user (dev, and prod by an admin's hand)
+    and as the service principal (prod as docs/databricks.md deploys it)."""
+    databricks = Cli(cli, bundle, standin, tmp_path, identity)
+    done = databricks.run("bundle", "validate", "--strict", "-t", target, *variables(target))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The text summary counts errors, warnings and recommendations; none: "Validation OK!".
+    assert done.stdout.rstrip().endswith("Validation OK!"), done.stdout + done.stderr
+    assert "Recommendation" not in done.stderr and "Warning" not in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("target", ["dev", "prod"])
@@ -228,20 +257,19 @@ def test_the_cli_validates_each_target_into_the_jobs_we_mean(databricks: Cli, ta
     config = validated(databricks, target)
     assert config["bundle"]["target"] == target
     jobs = config["resources"]["jobs"]
-    assert set(jobs) == {"zoom_ingest", "zoom_ingest_reconcile", "zoom_detections"}
+    # Detections are a task of the hourly job, not a job of their own.
+    assert set(jobs) == {"zoom_ingest", "zoom_ingest_reconcile"}
     schema = "zoom_tester" if target == "dev" else "zoom"
     for key, job in jobs.items():
         loop = job["tasks"][0]["for_each_task"]
         task = ingest_task(job)
         wheel = task["python_wheel_task"]
         assert wheel["package_name"] == "zoom_ingest"
-        assert wheel["entry_point"] == (
-            "zoom-ingest-detections" if key == "zoom_detections" else "zoom-ingest-job"
-        )
+        assert wheel["entry_point"] == "zoom-ingest-job"
         assert "--catalog={{job.parameters.catalog}}" in wheel["parameters"]
         assert "--schema={{input.schema}}" in wheel["parameters"]
         assert task.get("max_retries", 0) == 0, key  # the next scheduled run is the retry
-        assert loop["concurrency"] == (1 if key == "zoom_detections" else 4)
+        assert loop["concurrency"] == 4
         defaults = {p["name"]: p["default"] for p in job["parameters"]}
         assert (defaults["catalog"], defaults["schema"]) == (CATALOG, schema), key
         assert json.loads(defaults["accounts"]) == [
@@ -260,41 +288,77 @@ def test_the_cli_validates_each_target_into_the_jobs_we_mean(databricks: Cli, ta
         ), key
         assert job["max_concurrent_runs"] == 1
         assert job["name"] == (f"[dev tester] {key}" if target == "dev" else key)
+        # Standard mode for the scheduled runs; dev's runs are started by hand and waited on.
+        assert job["performance_target"] == (
+            "PERFORMANCE_OPTIMIZED" if target == "dev" else "STANDARD"
+        ), key
+        # Failures reach a person: prod's address, dev's deployer.
+        told = [FAILURE_EMAIL] if target == "prod" else [USER]
+        assert job["email_notifications"]["on_failure"] == told, key
         if target == "prod":
             assert job["run_as"] == {"service_principal_name": SERVICE_PRINCIPAL}, key
-            levels = {
-                (p.get("user_name") or p.get("group_name") or p.get("service_principal_name")): (
-                    p["level"]
-                )
-                for p in job["permissions"]
-            }
             # The CLI makes the deployer the owner.
-            assert levels == {
+            assert job_permissions(job) == {
                 USER: "IS_OWNER",
                 SERVICE_PRINCIPAL: "CAN_MANAGE",
                 "users": "CAN_VIEW",
             }, key
+    hourly = jobs["zoom_ingest"]
+    [_, detections] = hourly["tasks"]
+    assert detections["task_key"] == "detections"
+    # After every account's ingest, the failed ones too.
+    assert detections["depends_on"] == [{"task_key": "accounts"}]
+    assert detections["run_if"] == "ALL_DONE"
+    assert detections["for_each_task"]["inputs"] == "{{job.parameters.accounts}}"
+    assert detections["for_each_task"]["concurrency"] == 1  # accounts may share a schema
+    detect = detections["for_each_task"]["task"]
+    assert detect["python_wheel_task"]["entry_point"] == "zoom-ingest-detections"
+    assert detect["environment_key"] == hourly["environments"][0]["environment_key"]
+    assert [len(job["tasks"]) for job in jobs.values()] == [2, 1]
     crons = {k: j["schedule"]["quartz_cron_expression"] for k, j in jobs.items()}
-    assert crons == {
-        "zoom_ingest": "0 7 * * * ?",
-        "zoom_ingest_reconcile": "0 37 3 * * ?",
-        "zoom_detections": "0 27 * * * ?",
-    }
+    assert crons == {"zoom_ingest": "0 7 * * * ?", "zoom_ingest_reconcile": "0 37 3 * * ?"}
     reconcile = {p["name"]: p["default"] for p in jobs["zoom_ingest_reconcile"]["parameters"]}
     assert reconcile["mode"] == "reconcile"
     [dashboard] = config["resources"]["dashboards"].values()
     assert (dashboard["dataset_catalog"], dashboard["dataset_schema"]) == (CATALOG, schema)
     assert dashboard["warehouse_id"] == WAREHOUSE
+    assert dashboard["embed_credentials"] is False
     root = config["workspace"]["root_path"]
-    # Prod in the deploying principal's own folder, never /Workspace/Shared.
-    assert root == f"/Workspace/Users/{USER}/.bundle/zoom_ingest/{target}"
+    # dev in the deployer's folder; prod in the service principal's, whoever deploys.
+    owner = USER if target == "dev" else SERVICE_PRINCIPAL
+    assert root == f"/Workspace/Users/{owner}/.bundle/zoom_ingest/{target}"
+
+
+def test_a_high_severity_alert_in_prod_reaches_the_failure_address(databricks: Cli) -> None:
+    """The detections task as prod renders it by default: --fail-on=high, so a new high
+    alert exits 6 (ALERTS), the task and the run fail, and on_failure mails the address."""
+    job = validated(databricks, "prod")["resources"]["jobs"]["zoom_ingest"]
+    defaults = {p["name"]: p["default"] for p in job["parameters"]}
+    assert defaults["fail_on"] == "high"
+    detect = job["tasks"][1]["for_each_task"]["task"]
+    entry = json.loads(defaults["accounts"])[0]
+    argv = [
+        INPUT_FIELD.sub(
+            lambda m: str(entry[m[1]]), JOB_PARAMETER.sub(lambda m: defaults[m[1]], argument)
+        )
+        for argument in detect["python_wheel_task"]["parameters"]
+    ]
+    args = detections.build_parser().parse_args(argv)
+    assert (args.catalog, args.schema, args.fail_on) == (CATALOG, "zoom", "high")
+    run = detections.DetectionRun(datetime.now(UTC), 1, {"high": 1})
+    assert run.new_at_or_above(args.fail_on) == 1  # what makes run_once return ALERTS
+    assert exit_codes.ALERTS == 6
+    assert job["email_notifications"]["on_failure"] == [FAILURE_EMAIL]
+    # A failed run is never muted: only skipped runs are.
+    assert job["notification_settings"] == {"no_alert_for_skipped_runs": True}
 
 
 def test_the_cli_names_each_missing_variable(databricks: Cli) -> None:
+    prod = ("-t", "prod", f"--var=catalog={CATALOG}", f"--var=warehouse_id={WAREHOUSE}")
     cases = {
-        ("-t", "prod", f"--var=catalog={CATALOG}", f"--var=warehouse_id={WAREHOUSE}"): (
-            "service_principal"
-        ),
+        (*prod, f"--var=failure_email={FAILURE_EMAIL}"): "service_principal",
+        # Prod cannot deploy without someone to tell of failures.
+        (*prod, f"--var=service_principal={SERVICE_PRINCIPAL}"): "failure_email",
         ("-t", "dev", f"--var=warehouse_id={WAREHOUSE}"): "catalog",
         ("-t", "dev", f"--var=catalog={CATALOG}"): "warehouse_id",
     }
@@ -313,22 +377,18 @@ def test_the_bundle_requires_a_cli_that_deploys_every_field(databricks: Cli) -> 
 def test_the_cli_deploys_each_target_to_the_stand_in(databricks: Cli, target: str) -> None:
     done = databricks.run("bundle", "deploy", "-t", target, *variables(target))
     assert done.returncode == 0, done.stdout + done.stderr
-    # Prod also sets each resource's permissions (the deployer, the users group).
-    resources = 4 if target == "dev" else 8
+    # Two jobs and the dashboard; prod also sets each one's permissions.
+    resources = 3 if target == "dev" else 6
     assert f"Resources: {resources} created, 0 changed, 0 deleted" in done.stderr, done.stderr
     # Deployed again: only the jobs change (dynamic_version stamps a new wheel), nothing
     # is created twice, the dashboard is left as it is.
     again = databricks.run("bundle", "deploy", "-t", target, *variables(target))
     assert again.returncode == 0, again.stderr
-    unchanged = f"0 created, 3 changed, 0 deleted, {resources - 3} unchanged"
+    unchanged = f"0 created, 2 changed, 0 deleted, {resources - 2} unchanged"
     assert f"Resources: {unchanged}" in again.stderr, again.stderr
-    root = f"/Workspace/Users/{USER}/.bundle/zoom_ingest/{target}"
-    listed = databricks.api("/api/2.2/jobs/list", expand_tasks="true").get("jobs", [])
-    deployed = {
-        job["settings"]["name"]: job["settings"]
-        for job in listed
-        if job["settings"]["name"].endswith(("zoom_ingest", "zoom_ingest_reconcile"))
-    }
+    owner = USER if target == "dev" else SERVICE_PRINCIPAL
+    root = f"/Workspace/Users/{owner}/.bundle/zoom_ingest/{target}"
+    deployed = deployed_jobs(databricks)
     name = "[dev tester] zoom_ingest" if target == "dev" else "zoom_ingest"
     job = deployed[name]
     task = ingest_task(job)
@@ -352,18 +412,41 @@ def test_the_cli_deploys_each_target_to_the_stand_in(databricks: Cli, target: st
     assert [p["displayName"] for p in pages] == ["Overview", "Hunting"]
 
 
-def test_prod_deploys_as_its_service_principal_into_its_own_folder(
+def deployed_jobs(databricks: Cli) -> dict[str, dict[str, Any]]:
+    """name → settings of every job in the caller's fake workspace (names are unique)."""
+    listed = databricks.api("/api/2.2/jobs/list", expand_tasks="true").get("jobs", [])
+    names = [job["settings"]["name"] for job in listed]
+    assert len(names) == len(set(names)), names
+    return {job["settings"]["name"]: job["settings"] for job in listed}
+
+
+def test_prod_is_one_copy_whoever_deploys_it(
     cli: Path, standin: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """How docs/databricks.md says to deploy prod: authenticated as the service principal
-    (e.g. from CI), so its files sit in its own folder and it owns the jobs it runs as."""
-    bundle = copy_bundle(tmp_path_factory.mktemp("sp-bundle"))
-    principal = Cli(cli, bundle, standin, tmp_path_factory.mktemp("sp-home"), "dbapi1")
-    done = principal.run("bundle", "deploy", "-t", "prod", *variables("prod"))
-    assert done.returncode == 0, done.stderr
-    assert f"/Workspace/Users/{SERVICE_PRINCIPAL}/.bundle/zoom_ingest/prod/files" in done.stderr
-    # The deploying identity is in the permissions: the CLI has nothing to recommend.
-    assert "should explicitly include the current deployment identity" not in done.stderr
+    """Prod deployed by a user (an admin, by hand) and then by the service principal (as
+    docs/databricks.md says: from CI), each from a checkout of its own: one set of jobs,
+    in the service principal's folder, owned by whoever deployed last."""
+    workspace = uuid.uuid4().hex  # the stand-in: one fake workspace per token suffix
+    runs: dict[str, Cli] = {}
+    for identity in ("dbapi0", "dbapi1"):
+        bundle = copy_bundle(tmp_path_factory.mktemp(f"{identity}-bundle"))
+        runs[identity] = databricks = Cli(
+            cli, bundle, standin, tmp_path_factory.mktemp(f"{identity}-home"), identity
+        )
+        databricks.token = f"{identity}{workspace}"
+        databricks.env["DATABRICKS_TOKEN"] = databricks.token
+        done = databricks.run("bundle", "deploy", "-t", "prod", *variables("prod"))
+        assert done.returncode == 0, done.stderr
+        root = f"/Workspace/Users/{SERVICE_PRINCIPAL}/.bundle/zoom_ingest/prod"
+        assert f"{root}/files" in done.stderr, done.stderr
+        assert "Recommendation" not in done.stderr, done.stderr
+    user, principal = runs["dbapi0"], runs["dbapi1"]
+    # The second deploy found the first one's state in the folder: it created nothing.
+    assert "Resources: 0 created," in done.stderr, done.stderr
+    assert set(deployed_jobs(user)) == {"zoom_ingest", "zoom_ingest_reconcile"}
+    assert deployed_jobs(user) == deployed_jobs(principal)
+    [wheel] = deployed_jobs(principal)["zoom_ingest"]["environments"][0]["spec"]["dependencies"]
+    assert wheel.startswith(f"{root}/artifacts/"), wheel
     summary = principal.run("bundle", "summary", "-o", "json", "-t", "prod", *variables("prod"))
     job_id = json.loads(summary.stdout)["resources"]["jobs"]["zoom_ingest"]["id"]
     acl = principal.api(f"/api/2.0/permissions/jobs/{job_id}")["access_control_list"]
