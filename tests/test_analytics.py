@@ -1204,7 +1204,7 @@ def test_every_dashboard_widget_reads_columns_its_dataset_has(clean_world: Path)
         assert "".join(document["datasets"][list(columns).index(name)]["queryLines"]) == (
             QUERIES[name].sql.rstrip("\n")
         )
-    assert columns["latest_detections"] == set(ALERT_SCHEMA.names)
+    assert columns["latest_detections"] == set(detections.DETECTIONS_TABLE.schema.names)
     for page in document["pages"]:
         cells: set[tuple[int, int]] = set()
         for item in page["layout"]:
@@ -1227,6 +1227,63 @@ def test_every_dashboard_widget_reads_columns_its_dataset_has(clean_world: Path)
                 f["name"] for q in item["widget"].get("queries", []) for f in q["query"]["fields"]
             }
             assert set(re.findall(r'"fieldName": "([^"]+)"', encoded)) <= fields
+
+
+def test_the_dashboards_latest_detections_read_the_stored_alerts(
+    tmp_path: Path, planted: list[scenarios.Scenario]
+) -> None:
+    """The dataset reads zoom_detections (what the detections task stored, detected_at
+    included) instead of running every detection again on each refresh."""
+    import sqlglot
+
+    from zoom_ingest.dashboards import DETECTIONS_DATASET, build_dashboard
+
+    [dataset] = [d for d in build_dashboard()["datasets"] if d["name"] == DETECTIONS_DATASET]
+    sql = "".join(dataset["queryLines"])
+    read = {t.name for t in sqlglot.parse_one(sql, read="databricks").find_all(sqlglot.exp.Table)}
+    assert read == {"zoom_detections"}
+    warehouse = write(
+        tmp_path / "warehouse",
+        clean_activity() + scenarios.records_of(planted, "activity_logs"),
+        CLEAN_OPERATIONS + scenarios.records_of(planted, "operation_logs"),
+    )
+    with analytics.LocalWarehouse(warehouse, now=NOW) as session:
+        assert session.query(sql).num_rows == 0  # nothing stored yet: nothing shown
+    stored = detections.write_detections_local(warehouse, now=NOW, params=PARAMS)
+    assert stored.new == len(scenarios.alerts_of(planted)) > 0
+    with analytics.LocalWarehouse(warehouse, now=NOW) as session:
+        shown = rows(session.query(sql))
+    expected = sorted(
+        (a.as_row() for a in scenarios.alerts_of(planted)),
+        key=lambda r: (-r["time"].timestamp(), r["alert_id"]),
+    )
+    assert [{k: r[k] for k in ALERT_SCHEMA.names} for r in shown] == expected
+    assert {r["detected_at"] for r in shown} == {NOW}
+    # 31 days on, the alerts are older than the dataset's 30 days.
+    with analytics.LocalWarehouse(warehouse, now=NOW + timedelta(days=31)) as session:
+        assert session.query(sql).num_rows == 0
+
+
+def test_the_docs_grant_a_dashboard_viewer_every_table_the_datasets_read() -> None:
+    """embed_credentials: false: viewers query with their own grants, so docs/databricks.md
+    must list every table and view the datasets read, and only those."""
+    import re
+
+    import sqlglot
+
+    from zoom_ingest.dashboards import build_dashboard
+
+    read: set[str] = set()
+    for dataset in build_dashboard()["datasets"]:
+        tree = sqlglot.parse_one("".join(dataset["queryLines"]), read="databricks")
+        ctes = {cte.alias for cte in tree.find_all(sqlglot.exp.CTE)}
+        read |= {table.name for table in tree.find_all(sqlglot.exp.Table)} - ctes
+    docs = (ROOT / "docs" / "databricks.md").read_text(encoding="utf-8")
+    grants = docs.split("<!-- dashboard-grants:start -->")[1].split("<!-- dashboard-grants:end")[0]
+    select = grants[grants.index("`SELECT` on these") :]
+    assert set(re.findall(r"`(\w+)`", select)) - {"SELECT"} == read
+    [dashboard] = load_resource("zoom_ingest.dashboard.yml")["dashboards"].values()
+    assert dashboard["embed_credentials"] is False
 
 
 def test_the_hourly_job_runs_the_detections_entry_point_after_ingest() -> None:

@@ -6,8 +6,8 @@ MERGE on `alert_id`: running the task again, hourly over overlapping data, or af
 re-ingest, stores each alert once, with `detected_at` = the run that first saw it.
 Alerts are never updated or deleted by the task.
 
-- On Databricks: `zoom-ingest-detections --catalog=main --schema=zoom` (the
-  `zoom_detections` job's python_wheel_task) runs the detections in Spark SQL next to
+- On Databricks: `zoom-ingest-detections --catalog=main --schema=zoom` (the hourly
+  job's `detections` python_wheel_task, after the ingest) runs the detections in Spark SQL next to
   the tables and merges them in the same statement. `--fail-on=high` makes the run
   fail when it stores a new alert of that severity or above, so the job's failure
   notifications reach someone.
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`zoom-ingest-detections`: the entry point of the zoom_detections job.
+    """`zoom-ingest-detections`: the entry point of the hourly job's detections task.
 
     Called without `argv` (as the wheel task calls it) a non-zero status is raised as
     SystemExit: the task ignores what the function returns."""

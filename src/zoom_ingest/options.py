@@ -45,11 +45,11 @@ RUN = "zoom-ingest run"
 DEMO = "zoom-ingest demo"
 #: `zoom-ingest-job`, the ingest jobs' python_wheel_task (databricks_job.py).
 JOB = "zoom-ingest-job"
-#: A job parameter of the bundle's ingest jobs (resources/zoom_ingest.job.yml).
+#: A job parameter of the bundle's ingest jobs (resources/zoom_ingest*.job.yml).
 BUNDLE = "bundle job parameter"
 #: A widget of notebooks/run_ingest.py (which passes it on to `zoom-ingest-job`).
 NOTEBOOK = "run_ingest notebook"
-#: `zoom-ingest-detections`, the detections job's python_wheel_task (detections.py).
+#: `zoom-ingest-detections`, the hourly job's detections task (detections.py).
 DETECTIONS = "zoom-ingest-detections"
 ENTRY_POINTS = (RUN, DEMO, JOB, BUNDLE, NOTEBOOK, DETECTIONS)
 
