@@ -289,7 +289,11 @@ class _Proof:
     ) -> str | None:
         """Why this page (in-window records) breaks the chain's proof, or None."""
         problem = None
-        if not ordered:
+        if token and token in self.tokens:
+            problem = "page-token loop: a next_page_token came again"
+        elif token and records and records == self.previous_records:
+            problem = "page-token loop: a fresh next_page_token brought the same records"
+        elif not ordered:
             problem = "records out of order (not newest first) within a page"
         elif (
             newest is not None
@@ -297,10 +301,6 @@ class _Proof:
             and newest > self.previous_oldest
         ):
             problem = "records out of order (not newest first) across pages"
-        elif token and token in self.tokens:
-            problem = "page-token loop: a next_page_token came again"
-        elif token and records and records == self.previous_records:
-            problem = "page-token loop: a fresh next_page_token brought the same records"
         if token:
             self.tokens.add(token)
         if records:
