@@ -129,7 +129,11 @@ def test_runs_table_records_calls_per_second_against_the_limit(tmp_path):
 def test_runs_table_of_an_earlier_version_gains_the_new_columns(tmp_path):
     engine = LocalEngine(tmp_path)
     old_schema = pa.schema(
-        [f for f in RUNS.schema if f.name not in ("rate_limit", "calls_per_second")]
+        [
+            f
+            for f in RUNS.schema
+            if f.name not in ("rate_limit", "calls_per_second", "failed_window")
+        ]
     )
     path = engine.table_path(RUNS)
     DeltaTable.create(path, old_schema, name=RUNS.name)

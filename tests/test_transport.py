@@ -3,9 +3,13 @@ the same request line, headers and cookies, the same response, the same exceptio
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
+import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
@@ -14,7 +18,12 @@ import pytest
 import requests
 
 from support import loopback
-from zoom_ingest.zoom.transport import EnvironmentAdapter
+from zoom_ingest.zoom.transport import (
+    DeadlineExceeded,
+    EnvironmentAdapter,
+    ResponseTooLarge,
+    TransportLimits,
+)
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -170,4 +179,128 @@ def test_a_body_cut_off_raises_what_session_get_raises(server: str) -> None:
         session.get(f"{server}/cut", timeout=5, allow_redirects=False)
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         adapter.get(session, f"{server}/cut", {}, {}, 5)
+    session.close()
+
+
+# -- the limits: a whole deadline, a capped body ---------------------------------------------
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """Bodies that test the limits: trickled, bombs, unusual encodings."""
+
+    protocol_version = "HTTP/1.1"
+    payload = json.dumps({"activity_logs": [{"time": "2025-01-01T00:00:00Z"}] * 50}).encode()
+
+    def do_GET(self) -> None:
+        self.close_connection = True
+        body, encoding = self.payload, ""
+        if self.path == "/trickle-head":
+            self._trickle(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            return
+        if self.path == "/bomb":
+            body, encoding = zlib_bomb(), "gzip"
+        elif self.path == "/members":
+            half = len(body) // 2
+            body, encoding = gzip.compress(body[:half]) + gzip.compress(body[half:]), "gzip"
+        elif self.path == "/raw-deflate":
+            packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            body, encoding = packer.compress(body) + packer.flush(), "deflate"
+        elif self.path == "/br":
+            encoding = "br"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.end_headers()
+        if self.path == "/trickle-body":
+            self._trickle(body)
+            return
+        with contextlib.suppress(OSError):  # the client hangs up at its cap
+            self.wfile.write(body)
+
+    def _trickle(self, data: bytes) -> None:
+        """A byte a second, each well within the per-read timeout."""
+        for byte in data[:30]:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(1.0)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def zlib_bomb() -> bytes:
+    """About 1 MB of gzip (64 members of 16 MiB of blanks each) that inflates to 1 GiB."""
+    member = gzip.compress(b" " * (16 << 20), compresslevel=9)
+    return member * 64
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[str]:
+    with loopback.serve(_Hostile) as url:
+        yield url
+
+
+def _limited(base: str, **limits: Any) -> tuple[requests.Session, EnvironmentAdapter]:
+    session = requests.Session()
+    session.trust_env = False
+    adapter = EnvironmentAdapter(
+        (base,), pool_connections=2, pool_maxsize=2, limits=TransportLimits(**limits)
+    )
+    session.mount("http://", adapter)
+    return session, adapter
+
+
+@pytest.mark.parametrize("path", ["/trickle-body", "/trickle-head"])
+def test_a_trickle_is_cut_off_at_the_whole_deadline(hostile: str, path: str) -> None:
+    """Each byte comes well within the 10 s per-read timeout; the whole answer never
+    does. The deadline covers the headers and the body alike."""
+    session, adapter = _limited(hostile, deadline=1.5)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"within 1.5 s \(request_deadline\)"):
+        adapter.get(session, f"{hostile}{path}", {}, {}, 10)
+    assert 1.4 < time.monotonic() - started < 3.0
+    session.close()
+
+
+def test_a_gzip_bomb_is_never_inflated_into_memory(hostile: str) -> None:
+    bomb = zlib_bomb()  # made before the measure
+    session, adapter = _limited(hostile, max_body_bytes=4 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ResponseTooLarge) as caught:
+            adapter.get(session, f"{hostile}/bomb", {}, {}, 10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        session.close()
+    assert str(caught.value) == (
+        "decompressed response body larger than 4,194,304 bytes (max_response_bytes)"
+    )
+    assert "\n" not in str(caught.value)
+    assert peak < 4 * (4 << 20) + 2 * len(bomb), f"peak {peak:,} bytes"  # not 1 GiB
+
+
+def test_a_body_on_the_wire_beyond_the_cap_is_refused(hostile: str) -> None:
+    session, adapter = _limited(hostile, max_body_bytes=100)
+    with pytest.raises(ResponseTooLarge, match=r"^response body larger than 100 bytes"):
+        adapter.get(session, f"{hostile}/plain", {}, {}, 10)
+    session.close()
+
+
+@pytest.mark.parametrize("path", ["/members", "/raw-deflate", "/plain"])
+def test_valid_encodings_decode_to_the_body(hostile: str, path: str) -> None:
+    session, adapter = _limited(hostile)
+    assert adapter.get(session, f"{hostile}{path}", {}, {}, 10).content == _Hostile.payload
+    session.close()
+
+
+def test_an_encoding_the_client_did_not_ask_for_is_refused(hostile: str) -> None:
+    session, adapter = _limited(hostile)
+    with pytest.raises(requests.exceptions.ContentDecodingError, match="'br' is not one"):
+        adapter.get(session, f"{hostile}/br", {}, {}, 10)
     session.close()

@@ -119,10 +119,13 @@ class ScriptedZoom:
     errors: dict[tuple[str, date], BaseException] = field(default_factory=dict)
     asked: list[tuple[str, date]] = field(default_factory=list)
 
-    def __call__(self, client, stream, window: Window, category_type, counters) -> Iterator:
-        # What a window is fetched with: the run's client, its operation-log filter and the
-        # stream's tallies.
+    def __call__(
+        self, client, stream, window: Window, category_type, counters, *, max_pages: int
+    ) -> Iterator:
+        # What a window is fetched with: the run's client, its operation-log filter, the
+        # stream's tallies and the page limit of the settings.
         assert isinstance(client, FakeClient) and category_type in CATEGORY_TYPES
+        assert max_pages == Settings.max_pages_per_window
         assert isinstance(counters, CallCounters) and stream.name in STREAMS_BY_NAME
         key = (stream.name, window.from_date)
         self.asked.append(key)
@@ -634,9 +637,9 @@ def test_a_failed_stream_stops_the_others_windows_not_calling_zoom(zoom, monkeyp
     zoom.errors[("activity_logs", first)] = ZoomError("activity_logs 2026-11-19: 500")
     original = zoom.__call__
 
-    def failing_aborts(client, stream, window, *rest):
+    def failing_aborts(client, stream, window, *rest, **limits):
         try:
-            yield from original(client, stream, window, *rest)
+            yield from original(client, stream, window, *rest, **limits)
         except ZoomError:
             s.aborted = True
             raise
@@ -658,8 +661,8 @@ def test_a_window_stops_paging_after_the_page_in_flight(zoom, monkeypatch, how):
     ]
     original = zoom.__call__
 
-    def stop_during_the_first_page(*args):
-        for page in original(*args):
+    def stop_during_the_first_page(*args, **limits):
+        for page in original(*args, **limits):
             if how == "stop":
                 writer.stop.set()
             else:
@@ -729,8 +732,8 @@ def test_a_pages_time_goes_to_the_scheduler_without_the_rate_limiters_wait(zoom,
     monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
     original = zoom.__call__
 
-    def slow_pages(*args):
-        for page in original(*args):
+    def slow_pages(*args, **limits):
+        for page in original(*args, **limits):
             clock["now"] += 2.0
             clock["waited"] += 0.5
             yield page

@@ -40,7 +40,7 @@ from zoom_ingest.zoom import (
     ZoomUnavailable,
     fetch_pages,
 )
-from zoom_ingest.zoom.errors import scopes_from_message
+from zoom_ingest.zoom.errors import IncompleteAnswer, scopes_from_message
 
 SECRET = "s3cr3t-client-value"
 TOKEN = "tok-abcdef-123456"
@@ -444,15 +444,23 @@ def test_a_body_without_the_records_list_is_retried_as_garbage(bad_body: dict[st
     assert counters.retries == 1 and counters.api_calls == 2
 
 
-def test_a_report_page_without_the_records_list_is_an_empty_page() -> None:
+@pytest.mark.parametrize("records", [None, "missing"])
+def test_a_report_page_without_its_records_list_is_no_empty_page(records: object) -> None:
+    """Issue 21: a 200 with the report's keys and no records list (or null) once passed
+    for an empty page and the window for complete. It is retried, and when it persists
+    the window cannot be proven complete."""
     key = "activity_logs"
-    empty = {"from": "2025-01-01", "to": "2025-01-01", "page_size": 300, "next_page_token": ""}
-    client, session = scripted_client([token_ok()], [response(200, empty)])
+    empty: dict[str, Any] = {"from": "2025-01-01", "to": "2025-01-01", "next_page_token": ""}
+    if records is None:
+        empty[key] = None
+    client, session = scripted_client([token_ok()], [response(200, empty) for _ in range(3)])
     window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
     counters = CallCounters()
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters))
-    assert [p.records for p in pages] == [[]]
-    assert counters.retries == 0 and len(session.gets) == 1
+    with pytest.raises(IncompleteAnswer) as caught:
+        list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters))
+    assert "'activity_logs' is missing, expected a list" in caught.value.reason
+    assert "3 attempts" in str(caught.value) and "\n" not in str(caught.value)
+    assert counters.retries == 2 and len(session.gets) == 3
 
 
 def test_garbage_until_retries_run_out_is_unavailable() -> None:

@@ -13,7 +13,8 @@ ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET. They are never logged.
 
 Exit status (`exit_codes`): 0 every stream succeeded, 1 a stream failed, 2 a bad
 setting (nothing was called), 3 Zoom's daily rate limit stopped the run (checkpoints
-kept), 4 another run in this process holds the destination. The `zoom_ingest_runs`
+kept), 4 another run in this process holds the destination, 7 Zoom's answer for a
+window could not be proven complete (its checkpoint stays). The `zoom_ingest_runs`
 table has one row per stream with the details.
 
 This module and everything it imports on the Spark path use only the wheel's runtime

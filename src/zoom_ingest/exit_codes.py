@@ -34,6 +34,11 @@ BUSY = 4
 ZOOM_UNREACHABLE = 5
 #: The detections stored a new alert at or above --fail-on severity.
 ALERTS = 6
+#: Zoom's answer for a window could not be proven complete (a page without its records
+#: list, records out of order or outside the window, a page-token loop, or a limit hit:
+#: max_pages_per_window, max_response_bytes, request_deadline). That window's checkpoint
+#: stays; zoom_ingest_runs.failed_window names it and why. The next run reads it again.
+INCOMPLETE = 7
 
 DESCRIPTIONS: dict[int, str] = {
     OK: "ok",
@@ -43,6 +48,7 @@ DESCRIPTIONS: dict[int, str] = {
     BUSY: "another run holds the destination",
     ZOOM_UNREACHABLE: "Zoom could not be reached (DNS, refused connection, TLS)",
     ALERTS: "detections: a new alert at or above --fail-on",
+    INCOMPLETE: "Zoom's answer could not be proven complete (see failed_window)",
 }
 
 

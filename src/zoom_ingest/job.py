@@ -46,6 +46,7 @@ from .zoom import (
     ZoomUnreachable,
     fetch_pages,
 )
+from .zoom.errors import IncompleteAnswer
 from .zoom.rules import PAGE_SIZE
 from .zoom.streams import Page
 
@@ -56,6 +57,7 @@ EXIT_OK = exit_codes.OK
 EXIT_STREAM_FAILED = exit_codes.STREAM_FAILED
 EXIT_DAILY_LIMIT = exit_codes.DAILY_LIMIT
 EXIT_ZOOM_UNREACHABLE = exit_codes.ZOOM_UNREACHABLE
+EXIT_INCOMPLETE = exit_codes.INCOMPLETE
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0
@@ -117,6 +119,8 @@ class StreamRun:
     before_floor: int = 0
     cursor: datetime | None = None
     error: str | None = None
+    #: The window whose pages could not prove it complete, and why (`from..to: reason`).
+    failed_window: str | None = None
     aborted: bool = False
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -131,6 +135,8 @@ class StreamRun:
 
     @property
     def status(self) -> str:
+        if self.failed_window:
+            return "incomplete"
         if self.error:
             return "failed"
         if len(self.committed) < len(self.plan.windows):
@@ -166,6 +172,8 @@ class RunSummary:
             return EXIT_ZOOM_UNREACHABLE
         if any(s.status == "failed" for s in self.streams):
             return EXIT_STREAM_FAILED
+        if any(s.status == "incomplete" for s in self.streams):
+            return EXIT_INCOMPLETE
         if self.daily_limit_retry_at is not None:
             return EXIT_DAILY_LIMIT
         if any(s.status != "succeeded" for s in self.streams):
@@ -210,11 +218,12 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class _Records:
-    """A page of a window's records (never empty)."""
+    """A page of a window's records and its records outside the window (not both empty)."""
 
     stream: str
     index: int  # the window's place in its stream's plan
     records: list[object]
+    strays: tuple[Reject, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -591,7 +600,12 @@ class _Writer:
                     continue
                 if chain.pages is None:
                     chain.pages = fetch_pages(
-                        self.client, s.stream, chain.window, self.settings.category_type, s.counters
+                        self.client,
+                        s.stream,
+                        chain.window,
+                        self.settings.category_type,
+                        s.counters,
+                        max_pages=self.settings.max_pages_per_window,
                     )
                 started, waited_before = time.monotonic(), waited()
                 page = next(chain.pages, None)
@@ -600,8 +614,11 @@ class _Writer:
                     continue
                 seconds = time.monotonic() - started - (waited() - waited_before)
                 chain.observe(page)
-                if page.records:
-                    self.events.put(_Records(s.name, index, page.records))
+                if page.records or page.strays:
+                    self.events.put(_Records(s.name, index, page.records, page.strays))
+                if page.failure is not None:  # the window ends here, unproven
+                    self.events.put(_WindowFailed(s.name, index, page.failure))
+                    continue
                 if not page.next_page_token:
                     self.events.put(_WindowDone(s.name, index))
                     continue
@@ -690,7 +707,8 @@ class _Writer:
         s = self.runs[event.stream]
         if isinstance(event, _Records):
             s.batch.add(event.records)
-            s.fetched += len(event.records)
+            s.batch.rejects.extend(event.strays)
+            s.fetched += len(event.records) + len(event.strays)
             bar.records(s.name, len(event.records))
             if len(s.batch) >= self.settings.batch_rows:
                 self._flush(s)
@@ -722,7 +740,11 @@ class _Writer:
         message = str(exc) if isinstance(exc, ZoomError) else f"{type(exc).__name__}: {exc}"
         if s.error is None:
             s.error = message if message.startswith(str(window)) else f"{window}: {message}"
-            log.error("%s failed: %s", window, message)
+            if isinstance(exc, IncompleteAnswer):
+                s.failed_window = f"{window.from_date}..{window.to_date}: {exc.reason}"
+                log.error("%s could not be proven complete: %s", window, message)
+            else:
+                log.error("%s failed: %s", window, message)
         if not isinstance(exc, ZoomError):
             log.debug("unexpected error in %s", window, exc_info=exc)
         # Later windows can't move the cursor past a gap, so the stream stops here; bad
@@ -860,6 +882,7 @@ def _runs_rows(summary: RunSummary, settings: Settings) -> pa.Table:
                 "status": s.status,
                 "rate_limit": summary.rate_limit or settings.requests_per_second,
                 "calls_per_second": summary.calls_per_second,
+                "failed_window": s.failed_window,
                 "error": s.error
                 or (
                     f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"

@@ -380,6 +380,23 @@ OPTIONS: tuple[Option, ...] = (
         "Retries per request (429, 5xx, resets, timeouts)",
         TUNING,
     ),
+    # -- how far a misbehaving answer may go: hitting one fails the window (exit 7)
+    setting(
+        "request_deadline",
+        "Seconds one request may take in all (connect, headers, whole body); a request "
+        "past it is retried like a timeout",
+        TUNING,
+    ),
+    setting(
+        "max_response_bytes",
+        "Bytes a response body may have, on the wire and decompressed",
+        TUNING,
+    ),
+    setting(
+        "max_pages_per_window",
+        "Pages one window may take (300 records each) before it counts as a loop",
+        TUNING,
+    ),
     # -- after the run, and its log
     Option(
         "optimize",

@@ -17,7 +17,7 @@ from .setting_values import Secret, SettingsError, check_url
 from .tables import UTC
 from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL, ZoomClientConfig
 from .zoom.rules import CATEGORY_TYPES
-from .zoom.streams import stream_names
+from .zoom.streams import MAX_PAGES_PER_WINDOW, stream_names
 
 #: Every registered stream (zoom/streams.py): what a run ingests unless told otherwise.
 STREAMS = stream_names()
@@ -58,6 +58,14 @@ class Settings:
     timeout: float = 30.0
     #: Attempts per request beyond the first, for 429/5xx/resets/timeouts.
     max_retries: int = 8
+    #: Seconds one request may take in all: connect, headers and the whole body (a body
+    #: trickled within `timeout` per read is still cut off here).
+    request_deadline: float = 120.0
+    #: Bytes a response body may have, on the wire and once decompressed (a page of 300
+    #: records is about 100 kB).
+    max_response_bytes: int = 16 * 1024 * 1024
+    #: Pages one window may take (300 records each) before it counts as a loop.
+    max_pages_per_window: int = MAX_PAGES_PER_WINDOW
 
     def __post_init__(self) -> None:
         validate(self)
@@ -82,6 +90,8 @@ class Settings:
             max_retries=self.max_retries,
             requests_per_second=self.requests_per_second,
             connections=self.effective_concurrency,
+            request_deadline=self.request_deadline,
+            max_response_bytes=self.max_response_bytes,
         )
 
     def with_changes(self, **changes: object) -> Settings:
@@ -131,6 +141,9 @@ def validate(s: Settings) -> None:
     _check_range("batch_rows", s.batch_rows, 1, 10_000_000)
     _check_range("timeout", s.timeout, 0.1, 600)
     _check_range("max_retries", s.max_retries, 0, 100)
+    _check_range("request_deadline", s.request_deadline, 1, 3600)
+    _check_range("max_response_bytes", s.max_response_bytes, 65_536, 1 << 31)
+    _check_range("max_pages_per_window", s.max_pages_per_window, 1, 10_000_000)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)

@@ -151,13 +151,15 @@ RUNS = TableSpec(
             pa.field("duration_seconds", pa.float64()),
             pa.field("cursor_before", TIMESTAMP),
             pa.field("cursor_after", TIMESTAMP),
-            pa.field("status", pa.string()),  # succeeded | failed | stopped
+            pa.field("status", pa.string()),  # succeeded | failed | incomplete | stopped
             pa.field("error", pa.string()),
             # Added in 0.2 (nullable, appended: older warehouses gain them on the next
             # run). The configured limit (requests/s for the Zoom account) and the rate
             # the run achieved: every stream's API calls over the time it fetched.
             pa.field("rate_limit", pa.float64()),
             pa.field("calls_per_second", pa.float64()),
+            # Added in 0.3: the window whose pages could not prove it complete, and why.
+            pa.field("failed_window", pa.string()),
         ]
     ),
     key=("run_id", "stream"),
@@ -183,10 +185,13 @@ RUNS = TableSpec(
         "duration_seconds": "Wall time of the stream",
         "cursor_before": "The stream's cursor when the run started",
         "cursor_after": "The stream's cursor when the run ended",
-        "status": "succeeded, failed or stopped",
+        "status": "succeeded, failed, incomplete (a window's pages could not prove it "
+        "complete: see failed_window) or stopped",
         "error": "Why the stream failed or stopped (Zoom's code, message, tracking id)",
         "rate_limit": "The configured client-side limit for the account (requests/s)",
         "calls_per_second": "API calls per second the run achieved, of all its streams",
+        "failed_window": "The window Zoom's answer could not prove complete, and why "
+        "(e.g. 2026-11-02..2026-11-02: records out of order)",
     },
 )
 
@@ -280,7 +285,9 @@ DERIVED_TABLES: dict[str, TableSpec] = {t.name: t for t in (DETECTIONS, IP_COUNT
 ALL_TABLES: dict[str, TableSpec] = {**LOG_TABLES, **BOOKKEEPING_TABLES, **DERIVED_TABLES}
 #: Columns added to a bookkeeping table after its first release (nullable, at the end):
 #: an existing table without them gains them instead of failing the schema check.
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {RUNS.name: ("rate_limit", "calls_per_second")}
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    RUNS.name: ("rate_limit", "calls_per_second", "failed_window")
+}
 
 
 def checkpoint_row(account_id: str, stream: str, cursor: datetime, run_id: str) -> pa.Table:

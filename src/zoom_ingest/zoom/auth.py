@@ -24,6 +24,7 @@ import requests
 
 from .config import ZoomClientConfig
 from .errors import TransientZoomError, ZoomAuthError, ZoomUnreachable, scrub
+from .transport import DeadlineExceeded, ResponseTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,11 @@ class TokenProvider:
                     f"cannot reach {config.oauth_url}: {cause}",
                     hint=_UNREACHABLE_HINT,
                 ) from None
+            if isinstance(exc, DeadlineExceeded):  # its text names the limit, nothing else
+                raise TransientZoomError(f"token request failed: {exc}") from None
             raise TransientZoomError(f"token request failed: {type(exc).__name__}") from None
+        except ResponseTooLarge as exc:
+            raise TransientZoomError(f"token request failed: {exc}") from None
 
         tracking_id = response.headers.get("x-zm-trackingid")
         body = _json_object(response)
@@ -231,7 +236,7 @@ def _auth_hint(code: int | str | None, reason: str | None) -> str:
 def _json_object(response: requests.Response) -> dict[str, Any] | None:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, LookupError):  # LookupError: an unknown charset
         return None
     return body if isinstance(body, dict) else None
 

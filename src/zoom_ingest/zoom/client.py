@@ -36,8 +36,10 @@ from .auth import TokenProvider
 from .config import ZoomClientConfig
 from .errors import (
     DailyLimitReached,
+    IncompleteAnswer,
     RateLimited,
     TransientZoomError,
+    UnusableAnswer,
     ZoomAuthError,
     ZoomError,
     ZoomPermissionError,
@@ -49,7 +51,13 @@ from .errors import (
     scrub,
 )
 from .ratelimit import RateLimiter
-from .transport import EnvironmentAdapter
+from .transport import (
+    ACCEPT_ENCODING,
+    DeadlineExceeded,
+    EnvironmentAdapter,
+    ResponseTooLarge,
+    TransportLimits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +156,12 @@ class ZoomClient:
             # One connection per fetch thread, kept alive across pages and windows.
             pool = config.connections + 2
             adapter = EnvironmentAdapter(
-                (config.api_url, config.oauth_url), pool_connections=4, pool_maxsize=pool
+                (config.api_url, config.oauth_url),
+                pool_connections=4,
+                pool_maxsize=pool,
+                limits=TransportLimits(
+                    deadline=config.request_deadline, max_body_bytes=config.max_response_bytes
+                ),
             )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
@@ -157,6 +170,8 @@ class ZoomClient:
             raise ValueError("a session with TLS verification disabled is not accepted")
         session.verify = True
         session.headers["User-Agent"] = f"zoom-ingest/{__version__}"
+        # Only the encodings the transport inflates with a size cap (no br, no zstd).
+        session.headers["Accept-Encoding"] = ACCEPT_ENCODING
         self._session = session
         self.limiter = limiter or RateLimiter.for_account(
             config.account_id, config.requests_per_second
@@ -231,6 +246,15 @@ class ZoomClient:
         try:
             return retrying(attempt)
         except TransientZoomError as last:
+            if isinstance(last, UnusableAnswer):
+                raise IncompleteAnswer(
+                    f"{last.summary} (after {call.attempts} attempts)",
+                    reason=last.summary.removeprefix(f"GET {path}: "),
+                    status=last.status,
+                    code=last.code,
+                    message=last.message,
+                    tracking_id=last.tracking_id,
+                ) from last
             hint = _last_failure_hint(path, last)
             raise ZoomUnavailable.after(
                 f"GET {path}: Zoom kept failing", call.attempts, last, hint
@@ -356,6 +380,11 @@ class ZoomClient:
                 f"GET {call.path}: TLS verification failed ({type(exc).__name__})",
                 hint="check ZOOM_API_URL and the machine's CA certificates",
             ) from None
+        except ResponseTooLarge as exc:
+            # A bomb or a runaway body comes back the same on a retry: the window fails.
+            raise IncompleteAnswer(f"GET {call.path}: {exc}", reason=str(exc)) from None
+        except DeadlineExceeded as exc:
+            raise UnusableAnswer(f"GET {call.path}: {exc}") from None
         except (
             requests.ConnectionError,
             requests.Timeout,
@@ -386,7 +415,7 @@ class ZoomClient:
             problem = check(body) if check else None
             if problem:
                 raise self._error(
-                    TransientZoomError, call, response, f"GET {call.path}: unusable body: {problem}"
+                    UnusableAnswer, call, response, f"GET {call.path}: unusable body: {problem}"
                 )
             return body
 
@@ -508,7 +537,7 @@ def _last_failure_hint(path: str, last: TransientZoomError) -> str:
 def _json_object(response: requests.Response) -> dict[str, Any] | None:
     try:
         body = _decode_json(response)
-    except ValueError:  # includes JSONDecodeError and bad encodings
+    except (ValueError, LookupError):  # JSONDecodeError, bad bytes, an unknown charset
         return None
     return body if isinstance(body, dict) else None
 

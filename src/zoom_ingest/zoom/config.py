@@ -1,5 +1,6 @@
 """What the Zoom client needs to know, and nothing else: where Zoom is, the app's
-credentials, and how hard to push (timeout, retries, requests per second, connections).
+credentials, and how hard to push (timeout, retries, requests per second, connections)
+and how far a response may go (its whole deadline, its size).
 
 The run's `Settings` builds one with `Settings.zoom_client_config()`; tests and tools
 that only talk to Zoom can build one directly.
@@ -31,3 +32,7 @@ class ZoomClientConfig:
     requests_per_second: float = 10.0
     #: Fetch threads that share the client: one pooled connection each.
     connections: int = 4
+    #: Seconds one request may take in all: connect, headers and the whole body.
+    request_deadline: float = 120.0
+    #: Bytes a response body may have, on the wire and decompressed.
+    max_response_bytes: int = 16 * 1024 * 1024

@@ -141,6 +141,23 @@ class TransientZoomError(ZoomError):
     ZoomUnavailable when its retries run out; it is not raised to callers of get()."""
 
 
+class IncompleteAnswer(ZoomError):
+    """Zoom's answer for a window cannot be proven complete: a page without its records
+    list, records out of order or outside the window, a page-token loop, or a limit hit
+    (page count, response size, request deadline). The window's checkpoint stays; the
+    run ends with exit code 7. `reason` is the short why (e.g. "records out of order")."""
+
+    def __init__(self, summary: str, *, reason: str, **details: object) -> None:
+        self.reason = reason
+        super().__init__(summary, **details)  # type: ignore[arg-type]
+
+
+class UnusableAnswer(TransientZoomError):
+    """An attempt's answer could not be used as a page (a 200 body without a usable
+    records list, or no whole answer within the request deadline): retried like any
+    transient failure; when retries run out the client raises IncompleteAnswer."""
+
+
 class ZoomUnreachable(TransientZoomError):
     """No connection could be made at all: the name did not resolve, the connection was
     refused or timed out, or TLS failed. Retried like any transient failure within a

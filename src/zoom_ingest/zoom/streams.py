@@ -5,14 +5,22 @@ Databricks entry point all take the list of streams from it. Adding a Zoom repor
 one `Stream` entry here plus its `TableSpec` (tables.py, listed in LOG_TABLES).
 
 Zoom serves each `from`/`to` request newest first, 300 records a page, chained by
-`next_page_token` until it is empty. Three things make the chain more than a loop:
+`next_page_token` until it is empty. Four things make the chain more than a loop:
 
+- proof: a window counts as complete only when its pages prove it (`fetch_pages`): each
+  page has its records list, its records lie inside the window (with the day-reading
+  slack of rules.py), they come newest first within and across pages, and the chain ends
+  with an empty token. A page that breaks any of these ends the window with
+  `IncompleteAnswer` (its checkpoint stays; exit code 7); records outside the window
+  become rejects and never drive the early stop;
 - early stop: an incremental window only needs records at or after `stop_before`. Records
-  come newest first, so once a page reaches below that instant every later page is older
-  still: that page is the last one asked for;
+  come newest first (proven, above), so once a page reaches below that instant every
+  later page is older still: that page is the last one asked for;
 - page tokens expire (15 minutes, code 300): the window restarts from its first page and
   the caller de-duplicates by `lw_id`;
-- a broken server must not keep us paging forever: the chain is bounded.
+- a broken server must not keep us paging forever: the chain is bounded
+  (`max_pages_per_window`), and a token seen before, or a fresh token that brings the
+  very same records again, is a loop.
 """
 
 from __future__ import annotations
@@ -20,15 +28,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
-from operator import itemgetter
+from datetime import date, datetime, time, timedelta
+from itertools import islice
+from operator import ge, itemgetter
 from typing import Any, Protocol
 
-from ..normalise import RecordError, all_canonical, parse_time
-from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec
+from ..normalise import RecordError, Reject, all_canonical, parse_time, raw_json
+from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC, TableSpec, format_time
 from .client import CallCounters, ZoomClient
-from .errors import ZoomError, ZoomRequestError, ZoomScopeError
-from .rules import PAGE_SIZE
+from .errors import IncompleteAnswer, ZoomRequestError, ZoomScopeError
+from .rules import AHEAD_OF_UTC, BEHIND_UTC, PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +45,15 @@ log = logging.getLogger(__name__)
 CODE_INVALID_REQUEST = 300
 #: Restarts of one window after an expired page token before giving up.
 MAX_RESTARTS_PER_WINDOW = 3
-#: One window never takes more pages than this (30M records at 300 a page: far beyond
-#: a month of any account's logs), so a server that keeps sending tokens cannot loop us.
-MAX_PAGES_PER_WINDOW = 100_000
+#: The default of `max_pages_per_window`: one window never takes more pages than this
+#: (6M records at 300 a page, a day's window of the busiest account many times over), so
+#: a server that keeps sending tokens cannot page us for hours (at 10 requests/s this
+#: many pages take about 35 minutes).
+MAX_PAGES_PER_WINDOW = 20_000
+#: How far a record's instant may lie outside its window's dates: Zoom reads the dates
+#: in a zone from UTC−12 to UTC+14 (rules.py), which one is undocumented, so either side
+#: gets the larger offset.
+WINDOW_SLACK = max(BEHIND_UTC, AHEAD_OF_UTC)
 #: …and gives up sooner on empty pages that keep carrying a next_page_token: a few are
 #: normal, a thousand in a row (300,000 records' worth of nothing) is a loop, and at
 #: Zoom's 10 requests/s waiting for MAX_PAGES_PER_WINDOW of them would take hours.
@@ -70,22 +85,17 @@ class Stream:
         return {"category_type": category_type} if self.takes_category_type else {}
 
     def check_body(self, body: dict[str, Any]) -> str | None:
-        """What makes a 200 body unusable for this stream, or None."""
+        """What makes a 200 body unusable for this stream, or None. A page without its
+        records list (missing, null or another type) is never read as an empty page: an
+        empty page says so with `[]`."""
         records = body.get(self.records_key)
-        if records is None and _REPORT_KEYS & body.keys():
-            return None  # a report page with the list left out: no records (not garbage)
-        if not isinstance(records, list):
+        if type(records) is not list:
             found = "missing" if records is None else type(records).__name__
             return f"{self.records_key!r} is {found}, expected a list"
         token = body.get("next_page_token")
         if token is not None and not isinstance(token, str):
             return f"next_page_token is {type(token).__name__}, expected a string"
         return None
-
-
-#: Keys of a report response besides the records list; a body with any of them and no
-#: records list is an empty page, not an HTML error page or a truncated body.
-_REPORT_KEYS = frozenset({"from", "to", "page_size", "next_page_token", "total_records"})
 
 
 #: The registry: every report the ingest fetches, by name, in the order runs list them.
@@ -121,7 +131,7 @@ def stream_names() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Page:
     """One page of a window: the raw records as parsed (possibly malformed) and the
-    span of the times that could be parsed."""
+    span of the times that could be parsed, of the records inside the window."""
 
     records: list[Any]
     next_page_token: str
@@ -130,6 +140,11 @@ class Page:
     #: The window's record count when Zoom says it (`total_records`; not documented for
     #: these endpoints, so usually None): lets the job put its longest chains first.
     total_records: int | None = None
+    #: Records of the page outside its window, as rejects (never in `records`).
+    strays: tuple[Reject, ...] = ()
+    #: Why this page ends the window unproven (the last page `fetch_pages` yields), or
+    #: None. Its records are still Zoom's and may be stored; the window is not complete.
+    failure: IncompleteAnswer | None = None
 
 
 class DateWindow(Protocol):
@@ -143,17 +158,27 @@ class DateWindow(Protocol):
     def stop_before(self) -> datetime | None: ...
 
 
+def window_bounds(window: DateWindow) -> tuple[datetime, datetime]:
+    """The instants [low, high) a window's records may have: its dates read in any zone."""
+    low = datetime.combine(window.from_date, time(0), tzinfo=UTC) - WINDOW_SLACK
+    high = datetime.combine(window.to_date + timedelta(days=1), time(0), tzinfo=UTC)
+    return low, high + WINDOW_SLACK
+
+
 def fetch_pages(
     client: ZoomClient,
     stream: Stream,
     window: DateWindow,
     category_type: str,
     counters: CallCounters,
+    *,
+    max_pages: int = MAX_PAGES_PER_WINDOW,
 ) -> Iterator[Page]:
     """The pages of one window, newest first. Raises a `ZoomError` subclass on failure.
 
-    After a restart (expired page token) pages already yielded come again; the caller
-    de-duplicates by `lw_id`.
+    The window is complete when this ends without raising and without a page whose
+    `failure` is set (that page is the last one). After a restart (expired page token)
+    pages already yielded come again; the caller de-duplicates by `lw_id`.
     """
     base_params: dict[str, Any] = {
         "from": window.from_date.isoformat(),
@@ -161,15 +186,18 @@ def fetch_pages(
         "page_size": PAGE_SIZE,
         **stream.query_params(category_type),
     }
+    low, high = window_bounds(window)
     restarts = 0
     pages = 0
     empty_in_a_row = 0
     token = ""
+    proof = _Proof()
     while True:
-        if pages >= MAX_PAGES_PER_WINDOW:
-            raise ZoomError(
-                f"{window}: gave up after {pages} pages; Zoom keeps sending next_page_token",
-                hint="the API seems to be looping; try again later",
+        if pages >= max_pages:
+            raise IncompleteAnswer(
+                f"{window}: more than {max_pages:,} pages (max_pages_per_window); Zoom "
+                "kept sending next_page_token",
+                reason=f"more than {max_pages:,} pages (max_pages_per_window)",
             )
         params = dict(base_params)
         if token:
@@ -199,22 +227,30 @@ def fetch_pages(
                 MAX_RESTARTS_PER_WINDOW,
             )
             token = ""
+            proof = _Proof()  # the chain starts again: so does its proof
             continue
         except ZoomScopeError as exc:
             raise _with_stream_scopes(exc, stream) from exc
 
         pages += 1
         counters.add("pages")
-        records: list[Any] = body.get(stream.records_key) or []
+        records: list[Any] = body[stream.records_key]  # a list: `check_body`
         token = body.get("next_page_token") or ""
         empty_in_a_row = 0 if records or not token else empty_in_a_row + 1
         if empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW:
-            raise ZoomError(
+            raise IncompleteAnswer(
                 f"{window}: gave up after {empty_in_a_row} empty pages in a row, each with "
                 "a next_page_token",
-                hint="the API seems to be looping; try again later",
+                reason=f"{empty_in_a_row} empty pages in a row with a next_page_token",
             )
-        newest, oldest = _time_span(records, stream.cursor_field)
+        newest, oldest, ordered = _time_span(records, stream.cursor_field)
+        strays: tuple[Reject, ...] = ()
+        if newest is not None and oldest is not None and (newest >= high or oldest < low):
+            records, strays = _split_strays(records, stream.cursor_field, low, high, window)
+            newest, oldest, ordered = _time_span(records, stream.cursor_field)
+        problem = proof.check(records, token, newest, oldest, ordered=ordered)
+        if problem is None and strays:
+            problem = f"{len(strays)} records outside the window"
         total = body.get("total_records")
         yield Page(
             records=records,
@@ -222,16 +258,84 @@ def fetch_pages(
             newest=newest,
             oldest=oldest,
             total_records=total if type(total) is int and total >= 0 else None,
+            strays=strays,
+            failure=None
+            if problem is None
+            else IncompleteAnswer(f"{window}: {problem}", reason=problem),
         )
-        if not token:
+        if problem is not None or not token:
             return
         if window.stop_before is not None and oldest is not None and oldest < window.stop_before:
             log.debug("%s: page reaches below %s; stopping early", window, window.stop_before)
             return
 
 
-def _time_span(records: list[Any], cursor_field: str) -> tuple[datetime | None, datetime | None]:
-    """The newest and oldest parseable time of a page (None, None when it has none)."""
+class _Proof:
+    """What the pages of one chain so far prove: checks each next page against them."""
+
+    def __init__(self) -> None:
+        self.tokens: set[str] = set()
+        self.previous_records: list[Any] | None = None
+        self.previous_oldest: datetime | None = None
+
+    def check(
+        self,
+        records: list[Any],
+        token: str,
+        newest: datetime | None,
+        oldest: datetime | None,
+        *,
+        ordered: bool,
+    ) -> str | None:
+        """Why this page (in-window records) breaks the chain's proof, or None."""
+        problem = None
+        if token and token in self.tokens:
+            problem = "page-token loop: a next_page_token came again"
+        elif token and records and records == self.previous_records:
+            problem = "page-token loop: a fresh next_page_token brought the same records"
+        elif not ordered:
+            problem = "records out of order (not newest first) within a page"
+        elif (
+            newest is not None
+            and self.previous_oldest is not None
+            and newest > self.previous_oldest
+        ):
+            problem = "records out of order (not newest first) across pages"
+        if token:
+            self.tokens.add(token)
+        if records:
+            self.previous_records = records
+        if oldest is not None:
+            self.previous_oldest = oldest
+        return problem
+
+
+def _split_strays(
+    records: list[Any], cursor_field: str, low: datetime, high: datetime, window: DateWindow
+) -> tuple[list[Any], tuple[Reject, ...]]:
+    """The records inside [low, high) (or with no readable time: the normaliser rejects
+    those with their reason), and the others as rejects."""
+    inside: list[Any] = []
+    strays: list[Reject] = []
+    span = f"{window.from_date}..{window.to_date}"
+    for record in records:
+        try:
+            instant = parse_time(record.get(cursor_field)) if isinstance(record, dict) else None
+        except RecordError:
+            instant = None
+        if instant is None or low <= instant < high:
+            inside.append(record)
+        else:
+            reason = f"{cursor_field}: {format_time(instant)} is outside the window {span}"
+            strays.append(Reject(reason=reason, raw_json=raw_json(record)))
+    return inside, tuple(strays)
+
+
+def _time_span(
+    records: list[Any], cursor_field: str
+) -> tuple[datetime | None, datetime | None, bool]:
+    """The newest and oldest parseable time of a page (None, None when it has none), and
+    whether those times come newest first (ties allowed)."""
     canonical = _canonical_span(records, cursor_field)
     if canonical is not None:
         return canonical
@@ -243,11 +347,18 @@ def _time_span(records: list[Any], cursor_field: str) -> tuple[datetime | None, 
             except RecordError:
                 continue  # the normaliser rejects it with the reason
     if not times:
-        return None, None
-    return max(times), min(times)
+        return None, None, True
+    return max(times), min(times), _newest_first(times)
 
 
-def _canonical_span(records: list[Any], cursor_field: str) -> tuple[datetime, datetime] | None:
+def _newest_first(values: list[Any]) -> bool:
+    """Each value at or before the one above it (C loops: cheap on every page)."""
+    return all(map(ge, values, islice(values, 1, None)))
+
+
+def _canonical_span(
+    records: list[Any], cursor_field: str
+) -> tuple[datetime, datetime, bool] | None:
     """`_time_span` of a page whose every record is an object with its time in Zoom's
     canonical form (`2025-08-11T14:32:18Z`), else None. Such times sort as text as they
     do as times, so only the newest and the oldest are parsed, not the 300 (the parse
@@ -264,7 +375,9 @@ def _canonical_span(records: list[Any], cursor_field: str) -> tuple[datetime, da
     # of `_time_span` skips it.
     if set(map(type, times)) != {str} or not all_canonical(times):
         return None
-    return parse_time(max(times)), parse_time(min(times))
+    if _newest_first(times):
+        return parse_time(times[0]), parse_time(times[-1]), True
+    return parse_time(max(times)), parse_time(min(times)), False
 
 
 def _with_stream_scopes(exc: ZoomScopeError, stream: Stream) -> ZoomScopeError:

@@ -57,6 +57,9 @@ BAD_SETTINGS: tuple[BadSetting, ...] = (
     BadSetting("batch_rows", ("--batch-rows", "0"), allowed="outside 1"),
     BadSetting("timeout", ("--timeout", "0"), allowed="600"),
     BadSetting("max_retries", ("--max-retries", "-1"), allowed="100"),
+    BadSetting("request_deadline", ("--request-deadline", "0"), allowed="3,600"),
+    BadSetting("max_response_bytes", ("--max-response-bytes", "1000"), allowed="65,536"),
+    BadSetting("max_pages_per_window", ("--max-pages-per-window", "0"), allowed="10,000,000"),
     BadSetting("warehouse", ("--warehouse", "{file}"), allowed="directory"),
 )
 

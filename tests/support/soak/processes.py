@@ -19,6 +19,8 @@ from zoom_ingest.simulator import Simulator
 #: Simulator-only credentials that are easy to spot wherever they might leak.
 FAKE_SECRET = "FAKE-zoom-secret-SOAK-do-not-log-4c1d9e"
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_DAILY_LIMIT, EXIT_BUSY = 0, 1, 2, 3, 4
+#: Zoom's answer for a window could not be proven complete (e.g. a looping API).
+EXIT_INCOMPLETE = 7
 KILLED = -signal.SIGKILL
 #: A run that takes longer than this is a hang, not a slow run.
 RUN_TIMEOUT = 600.0
