@@ -19,6 +19,7 @@ import click
 
 from . import exit_codes
 from .logs import configure_logging
+from .masking import mask
 from .options import BY_NAME, DEMO, RUN, SETTINGS, SETTINGS_DEFAULTS, Option, for_entry_point
 from .settings import DEFAULT_ENGINE, ENGINES, Settings, SettingsError
 from .simulator.command import simulate as simulate_command
@@ -50,7 +51,7 @@ def require_tables(warehouse: Path) -> None:
 
 
 def fail_settings(exc: SettingsError) -> None:
-    click.echo(f"error: {exc}", err=True)
+    click.echo(mask(f"error: {exc}"), err=True)
     sys.exit(EXIT_SETTINGS)
 
 
@@ -190,10 +191,10 @@ def execute(
     try:
         summary = run(settings, make_engine(engine, warehouse), progress=progress)
     except EngineBusy as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(mask(f"error: {exc}"), err=True)
         return EXIT_BUSY
     except (TableSchemaMismatch, UnsupportedTable) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(mask(f"error: {exc}"), err=True)
         return EXIT_SETTINGS
     for line in summary.lines():
         click.echo(line)
@@ -520,7 +521,7 @@ def query_command(
         else:
             result = analytics.run_query(warehouse, sql or "")
     except analytics.QueryError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(mask(f"error: {exc}"), err=True)
         sys.exit(exit_codes.STREAM_FAILED)
     print_table(result, output_format, limit)
 

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from . import exit_codes
 from .engines.base import Engine
 from .geo import RunAddresses, ip_country_rows
+from .masking import mask, one_line
 from .normalise import Batch, Reject
 from .plan import Plan, Window, plan_stream
 from .progress import Progress
@@ -202,7 +203,7 @@ class RunSummary:
             )
         if self.interrupted:
             out.append("  interrupted; checkpoints kept at the committed data.")
-        return out
+        return [mask(line) for line in out]
 
 
 # --- what the fetch threads tell the writer, and what the writer hands the committer ---
@@ -319,10 +320,10 @@ def run(
                 client.connect()
             except ZoomError as exc:
                 if isinstance(exc, ZoomUnreachable):
-                    unreachable = str(exc)
+                    unreachable = one_line(str(exc))
                     log.error("%s", exc)
                 for s in runs:
-                    s.error = str(exc)
+                    s.error = one_line(str(exc))
                     s.finished = time.monotonic()
             else:
                 writer.run()
@@ -347,7 +348,7 @@ def _record_crash(
     crashed = summary()
     for s in crashed.streams:
         if s.error is None:
-            s.error = f"run failed: {type(exc).__name__}: {exc}"
+            s.error = one_line(f"run failed: {type(exc).__name__}: {exc}")
     try:
         engine.append(RUNS, _runs_rows(crashed, settings))
     except Exception as again:
@@ -721,8 +722,10 @@ class _Writer:
             return
         message = str(exc) if isinstance(exc, ZoomError) else f"{type(exc).__name__}: {exc}"
         if s.error is None:
-            s.error = message if message.startswith(str(window)) else f"{window}: {message}"
-            log.error("%s failed: %s", window, message)
+            s.error = one_line(
+                message if message.startswith(str(window)) else f"{window}: {message}"
+            )
+            log.error("%s failed: %s", window, mask(message))
         if not isinstance(exc, ZoomError):
             log.debug("unexpected error in %s", window, exc_info=exc)
         # Later windows can't move the cursor past a gap, so the stream stops here; bad
@@ -802,8 +805,9 @@ class _Writer:
                 "account_id": [self.settings.account_id] * len(unique),
                 "stream": [s.name] * len(unique),
                 "rejected_at": [now] * len(unique),
-                "reason": [r.reason for r in unique.values()],
-                "raw_json": [r.raw_json for r in unique.values()],
+                "reason": [one_line(r.reason) for r in unique.values()],
+                # The record as Zoom sent it, but never a credential echoed inside it.
+                "raw_json": [mask(r.raw_json) for r in unique.values()],
             },
             schema=REJECTS.schema,
         )
@@ -860,11 +864,13 @@ def _runs_rows(summary: RunSummary, settings: Settings) -> pa.Table:
                 "status": s.status,
                 "rate_limit": summary.rate_limit or settings.requests_per_second,
                 "calls_per_second": summary.calls_per_second,
-                "error": s.error
-                or (
-                    f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"
-                    if summary.daily_limit_retry_at and s.status != "succeeded"
-                    else None
+                "error": one_line(
+                    s.error
+                    or (
+                        f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"
+                        if summary.daily_limit_retry_at and s.status != "succeeded"
+                        else None
+                    )
                 ),
             }
         )

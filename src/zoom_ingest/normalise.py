@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import pyarrow as pa
 
+from .masking import mask
 from .tables import TIMESTAMP as TIMESTAMP_UTC
 from .tables import UTC, TableSpec, lw_id
 
@@ -52,16 +53,16 @@ def parse_time(value: object) -> datetime:
         raise RecordError(f"time: expected an RFC 3339 string, got {_describe(value)}")
     match = _RFC3339.fullmatch(value.strip())
     if match is None:
-        raise RecordError(f"time: not an RFC 3339 timestamp: {value[:64]!r}")
+        raise RecordError(f"time: not an RFC 3339 timestamp: {_shown(value)}")
     day, clock, fraction, offset = match.groups()
     if offset is None:
-        raise RecordError(f"time: no time zone in {value[:64]!r}")
+        raise RecordError(f"time: no time zone in {_shown(value)}")
     offset = "+00:00" if offset in ("Z", "z") else offset
     micros = (fraction or "")[:6].ljust(6, "0")
     try:
         parsed = datetime.fromisoformat(f"{day}T{clock}.{micros}{offset}")
     except ValueError:
-        raise RecordError(f"time: not an RFC 3339 timestamp: {value[:64]!r}") from None
+        raise RecordError(f"time: not an RFC 3339 timestamp: {_shown(value)}") from None
     return parsed.astimezone(UTC)
 
 
@@ -577,5 +578,10 @@ def _is_valid_unicode(value: str) -> bool:
 def _describe(value: object) -> str:
     if value is None:
         return "null / missing"
-    text = repr(value)
+    text = mask(repr(value))  # masked before it is cut: no head of a secret is left
     return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"
+
+
+def _shown(value: str) -> str:
+    """A value quoted in a reason: masked, then cut to 64 characters."""
+    return repr(mask(value)[:64])
