@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import exit_codes
+from .engines import rules
 from .engines.base import Engine
 from .geo import RunAddresses, ip_country_rows
 from .masking import mask, one_line
@@ -313,6 +314,10 @@ def run(
                 calls_per_second=writer.calls_per_second(),
             )
 
+        # Visible from its start: the run's rows say `running` until its end replaces
+        # them; a `running` row of a run that cannot be running any more says so.
+        _abandon_runs(engine, settings.account_id, run_id, now)
+        engine.upsert(RUNS, _runs_rows(summary(), settings, running=True))
         try:
             # The token first, once: without a route to Zoom, or with refused
             # credentials, the run ends here in seconds rather than in every window.
@@ -337,7 +342,7 @@ def run(
             if own_client:
                 client.close()
         result = summary()
-        engine.append(RUNS, _runs_rows(result, settings))
+        engine.upsert(RUNS, _runs_rows(result, settings))
         _maintain(engine)
     return result
 
@@ -350,7 +355,7 @@ def _record_crash(
         if s.error is None:
             s.error = one_line(f"run failed: {type(exc).__name__}: {exc}")
     try:
-        engine.append(RUNS, _runs_rows(crashed, settings))
+        engine.upsert(RUNS, _runs_rows(crashed, settings))
     except Exception as again:
         log.warning("could not record the failed run in %s: %s", RUNS.name, again)
 
@@ -835,8 +840,27 @@ def _interleave(runs: Iterable[StreamRun]) -> list[tuple[StreamRun, int, Window]
     return sorted(work, key=lambda item: (item[2].from_date, item[0].name))
 
 
-def _runs_rows(summary: RunSummary, settings: Settings) -> pa.Table:
-    finished_at = datetime.now(UTC)
+def _abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) -> None:
+    """Mark `abandoned` the `running` rows of this account's runs that ended without
+    recording their end (killed, lost machine): `rules.abandoned_runs`."""
+    abandoned = rules.abandoned_runs(
+        engine.read_table(RUNS), account_id, run_id, now, exclusive=engine.exclusive_runs
+    )
+    if abandoned.num_rows:
+        log.warning(
+            "%d earlier run row(s) of %s ended without recording their end: marked abandoned "
+            "(runs %s)",
+            abandoned.num_rows,
+            account_id,
+            ", ".join(sorted(set(abandoned["run_id"].to_pylist()))),
+        )
+        engine.upsert(RUNS, abandoned)
+
+
+def _runs_rows(summary: RunSummary, settings: Settings, *, running: bool = False) -> pa.Table:
+    """The run's rows of the runs table: at its start (`running`: no end, no outcome
+    yet) or at its end."""
+    finished_at = None if running else datetime.now(UTC)
     rows = []
     for s in summary.streams:
         c = s.counters
@@ -858,10 +882,12 @@ def _runs_rows(summary: RunSummary, settings: Settings) -> pa.Table:
                 "records_rejected": s.rejected,
                 "retries": c.retries,
                 "rate_limited": c.rate_limited,
-                "duration_seconds": (s.finished or time.monotonic()) - s.started,
+                "duration_seconds": None
+                if running
+                else (s.finished or time.monotonic()) - s.started,
                 "cursor_before": s.plan.cursor_before,
-                "cursor_after": s.cursor,
-                "status": s.status,
+                "cursor_after": None if running else s.cursor,
+                "status": rules.RUNNING if running else s.status,
                 "rate_limit": summary.rate_limit or settings.requests_per_second,
                 "calls_per_second": summary.calls_per_second,
                 "error": one_line(
