@@ -500,3 +500,33 @@ def test_credentials_echoed_by_the_server_never_reach_the_terminal(echo_server, 
     assert any("code 300" in text for text in outputs)
     assert _Echo.issued, "the API mode should have issued a token"
     assert_no_echoed_secret(outputs, warehouse)
+
+
+def test_the_masker_covers_every_form_and_stores_one_bounded_line():
+    from zoom_ingest import masking
+
+    token = "eyJ.tok+en/LEAKCHECK=" + uuid.uuid4().hex
+    masking.register_secret(token)
+    masking.register_client_credentials("client-MASKCHECK", "FAKE-mask-secret-LEAKCHECK")
+    basic = base64.b64encode(b"client-MASKCHECK:FAKE-mask-secret-LEAKCHECK").decode()
+    forms = [
+        token,
+        quote(token, safe=""),
+        json.dumps(token)[1:-1],
+        base64.b64encode(token.encode()).decode(),
+        base64.urlsafe_b64encode(token.encode()).decode(),
+        f"Basic {basic}",
+        quote(f"Basic {basic}", safe=""),
+        "FAKE-mask-secret-LEAKCHECK",
+    ]
+    for form in forms:
+        masked = masking.mask(f"<{form}>")
+        assert token[:12] not in masked and basic[:12] not in masked, (form, masked)
+        assert "LEAKCHECK" not in masked, (form, masked)
+    # One line, bounded, masked before it is cut (no head of a secret left at the cut).
+    text = "x" * 490 + token + "\nnext\r\n\x1b[31mline\x00"
+    stored = masking.one_line(text)
+    assert stored is not None and len(stored) <= masking.MAX_STORED_ERROR
+    assert token[:8] not in stored and "\n" not in stored and "\x1b" not in stored
+    assert stored.endswith("…")
+    assert masking.one_line("a\n\tb\x00c") == "a b c"
