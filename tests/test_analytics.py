@@ -1451,3 +1451,28 @@ def test_the_docs_describe_every_query_and_detection() -> None:
         assert f"`{name}`" in docs, name
     for query in DETECTIONS.values():
         assert f"| `{query.name}` | {query.severity} |" in docs, query.name
+
+
+def test_records_dated_in_the_future_never_make_figures_negative_or_absurd(tmp_path: Path) -> None:
+    """A warehouse holding records from 2099 (written before future-dated records became
+    rejects, or by another tool): freshness ignores them, no gap is measured to them."""
+    from zoom_ingest.normalise import Batch
+    from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS
+
+    warehouse = write(tmp_path / "warehouse", clean_activity(), CLEAN_OPERATIONS)
+    engine = LocalEngine(warehouse)
+    for spec, record in (
+        (ACTIVITY_LOGS, activity(t("2099-01-01 00:00:00"), JANE, HOME[JANE])),
+        (OPERATION_LOGS, {**CLEAN_OPERATIONS[0], "time": "2099-01-01T00:00:00Z"}),
+    ):
+        batch = Batch(spec, clock=lambda: datetime(2100, 1, 1, tzinfo=UTC))
+        batch.add([record])
+        assert engine.merge_new(spec, batch.to_arrow()) == 1
+    freshness = {r["table_name"]: r for r in named(warehouse, "data_freshness")}
+    assert freshness["activity_logs"]["latest_time"] == t("2025-03-14 09:04:00")
+    assert freshness["activity_logs"]["hours_since_latest"] == 2.93
+    assert freshness["operation_logs"]["latest_time"] == t("2025-03-13 09:00:00")
+    assert all(r["hours_since_latest"] >= 0 for r in freshness.values())
+    assert freshness["activity_logs"]["records_last_24h"] == 10  # not the 2099 one
+    # The clean data has no gap; a record in 2099 makes none either (no 600,000 hours).
+    assert named(warehouse, "activity_gap") == []

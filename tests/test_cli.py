@@ -287,3 +287,38 @@ def test_one_simulator_command_line_with_the_simulator_defaults():
     usage, _, text = module_main.stdout.partition("\n")
     assert usage == "Usage: python -m zoom_ingest.simulator [OPTIONS]"
     assert command.stdout.partition("\n")[2] == text  # the same options and help
+
+
+def test_terminal_output_escapes_control_characters_and_csv_json_stay_faithful(
+    tmp_path: Path,
+):
+    import pyarrow as pa
+
+    from known_world import NOW, activity, write
+    from zoom_ingest.tables import RUNS
+
+    hostile = "evil\x1b[2J\x1b]0;pwned\x07\x00\r\nend[bold]\\x1b"
+    warehouse = write(tmp_path / "wh", [activity(NOW, "a@example.com", "192.0.2.1",
+                                                 client=("Browser", hostile))])  # fmt: skip
+    run_row = {"run_id": "r1", "account_id": "acct", "stream": hostile, "status": "running",
+               "started_at": NOW}  # fmt: skip
+    LocalEngine(warehouse).append(RUNS, pa.Table.from_pylist([run_row], schema=RUNS.schema))
+    escaped = "evil\\x1b[2J\\x1b]0;pwned\\x07\\x00\\r\\nend[bold]\\\\x1b"
+    sql = "SELECT version FROM activity_logs"
+
+    for output, shown in (
+        # The query folds a long value across lines (joined back here); status cuts it.
+        (zoom_ingest("query", "--warehouse", str(warehouse), sql), escaped),
+        (zoom_ingest("status", "--warehouse", str(warehouse)), escaped[:24]),
+    ):
+        assert output.returncode == 0, output.stderr
+        text = output.stdout
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text), repr(text)
+        assert shown in re.sub(r"\s*│\s*\n\s*│\s*", "", text), text
+
+    as_csv = zoom_ingest("query", "--warehouse", str(warehouse), "--format", "csv", sql)
+    assert as_csv.returncode == 0 and hostile.replace("\r\n", "\n") in as_csv.stdout.replace(
+        "\r\n", "\n"
+    )
+    as_json = zoom_ingest("query", "--warehouse", str(warehouse), "--format", "json", sql)
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [{"version": hostile}]

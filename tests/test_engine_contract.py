@@ -298,6 +298,31 @@ def test_append_adds_rows_every_time(engine: Engine) -> None:
     assert stored.column("error").null_count == 6
 
 
+def test_upsert_replaces_the_row_with_the_same_key_and_inserts_the_others(engine: Engine) -> None:
+    """A run's `running` rows written at its start are replaced at its end."""
+
+    def runs(run_id: str, status: str, error: str | None = None) -> pa.Table:
+        rows = [
+            {"run_id": run_id, "account_id": "acct-a", "stream": stream, "mode": "incremental",
+             "started_at": START, "status": status, "error": error}
+            for stream in ("activity_logs", "operation_logs")
+        ]  # fmt: skip
+        return pa.Table.from_pylist(rows, schema=RUNS.schema)
+
+    engine.upsert(RUNS, runs("run-1", "running"))
+    engine.upsert(RUNS, runs("run-2", "running"))
+    engine.upsert(RUNS, runs("run-1", "failed", "HTTP 500"))
+    stored = {(r["run_id"], r["stream"]): r for r in engine.read_table(RUNS).to_pylist()}
+    assert len(stored) == 4
+    assert {k: (r["status"], r["error"]) for k, r in stored.items()} == {
+        ("run-1", "activity_logs"): ("failed", "HTTP 500"),
+        ("run-1", "operation_logs"): ("failed", "HTTP 500"),
+        ("run-2", "activity_logs"): ("running", None),
+        ("run-2", "operation_logs"): ("running", None),
+    }
+    assert all(r["started_at"] == START for r in stored.values())
+
+
 # -- run lock, maintenance ---------------------------------------------------------------
 
 

@@ -91,3 +91,33 @@ def test_both_engines_keep_a_warehouse_table_in_the_folder_named_after_it(tmp_pa
     assert local.LocalEngine(tmp_path).table_path(ACTIVITY_LOGS) == expected
     engine = spark.SparkEngine(object(), warehouse=tmp_path)  # no session is used here
     assert engine.table_path(ACTIVITY_LOGS) == expected
+
+
+def _runs_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=RUNS.schema)
+
+
+def test_abandoned_runs_are_the_other_running_rows_of_the_account() -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+    def row(run_id: str, status: str, hours_ago: float, account: str = "acct-a") -> dict:
+        return {"run_id": run_id, "account_id": account, "stream": "activity_logs",
+                "status": status, "started_at": now - timedelta(hours=hours_ago)}  # fmt: skip
+
+    runs = _runs_table(
+        [
+            row("old-killed", "running", 30),
+            row("recent-killed", "running", 1),
+            row("done", "succeeded", 2),
+            row("current", "running", 0),
+            row("other-account", "running", 30, account="acct-b"),
+        ]
+    )
+    # Under an exclusive lock, every other running row of the account is abandoned…
+    marked = rules.abandoned_runs(runs, "acct-a", "current", now, exclusive=True)
+    assert sorted(marked["run_id"].to_pylist()) == ["old-killed", "recent-killed"]
+    assert set(marked["status"].to_pylist()) == {rules.ABANDONED}
+    assert all("found by run current" in e for e in marked["error"].to_pylist())
+    # …without one, only those older than the stale threshold (another job may be running).
+    marked = rules.abandoned_runs(runs, "acct-a", "current", now, exclusive=False)
+    assert marked["run_id"].to_pylist() == ["old-killed"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta
 
 import pytest
 
 from zoom_ingest import normalise
-from zoom_ingest.normalise import Batch, RecordError, normalise_record
-from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS
+from zoom_ingest.normalise import FUTURE_SKEW, Batch, RecordError, normalise_record
+from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC, format_time
 from zoom_ingest.zoom import streams
 
 ODD_STRINGS = [
@@ -212,3 +213,33 @@ def test_a_time_holding_a_newline_is_rejected_as_the_record_path_does():
     assert set(batch.rows) == set(rows) and len(rows) == 1
     assert [r.reason for r in batch.rejects] == reasons and len(reasons) == 1
     assert normalise._canonical_times([page[0]["time"], joined]) is None
+
+
+@pytest.mark.parametrize("spec", [ACTIVITY_LOGS, OPERATION_LOGS], ids=lambda s: s.name)
+def test_future_dated_records_are_rejects_with_their_reason(spec):
+    """Beyond now plus the clock skew: a reject, on the page path and record by record;
+    within the skew: stored."""
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    batch = Batch(spec, clock=lambda: now)
+    skew_edge = format_time(now + FUTURE_SKEW)
+    fine = {"time": "2026-11-20T11:00:00Z", "email": "a@example.com"}
+    page = [
+        fine,
+        {"time": "2099-01-01T00:00:00Z", "email": "b@example.com"},  # canonical
+        {"time": "2099-01-01T00:00:00.5+00:00", "email": "c@example.com"},  # not canonical
+        {"time": skew_edge, "email": "d@example.com"},  # just within the skew
+        {"time": format_time(now + FUTURE_SKEW + timedelta(seconds=1)), "email": "e@x.org"},
+    ]
+    batch.add(page)
+    batch.add([{"time": "2099-06-01T00:00:00Z"}])  # a page of future records alone
+    assert sorted(format_time(t) for t in batch.to_arrow()["time"].to_pylist()) == [
+        "2026-11-20T11:00:00Z",
+        skew_edge,
+    ]
+    assert len(batch.rejects) == 4
+    assert all("is in the future" in r.reason for r in batch.rejects), batch.rejects
+    assert any("2099-01-01T00:00:00Z" in r.reason for r in batch.rejects)
+    # The default clock is the real one: 2099 is the future today too.
+    default = Batch(spec)
+    default.add([{"time": "2099-01-01T00:00:00Z"}, fine])
+    assert len(default) == 1 and len(default.rejects) == 1

@@ -142,8 +142,8 @@ def path_counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["encoded"] += 1
         return encoded(*args)
 
-    def counting_add_page(self: Batch, records: list[object]) -> bool:
-        taken = add_page(self, records)
+    def counting_add_page(self: Batch, records: list[object], *latest: str) -> bool:
+        taken = add_page(self, records, *latest)
         counts["pages"] += 1
         counts["page path"] += taken
         return taken

@@ -16,13 +16,18 @@ import base64
 import datetime as dt
 import http.server
 import ipaddress
+import json
 import logging
+import os
 import ssl
+import subprocess
 import traceback
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote
 
 import pytest
 
@@ -37,7 +42,7 @@ from zoom_ingest.job import (
 )
 from zoom_ingest.settings import Secret, Settings, SettingsError, check_url
 from zoom_ingest.simulator import Fault, Simulator
-from zoom_ingest.tables import ALL_TABLES, UTC
+from zoom_ingest.tables import ALL_TABLES, REJECTS, RUNS, UTC
 from zoom_ingest.zoom import ZoomClient
 
 SECRET = "FAKE-zoom-secret-LEAKCHECK-7b3e91d0c2"
@@ -328,3 +333,200 @@ def test_plain_http_is_refused_unless_to_loopback(url):
     object.__setattr__(bypass, "__dict__", {**settings.__dict__, "api_url": url})
     with pytest.raises(SettingsError, match="api_url"):
         ZoomClient(bypass.zoom_client_config())
+
+
+# -- a Zoom (or a proxy) that echoes credentials back ------------------------------------------
+
+ECHO_CLIENT_ID = "client-ECHOCHECK"
+ECHO_SECRET = "FAKE-echo-secret-LEAKCHECK-5d2c8a31"
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """A token endpoint and a report API that put the credentials of each request into
+    their answers: the Basic header in a refused token request, the bearer token in an
+    API error's message and tracking id, and in a record that cannot be stored. Each
+    answer's text is multi-line, in several encodings."""
+
+    #: "refuse": the token endpoint refuses every request; "api": it issues tokens and
+    #: the API echoes them.
+    mode: ClassVar[str] = "refuse"
+    issued: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        authorization = self.headers.get("Authorization", "")
+        if type(self).mode == "refuse":
+            echoed = (
+                f"invalid client; your request was:\nPOST {self.path}\n"
+                f"Authorization: {authorization}\r\n"
+                f"authorization={quote(authorization, safe='')}\n\x1b[31m" + "x" * 600
+            )
+            self._json(401, {"reason": echoed, "error": "invalid_client"}, authorization)
+            return
+        token = f"tok.LEAKCHECK.{uuid.uuid4().hex}{uuid.uuid4().hex}"
+        type(self).issued.append(token)
+        self._json(200, {"access_token": token, "expires_in": 3600, "scope": "report:read:admin"})
+
+    def do_GET(self) -> None:
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if "next_page_token=second" not in self.path:
+            # A first page with a record that cannot be stored, carrying the token.
+            records = [{"time": f"not a time {token}", "email": token, "type": "Sign in"}]
+            body = {"activity_logs": records, "operation_logs": records}
+            self._json(200, {**body, "next_page_token": "second", "page_size": 300})
+            return
+        message = (
+            f"Invalid request for token {token}\nsent as access_token={quote(token)}"
+            f"\nBearer {base64.b64encode(token.encode()).decode()}\n" + "y" * 700
+        )
+        self._json(400, {"code": 300, "message": message}, f"WEB_{token}")
+
+    def _json(self, status: int, body: dict, tracking: str | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if tracking:
+            self.send_header("x-zm-trackingid", tracking)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def echo_forbidden() -> list[str]:
+    """The client secret, its Basic header forms, every issued token and their forms."""
+    basic = base64.b64encode(f"{ECHO_CLIENT_ID}:{ECHO_SECRET}".encode()).decode()
+    whole = [ECHO_SECRET, basic, f"Basic {basic}", *_Echo.issued]
+    forms = [quote(s, safe="") for s in whole] + [
+        base64.b64encode(t.encode()).decode().rstrip("=") for t in _Echo.issued
+    ]
+    pieces = [s[4:20] for s in whole] + [s[-16:] for s in whole]
+    return whole + forms + pieces
+
+
+def echo_settings(url: str, **changes: object) -> Settings:
+    return Settings(
+        account_id="acct-ECHOCHECK",
+        client_id=ECHO_CLIENT_ID,
+        client_secret=Secret(ECHO_SECRET),
+        api_url=f"{url}/v2",
+        oauth_url=f"{url}/oauth/token",
+        backfill_start=datetime.now(UTC).date() - timedelta(days=1),
+        timeout=5,
+        max_retries=0,
+    ).with_changes(**changes)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[str]:
+    _Echo.mode, _Echo.issued = "refuse", []
+    with loopback.serve(_Echo) as url:
+        yield url
+
+
+def assert_no_echoed_secret(texts: list[str], warehouse: Path) -> None:
+    secrets = echo_forbidden()
+    for index, text in enumerate(texts):
+        for secret in secrets:
+            assert secret not in text, f"text {index} shows {secret[:6]}…: {text[:400]}"
+    engine = LocalEngine(warehouse)
+    for spec in ALL_TABLES.values():
+        dump = repr(engine.read_table(spec).to_pylist())
+        for secret in secrets:
+            assert secret not in dump, f"table {spec.name} holds {secret[:6]}…"
+
+
+@pytest.mark.parametrize("mode", ["refuse", "api"])
+def test_credentials_echoed_by_the_server_are_masked_everywhere(
+    echo_server, mode, tmp_path, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    _Echo.mode = mode
+    warehouse = tmp_path / "wh"
+    texts: list[str] = []
+    try:
+        summary = run(echo_settings(echo_server), LocalEngine(warehouse), progress=False)
+    except Exception as exc:  # none is expected; its text is searched all the same
+        texts.extend(traceback.format_exception(exc))
+        raise
+    assert summary.exit_code == EXIT_STREAM_FAILED, summary.lines()
+    if mode == "api":
+        assert len(_Echo.issued) == 1
+    texts += [*summary.lines(), repr(summary), *log_texts(caplog)]
+    texts += [s.error or "" for s in summary.streams]
+    assert_no_echoed_secret(texts, warehouse)
+
+    runs = LocalEngine(warehouse).read_table(RUNS).to_pylist()
+    errors = [row["error"] for row in runs]
+    assert errors and all(errors), runs
+    for error in errors:
+        # One line, bounded, still saying what Zoom said (the masked text, cut).
+        assert "\n" not in error and "\r" not in error and "\x1b" not in error, error
+        assert len(error) <= 500, error
+        if mode == "api":  # Zoom's long message: cut, and the cut marked
+            assert len(error) == 500 and error.endswith("…"), error
+        assert "***" in error, error
+        assert ("invalid_client" if mode == "refuse" else "code 300") in error
+    if mode == "api":
+        rejects = LocalEngine(warehouse).read_table(REJECTS).to_pylist()
+        assert rejects and all("***" in r["raw_json"] for r in rejects), rejects
+
+
+def test_credentials_echoed_by_the_server_never_reach_the_terminal(echo_server, tmp_path):
+    warehouse = tmp_path / "wh"
+    start = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOOM_")}
+    env |= {
+        "ZOOM_ACCOUNT_ID": "acct-ECHOCHECK",
+        "ZOOM_CLIENT_ID": ECHO_CLIENT_ID,
+        "ZOOM_CLIENT_SECRET": ECHO_SECRET,
+        "ZOOM_API_URL": f"{echo_server}/v2",
+        "ZOOM_OAUTH_URL": f"{echo_server}/oauth/token",
+    }
+    outputs: list[str] = []
+    for mode in ("refuse", "api"):
+        _Echo.mode = mode
+        done = subprocess.run(
+            [*soak.run_args(warehouse, dt.date.fromisoformat(start), "--max-retries", "0")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == EXIT_STREAM_FAILED, done.stderr[-2000:]
+        outputs += [done.stdout, done.stderr]
+    assert any("invalid_client" in text for text in outputs)
+    assert any("code 300" in text for text in outputs)
+    assert _Echo.issued, "the API mode should have issued a token"
+    assert_no_echoed_secret(outputs, warehouse)
+
+
+def test_the_masker_covers_every_form_and_stores_one_bounded_line():
+    from zoom_ingest import masking
+
+    token = "eyJ.tok+en/LEAKCHECK=" + uuid.uuid4().hex
+    masking.register_secret(token)
+    masking.register_client_credentials("client-MASKCHECK", "FAKE-mask-secret-LEAKCHECK")
+    basic = base64.b64encode(b"client-MASKCHECK:FAKE-mask-secret-LEAKCHECK").decode()
+    forms = [
+        token,
+        quote(token, safe=""),
+        json.dumps(token)[1:-1],
+        base64.b64encode(token.encode()).decode(),
+        base64.urlsafe_b64encode(token.encode()).decode(),
+        f"Basic {basic}",
+        quote(f"Basic {basic}", safe=""),
+        "FAKE-mask-secret-LEAKCHECK",
+    ]
+    for form in forms:
+        masked = masking.mask(f"<{form}>")
+        assert token[:12] not in masked and basic[:12] not in masked, (form, masked)
+        assert "LEAKCHECK" not in masked, (form, masked)
+    # One line, bounded, masked before it is cut (no head of a secret left at the cut).
+    text = "x" * 490 + token + "\nnext\r\n\x1b[31mline\x00"
+    stored = masking.one_line(text)
+    assert stored is not None and len(stored) <= masking.MAX_STORED_ERROR
+    assert token[:8] not in stored and "\n" not in stored and "\x1b" not in stored
+    assert stored.endswith("…")
+    assert masking.one_line("a\n\tb\x00c") == "a b c"

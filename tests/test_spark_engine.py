@@ -885,6 +885,7 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
         *["CREATE TABLE"] * len(ALL_TABLES),
         "SELECT table_name,",
         "SELECT `stream`,",
+        "SELECT `run_id`,",  # the runs table: rows of runs killed before their end
     ]
     assert not [v for v in verbs[first_write:] if not v.startswith(("MERGE", "INSERT"))]
     for spec in LOG_TABLES.values():
@@ -899,9 +900,10 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
     cursors = {row["stream"]: row for row in engine.source_rows(CHECKPOINTS)}
     assert set(cursors) == set(LOG_TABLES)
     assert {row["account_id"] for row in cursors.values()} == {account_id}
-    runs = engine.source_rows(RUNS, "INSERT INTO")
-    assert sorted(r["stream"] for r in runs) == sorted(LOG_TABLES)
-    assert {r["status"] for r in runs} == {"succeeded"}
+    # The runs rows: merged at the start (running), then replaced at the end.
+    runs = engine.source_rows(RUNS)
+    assert [r["status"] for r in runs] == ["running"] * 2 + ["succeeded"] * 2
+    assert sorted(r["stream"] for r in runs[2:]) == sorted(LOG_TABLES)
     assert {r["account_id"] for r in runs} == {account_id}
     # Values never reach the SQL text; the secret never reaches the output.
     assert not [s for s in engine.statements if account_id in s or "@" in s]

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoom_ingest.normalise import Batch, RecordError, normalise_record, parse_time, raw_json
+from zoom_ingest.normalise import (
+    FUTURE_SKEW,
+    Batch,
+    RecordError,
+    normalise_record,
+    parse_time,
+    raw_json,
+)
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
     ALL_TABLES,
@@ -501,10 +508,11 @@ def records_for(spec: TableSpec) -> st.SearchStrategy[list[object]]:
 SPECS = st.sampled_from([ACTIVITY_LOGS, OPERATION_LOGS])
 
 
-def outcome(spec: TableSpec, record: object) -> str | None:
-    """The record's lw_id, or None if it must be rejected (computed one record at a time)."""
+def outcome(spec: TableSpec, record: object, not_after: datetime) -> str | None:
+    """The record's lw_id, or None if it must be rejected (computed one record at a time;
+    records dated after `not_after` are rejects)."""
     try:
-        return str(normalise_record(spec, record)["lw_id"])
+        return str(normalise_record(spec, record, not_after)["lw_id"])
     except RecordError:
         return None
 
@@ -514,11 +522,12 @@ def outcome(spec: TableSpec, record: object) -> str | None:
 def test_batch_accounts_for_every_record(data: st.DataObject) -> None:
     spec = data.draw(SPECS)
     records = data.draw(records_for(spec))
-    batch = Batch(spec)
+    now = datetime.now(UTC)
+    batch = Batch(spec, clock=lambda: now)
     batch.add(records)
     batch.add(records)  # every good record a second time: all duplicates now
 
-    ids = [outcome(spec, r) for r in records * 2]
+    ids = [outcome(spec, r, now + FUTURE_SKEW) for r in records * 2]
     good = [i for i in ids if i is not None]
     duplicates = len(good) - len(set(good))
     assert batch.records_seen == 2 * len(records)

@@ -63,6 +63,7 @@ class MemoryEngine:
     """An engine that keeps its tables in dicts and remembers every call."""
 
     name = "memory"
+    exclusive_runs = True
 
     def __init__(self, cursors: dict[str, datetime] | None = None) -> None:
         self.tables: dict[str, dict[tuple, dict]] = {}
@@ -97,6 +98,16 @@ class MemoryEngine:
 
     def append(self, spec: TableSpec, batch: pa.Table) -> None:
         self.appended.setdefault(spec.name, []).extend(batch.to_pylist())
+
+    def upsert(self, spec: TableSpec, batch: pa.Table) -> None:
+        rows = self.appended.setdefault(spec.name, [])
+        for row in batch.to_pylist():
+            key = tuple(row[k] for k in spec.key)
+            rows[:] = [r for r in rows if tuple(r[k] for k in spec.key) != key]
+            rows.append(row)
+
+    def read_table(self, spec: TableSpec) -> pa.Table:
+        return pa.Table.from_pylist(self.appended.get(spec.name, []), schema=spec.schema)
 
     def read_checkpoints(self, account_id: str) -> dict[str, datetime]:
         return dict(self.cursors)

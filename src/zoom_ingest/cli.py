@@ -9,6 +9,7 @@ limit (run again later; checkpoints are kept) · 4 another run holds the warehou
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ import click
 
 from . import exit_codes
 from .logs import configure_logging
+from .masking import mask
 from .options import BY_NAME, DEMO, RUN, SETTINGS, SETTINGS_DEFAULTS, Option, for_entry_point
 from .settings import DEFAULT_ENGINE, ENGINES, Settings, SettingsError
 from .simulator.command import simulate as simulate_command
@@ -50,7 +52,7 @@ def require_tables(warehouse: Path) -> None:
 
 
 def fail_settings(exc: SettingsError) -> None:
-    click.echo(f"error: {exc}", err=True)
+    click.echo(mask(f"error: {exc}"), err=True)
     sys.exit(EXIT_SETTINGS)
 
 
@@ -190,10 +192,10 @@ def execute(
     try:
         summary = run(settings, make_engine(engine, warehouse), progress=progress)
     except EngineBusy as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(mask(f"error: {exc}"), err=True)
         return EXIT_BUSY
     except (TableSchemaMismatch, UnsupportedTable) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(mask(f"error: {exc}"), err=True)
         return EXIT_SETTINGS
     for line in summary.lines():
         click.echo(line)
@@ -433,7 +435,15 @@ def show_status(
         console.print(table)
 
 
-def _cell(value: object) -> str:
+def _cell(value: object) -> Any:
+    """A value as a terminal table shows it: rich Text (never read as markup), with
+    control characters escaped (`visible`)."""
+    from rich.text import Text
+
+    return Text(visible(_cell_text(value)))
+
+
+def _cell_text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -445,6 +455,21 @@ def _cell(value: object) -> str:
     if isinstance(value, str) and len(value) == 64:
         return value[:12] + "…"
     return str(value)
+
+
+#: Control characters (C0, DEL, C1) and the backslash that escapes them.
+_CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def visible(text: str) -> str:
+    """Text safe for a terminal: each control character (ESC, NUL, newline, …) written as
+    its Python escape (`\\x1b`, `\\n`) and a backslash doubled, so data can neither
+    drive the terminal nor pass for an escape. CSV and JSON output stay faithful."""
+    return _CONTROL_OR_BACKSLASH.sub(_escape_character, text)
+
+
+def _escape_character(match: re.Match[str]) -> str:
+    return repr(match.group())[1:-1]
 
 
 def _min(column: Any) -> Any:
@@ -520,7 +545,7 @@ def query_command(
         else:
             result = analytics.run_query(warehouse, sql or "")
     except analytics.QueryError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(mask(f"error: {exc}"), err=True)
         sys.exit(exit_codes.STREAM_FAILED)
     print_table(result, output_format, limit)
 
@@ -546,7 +571,7 @@ def print_table(result: Any, output_format: str, limit: int) -> None:
 
     table = Table(show_lines=False)
     for name in result.column_names:
-        table.add_column(name, overflow="fold")
+        table.add_column(_cell(name), overflow="fold")
     rows = result.to_pylist()
     shown = rows if not limit else rows[:limit]
     for row in shown:

@@ -35,6 +35,7 @@ from . import exit_codes, job, options
 from .engines.base import EngineBusy, TableSchemaMismatch
 from .engines.spark import SparkEngine
 from .job_parameters import LastNonEmpty
+from .masking import mask
 from .settings import Secret, Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         optimize = _choice("optimize", args.optimize, OPTIMIZE_CHOICES, OPTIMIZE.default_text)
         settings = settings_from_args(args)
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(mask(f"error: {exc}"), file=sys.stderr)
         return EXIT_SETTINGS
     _configure_logging(args.log_level or options.BY_NAME["log_level"].default_text, settings)
     engine = SparkEngine(

@@ -28,8 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import exit_codes
+from .engines import rules
 from .engines.base import Engine
 from .geo import RunAddresses, ip_country_rows
+from .masking import mask, one_line
 from .normalise import Batch, Reject
 from .plan import Plan, Window, plan_stream
 from .progress import Progress
@@ -210,7 +212,7 @@ class RunSummary:
             )
         if self.interrupted:
             out.append("  interrupted; checkpoints kept at the committed data.")
-        return out
+        return [mask(line) for line in out]
 
 
 # --- what the fetch threads tell the writer, and what the writer hands the committer ---
@@ -321,6 +323,10 @@ def run(
                 calls_per_second=writer.calls_per_second(),
             )
 
+        # Visible from its start: the run's rows say `running` until its end replaces
+        # them; a `running` row of a run that cannot be running any more says so.
+        _abandon_runs(engine, settings.account_id, run_id, now)
+        engine.upsert(RUNS, _runs_rows(summary(), settings, running=True))
         try:
             # The token first, once: without a route to Zoom, or with refused
             # credentials, the run ends here in seconds rather than in every window.
@@ -328,10 +334,10 @@ def run(
                 client.connect()
             except ZoomError as exc:
                 if isinstance(exc, ZoomUnreachable):
-                    unreachable = str(exc)
+                    unreachable = one_line(str(exc))
                     log.error("%s", exc)
                 for s in runs:
-                    s.error = str(exc)
+                    s.error = one_line(str(exc))
                     s.finished = time.monotonic()
             else:
                 writer.run()
@@ -345,7 +351,7 @@ def run(
             if own_client:
                 client.close()
         result = summary()
-        engine.append(RUNS, _runs_rows(result, settings))
+        engine.upsert(RUNS, _runs_rows(result, settings))
         _maintain(engine)
     return result
 
@@ -356,9 +362,9 @@ def _record_crash(
     crashed = summary()
     for s in crashed.streams:
         if s.error is None:
-            s.error = f"run failed: {type(exc).__name__}: {exc}"
+            s.error = one_line(f"run failed: {type(exc).__name__}: {exc}")
     try:
-        engine.append(RUNS, _runs_rows(crashed, settings))
+        engine.upsert(RUNS, _runs_rows(crashed, settings))
     except Exception as again:
         log.warning("could not record the failed run in %s: %s", RUNS.name, again)
 
@@ -739,12 +745,14 @@ class _Writer:
             return
         message = str(exc) if isinstance(exc, ZoomError) else f"{type(exc).__name__}: {exc}"
         if s.error is None:
-            s.error = message if message.startswith(str(window)) else f"{window}: {message}"
+            s.error = one_line(
+                message if message.startswith(str(window)) else f"{window}: {message}"
+            )
             if isinstance(exc, IncompleteAnswer):
-                s.failed_window = f"{window.from_date}..{window.to_date}: {exc.reason}"
-                log.error("%s could not be proven complete: %s", window, message)
+                s.failed_window = one_line(f"{window.from_date}..{window.to_date}: {exc.reason}")
+                log.error("%s could not be proven complete: %s", window, mask(message))
             else:
-                log.error("%s failed: %s", window, message)
+                log.error("%s failed: %s", window, mask(message))
         if not isinstance(exc, ZoomError):
             log.debug("unexpected error in %s", window, exc_info=exc)
         # Later windows can't move the cursor past a gap, so the stream stops here; bad
@@ -824,8 +832,9 @@ class _Writer:
                 "account_id": [self.settings.account_id] * len(unique),
                 "stream": [s.name] * len(unique),
                 "rejected_at": [now] * len(unique),
-                "reason": [r.reason for r in unique.values()],
-                "raw_json": [r.raw_json for r in unique.values()],
+                "reason": [one_line(r.reason) for r in unique.values()],
+                # The record as Zoom sent it, but never a credential echoed inside it.
+                "raw_json": [mask(r.raw_json) for r in unique.values()],
             },
             schema=REJECTS.schema,
         )
@@ -853,8 +862,27 @@ def _interleave(runs: Iterable[StreamRun]) -> list[tuple[StreamRun, int, Window]
     return sorted(work, key=lambda item: (item[2].from_date, item[0].name))
 
 
-def _runs_rows(summary: RunSummary, settings: Settings) -> pa.Table:
-    finished_at = datetime.now(UTC)
+def _abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) -> None:
+    """Mark `abandoned` the `running` rows of this account's runs that ended without
+    recording their end (killed, lost machine): `rules.abandoned_runs`."""
+    abandoned = rules.abandoned_runs(
+        engine.read_table(RUNS), account_id, run_id, now, exclusive=engine.exclusive_runs
+    )
+    if abandoned.num_rows:
+        log.warning(
+            "%d earlier run row(s) of %s ended without recording their end: marked abandoned "
+            "(runs %s)",
+            abandoned.num_rows,
+            account_id,
+            ", ".join(sorted(set(abandoned["run_id"].to_pylist()))),
+        )
+        engine.upsert(RUNS, abandoned)
+
+
+def _runs_rows(summary: RunSummary, settings: Settings, *, running: bool = False) -> pa.Table:
+    """The run's rows of the runs table: at its start (`running`: no end, no outcome
+    yet) or at its end."""
+    finished_at = None if running else datetime.now(UTC)
     rows = []
     for s in summary.streams:
         c = s.counters
@@ -876,18 +904,22 @@ def _runs_rows(summary: RunSummary, settings: Settings) -> pa.Table:
                 "records_rejected": s.rejected,
                 "retries": c.retries,
                 "rate_limited": c.rate_limited,
-                "duration_seconds": (s.finished or time.monotonic()) - s.started,
+                "duration_seconds": None
+                if running
+                else (s.finished or time.monotonic()) - s.started,
                 "cursor_before": s.plan.cursor_before,
-                "cursor_after": s.cursor,
-                "status": s.status,
+                "cursor_after": None if running else s.cursor,
+                "status": rules.RUNNING if running else s.status,
                 "rate_limit": summary.rate_limit or settings.requests_per_second,
                 "calls_per_second": summary.calls_per_second,
                 "failed_window": s.failed_window,
-                "error": s.error
-                or (
-                    f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"
-                    if summary.daily_limit_retry_at and s.status != "succeeded"
-                    else None
+                "error": one_line(
+                    s.error
+                    or (
+                        f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"
+                        if summary.daily_limit_retry_at and s.status != "succeeded"
+                        else None
+                    )
                 ),
             }
         )

@@ -10,24 +10,14 @@ from __future__ import annotations
 import logging
 import sys
 
-
-class RedactSecrets(logging.Filter):
-    """Defence in depth: whatever a library logs, the client secret never leaves."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(s in message for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
-        return True
+from .masking import MaskSecrets, register_secret
 
 
 def configure_logging(level: str, secrets: list[str] | None = None) -> None:
+    """One handler on stderr whose every line is masked (`MaskSecrets`): `secrets` (the
+    client secret given on the command line) and whatever else was registered."""
+    for secret in secrets or []:
+        register_secret(secret)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -41,7 +31,7 @@ def configure_logging(level: str, secrets: list[str] | None = None) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
-    handler.addFilter(RedactSecrets(secrets or []))
+    handler.addFilter(MaskSecrets())
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("zoom_ingest").setLevel(level.upper())

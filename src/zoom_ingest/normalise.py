@@ -13,7 +13,7 @@ from array import array
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from hashlib import sha256
 from itertools import repeat
@@ -21,12 +21,27 @@ from typing import Any, cast
 
 import pyarrow as pa
 
+from .masking import mask
 from .tables import TIMESTAMP as TIMESTAMP_UTC
-from .tables import UTC, TableSpec, lw_id
+from .tables import UTC, TableSpec, format_time, lw_id
 
 
 class RecordError(ValueError):
     """Why one record cannot be stored."""
+
+
+#: A record dated after now plus this is rejected as future-dated: Zoom's clock and ours
+#: may differ by a little (NTP keeps both within seconds; minutes allow a sloppy host),
+#: but a record from 2099 is corrupt data and would push every freshness figure negative.
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+#: The latest canonical time there is: no future-dated check.
+_NO_LATER_THAN = "9999-12-31T23:59:59Z"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -52,24 +67,32 @@ def parse_time(value: object) -> datetime:
         raise RecordError(f"time: expected an RFC 3339 string, got {_describe(value)}")
     match = _RFC3339.fullmatch(value.strip())
     if match is None:
-        raise RecordError(f"time: not an RFC 3339 timestamp: {value[:64]!r}")
+        raise RecordError(f"time: not an RFC 3339 timestamp: {_shown(value)}")
     day, clock, fraction, offset = match.groups()
     if offset is None:
-        raise RecordError(f"time: no time zone in {value[:64]!r}")
+        raise RecordError(f"time: no time zone in {_shown(value)}")
     offset = "+00:00" if offset in ("Z", "z") else offset
     micros = (fraction or "")[:6].ljust(6, "0")
     try:
         parsed = datetime.fromisoformat(f"{day}T{clock}.{micros}{offset}")
     except ValueError:
-        raise RecordError(f"time: not an RFC 3339 timestamp: {value[:64]!r}") from None
+        raise RecordError(f"time: not an RFC 3339 timestamp: {_shown(value)}") from None
     return parsed.astimezone(UTC)
 
 
-def normalise_record(spec: TableSpec, record: object) -> dict[str, object]:
-    """One Zoom record → one table row (a dict keyed by column), or RecordError."""
+def normalise_record(
+    spec: TableSpec, record: object, not_after: datetime | None = None
+) -> dict[str, object]:
+    """One Zoom record → one table row (a dict keyed by column), or RecordError (also for
+    a record dated after `not_after`, when given)."""
     if not isinstance(record, dict):
         raise RecordError(f"record: expected a JSON object, got {_describe(record)}")
     time = parse_time(record.get("time"))
+    if not_after is not None and time > not_after:
+        raise RecordError(
+            f"time: {format_time(time)} is in the future (after {format_time(not_after)}, "
+            f"now plus {FUTURE_SKEW.total_seconds() / 60:g} minutes of clock skew)"
+        )
     row: dict[str, object] = {"time": time}
     for name in spec.record_fields[1:]:
         value = record.get(name)
@@ -115,6 +138,8 @@ class Batch:
     #: fields), made Arrow `_PENDING_ROWS` rows at a time.
     _pending: list[list[Any]] = field(default_factory=list, repr=False, compare=False)
     _rows: dict[str, dict[str, object]] | None = field(default=None, repr=False, compare=False)
+    #: Now, for the future-dated check (records after now + `FUTURE_SKEW` are rejects).
+    clock: Callable[[], datetime] = field(default=_utc_now, repr=False, compare=False)
 
     def add(self, records: Iterable[object]) -> None:
         """Normalise one page of records into the batch.
@@ -131,7 +156,10 @@ class Batch:
         reason. Either way the first copy of a record wins.
         """
         records = records if isinstance(records, list) else list(records)
-        if self._add_page(records):
+        not_after = (self.clock() + FUTURE_SKEW).astimezone(UTC)
+        # Canonical times are fixed-width: as text they compare as the instants do.
+        latest = not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self._add_page(records, latest):
             return
         spec = self.spec
         fields = spec.record_fields[1:]
@@ -149,8 +177,8 @@ class Batch:
                 slow.append(record)
                 continue
             time = record.get("time")
-            if type(time) is not str or CANONICAL_TIME(time) is None:
-                slow.append(record)
+            if type(time) is not str or CANONICAL_TIME(time) is None or time > latest:
+                slow.append(record)  # the slow path rejects a future one with its reason
                 continue
             values = [record.get(name) for name in fields]
             parts = [prefix, time, '"']
@@ -202,9 +230,9 @@ class Batch:
                     self._chunks.append(pa.Table.from_pydict(columns, schema=spec.schema))
                     self._rows = None
         if slow:
-            self._add_slow(slow)
+            self._add_slow(slow, not_after)
 
-    def _add_page(self, records: list[object]) -> bool:
+    def _add_page(self, records: list[object], latest: str = _NO_LATER_THAN) -> bool:
         """Add a page whose every record is common, in columns; False (nothing added)
         when any is not, for `add` to take record by record.
 
@@ -222,8 +250,8 @@ class Batch:
         if set(map(type, times)) != {str}:
             return False
         joined_times = _canonical_times(times)
-        if joined_times is None:
-            return False
+        if joined_times is None or max(times) > latest:
+            return False  # a future-dated record: record by record, to reject it
         columns = _columns(page, spec.record_fields[1:])
         # UnicodeEncodeError: a lone surrogate; TypeError: a field of another JSON type.
         # The record-by-record path rejects either with its reason.
@@ -277,11 +305,11 @@ class Batch:
         table.update(zip(self.spec.record_fields[1:], columns, strict=True))
         self._chunks.append(pa.Table.from_pydict(table, schema=self.spec.schema))
 
-    def _add_slow(self, records: Iterable[object]) -> None:
+    def _add_slow(self, records: Iterable[object], not_after: datetime | None = None) -> None:
         columns: dict[str, list[object]] = {name: [] for name in self.spec.columns}
         for record in records:
             try:
-                row = normalise_record(self.spec, record)
+                row = normalise_record(self.spec, record, not_after)
             except RecordError as exc:
                 self.rejects.append(Reject(reason=str(exc), raw_json=raw_json(record)))
                 continue
@@ -577,5 +605,10 @@ def _is_valid_unicode(value: str) -> bool:
 def _describe(value: object) -> str:
     if value is None:
         return "null / missing"
-    text = repr(value)
+    text = mask(repr(value))  # masked before it is cut: no head of a secret is left
     return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"
+
+
+def _shown(value: str) -> str:
+    """A value quoted in a reason: masked, then cut to 64 characters."""
+    return repr(mask(value)[:64])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from .masking import register_secret
+
 __all__ = ["Secret", "SettingsError", "check_url", "is_loopback"]
 
 
@@ -23,12 +25,14 @@ class SettingsError(ValueError):
 
 
 class Secret:
-    """A credential that never shows itself in repr, str, logs or tracebacks."""
+    """A credential that never shows itself in repr, str, logs or tracebacks; once made,
+    its value is masked in every output of the process (masking.py)."""
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register_secret(value)
 
     def reveal(self) -> str:
         return self._value

@@ -151,7 +151,9 @@ RUNS = TableSpec(
             pa.field("duration_seconds", pa.float64()),
             pa.field("cursor_before", TIMESTAMP),
             pa.field("cursor_after", TIMESTAMP),
-            pa.field("status", pa.string()),  # succeeded | failed | incomplete | stopped
+            # running (written at the start) | succeeded | failed | incomplete | stopped
+            # | abandoned
+            pa.field("status", pa.string()),
             pa.field("error", pa.string()),
             # Added in 0.2 (nullable, appended: older warehouses gain them on the next
             # run). The configured limit (requests/s for the Zoom account) and the rate
@@ -185,8 +187,9 @@ RUNS = TableSpec(
         "duration_seconds": "Wall time of the stream",
         "cursor_before": "The stream's cursor when the run started",
         "cursor_after": "The stream's cursor when the run ended",
-        "status": "succeeded, failed, incomplete (a window's pages could not prove it "
-        "complete: see failed_window) or stopped",
+        "status": "running (from the run's start until its end), succeeded, failed, "
+        "incomplete (a window's pages could not prove it complete: see failed_window), "
+        "stopped, or abandoned (a later run found it running but ended: killed or lost)",
         "error": "Why the stream failed or stopped (Zoom's code, message, tracking id)",
         "rate_limit": "The configured client-side limit for the account (requests/s)",
         "calls_per_second": "API calls per second the run achieved, of all its streams",

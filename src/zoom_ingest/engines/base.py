@@ -76,8 +76,18 @@ class Engine(Protocol):
         """
         ...
 
+    #: Whether `run_lock()` excludes every other run on the destination (a folder's
+    #: lock file); when False, runs of other jobs may be writing at the same time.
+    exclusive_runs: bool
+
     def append(self, spec: TableSpec, batch: pa.Table) -> None:
-        """Append rows (the runs table)."""
+        """Append rows as they are."""
+        ...
+
+    def upsert(self, spec: TableSpec, batch: pa.Table) -> None:
+        """Insert each row of `batch`, or replace the row with the same `spec.key` (the
+        runs table: a run's `running` row written at its start, replaced at its end).
+        `batch` has exactly `spec.schema` and no duplicate keys."""
         ...
 
     def read_checkpoints(self, account_id: str) -> dict[str, datetime]:

@@ -105,6 +105,8 @@ class LocalEngine:
     """Delta tables in a local folder, via delta-rs."""
 
     name = "local"
+    #: The warehouse's lock file excludes every other run while one holds it.
+    exclusive_runs = True
 
     def __init__(self, warehouse: str | Path, *, compact_after_files: int = 64) -> None:
         """`compact_after_files`: `maintain()` compacts a table once it has more small files."""
@@ -325,6 +327,21 @@ class LocalEngine:
         if batch.num_rows == 0:
             return
         _with_commit_retries(lambda: write_deltalake(self._table(spec), batch, mode="append"))
+
+    def upsert(self, spec: TableSpec, batch: pa.Table) -> None:
+        """MERGE on `spec.key`: every column of a matched row replaced, new rows inserted."""
+        batch = _conform(spec, batch)
+        if batch.num_rows == 0:
+            return
+        predicate = rules.key_condition(spec, DELTA_RS)
+
+        def run() -> dict[str, Any]:
+            merger = self._table(spec).merge(
+                batch, predicate, source_alias="source", target_alias="target"
+            )
+            return merger.when_matched_update_all().when_not_matched_insert_all().execute()
+
+        _with_commit_retries(run)
 
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
         """Upsert the (account_id, stream) row, never moving a cursor backwards.

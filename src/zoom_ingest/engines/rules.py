@@ -11,6 +11,9 @@
 - A table's schema is compared with `tables.py` in the same words on both engines, and
   a table gains only the columns added since (`tables.ADDED_COLUMNS`).
 - A table in a warehouse folder lives in the sub-folder named after it.
+- A run's rows in the runs table are written at its start (`running`) and replaced at
+  its end; a `running` row that a later run finds for a run that cannot be running any
+  more becomes `abandoned` (`abandoned_runs`).
 
 delta-rs predicates and Spark SQL differ in identifier quoting, timestamp literals and
 aliases; a `Dialect` carries those differences, the functions here carry the rules.
@@ -28,6 +31,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..tables import ADDED_COLUMNS, UTC, TableSpec
+
+#: A `running` row of the runs table whose run can no longer be running: one older than
+#: this, where runs of other jobs may write at the same time (a Databricks schema; the
+#: bundle's jobs time out after 4 hours). Under a folder's lock every older `running` row
+#: is abandoned: its run's process has gone, or it would hold the lock.
+STALE_RUN_SECONDS = 24 * 3600.0
+RUNNING = "running"
+ABANDONED = "abandoned"
 
 #: The checkpoint column an update may only move forward.
 CHECKPOINT_CURSOR = "cursor"
@@ -154,3 +165,28 @@ def schema_differences(
 
 def _nullability(field: pa.Field) -> str:
     return "nullable" if field.nullable else "NOT NULL"
+
+
+def abandoned_runs(
+    runs: pa.Table, account_id: str, run_id: str, now: datetime, *, exclusive: bool
+) -> pa.Table:
+    """The `running` rows of `account_id`'s other runs that cannot be running any more,
+    marked `abandoned`: every one when the caller holds an exclusive run lock, otherwise
+    those started more than `STALE_RUN_SECONDS` before `now`."""
+    rows = []
+    for row in runs.to_pylist():
+        if row["status"] != RUNNING or row["account_id"] != account_id or row["run_id"] == run_id:
+            continue
+        started = row["started_at"]
+        recent = started is not None and (now - started).total_seconds() < STALE_RUN_SECONDS
+        if not exclusive and recent:
+            continue
+        rows.append(
+            {
+                **row,
+                "status": ABANDONED,
+                "error": f"the run ended without recording its end (killed or lost); "
+                f"found by run {run_id}",
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=runs.schema)

@@ -143,6 +143,9 @@ class SparkEngine:
         #: Delta's operation metrics of the last MERGE that `merge_new` ran (DESCRIBE
         #: HISTORY names, e.g. numTargetFilesSkipped), for logs, tests and benchmarks.
         self.last_merge_metrics: dict[str, str] = {}
+        #: A folder's lock file excludes every other run; a catalog schema does not (the
+        #: ingest and the reconcile job may both be running).
+        self.exclusive_runs = self.warehouse is not None
 
     # -- names ---------------------------------------------------------------------------
 
@@ -303,6 +306,13 @@ class SparkEngine:
             return
         with self._temp_view(spec, batch) as view:
             self._run(insert_sql(spec, self.table_name(spec), view))
+
+    def upsert(self, spec: TableSpec, batch: pa.Table) -> None:
+        _check_batch(spec, batch)
+        if batch.num_rows == 0:
+            return
+        with self._temp_view(spec, batch) as view:
+            self._run(upsert_sql(spec, self.table_name(spec), view))
 
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
         row = checkpoint_row(account_id, stream, cursor, run_id)
@@ -499,7 +509,7 @@ def merge_sql(spec: TableSpec, table: str, view: str, batch: pa.Table) -> str:
 
 
 def upsert_sql(spec: TableSpec, table: str, view: str, *, only_if_later: str | None = None) -> str:
-    """MERGE that updates the row with the same key, or inserts it (checkpoints).
+    """MERGE that updates the row with the same key, or inserts it (checkpoints, runs).
 
     `only_if_later`: a column the update may only move forward (the cursor), so that of
     two overlapping runs the one that writes last never takes back the other's claim.

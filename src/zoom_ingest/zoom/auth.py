@@ -7,6 +7,9 @@ and on demand after Zoom answers 401 code 124 (`invalidate`). Refreshes are sing
 one thread asks, the others wait for its answer instead of each asking.
 
 The token lives only in this object: it is never logged, and repr() does not show it.
+Each token is registered with the masker as it arrives, and the client credentials
+(the secret, and the Basic header's Base64 of them) when the provider is made, so none
+shows in any output should a server echo it back.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import requests
 
+from ..masking import register_client_credentials, register_secret
 from .config import ZoomClientConfig
 from .errors import TransientZoomError, ZoomAuthError, ZoomUnreachable, scrub
 from .transport import DeadlineExceeded, ResponseTooLarge
@@ -62,6 +66,7 @@ class TokenProvider:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
+        register_client_credentials(config.client_id, config.client_secret.reveal())
         self._session = session
         self._clock = clock
         self._lock = threading.Lock()
@@ -142,6 +147,7 @@ class TokenProvider:
                     status=200,
                     tracking_id=tracking_id,
                 )
+            register_secret(token)  # before anything can echo it back
             lifetime = _seconds(body.get("expires_in") if body else None)
             margin = min(REFRESH_MARGIN_SECONDS, lifetime * REFRESH_MARGIN_SHARE)
             self._token = token

@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from .. import __version__
+from ..masking import mask
 from ..setting_values import check_url
 from ..tables import UTC
 from .auth import TokenProvider
@@ -659,9 +660,9 @@ def _describe_network_error(exc: Exception) -> str:
         return "the response was cut off"
     # requests' text names the host and the cause (e.g. 'Connection reset by peer');
     # it never contains request headers, so no token.
-    return f"connection failed ({type(exc).__name__}: {str(exc)[:200]})"
+    return f"connection failed ({type(exc).__name__}: {mask(str(exc))[:200]})"
 
 
 def _tracking_suffix(response: requests.Response) -> str:
     tracking_id = response.headers.get("x-zm-trackingid")
-    return f" [x-zm-trackingid {tracking_id}]" if tracking_id else ""
+    return mask(f" [x-zm-trackingid {tracking_id}]") if tracking_id else ""

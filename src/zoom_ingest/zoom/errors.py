@@ -3,7 +3,8 @@
 Every error keeps what Zoom said (HTTP status, Zoom's `code` and `message`) and the
 `x-zm-trackingid` header, which Zoom support asks for. No error ever carries an access
 token or the client secret: messages are built from Zoom's response bodies only, and
-`scrub()` removes the credentials should a server echo them back.
+every text an error shows or keeps (its message, Zoom's message, the tracking id) is
+masked (masking.py) should a server or a proxy echo a credential back in any form.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
+from ..masking import mask
 from ..tables import UTC, format_time
 
 
@@ -28,11 +30,11 @@ class ZoomError(Exception):
         tracking_id: str | None = None,
         hint: str | None = None,
     ) -> None:
-        self.summary = summary
+        self.summary = mask(summary)
         self.status = status
-        self.code = code
-        self.message = message
-        self.tracking_id = tracking_id
+        self.code = mask(code) if isinstance(code, str) else code
+        self.message = mask(message) if message is not None else None
+        self.tracking_id = mask(tracking_id) if tracking_id is not None else None
         self.hint = hint
         super().__init__(self._render())
 
@@ -52,7 +54,8 @@ class ZoomError(Exception):
             text += f"; {self.hint}"
         if self.tracking_id:
             text += f" [x-zm-trackingid {self.tracking_id}]"
-        return text
+        # A token registered after this error was made (and whatever is in the hint).
+        return mask(text)
 
     def __str__(self) -> str:
         return self._render()
@@ -184,8 +187,9 @@ def scopes_from_message(message: str | None) -> tuple[str, ...]:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every non-empty secret replaced by ***."""
+    """`text` with every registered secret masked in every form (masking.py), and each
+    of `secrets` (however short) replaced by ***."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    return text
+    return mask(text)

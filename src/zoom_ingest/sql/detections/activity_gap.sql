@@ -5,14 +5,15 @@
 --   between two records in the last 30 days (a gap in the data that a re-run or a
 --   reconcile run should fill). Sign-ins happen every day in any active account;
 --   operation logs can be quiet for days and are not checked.
--- parsing: records are grouped by hour; a gap runs from the last record of one hour to
---   the first record of the next non-empty hour, or to now.
+-- parsing: records dated after now (corrupt data) are left out, so no gap is measured
+--   to or from the future; records are grouped by hour; a gap runs from the last record
+--   of one hour to the first record of the next non-empty hour, or to now.
 -- alert_id: sha2 of "activity_gap|activity_logs|<unix seconds of the last record before
 --   the gap>": an ongoing gap keeps its id once records arrive again.
 WITH hours AS (
   SELECT date_trunc('HOUR', time) AS hour, min(time) AS first_time, max(time) AS last_time
   FROM activity_logs
-  WHERE time >= current_timestamp() - INTERVAL 30 DAYS
+  WHERE time >= current_timestamp() - INTERVAL 30 DAYS AND time <= current_timestamp()
   GROUP BY date_trunc('HOUR', time)
 ),
 gaps AS (
