@@ -82,6 +82,14 @@ ENGINE_FACTORIES: dict[str, EngineFactory] = {
 }
 
 
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once per session from this tree's sources."""
+    from support.wheel import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.fixture(params=sorted(ENGINE_FACTORIES))
 def engine_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Engine]:
     """Makes engine objects that all share one destination private to the test."""
