@@ -108,7 +108,8 @@ def engine(engine_factory: Callable[[], Engine]) -> Engine:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The genuine-CLI tests last: `make test` builds the CLI in the background while the
     rest of the suite runs, and those tests wait for the build (test_bundle_cli.py)."""
-    items.sort(key=lambda item: item.path.name == "test_bundle_cli.py")
+    cli_tests = ("test_bundle_cli.py", "test_release_rehearsal.py")
+    items.sort(key=lambda item: item.path.name in cli_tests)
 
 
 #: The host time zones the time, plan and lw_id tests run under, with their offset on

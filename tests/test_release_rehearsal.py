@@ -154,6 +154,9 @@ def site_packages(python: Path) -> list[str]:
 
 
 def binary(env: str, name: str) -> Path:
+    from test_bundle_cli import _wait_for_the_build
+
+    _wait_for_the_build()  # `make test` builds the CLI and the stand-in meanwhile
     given = os.environ.get(env)
     path = Path(given) if given else CACHE / "bin" / name
     if not (path.is_file() and os.access(path, os.X_OK)):
