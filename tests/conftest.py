@@ -82,6 +82,14 @@ ENGINE_FACTORIES: dict[str, EngineFactory] = {
 }
 
 
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once per session from this tree's sources."""
+    from support.wheel import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.fixture(params=sorted(ENGINE_FACTORIES))
 def engine_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Engine]:
     """Makes engine objects that all share one destination private to the test."""
@@ -100,7 +108,8 @@ def engine(engine_factory: Callable[[], Engine]) -> Engine:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The genuine-CLI tests last: `make test` builds the CLI in the background while the
     rest of the suite runs, and those tests wait for the build (test_bundle_cli.py)."""
-    items.sort(key=lambda item: item.path.name == "test_bundle_cli.py")
+    cli_tests = ("test_bundle_cli.py", "test_release_rehearsal.py")
+    items.sort(key=lambda item: item.path.name in cli_tests)
 
 
 #: The host time zones the time, plan and lw_id tests run under, with their offset on

@@ -1320,6 +1320,13 @@ class FakeSpark:
     def __init__(self, alerts: list[tuple[Any, ...]]) -> None:
         self.statements: list[str] = []
         self.alerts = alerts
+        self.catalog = self
+
+    def setCurrentCatalog(self, name: str) -> None:
+        self.statements.append(f"setCurrentCatalog({name})")
+
+    def setCurrentDatabase(self, name: str) -> None:
+        self.statements.append(f"setCurrentDatabase({name})")
 
     def sql(self, statement: str) -> Any:
         self.statements.append(statement)
@@ -1378,8 +1385,8 @@ def test_the_spark_task_writes_through_the_engine_one_row_per_alert() -> None:
     assert views[0].startswith("CREATE OR REPLACE VIEW operation_changes AS")
     # The views the detections read, in the schema, where the dashboard reads them too.
     assert spark.statements[: 2 + len(views)] == [
-        "USE CATALOG `main`",
-        "USE SCHEMA `zoom`",
+        "setCurrentCatalog(main)",
+        "setCurrentDatabase(zoom)",
         *views,
     ]
     # No table write of its own: the engine merges (and creates the table).

@@ -5,9 +5,11 @@ the task's parameters, calls the function and ignores what it returns: a task fa
 on an exception. So every entry point must raise SystemExit with its code when the task
 must fail, and each code must mean one thing (`zoom_ingest.exit_codes`).
 
-On Databricks only the wheel's runtime dependencies are installed: the job's and the
-detections' entry points must run without the `local` extra (deltalake, duckdb, sqlglot,
-rich, click), which a subprocess here blocks from being imported at all.
+On Databricks only the wheel and its base requirements are installed (next to the
+runtime's pyspark): the job's and the detections' entry points must run with nothing
+else. A subprocess here blocks every import outside the standard library, pyspark, and
+the base requirements of the wheel built from this tree with what they require in turn
+(`Requires-Dist`, read from the wheel: no hand-written list of what to block).
 """
 
 from __future__ import annotations
@@ -20,18 +22,30 @@ import subprocess
 import sys
 import textwrap
 from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.loopback import serve
+from support.wheel import allowed_top_level_modules, base_requirements
 from zoom_ingest import databricks_job, detections, exit_codes, job
 from zoom_ingest.engines.base import EngineBusy
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import UTC
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL_EXTRA = ("deltalake", "duckdb", "sqlglot", "rich", "click")
+
+
+@pytest.fixture(scope="module")
+def databricks_modules(built_wheel: Path) -> list[str]:
+    """The top-level modules a Databricks run may import besides the standard library:
+    the wheel's own package, its base requirements with theirs, and pyspark with its own
+    (the runtime brings pyspark)."""
+    allowed = allowed_top_level_modules(base_requirements(built_wheel))
+    allowed |= allowed_top_level_modules(["pyspark"]) | {"zoom_ingest"}
+    return sorted(allowed)
 
 
 def console_scripts() -> set[str]:
@@ -125,6 +139,60 @@ def test_every_wheel_entry_point_fails_the_task_with_its_exit_code(
     assert exit_code_of("zoom-ingest", ["run", "--lookback", "soon"], monkeypatch) == 2
 
 
+WORKSPACE_SECRET = "FAKE-workspace-secret-LEAKCHECK-5d1c"
+
+
+def test_a_workspace_client_that_cannot_be_set_up_is_a_bad_setting(tmp_path: Path) -> None:
+    """With a secret scope, the workspace client reads the secrets. When it cannot even be
+    made (here: a host and a client secret but no client id, so no way to authenticate),
+    the task exits 2 with one line that says so: no traceback, no secret."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABRICKS_", "ZOOM_"))
+    }
+    with serve(NotFound) as host:  # the SDK asks the host for its metadata first
+        env.update(
+            {
+                "HOME": str(tmp_path),  # no ~/.databrickscfg
+                "DATABRICKS_HOST": host,
+                "DATABRICKS_CLIENT_SECRET": WORKSPACE_SECRET,
+            }
+        )
+        done = run_job_with_a_scope(env)
+    assert done.returncode == exit_codes.BAD_SETTING, done.stderr
+    assert "Traceback" not in done.stderr
+    assert WORKSPACE_SECRET not in done.stdout + done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "secret_scope" in error and "'zoom_ingest'" in error, error
+    assert "workspace client could not be set up (ValueError: " in error, error
+
+
+class NotFound(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def run_job_with_a_scope(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from zoom_ingest.databricks_job import main; main()",
+            "--catalog=main",
+            "--schema=zoom",
+            "--secret-scope=zoom_ingest",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
 def test_one_module_declares_the_exit_codes_and_the_docs_list_them() -> None:
     assert (job.EXIT_OK, job.EXIT_STREAM_FAILED, job.EXIT_DAILY_LIMIT) == (0, 1, 3)
     assert databricks_job.EXIT_SETTINGS == exit_codes.BAD_SETTING == 2
@@ -143,17 +211,24 @@ def test_one_module_declares_the_exit_codes_and_the_docs_list_them() -> None:
         assert not re.search(r"(sys\.exit|SystemExit)\([1-9]\)", text), path.name
 
 
-# -- without the local extra ---------------------------------------------------------------
+# -- with the base requirements alone ---------------------------------------------------------
 
 BLOCKED_RUN = textwrap.dedent(
     """
     import importlib.abc, importlib.metadata, json, sys
 
-    BLOCKED = set(sys.argv[1].split(","))
+    ALLOWED = set(sys.argv[1].split(",")) | set(sys.stdlib_module_names)
+    BEFORE = set(sys.modules)
+
+    def allowed(name):
+        # sysconfig's build-time data is standard library under a platform's name; Cython
+        # extensions (pyarrow's) register their runtime (`_cython_<version>`, cython_runtime).
+        top = name.split(".")[0]
+        return top in ALLOWED or top.startswith(("_sysconfigdata_", "_cython_", "cython_"))
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
+            if not allowed(name):
                 raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
             return None
 
@@ -186,6 +261,10 @@ BLOCKED_RUN = textwrap.dedent(
             raise RuntimeError("[TABLE_OR_VIEW_NOT_FOUND] " + name)
         def createDataFrame(self, batch, schema=None):
             return Frame(self, batch=batch)
+        def setCurrentCatalog(self, name):
+            self.statements.append(f"setCurrentCatalog({name})")
+        def setCurrentDatabase(self, name):
+            self.statements.append(f"setCurrentDatabase({name})")
         def sql(self, statement, args=None):
             self.statements.append(statement)
             if statement.startswith("MERGE INTO"):
@@ -205,15 +284,19 @@ BLOCKED_RUN = textwrap.dedent(
         code = main() or 0
     except SystemExit as exc:
         code = exc.code
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    loaded = sorted(
+        m for m in set(sys.modules) - BEFORE if not allowed(m)
+    )
     print(json.dumps({"code": code, "statements": session.statements, "loaded": loaded}))
     """
 )
 
 
-def run_blocked(name: str, *argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_blocked(
+    allowed: list[str], name: str, *argv: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", BLOCKED_RUN, ",".join(LOCAL_EXTRA), name, *argv],
+        [sys.executable, "-c", BLOCKED_RUN, ",".join(allowed), name, *argv],
         capture_output=True,
         text=True,
         timeout=300,
@@ -223,7 +306,17 @@ def run_blocked(name: str, *argv: str, env: dict[str, str] | None = None) -> dic
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_the_job_runs_to_the_write_without_the_local_extra() -> None:
+def test_the_base_requirements_exclude_the_local_extra(built_wheel: Path) -> None:
+    """What the blocked runs below allow is derived from the wheel: this shows that the
+    derivation leaves the local-only packages out and keeps what the job imports."""
+    names = {r.name for r in base_requirements(built_wheel)}
+    assert names >= {"requests", "pyarrow", "databricks-sdk", "iptocc"}, names
+    assert not names & {"deltalake", "duckdb", "sqlglot", "rich", "click", "pyspark"}, names
+
+
+def test_the_job_runs_to_the_write_with_the_base_requirements_alone(
+    databricks_modules: list[str],
+) -> None:
     pytest.importorskip("pyspark", reason="the Spark engine's types need pyspark")
     start = date.today() - timedelta(days=2)
     with Simulator(seed=11, days=4, activity_per_day=40, operation_per_day=10) as sim:
@@ -233,6 +326,7 @@ def test_the_job_runs_to_the_write_without_the_local_extra() -> None:
             "ZOOM_CLIENT_SECRET": sim.client_secret,
         }
         result = run_blocked(
+            databricks_modules,
             "zoom-ingest-job",
             "--catalog=main",
             "--schema=zoom",
@@ -245,13 +339,19 @@ def test_the_job_runs_to_the_write_without_the_local_extra() -> None:
     assert result["loaded"] == []
     assert result["code"] == 0, result
     merged = [s for s in result["statements"] if s.startswith("MERGE INTO")]
-    for table in ("activity_logs", "operation_logs", "zoom_ingest_checkpoints"):
+    # zoom_ip_countries: the activity rows' addresses, looked up with iptocc.
+    tables = ("activity_logs", "operation_logs", "zoom_ip_countries", "zoom_ingest_checkpoints")
+    for table in tables:
         assert [s for s in merged if f"`main`.`zoom`.`{table}`" in s], table
 
 
-def test_the_detections_task_runs_to_the_write_without_the_local_extra() -> None:
+def test_the_detections_task_runs_to_the_write_with_the_base_requirements_alone(
+    databricks_modules: list[str],
+) -> None:
     pytest.importorskip("pyspark", reason="the Spark engine's types need pyspark")
-    result = run_blocked("zoom-ingest-detections", "--catalog=main", "--schema=zoom")
+    result = run_blocked(
+        databricks_modules, "zoom-ingest-detections", "--catalog=main", "--schema=zoom"
+    )
     assert result["loaded"] == []
     assert result["code"] == 0, result
     statements = result["statements"]
@@ -262,13 +362,13 @@ def test_the_detections_task_runs_to_the_write_without_the_local_extra() -> None
     assert any(s.startswith("SELECT `alert_id`") for s in statements)
 
 
-def test_the_local_command_says_how_to_install_its_extra() -> None:
+def test_the_local_command_says_how_to_install_its_extra(databricks_modules: list[str]) -> None:
     done = subprocess.run(
         [
             sys.executable,
             "-c",
             BLOCKED_RUN.split("class Row", 1)[0] + "from zoom_ingest.console import main\nmain()\n",
-            ",".join(LOCAL_EXTRA),
+            ",".join(databricks_modules),
         ],
         capture_output=True,
         text=True,

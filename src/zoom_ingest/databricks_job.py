@@ -17,9 +17,11 @@ kept), 4 another run in this process holds the destination, 7 Zoom's answer for 
 window could not be proven complete (its checkpoint stays). The `zoom_ingest_runs`
 table has one row per stream with the details.
 
-This module and everything it imports on the Spark path use only the wheel's runtime
-dependencies: deltalake, duckdb, sqlglot, rich and click are the `local` extra, which a
-Databricks environment does not install (tests/test_entry_points.py blocks them).
+This module and everything it imports on the Spark path use only the wheel's base
+requirements: deltalake, duckdb, sqlglot, rich and click are the `local` extra, which a
+Databricks environment does not install (tests/test_entry_points.py blocks every import
+outside the wheel's `Requires-Dist`; tests/test_release_rehearsal.py runs the tasks in a
+venv holding only the wheel, its requirements and the Spark Connect client).
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def credentials(
     if not scope:
         values = {name: os.environ.get(env, "").strip() for name, env in CREDENTIAL_ENV.items()}
     else:
-        read = read_secret or workspace_secret_reader()
+        read = read_secret or _workspace_secret_reader(scope)
         values = {}
         for name in SECRET_KEYS:
             key = secret_key(account, name)
@@ -168,6 +170,21 @@ def credentials(
 def secret_key(account: str, name: str) -> str:
     """The key of credential `name` in the scope: `name`, or `<account>_name`."""
     return f"{account}_{name}" if account else name
+
+
+def _workspace_secret_reader(scope: str) -> SecretReader:
+    """`workspace_secret_reader()`, its failures a SettingsError: the workspace client
+    checks its configuration and authentication when it is made (a missing host, an
+    unusable token or profile), which is a bad setting of the run like a missing key."""
+    try:
+        return workspace_secret_reader()
+    except Exception as exc:
+        raise SettingsError(
+            "secret_scope",
+            f"cannot read secret scope {scope!r}: the Databricks workspace client could not "
+            f"be set up ({type(exc).__name__}: {_redacted(_first_line(exc))}); "
+            "see docs/databricks.md",
+        ) from None
 
 
 def workspace_secret_reader() -> SecretReader:
@@ -216,6 +233,20 @@ def _choice(setting: str, value: str, allowed: Sequence[str], default: str) -> s
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+#: Environment variables of databricks-sdk's unified authentication that hold secrets.
+WORKSPACE_SECRET_ENV = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_PASSWORD")
+
+
+def _redacted(text: str) -> str:
+    """`text` without the workspace credentials of the environment (the SDK masks them in
+    its own messages; this holds even if one does not)."""
+    for name in WORKSPACE_SECRET_ENV:
+        value = os.environ.get(name, "").strip()
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
 
 
 if __name__ == "__main__":

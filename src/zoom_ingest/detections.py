@@ -142,9 +142,11 @@ def write_detections_spark(
     engine = engine or SparkEngine(spark, catalog, schema, optimize=False)
     # Every table, zoom_detections included, as the ingest job declares and describes it.
     engine.ensure_tables()
-    # The detections name their tables without catalog or schema.
-    spark.sql(f"USE CATALOG {quote_identifier(catalog)}")
-    spark.sql(f"USE SCHEMA {quote_identifier(schema)}")
+    # The detections name their tables without catalog or schema. The catalog API, not
+    # `USE CATALOG`: that statement is Databricks SQL, which open-source Spark rejects;
+    # setCurrentCatalog / setCurrentDatabase work on both, over Spark Connect too.
+    spark.catalog.setCurrentCatalog(catalog)
+    spark.catalog.setCurrentDatabase(schema)
     selected = configured(settings)
     for statement in view_statements():
         spark.sql(statement)
