@@ -1,7 +1,8 @@
 """`zoom-ingest`: run the job locally, try it against the built-in simulator, inspect tables.
 
 Exit codes: 0 ok · 1 a stream failed · 2 bad settings · 3 stopped at Zoom's daily rate
-limit (run again later; checkpoints are kept) · 4 another run holds the warehouse ·
+limit (run again later; checkpoints are kept) · 4 another run holds the warehouse or the
+Zoom account's lease ·
 5 Zoom could not be reached (DNS, refused connection, TLS); nothing was fetched
 (src/zoom_ingest/exit_codes.py declares them all).
 """
@@ -179,8 +180,23 @@ def make_engine(engine: str, warehouse: Path) -> Any:
     return spark_engine.SparkEngine(session, warehouse=warehouse)
 
 
+def lease_engine_at(store: Any, location: str | None) -> Any:
+    """The engine that keeps zoom_ingest_leases in the folder `location`, of the same kind
+    as `store` (the Spark one shares its session); None (beside the tables) when empty."""
+    if not location or not location.strip():
+        return None
+    folder = Path(location.strip()).expanduser()
+    if store.name == "local":
+        return type(store)(folder)
+    return type(store)(store.spark, warehouse=folder)
+
+
 def execute(
-    settings: Settings, warehouse: Path, progress: bool | None, engine: str = DEFAULT_ENGINE
+    settings: Settings,
+    warehouse: Path,
+    progress: bool | None,
+    engine: str = DEFAULT_ENGINE,
+    lease_location: str | None = None,
 ) -> int:
     """Run the job on the chosen engine and print the summary; return the exit code."""
     from .engines import EngineBusy, TableSchemaMismatch
@@ -188,7 +204,13 @@ def execute(
     from .job import run
 
     try:
-        summary = run(settings, make_engine(engine, warehouse), progress=progress)
+        store = make_engine(engine, warehouse)
+        summary = run(
+            settings,
+            store,
+            progress=progress,
+            lease_engine=lease_engine_at(store, lease_location),
+        )
     except EngineBusy as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_BUSY
@@ -214,11 +236,12 @@ def run_command(
 ) -> None:
     """Ingest both log streams into the local warehouse (incremental after the first run)."""
     configure_logging(log_level, [opts["client_secret"] or ""])
+    lease_location = opts.pop("lease_location", None)
     try:
         settings = build_settings(opts)
     except SettingsError as exc:
         fail_settings(exc)
-    sys.exit(execute(settings, warehouse, progress, engine))
+    sys.exit(execute(settings, warehouse, progress, engine, lease_location))
 
 
 @main.command("demo", cls=SettingsCommand)

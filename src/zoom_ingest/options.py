@@ -380,6 +380,24 @@ OPTIONS: tuple[Option, ...] = (
         "Retries per request (429, 5xx, resets, timeouts)",
         TUNING,
     ),
+    setting(
+        "lease_wait",
+        "While another run holds the Zoom account's lease (zoom_ingest_leases), wait this "
+        "long for it (0s, 10m, 1h), then end busy with exit 4",
+        TUNING,
+        # The bundle's jobs wait: an hourly run that meets the reconcile would otherwise
+        # fail (exit 4) and mail someone.
+        suggested="10m",
+    ),
+    Option(
+        "lease_location",
+        "Where the zoom_ingest_leases table lives, for runs on one Zoom account that write "
+        "to different places: a warehouse folder (zoom-ingest run) or catalog.schema "
+        "(zoom-ingest-job). Empty: beside the tables",
+        frozenset({RUN, JOB}),
+        env="ZOOM_INGEST_LEASE_LOCATION",
+        unset="beside the tables",
+    ),
     # -- after the run, and its log
     Option(
         "optimize",

@@ -58,6 +58,9 @@ class Settings:
     timeout: float = 30.0
     #: Attempts per request beyond the first, for 429/5xx/resets/timeouts.
     max_retries: int = 8
+    #: How long a run waits for the Zoom account's lease while another run holds it,
+    #: before it ends busy (exit 4). 0: at once.
+    lease_wait: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -131,6 +134,8 @@ def validate(s: Settings) -> None:
     _check_range("batch_rows", s.batch_rows, 1, 10_000_000)
     _check_range("timeout", s.timeout, 0.1, 600)
     _check_range("max_retries", s.max_retries, 0, 100)
+    if not timedelta(0) <= s.lease_wait <= timedelta(hours=6):
+        raise SettingsError("lease_wait", "must be between 0 and 6 hours (e.g. 0s, 10m, 1h)")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
