@@ -297,3 +297,105 @@ def test_account_lease_waits_bounded_then_names_the_holder(tmp_path):
             pass
     with account_lease(engine, "acct-1", "second"):  # released at the end of the first
         pass
+
+
+# -- the rules, on both engines (the engine contract) -------------------------------------------
+
+
+def test_write_lease_takes_a_free_lease_keeps_a_held_one_and_lets_an_expired_one_go(
+    engine_factory,
+):
+    engine = engine_factory()
+    first = AccountLease(engine, "acct-1", "first", seconds=60, renew_every=10)
+    second = AccountLease(engine_factory(), "acct-1", "second", seconds=60, renew_every=10)
+    assert first.try_acquire() is None
+    held = second.try_acquire()
+    assert held is not None and held.run_id == "first"
+    assert first.renew() and first.expires_at is not None
+    # Another account is another row.
+    assert (
+        AccountLease(engine, "acct-2", "second", seconds=60, renew_every=10).try_acquire() is None
+    )
+    first.release()
+    assert second.try_acquire() is None  # released: free at once
+    assert first.renew() is False  # … and the first run cannot renew it back
+    # An expired lease (its run died) is taken over.
+    short = AccountLease(engine, "acct-3", "dead", seconds=0.5, renew_every=0.1)
+    assert short.try_acquire() is None
+    time.sleep(0.7)
+    assert AccountLease(engine, "acct-3", "next", seconds=60, renew_every=10).try_acquire() is None
+
+
+def test_of_engines_racing_for_one_lease_exactly_one_wins(engine_factory):
+    """Threads each with an engine object of their own (no lock shared in the process)
+    claim at once; Delta's commit conflicts alone decide."""
+    contenders = 4
+    barrier = threading.Barrier(contenders)
+    engines = [engine_factory() for _ in range(contenders)]
+    results: dict[int, Any] = {}
+
+    def claim(index: int) -> None:
+        lease = AccountLease(engines[index], "acct-1", f"run-{index}", seconds=60, renew_every=10)
+        barrier.wait(timeout=60)
+        try:
+            results[index] = lease.try_acquire()
+        except BaseException as exc:  # shown by the assertion below
+            results[index] = exc
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(results) == contenders
+    assert not [r for r in results.values() if isinstance(r, BaseException)], results
+    winners = [i for i, other in results.items() if other is None]
+    assert len(winners) == 1, results
+    assert {other.run_id for other in results.values() if other is not None} == {
+        f"run-{winners[0]}"
+    }
+
+
+# -- Spark: two processes, each with its own Spark and Delta ------------------------------------
+
+
+def test_spark_a_run_on_a_held_account_ends_busy_and_takes_over_once_the_holder_dies(
+    tmp_path, holders, sim, delta_spark
+):
+    """The holder is another process with its own local SparkSession (its own JVM); the
+    run is this process's, on the Spark engine, writing elsewhere but sharing the lease."""
+    from zoom_ingest.engines.spark import SparkEngine
+    from zoom_ingest.job import run
+
+    spark = delta_spark
+    location = tmp_path / "leases"
+    holder = Holder(
+        *lease_args(
+            "spark", location, "spark-holder", "--seconds", "8", "--renew", "1",
+            account=sim.account_id,
+        )
+    )  # fmt: skip
+    holders.append(holder)
+    holder.expect("ready", timeout=300)
+    holder.expect("acquired", timeout=300)
+
+    start = datetime.now(UTC).date() - timedelta(days=DAYS - 1)
+    engine = SparkEngine(spark, warehouse=tmp_path / "wh")
+    leases = SparkEngine(spark, warehouse=location)
+    sim.stats.reset()
+    busy = run(sim.settings(backfill_start=start), engine, progress=False, lease_engine=leases)
+    assert busy.exit_code == soak.EXIT_BUSY
+    assert "in use by run spark-holder" in (busy.busy or "")
+    assert sim.stats.calls == 0 and sim.stats.token_requests == 0
+    rows = engine.read_table(RUNS).to_pylist()
+    assert {r["status"] for r in rows} == {"busy"} and len(rows) == 2
+
+    holder.kill()  # its lease stays until it expires, then this run takes over
+    settings = sim.settings(backfill_start=start, lease_wait=timedelta(seconds=60))
+    done = run(settings, engine, progress=False, lease_engine=leases)
+    assert done.exit_code == soak.EXIT_OK, done.lines()
+    assert sorted(r["status"] for r in engine.read_table(RUNS).to_pylist()) == [
+        "busy", "busy", "succeeded", "succeeded",
+    ]  # fmt: skip
+    [row] = leases.read_table(LEASES).to_pylist()
+    assert row["run_id"] == done.run_id and row["expires_at"] <= datetime.now(UTC)
