@@ -3,8 +3,9 @@
 Every test here runs the contenders as separate processes (tests/support/lease_holder.py,
 or `zoom-ingest run`), because the lease is what processes that share nothing else —
 not a lock file, not a rate limiter — agree through: Delta's optimistic concurrency on
-one table. On the local engine (delta-rs) and on Spark with Delta; Spark Connect is
-tests/test_spark_connect_lease.py's.
+one table. On the local engine (delta-rs), on Spark with Delta (a holder process with
+its own JVM against this process's session), and over Spark Connect (client processes
+against one local Spark Connect server, as serverless runs the job).
 """
 
 from __future__ import annotations
@@ -399,3 +400,47 @@ def test_spark_a_run_on_a_held_account_ends_busy_and_takes_over_once_the_holder_
     ]  # fmt: skip
     [row] = leases.read_table(LEASES).to_pylist()
     assert row["run_id"] == done.run_id and row["expires_at"] <= datetime.now(UTC)
+
+
+# -- Spark Connect: serverless's shape, client processes without a JVM ------------------------
+
+
+def test_spark_connect_clients_in_separate_processes_share_one_lease(tmp_path, holders):
+    """Every contender is its own process with a Spark Connect client (no JVM, as on
+    serverless), all against one local Spark Connect server with Delta."""
+    from conftest import skip_delta
+    from support.spark_connect import SparkConnectUnavailable, spark_connect_server
+
+    location = tmp_path / "leases"
+    try:
+        server = spark_connect_server(tmp_path / "connect")
+        url = server.__enter__()
+    except SparkConnectUnavailable as exc:
+        skip_delta(f"Spark Connect: {exc}")
+    try:
+        env = holder_env(SPARK_REMOTE=url)
+        # Three clients claim at once: exactly one commits.
+        start_at = time.time() + 25.0  # after each has connected and imported pyspark
+        # A long lease: a MERGE over Connect on this shared machine can take seconds.
+        once = ("--once", "--seconds", "300", "--renew", "60", "--start-at", str(start_at))
+        racers = [
+            Holder(*lease_args("connect", location, f"racer-{i}", *once), env=env) for i in range(3)
+        ]
+        holders.extend(racers)
+        for racer in racers:
+            racer.expect("ready", timeout=300)
+        outcomes = [racer.next_event(timeout=300) for racer in racers]
+        winners = [i for i, o in enumerate(outcomes) if o["event"] == "acquired"]
+        assert len(winners) == 1, (outcomes, "".join(racers[0].stderr)[-3000:])
+        assert {o.get("holder") for o in outcomes if o["event"] == "busy"} == {
+            f"racer-{winners[0]}"
+        }
+        # The winner exited without releasing: its lease turns another client away
+        # (the takeover after expiry is the local and classic Spark tests').
+        holder = Holder(*lease_args("connect", location, "holder"), env=env)
+        holders.append(holder)
+        holder.expect("ready", timeout=300)
+        got = holder.next_event(timeout=300)
+        assert got["event"] == "busy" and f"in use by run racer-{winners[0]}" in got["why"]
+    finally:
+        server.__exit__(None, None, None)
