@@ -50,6 +50,18 @@ def require_tables(warehouse: Path) -> None:
         sys.exit(EXIT_SETTINGS)
 
 
+def require_log_tables(folder: Path) -> None:
+    """Exit 2 with a hint when the folder holds neither log table: queries, detections and
+    the report need only those (runs and checkpoints tables are optional)."""
+    if not any((folder / name / "_delta_log").is_dir() for name in LOG_TABLE_NAMES):
+        click.echo(
+            f"error: no activity_logs or operation_logs Delta table in {folder}; run "
+            "`zoom-ingest run` first, or point --source at a folder that has them",
+            err=True,
+        )
+        sys.exit(EXIT_SETTINGS)
+
+
 def fail_settings(exc: SettingsError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(EXIT_SETTINGS)
@@ -122,6 +134,17 @@ def table_options(
 
 
 warehouse_option = table_option(BY_NAME["warehouse"])
+#: `query`/`report --source`: the folder of the log tables when another tool wrote them.
+source_option = click.option(
+    "--source",
+    envvar=BY_NAME["source"].env,
+    show_envvar=True,
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of activity_logs and operation_logs when another tool wrote them (only "
+    "the documented columns are read); outputs stay in --warehouse. Default: --warehouse.",
+)
+LOG_TABLE_NAMES = ("activity_logs", "operation_logs")
 
 progress_option = click.option(
     "--progress/--no-progress",
@@ -485,6 +508,7 @@ def _max(column: Any) -> Any:
 @main.command("query")
 @click.argument("sql", required=False)
 @warehouse_option
+@source_option
 @click.option(
     "--name",
     "query_name",
@@ -510,6 +534,7 @@ def _max(column: Any) -> Any:
 def query_command(
     sql: str | None,
     warehouse: Path,
+    source: Path | None,
     query_name: str | None,
     detections: bool,
     list_queries: bool,
@@ -531,17 +556,17 @@ def query_command(
     if sum(x is not None and x is not False for x in (sql, query_name, detections or None)) != 1:
         click.echo("error: give one of SQL, --name NAME or --detections (see --list)", err=True)
         sys.exit(EXIT_SETTINGS)
-    require_tables(warehouse)
+    require_log_tables(source or warehouse)
     try:
         if detections:
-            result = analytics.run_detections(warehouse)
+            result = analytics.run_detections(warehouse, source=source)
         elif query_name is not None:
             if query_name not in analytics.QUERIES and query_name not in analytics.DETECTIONS:
                 click.echo(f"error: no query named {query_name!r}; see --list", err=True)
                 sys.exit(EXIT_SETTINGS)
-            result = analytics.run_named(warehouse, query_name)
+            result = analytics.run_named(warehouse, query_name, source=source)
         else:
-            result = analytics.run_query(warehouse, sql or "")
+            result = analytics.run_query(warehouse, sql or "", source=source)
     except analytics.QueryError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exit_codes.STREAM_FAILED)
@@ -596,18 +621,19 @@ def _json_default(value: object) -> str:
 
 @main.command("report")
 @warehouse_option
+@source_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="HTML file to write (default: <warehouse>/zoom-report.html).",
 )
-def report_command(warehouse: Path, output: Path | None) -> None:
+def report_command(warehouse: Path, source: Path | None, output: Path | None) -> None:
     """Write a self-contained HTML report: sign-ins, clients, changes, latest detections."""
     from .report import write_report
 
-    require_tables(warehouse)
-    path = write_report(warehouse, output or warehouse / "zoom-report.html")
+    require_log_tables(source or warehouse)
+    path = write_report(warehouse, output or warehouse / "zoom-report.html", source=source)
     click.echo(f"wrote {path}")
 
 

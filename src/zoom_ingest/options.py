@@ -431,6 +431,16 @@ OPTIONS: tuple[Option, ...] = (
         {DETECTIONS},
     ),
     Option(
+        "source",
+        "Where activity_logs and operation_logs are when another tool writes them (the "
+        "Databricks Zoom Logs connector): catalog.schema, or a schema of --catalog; the "
+        "outputs (zoom_detections, zoom_ip_countries, views) stay in --schema. Locally "
+        "(zoom-ingest query/report --source) a warehouse folder. Empty: beside the outputs",
+        frozenset({DETECTIONS}),
+        env="ZOOM_INGEST_SOURCE",
+        unset="beside the outputs",
+    ),
+    Option(
         "fail_on",
         f"Exit 6 when a new alert has this severity or above ({', '.join(SEVERITIES)}); "
         "empty: never",

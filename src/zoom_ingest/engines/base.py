@@ -7,6 +7,7 @@ run against every engine available on the machine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,8 +77,9 @@ class Engine(Protocol):
         """Where the tables are, for log lines (e.g. the folder, or catalog.schema)."""
         ...
 
-    def ensure_tables(self) -> None:
-        """Create every table in `tables.ALL_TABLES` that does not exist yet (DDL only here)."""
+    def ensure_tables(self, specs: Iterable[TableSpec] | None = None) -> None:
+        """Create every table in `tables.ALL_TABLES` (or of `specs`: outputs beside log
+        tables that live elsewhere) that does not exist yet (DDL only here)."""
         ...
 
     def merge_new(self, spec: TableSpec, batch: pa.Table) -> int:

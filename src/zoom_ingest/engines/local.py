@@ -26,7 +26,7 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
@@ -133,7 +133,7 @@ class LocalEngine:
     def table_path(self, spec: TableSpec) -> Path:
         return rules.table_folder(self.warehouse, spec)
 
-    def ensure_tables(self) -> None:
+    def ensure_tables(self, specs: Iterable[TableSpec] | None = None) -> None:
         """Create missing tables with exactly the schemas of `tables.py`; check the others.
 
         A table that exists with another schema raises TableSchemaMismatch and is left
@@ -143,15 +143,16 @@ class LocalEngine:
         tables stay readable here (status, query, report).
         """
         self.warehouse.mkdir(parents=True, exist_ok=True)
+        wanted = list(specs) if specs is not None else list(ALL_TABLES.values())
         unwritable = {
             spec.name: features
-            for spec in ALL_TABLES.values()
+            for spec in wanted
             if (features := unwritable_features(self.table_path(spec)))
         }
         if unwritable:
             name, features = next(iter(unwritable.items()))
             raise UnsupportedTable(name, str(self.warehouse / name), features, self.name)
-        for spec in ALL_TABLES.values():
+        for spec in wanted:
             path = self.table_path(spec)
             if not DeltaTable.is_deltatable(str(path)):
                 # mode="ignore": a concurrent creator wins quietly; the check below

@@ -34,7 +34,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -173,13 +173,13 @@ class SparkEngine:
 
     # -- setup ---------------------------------------------------------------------------
 
-    def ensure_tables(self) -> None:
+    def ensure_tables(self, specs: Iterable[TableSpec] | None = None) -> None:
         if self.warehouse is not None:
             self.warehouse.mkdir(parents=True, exist_ok=True)
         else:
             self._ensure_schema()
         location = str(self.warehouse or f"{self.catalog}.{self.schema}")
-        for spec in ALL_TABLES.values():
+        for spec in list(specs) if specs is not None else ALL_TABLES.values():
             existing = self._table_schema(spec)
             if existing is None:
                 self._run(create_table_sql(spec, self.table_name(spec)))
