@@ -1262,6 +1262,13 @@ class FakeSpark:
     def __init__(self, alerts: list[tuple[Any, ...]]) -> None:
         self.statements: list[str] = []
         self.alerts = alerts
+        self.catalog = self
+
+    def setCurrentCatalog(self, name: str) -> None:
+        self.statements.append(f"USE CATALOG `{name}`")
+
+    def setCurrentDatabase(self, name: str) -> None:
+        self.statements.append(f"USE SCHEMA `{name}`")
 
     def sql(self, statement: str) -> Any:
         self.statements.append(statement)

@@ -85,3 +85,34 @@ def test_query_and_report_work_with_no_runs_or_checkpoints_tables(tables, tmp_pa
     # Without --source the (empty) output folder has no log tables: a clear exit 2.
     missing = runner.invoke(cli.main, ["query", "--warehouse", str(outputs), "SELECT 1"])
     assert missing.exit_code == 2 and "--source" in missing.output
+
+
+def test_spark_detections_over_a_connector_schema_write_only_to_ours(tables, delta_spark):
+    """The detections task on Spark + Delta: the connector's schema holds just its two
+    tables; alerts, countries and views go to ours, and equal the local run's."""
+    from zoom_ingest.engines.spark import SparkEngine
+
+    ours, connector, now = tables
+    spark = delta_spark
+    source, output = "byo_connector", "byo_ours"
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {source}")
+    for name in LOG_TABLES:
+        spark.sql(
+            f"CREATE OR REPLACE TABLE spark_catalog.{source}.{name} USING DELTA AS "
+            f"SELECT * FROM delta.`{connector / name}`"
+        )
+    result = detections.write_detections_spark(
+        spark, "spark_catalog", output, now=now, source=("spark_catalog", source)
+    )
+    expected = detections.write_detections_local(ours, now=now)
+    assert result.found == expected.found > 0
+    stored = SparkEngine(spark, "spark_catalog", output).read_table(DETECTIONS)
+    local = LocalEngine(ours).read_table(DETECTIONS)
+    assert set(stored.column("alert_id").to_pylist()) == set(local.column("alert_id").to_pylist())
+    assert sorted(
+        r["tableName"] for r in spark.sql(f"SHOW TABLES IN {source}").collect()
+    ) == sorted(LOG_TABLES)
+    views = {r["viewName"] for r in spark.sql(f"SHOW VIEWS IN {output}").collect()}
+    assert set(LOG_TABLES) | {"operation_changes"} <= views
+    countries = SparkEngine(spark, "spark_catalog", output).read_table(IP_COUNTRIES)
+    assert countries.num_rows == LocalEngine(ours).read_table(IP_COUNTRIES).num_rows

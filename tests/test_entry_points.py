@@ -185,6 +185,10 @@ BLOCKED_RUN = textwrap.dedent(
             pass
         def dropTempView(self, name):
             self.views.pop(name, None)
+        def setCurrentCatalog(self, name):
+            self.statements.append(f"USE CATALOG `{name}`")
+        def setCurrentDatabase(self, name):
+            self.statements.append(f"USE SCHEMA `{name}`")
         def table(self, name):
             raise RuntimeError("[TABLE_OR_VIEW_NOT_FOUND] " + name)
         def createDataFrame(self, batch, schema=None):

@@ -153,9 +153,10 @@ def write_detections_spark(
         engine.ensure_tables([*BOOKKEEPING_TABLES.values(), *DERIVED_TABLES.values()])
     else:
         engine.ensure_tables()
-    # The detections name their tables without catalog or schema.
-    spark.sql(f"USE CATALOG {quote_identifier(catalog)}")
-    spark.sql(f"USE SCHEMA {quote_identifier(schema)}")
+    # The detections name their tables without catalog or schema. The catalog API, not
+    # `USE CATALOG`, which only Databricks' SQL parses (open-source Spark rejects it).
+    spark.catalog.setCurrentCatalog(catalog)
+    spark.catalog.setCurrentDatabase(schema)
     selected = configured(settings)
     if source:
         for statement in source_view_statements(*source):
