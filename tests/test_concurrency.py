@@ -5,7 +5,9 @@ On Databricks nothing locks across processes: the job's `max_concurrent_runs: 1`
 one run per job (tests/test_bundle.py checks it), and any other writer is kept safe by
 Delta's optimistic commits, because every write the job makes is an idempotent MERGE or
 an append re-run on conflict. The last test runs two whole jobs at once with no lock at
-all to show that this holds for the job, not only for single merges.
+all, and each with a Zoom-account lease of its own, to show that this holds for the job,
+not only for single merges. (The shared lease, which keeps two runs on one Zoom account
+apart, is tests/test_lease.py's.)
 """
 
 from __future__ import annotations
@@ -91,15 +93,17 @@ def test_two_jobs_writing_at_once_without_a_lock_neither_corrupt_nor_duplicate(s
     summaries: list[RunSummary] = []
     errors: list[BaseException] = []
 
-    def one_job() -> None:
+    def one_job(name: str) -> None:
         engine = UnlockedEngine(tmp_path)
         barrier.wait(timeout=30)
         try:
-            summaries.append(run(settings, engine, progress=False))
+            # A lease of its own: the two jobs do not exclude each other.
+            lease = LocalEngine(tmp_path / f"lease-{name}")
+            summaries.append(run(settings, engine, progress=False, lease_engine=lease))
         except BaseException as exc:  # reported below, with the traceback
             errors.append(exc)
 
-    threads = [threading.Thread(target=one_job) for _ in range(2)]
+    threads = [threading.Thread(target=one_job, args=(name,)) for name in "ab"]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -85,7 +85,7 @@ def ingest_without_spark(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     that decides what the next run does (an exit code, or an exception to raise)."""
     outcome: list[Any] = [exit_codes.OK]
 
-    def run(settings: Any, engine: Any, progress: bool) -> Summary:
+    def run(settings: Any, engine: Any, progress: bool, **where: Any) -> Summary:
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return Summary(outcome[0])
@@ -113,7 +113,8 @@ def test_every_wheel_entry_point_fails_the_task_with_its_exit_code(
     assert exit_code_of("zoom-ingest-job", [*base, "--lookback=soon"], monkeypatch) == 2
     assert exit_code_of("zoom-ingest-job", ["--schema=zoom"], monkeypatch) == 2
     assert exit_code_of("zoom-ingest-job", [*base, "--no-such-flag=1"], monkeypatch) == 2
-    for code in (exit_codes.OK, exit_codes.STREAM_FAILED, exit_codes.DAILY_LIMIT):
+    # BUSY as a summary's code: another run held the Zoom account's lease.
+    for code in (exit_codes.OK, exit_codes.STREAM_FAILED, exit_codes.DAILY_LIMIT, exit_codes.BUSY):
         ingest_without_spark[0] = code
         assert exit_code_of("zoom-ingest-job", base, monkeypatch) == code
     ingest_without_spark[0] = EngineBusy("another run in this process is writing to main.zoom")
@@ -245,6 +246,8 @@ BLOCKED_RUN = textwrap.dedent(
             return self.rows
         def createOrReplaceTempView(self, name):
             self.spark.views[name] = self.batch.num_rows
+            if "expires_at" in self.batch.column_names:  # the lease row, as written
+                self.spark.lease = self.batch.to_pylist()[0]
 
     class Session:
         # What the Spark engine asks of a session, recorded: no JVM needed.
@@ -257,6 +260,10 @@ BLOCKED_RUN = textwrap.dedent(
             pass
         def dropTempView(self, name):
             self.views.pop(name, None)
+        def setCurrentCatalog(self, name):
+            self.statements.append(f"USE CATALOG `{name}`")
+        def setCurrentDatabase(self, name):
+            self.statements.append(f"USE SCHEMA `{name}`")
         def table(self, name):
             raise RuntimeError("[TABLE_OR_VIEW_NOT_FOUND] " + name)
         def createDataFrame(self, batch, schema=None):
@@ -267,6 +274,10 @@ BLOCKED_RUN = textwrap.dedent(
             self.statements.append(f"setCurrentDatabase({name})")
         def sql(self, statement, args=None):
             self.statements.append(statement)
+            if statement.startswith("SELECT `run_id`") and "zoom_ingest_leases" in statement:
+                # Who holds the lease: the last writer (no other run here).
+                expires = self.lease["expires_at"].timestamp() * 1_000_000
+                return Frame(self, [Row(run_id=self.lease["run_id"], expires_micros=expires)])
             if statement.startswith("MERGE INTO"):
                 view = statement.split(" USING `", 1)[1].split("`", 1)[0]
                 return Frame(self, [Row(num_inserted_rows=self.views[view])])

@@ -8,7 +8,9 @@ detections task) and, here, in DuckDB over the local Delta tables: sqlglot trans
 dialect, so there is one copy of every query.
 
 Locally every table folder of the warehouse (`<warehouse>/<table>`) is registered under
-its table name; a bookkeeping table that does not exist yet reads as empty. Queries see
+its table name; a bookkeeping or derived table that does not exist reads as empty. With a
+`source` folder the log tables come from there instead (tables another tool wrote, with
+the documented columns), everything else from the warehouse. Queries see
 timestamps in UTC, as a Databricks session with the UTC time zone does.
 """
 
@@ -40,7 +42,7 @@ from .queries import (  # noqa: F401  (re-exported: the names analytics users kn
     view_statements,
     with_params,
 )
-from .tables import ALL_TABLES, UTC
+from .tables import ALL_TABLES, LOG_TABLES, UTC
 
 SOURCE_DIALECT = "databricks"
 # DuckDB's HUGEINT (COUNT_IF, SUM of BIGINT) as Arrow gives it.
@@ -131,11 +133,14 @@ class LocalWarehouse:
         *,
         now: datetime | None = None,
         params: Mapping[str, object] | None = None,
+        source: str | Path | None = None,
     ) -> None:
         self.path = Path(warehouse).expanduser()
-        if not self.path.is_dir():
+        #: Where the log tables are (default: the warehouse).
+        self.source = Path(source).expanduser() if source else self.path
+        if not self.source.is_dir():
             raise QueryError(
-                f"no warehouse at {self.path}: run `zoom-ingest run` or `zoom-ingest demo` first"
+                f"no warehouse at {self.source}: run `zoom-ingest run` or `zoom-ingest demo` first"
             )
         self.now = now
         #: values of the detections' params CTEs (DetectionSettings.sql_params()); None:
@@ -150,7 +155,12 @@ class LocalWarehouse:
 
     def _register_tables(self) -> Iterator[str]:
         found: set[str] = set()
-        for folder in sorted(p for p in self.path.iterdir() if p.is_dir()):
+        folders = [self.source / name for name in LOG_TABLES]
+        if self.path.is_dir():
+            folders += [
+                p for p in sorted(self.path.iterdir()) if p.is_dir() and p.name not in LOG_TABLES
+            ]
+        for folder in folders:
             if DeltaTable.is_deltatable(str(folder)):
                 self._register_delta(folder.name, DeltaTable(str(folder)))
                 found.add(folder.name)
@@ -234,15 +244,19 @@ def _env_params() -> dict[str, object]:
     return DetectionSettings.from_env().sql_params()
 
 
-def run_query(warehouse: str | Path, sql: str, *, now: datetime | None = None) -> pa.Table:
+def run_query(
+    warehouse: str | Path, sql: str, *, now: datetime | None = None, source: Path | None = None
+) -> pa.Table:
     """Run one Databricks SQL query over a local warehouse folder (for `zoom-ingest query`)."""
-    with LocalWarehouse(warehouse, now=now) as session:
+    with LocalWarehouse(warehouse, now=now, source=source) as session:
         return session.query(sql)
 
 
-def run_named(warehouse: str | Path, name: str, *, now: datetime | None = None) -> pa.Table:
+def run_named(
+    warehouse: str | Path, name: str, *, now: datetime | None = None, source: Path | None = None
+) -> pa.Table:
     """Run the analytics query or detection called `name` over a local warehouse folder."""
-    with LocalWarehouse(warehouse, now=now) as session:
+    with LocalWarehouse(warehouse, now=now, source=source) as session:
         return session.named(name)
 
 
@@ -251,9 +265,10 @@ def run_detections(
     *,
     now: datetime | None = None,
     params: Mapping[str, object] | None = None,
+    source: Path | None = None,
 ) -> pa.Table:
     """Every detection's alerts over a local warehouse folder, in ALERT_SCHEMA."""
-    with LocalWarehouse(warehouse, now=now, params=params) as session:
+    with LocalWarehouse(warehouse, now=now, params=params, source=source) as session:
         return session.detections()
 
 

@@ -1,7 +1,8 @@
 """`zoom-ingest`: run the job locally, try it against the built-in simulator, inspect tables.
 
 Exit codes: 0 ok · 1 a stream failed · 2 bad settings · 3 stopped at Zoom's daily rate
-limit (run again later; checkpoints are kept) · 4 another run holds the warehouse ·
+limit (run again later; checkpoints are kept) · 4 another run holds the warehouse or the
+Zoom account's lease ·
 5 Zoom could not be reached (DNS, refused connection, TLS); nothing was fetched
 (src/zoom_ingest/exit_codes.py declares them all).
 """
@@ -47,6 +48,18 @@ def require_tables(warehouse: Path) -> None:
     if not (warehouse / "zoom_ingest_checkpoints").is_dir():
         click.echo(
             f"error: no zoom_ingest tables in {warehouse}; run `zoom-ingest run` first", err=True
+        )
+        sys.exit(EXIT_SETTINGS)
+
+
+def require_log_tables(folder: Path) -> None:
+    """Exit 2 with a hint when the folder holds neither log table: queries, detections and
+    the report need only those (runs and checkpoints tables are optional)."""
+    if not any((folder / name / "_delta_log").is_dir() for name in LOG_TABLE_NAMES):
+        click.echo(
+            f"error: no activity_logs or operation_logs Delta table in {folder}; run "
+            "`zoom-ingest run` first, or point --source at a folder that has them",
+            err=True,
         )
         sys.exit(EXIT_SETTINGS)
 
@@ -123,6 +136,17 @@ def table_options(
 
 
 warehouse_option = table_option(BY_NAME["warehouse"])
+#: `query`/`report --source`: the folder of the log tables when another tool wrote them.
+source_option = click.option(
+    "--source",
+    envvar=BY_NAME["source"].env,
+    show_envvar=True,
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of activity_logs and operation_logs when another tool wrote them (only "
+    "the documented columns are read); outputs stay in --warehouse. Default: --warehouse.",
+)
+LOG_TABLE_NAMES = ("activity_logs", "operation_logs")
 
 progress_option = click.option(
     "--progress/--no-progress",
@@ -181,8 +205,23 @@ def make_engine(engine: str, warehouse: Path) -> Any:
     return spark_engine.SparkEngine(session, warehouse=warehouse)
 
 
+def lease_engine_at(store: Any, location: str | None) -> Any:
+    """The engine that keeps zoom_ingest_leases in the folder `location`, of the same kind
+    as `store` (the Spark one shares its session); None (beside the tables) when empty."""
+    if not location or not location.strip():
+        return None
+    folder = Path(location.strip()).expanduser()
+    if store.name == "local":
+        return type(store)(folder)
+    return type(store)(store.spark, warehouse=folder)
+
+
 def execute(
-    settings: Settings, warehouse: Path, progress: bool | None, engine: str = DEFAULT_ENGINE
+    settings: Settings,
+    warehouse: Path,
+    progress: bool | None,
+    engine: str = DEFAULT_ENGINE,
+    lease_location: str | None = None,
 ) -> int:
     """Run the job on the chosen engine and print the summary; return the exit code."""
     from .engines import EngineBusy, TableSchemaMismatch
@@ -190,7 +229,13 @@ def execute(
     from .job import run
 
     try:
-        summary = run(settings, make_engine(engine, warehouse), progress=progress)
+        store = make_engine(engine, warehouse)
+        summary = run(
+            settings,
+            store,
+            progress=progress,
+            lease_engine=lease_engine_at(store, lease_location),
+        )
     except EngineBusy as exc:
         click.echo(mask(f"error: {exc}"), err=True)
         return EXIT_BUSY
@@ -216,11 +261,12 @@ def run_command(
 ) -> None:
     """Ingest both log streams into the local warehouse (incremental after the first run)."""
     configure_logging(log_level, [opts["client_secret"] or ""])
+    lease_location = opts.pop("lease_location", None)
     try:
         settings = build_settings(opts)
     except SettingsError as exc:
         fail_settings(exc)
-    sys.exit(execute(settings, warehouse, progress, engine))
+    sys.exit(execute(settings, warehouse, progress, engine, lease_location))
 
 
 @main.command("demo", cls=SettingsCommand)
@@ -487,6 +533,7 @@ def _max(column: Any) -> Any:
 @main.command("query")
 @click.argument("sql", required=False)
 @warehouse_option
+@source_option
 @click.option(
     "--name",
     "query_name",
@@ -512,6 +559,7 @@ def _max(column: Any) -> Any:
 def query_command(
     sql: str | None,
     warehouse: Path,
+    source: Path | None,
     query_name: str | None,
     detections: bool,
     list_queries: bool,
@@ -533,17 +581,17 @@ def query_command(
     if sum(x is not None and x is not False for x in (sql, query_name, detections or None)) != 1:
         click.echo("error: give one of SQL, --name NAME or --detections (see --list)", err=True)
         sys.exit(EXIT_SETTINGS)
-    require_tables(warehouse)
+    require_log_tables(source or warehouse)
     try:
         if detections:
-            result = analytics.run_detections(warehouse)
+            result = analytics.run_detections(warehouse, source=source)
         elif query_name is not None:
             if query_name not in analytics.QUERIES and query_name not in analytics.DETECTIONS:
                 click.echo(f"error: no query named {query_name!r}; see --list", err=True)
                 sys.exit(EXIT_SETTINGS)
-            result = analytics.run_named(warehouse, query_name)
+            result = analytics.run_named(warehouse, query_name, source=source)
         else:
-            result = analytics.run_query(warehouse, sql or "")
+            result = analytics.run_query(warehouse, sql or "", source=source)
     except analytics.QueryError as exc:
         click.echo(mask(f"error: {exc}"), err=True)
         sys.exit(exit_codes.STREAM_FAILED)
@@ -598,18 +646,19 @@ def _json_default(value: object) -> str:
 
 @main.command("report")
 @warehouse_option
+@source_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="HTML file to write (default: <warehouse>/zoom-report.html).",
 )
-def report_command(warehouse: Path, output: Path | None) -> None:
+def report_command(warehouse: Path, source: Path | None, output: Path | None) -> None:
     """Write a self-contained HTML report: sign-ins, clients, changes, latest detections."""
     from .report import write_report
 
-    require_tables(warehouse)
-    path = write_report(warehouse, output or warehouse / "zoom-report.html")
+    require_log_tables(source or warehouse)
+    path = write_report(warehouse, output or warehouse / "zoom-report.html", source=source)
     click.echo(f"wrote {path}")
 
 

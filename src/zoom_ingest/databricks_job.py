@@ -13,9 +13,10 @@ ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET. They are never logged.
 
 Exit status (`exit_codes`): 0 every stream succeeded, 1 a stream failed, 2 a bad
 setting (nothing was called), 3 Zoom's daily rate limit stopped the run (checkpoints
-kept), 4 another run in this process holds the destination, 7 Zoom's answer for a
-window could not be proven complete (its checkpoint stays). The `zoom_ingest_runs`
-table has one row per stream with the details.
+kept), 4 busy: another run holds the Zoom account's lease (`--lease-wait`, `--lease-location`)
+or, in this process, the destination, 7 Zoom's answer for a window could not be proven
+complete (its checkpoint stays). The `zoom_ingest_runs` table has one row per stream
+with the details.
 
 This module and everything it imports on the Spark path use only the wheel's base
 requirements: deltalake, duckdb, sqlglot, rich and click are the `local` extra, which a
@@ -96,6 +97,7 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         catalog = _required("catalog", args.catalog)
         schema = _required("schema", args.schema)
         optimize = _choice("optimize", args.optimize, OPTIMIZE_CHOICES, OPTIMIZE.default_text)
+        lease_location = lease_schema(args.lease_location, catalog)
         settings = settings_from_args(args)
     except SettingsError as exc:
         print(mask(f"error: {exc}"), file=sys.stderr)
@@ -113,8 +115,11 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         settings.account_id,
         engine.describe(),
     )
+    lease_engine = (
+        SparkEngine(engine.spark, *lease_location, optimize=False) if lease_location else None
+    )
     try:
-        summary = job.run(settings, engine, progress=False)
+        summary = job.run(settings, engine, progress=False, lease_engine=lease_engine)
     except EngineBusy as exc:
         # Nothing was fetched or written: the same outcome as the local CLI's.
         log.error("%s", exc)
@@ -126,6 +131,20 @@ def run_once(argv: Sequence[str] | None = None) -> int:
     for line in summary.lines():  # the run summary, in the task's output
         print(line, flush=True)
     return summary.exit_code
+
+
+def lease_schema(text: str, catalog: str) -> tuple[str, str] | None:
+    """`--lease-location`: `catalog.schema`, or `schema` in the job's catalog; None when
+    empty (the lease lives beside the tables)."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = [part.strip() for part in text.split(".")]
+    if len(parts) == 1:
+        parts.insert(0, catalog)
+    if len(parts) != 2 or not all(parts):
+        raise SettingsError("lease_location", f"{text!r} is not catalog.schema or schema")
+    return parts[0], parts[1]
 
 
 def settings_from_args(

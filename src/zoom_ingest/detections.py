@@ -42,8 +42,8 @@ from .queries import (
     with_params,
 )
 from .settings import DetectionSettings, SettingsError
+from .tables import BOOKKEEPING_TABLES, DERIVED_TABLES, LOG_TABLES, TIMESTAMP, UTC
 from .tables import DETECTIONS as DETECTIONS_TABLE
-from .tables import TIMESTAMP, UTC
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -132,26 +132,82 @@ def write_detections_spark(
     now: datetime | None = None,
     engine: Engine | None = None,
     settings: DetectionSettings | None = None,
+    source: tuple[str, str] | None = None,
 ) -> DetectionRun:
     """Run every detection in `catalog.schema` and merge new alerts into zoom_detections.
 
     Also (re)creates the views the queries read (`operation_changes`) in the schema, where
     the dashboard's datasets find them too.
+
+    `source` (catalog, schema): where activity_logs and operation_logs are when another
+    tool writes them (the Zoom Logs connector). `catalog.schema` then holds views of
+    those two tables under their own names (every query and the dashboard read them
+    there), the outputs, and empty bookkeeping tables (data_freshness reads them); the
+    addresses of the source's activity_logs are looked up into zoom_ip_countries.
     """
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
     engine = engine or SparkEngine(spark, catalog, schema, optimize=False)
-    # Every table, zoom_detections included, as the ingest job declares and describes it.
-    engine.ensure_tables()
+    # Every table, zoom_detections included, as the ingest job declares and describes it;
+    # with a source, every one but the log tables (views of the source's stand there).
+    if source:
+        engine.ensure_tables([*BOOKKEEPING_TABLES.values(), *DERIVED_TABLES.values()])
+    else:
+        engine.ensure_tables()
     # The detections name their tables without catalog or schema. The catalog API, not
-    # `USE CATALOG`: that statement is Databricks SQL, which open-source Spark rejects;
-    # setCurrentCatalog / setCurrentDatabase work on both, over Spark Connect too.
+    # `USE CATALOG`, which only Databricks' SQL parses (open-source Spark rejects it).
     spark.catalog.setCurrentCatalog(catalog)
     spark.catalog.setCurrentDatabase(schema)
     selected = configured(settings)
+    if source:
+        for statement in source_view_statements(*source):
+            spark.sql(statement)
+        _look_up_new_addresses(spark, engine)
     for statement in view_statements():
         spark.sql(statement)
     alerts = collect_alerts(spark, detected_at, selected)
     return DetectionRun(detected_at, alerts.num_rows, store_alerts(engine, alerts))
+
+
+def source_view_statements(catalog: str, schema: str) -> list[str]:
+    """Views named after the log tables over another tool's tables, with the documented
+    columns (identifiers only in the text)."""
+    statements = []
+    for spec in LOG_TABLES.values():
+        columns = ", ".join(quote_identifier(c) for c in spec.columns)
+        table = ".".join(quote_identifier(part) for part in (catalog, schema, spec.name))
+        statements.append(
+            f"CREATE OR REPLACE VIEW {quote_identifier(spec.name)} AS SELECT {columns} FROM {table}"
+        )
+    return statements
+
+
+def _look_up_new_addresses(spark: SparkSession, engine: Engine) -> None:
+    """zoom_ip_countries for the addresses of activity_logs it lacks (the ingest job
+    fills it for its own tables; another tool's tables only pass through here)."""
+    from .geo import ip_country_rows
+    from .tables import IP_COUNTRIES
+
+    rows = spark.sql(
+        "SELECT DISTINCT a.`ip_address` FROM `activity_logs` AS a "
+        "LEFT ANTI JOIN `zoom_ip_countries` AS c ON c.`ip_address` = a.`ip_address` "
+        "WHERE a.`ip_address` IS NOT NULL"
+    ).collect()
+    addresses = [row["ip_address"] for row in rows]
+    if addresses:
+        engine.merge_new(IP_COUNTRIES, ip_country_rows(addresses))
+
+
+def parse_source(text: str, catalog: str) -> tuple[str, str] | None:
+    """`--source`: `catalog.schema`, or `schema` of `catalog`; None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = [part.strip() for part in text.split(".")]
+    if len(parts) == 1:
+        parts.insert(0, catalog)
+    if len(parts) != 2 or not all(parts):
+        raise SettingsError("source", f"{text!r} is not catalog.schema or schema")
+    return parts[0], parts[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +249,7 @@ def run_once(argv: Sequence[str] | None = None) -> int:
             settings = DetectionSettings(
                 **options.given_values(options.DETECTIONS, options.DETECTION_SETTINGS, vars(args))
             )
+            source = parse_source(args.source, args.catalog)
         except SettingsError as exc:
             parser.error(str(exc))
     except SystemExit as exc:  # --help, or a bad argument: argparse has said why
@@ -201,7 +258,9 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    result = write_detections_spark(_active_session(), args.catalog, args.schema, settings=settings)
+    result = write_detections_spark(
+        _active_session(), args.catalog, args.schema, settings=settings, source=source
+    )
     log.info("%s", result.line())
     if fail_on and result.new_at_or_above(fail_on):
         log.error("new alerts of severity %s or above: see the zoom_detections table", fail_on)
@@ -224,8 +283,12 @@ def write_detections_local(
     *,
     now: datetime | None = None,
     params: Mapping[str, object] | None = None,
+    source: Path | None = None,
 ) -> DetectionRun:
     """Run every detection over a local warehouse and merge new alerts into zoom_detections.
+
+    `source`: the folder of the log tables when another tool wrote them; the alerts go
+    to `warehouse`.
 
     `now` pins the detections' current time (tests); `detected_at` is `now` or the clock.
     `params`: DetectionSettings.sql_params() (default: the settings from the environment).
@@ -235,10 +298,19 @@ def write_detections_local(
     from .engines.local import LocalEngine
 
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
-    with LocalWarehouse(warehouse, now=now, params=params) as session:
-        alerts = session.detections()
     engine = LocalEngine(warehouse)
-    engine.ensure_tables()
+    engine.ensure_tables(DERIVED_TABLES.values() if source else None)
+    if source:
+        # Another tool's tables: their addresses' countries, which the ingest job would
+        # have looked up, before the country detections read them.
+        from .geo import ip_country_rows_for
+        from .tables import IP_COUNTRIES
+
+        with LocalWarehouse(warehouse, source=source) as session:
+            activity = session.query("SELECT ip_address FROM activity_logs")
+        engine.merge_new(IP_COUNTRIES, ip_country_rows_for(activity))
+    with LocalWarehouse(warehouse, now=now, params=params, source=source) as session:
+        alerts = session.detections()
     stamped = alerts.append_column(
         pa.field("detected_at", TIMESTAMP), pa.array([detected_at] * alerts.num_rows, TIMESTAMP)
     )

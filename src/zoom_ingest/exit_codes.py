@@ -26,7 +26,9 @@ BAD_SETTING = 2
 #: Zoom accepts calls again. Retrying before then fails the same way.
 DAILY_LIMIT = 3
 #: Another run holds the destination (warehouse folder, or catalog.schema in this
-#: process). Nothing was fetched or written.
+#: process), or the Zoom account's lease (zoom_ingest_leases) past --lease-wait: one
+#: Zoom client per account at a time. Nothing was fetched; a lease-busy run leaves a
+#: zoom_ingest_runs row per stream with status `busy`.
 BUSY = 4
 #: No connection to Zoom could be made at all (DNS, refused connection, TLS), after a
 #: few attempts within seconds: nothing was fetched. The network may come back; the next
@@ -45,7 +47,7 @@ DESCRIPTIONS: dict[int, str] = {
     STREAM_FAILED: "a stream failed",
     BAD_SETTING: "a bad setting (nothing was called)",
     DAILY_LIMIT: "stopped at Zoom's daily rate limit (checkpoints kept)",
-    BUSY: "another run holds the destination",
+    BUSY: "busy: another run holds the destination or the Zoom account's lease",
     ZOOM_UNREACHABLE: "Zoom could not be reached (DNS, refused connection, TLS)",
     ALERTS: "detections: a new alert at or above --fail-on",
     INCOMPLETE: "Zoom's answer could not be proven complete (see failed_window)",

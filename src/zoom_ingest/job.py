@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as clock_time
@@ -29,7 +30,8 @@ import pyarrow.compute as pc
 
 from . import exit_codes
 from .engines import rules
-from .engines.base import Engine
+from .engines.base import AccountBusy, Engine
+from .engines.lease import account_lease
 from .geo import RunAddresses, ip_country_rows
 from .masking import mask, one_line
 from .normalise import Batch, Reject
@@ -60,6 +62,7 @@ EXIT_STREAM_FAILED = exit_codes.STREAM_FAILED
 EXIT_DAILY_LIMIT = exit_codes.DAILY_LIMIT
 EXIT_ZOOM_UNREACHABLE = exit_codes.ZOOM_UNREACHABLE
 EXIT_INCOMPLETE = exit_codes.INCOMPLETE
+EXIT_BUSY = exit_codes.BUSY
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0
@@ -124,6 +127,8 @@ class StreamRun:
     #: The window whose pages could not prove it complete, and why (`from..to: reason`).
     failed_window: str | None = None
     aborted: bool = False
+    #: Another run held the account's lease: nothing was fetched.
+    busy: bool = False
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -137,6 +142,8 @@ class StreamRun:
 
     @property
     def status(self) -> str:
+        if self.busy:
+            return "busy"
         if self.failed_window:
             return "incomplete"
         if self.error:
@@ -158,6 +165,8 @@ class RunSummary:
     interrupted: bool = False
     #: Zoom could not be reached when the run started: one line, the URL and the cause.
     unreachable: str | None = None
+    #: Another run held the account's lease (zoom_ingest_leases): who, and until when.
+    busy: str | None = None
     #: The configured limit (requests/s for the Zoom account)…
     rate_limit: float = 0.0
     #: …and what the run achieved: every stream's API calls over the seconds from the
@@ -170,6 +179,8 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
+        if self.busy is not None:
+            return EXIT_BUSY
         if self.unreachable is not None:
             return EXIT_ZOOM_UNREACHABLE
         if any(s.status == "failed" for s in self.streams):
@@ -186,6 +197,8 @@ class RunSummary:
         out = [f"run {self.run_id} on {self.engine}: {self.duration:.1f} s"]
         if self.unreachable is not None:
             out.append(f"  {self.unreachable}")
+        if self.busy is not None:
+            out.append(f"  busy: {self.busy}")
         if self.calls_per_second is not None and self.rate_limit:
             out.append(
                 f"  API calls {self.api_calls:,} at {self.calls_per_second:.2f}/s of the "
@@ -203,7 +216,7 @@ class RunSummary:
             )
             if s.before_floor:
                 out.append(f"    {s.before_floor:,} fetched records before the start not stored")
-            if s.error and s.error != self.unreachable:
+            if s.error and s.error not in (self.unreachable, self.busy):
                 out.append(f"    error: {s.error}")
         if self.daily_limit_retry_at is not None:
             out.append(
@@ -277,9 +290,15 @@ def run(
     progress: bool | None = None,
     client: ZoomClient | None = None,
     now: datetime | None = None,
+    lease_engine: Engine | None = None,
 ) -> RunSummary:
     """One whole run for one Zoom account. Raises EngineBusy if another run holds the
-    destination; every other failure is reported in the summary and the runs table."""
+    destination; every other failure is reported in the summary and the runs table.
+
+    The run calls Zoom only while it holds the account's lease (engines/lease.py), kept
+    in `lease_engine`'s zoom_ingest_leases (default: the destination's). When another
+    run holds it beyond `settings.lease_wait`, the run ends busy (exit 4) with a runs
+    row per stream saying who held it."""
     now = now or datetime.now(UTC)
     run_id = new_run_id(now)
     with engine.run_lock():
@@ -307,6 +326,8 @@ def run(
         client = client or ZoomClient(settings.zoom_client_config())
         writer = _Writer(settings, engine, run_id, runs, client, progress)
         unreachable: str | None = None
+        busy: str | None = None
+        lost: list[str] = []
 
         def summary() -> RunSummary:
             return RunSummary(
@@ -319,28 +340,42 @@ def run(
                 daily_limit_retry_at=writer.daily_limit_retry_at,
                 interrupted=writer.interrupted,
                 unreachable=unreachable,
+                busy=busy,
                 rate_limit=settings.requests_per_second,
                 calls_per_second=writer.calls_per_second(),
             )
+
+        def lease_lost(why: str) -> None:
+            # Called from the lease's heartbeat thread: another run calls Zoom for the
+            # account now, so this one stops fetching and commits what it has.
+            lost.append(why)
+            writer.stop.set()
 
         # Visible from its start: the run's rows say `running` until its end replaces
         # them; a `running` row of a run that cannot be running any more says so.
         _abandon_runs(engine, settings.account_id, run_id, now)
         engine.upsert(RUNS, _runs_rows(summary(), settings, running=True))
         try:
-            # The token first, once: without a route to Zoom, or with refused
-            # credentials, the run ends here in seconds rather than in every window.
-            try:
-                client.connect()
-            except ZoomError as exc:
-                if isinstance(exc, ZoomUnreachable):
-                    unreachable = one_line(str(exc))
-                    log.error("%s", exc)
-                for s in runs:
-                    s.error = one_line(str(exc))
-                    s.finished = time.monotonic()
-            else:
-                writer.run()
+            with ExitStack() as holding:
+                try:
+                    holding.enter_context(
+                        account_lease(
+                            lease_engine or engine,
+                            settings.account_id,
+                            run_id,
+                            wait=settings.lease_wait.total_seconds(),
+                            on_lost=lease_lost,
+                        )
+                    )
+                except AccountBusy as exc:
+                    busy = one_line(str(exc))
+                    log.error("%s", busy)
+                    for s in runs:
+                        s.busy = True
+                        s.error = busy
+                        s.finished = time.monotonic()
+                else:
+                    unreachable = _fetch_and_commit(client, writer, runs)
         except Exception as exc:
             # The destination failed under us (disk, permissions, a lost commit race that
             # outlived its retries). Checkpoints are already where the data is; record
@@ -350,10 +385,33 @@ def run(
         finally:
             if own_client:
                 client.close()
+        for s in runs:
+            if lost and s.status != "succeeded" and not s.error:
+                s.error = one_line(lost[0])
         result = summary()
         engine.upsert(RUNS, _runs_rows(result, settings))
-        _maintain(engine)
+        if busy is None:
+            _maintain(engine)
     return result
+
+
+def _fetch_and_commit(client: ZoomClient, writer: _Writer, runs: list[StreamRun]) -> str | None:
+    """Connect to Zoom, then let the writer fetch and commit every window. Returns why
+    Zoom could not be reached at all, or None."""
+    # The token first, once: without a route to Zoom, or with refused credentials, the
+    # run ends here in seconds rather than in every window.
+    try:
+        client.connect()
+    except ZoomError as exc:
+        for s in runs:
+            s.error = one_line(str(exc))
+            s.finished = time.monotonic()
+        if isinstance(exc, ZoomUnreachable):
+            log.error("%s", exc)
+            return one_line(str(exc))
+        return None
+    writer.run()
+    return None
 
 
 def _record_crash(

@@ -397,6 +397,24 @@ OPTIONS: tuple[Option, ...] = (
         "Pages one window may take (300 records each) before it counts as a loop",
         TUNING,
     ),
+    setting(
+        "lease_wait",
+        "While another run holds the Zoom account's lease (zoom_ingest_leases), wait this "
+        "long for it (0s, 10m, 1h), then end busy with exit 4",
+        TUNING,
+        # The bundle's jobs wait: an hourly run that meets the reconcile would otherwise
+        # fail (exit 4) and mail someone.
+        suggested="10m",
+    ),
+    Option(
+        "lease_location",
+        "Where the zoom_ingest_leases table lives, for runs on one Zoom account that write "
+        "to different places: a warehouse folder (zoom-ingest run) or catalog.schema "
+        "(zoom-ingest-job). Empty: beside the tables",
+        frozenset({RUN, JOB}),
+        env="ZOOM_INGEST_LEASE_LOCATION",
+        unset="beside the tables",
+    ),
     # -- after the run, and its log
     Option(
         "optimize",
@@ -428,6 +446,16 @@ OPTIONS: tuple[Option, ...] = (
         "country_learning_days",
         "new_country_sign_in: days of a user's history before a new country alerts",
         {DETECTIONS},
+    ),
+    Option(
+        "source",
+        "Where activity_logs and operation_logs are when another tool writes them (the "
+        "Databricks Zoom Logs connector): catalog.schema, or a schema of --catalog; the "
+        "outputs (zoom_detections, zoom_ip_countries, views) stay in --schema. Locally "
+        "(zoom-ingest query/report --source) a warehouse folder. Empty: beside the outputs",
+        frozenset({DETECTIONS}),
+        env="ZOOM_INGEST_SOURCE",
+        unset="beside the outputs",
     ),
     Option(
         "fail_on",

@@ -41,12 +41,13 @@ def write_report(
     *,
     now: datetime | None = None,
     params: Mapping[str, object] | None = None,
+    source: Path | None = None,
 ) -> Path:
     """Write the report of a local warehouse to `output` (an .html file); return its path.
 
     `params`: the detections' settings (DetectionSettings.sql_params(); default: from the
     environment)."""
-    page = render_report(warehouse, now=now, params=params)
+    page = render_report(warehouse, now=now, params=params, source=source)
     path = Path(output).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -58,10 +59,12 @@ def render_report(
     *,
     now: datetime | None = None,
     params: Mapping[str, object] | None = None,
+    source: Path | None = None,
 ) -> str:
-    """The report as one HTML document (a string)."""
+    """The report as one HTML document (a string); `source`: the log tables' folder when
+    they are not in `warehouse`."""
     generated = (now or datetime.now(UTC)).astimezone(UTC)
-    with LocalWarehouse(warehouse, now=now, params=params) as session:
+    with LocalWarehouse(warehouse, now=now, params=params, source=source) as session:
         results: dict[str, list[Row]] = {name: _rows(session.named(name)) for name in QUERIES}
         alerts = _rows(session.detections())
         location = str(session.path.absolute())

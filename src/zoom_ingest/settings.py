@@ -66,6 +66,9 @@ class Settings:
     max_response_bytes: int = 16 * 1024 * 1024
     #: Pages one window may take (300 records each) before it counts as a loop.
     max_pages_per_window: int = MAX_PAGES_PER_WINDOW
+    #: How long a run waits for the Zoom account's lease while another run holds it,
+    #: before it ends busy (exit 4). 0: at once.
+    lease_wait: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -144,6 +147,8 @@ def validate(s: Settings) -> None:
     _check_range("request_deadline", s.request_deadline, 1, 3600)
     _check_range("max_response_bytes", s.max_response_bytes, 65_536, 1 << 31)
     _check_range("max_pages_per_window", s.max_pages_per_window, 1, 10_000_000)
+    if not timedelta(0) <= s.lease_wait <= timedelta(hours=6):
+        raise SettingsError("lease_wait", "must be between 0 and 6 hours (e.g. 0s, 10m, 1h)")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)

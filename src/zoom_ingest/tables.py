@@ -1,7 +1,7 @@
 """The tables zoom_ingest writes: their schemas, keys, clustering, and the lw_id recipe.
 
 The two log tables have exactly the columns documented for the managed Zoom Logs
-connector, so queries written for it run unchanged. The three bookkeeping tables sit
+connector, so queries written for it run unchanged. The four bookkeeping tables sit
 beside them in the same schema (or warehouse folder).
 """
 
@@ -152,7 +152,7 @@ RUNS = TableSpec(
             pa.field("cursor_before", TIMESTAMP),
             pa.field("cursor_after", TIMESTAMP),
             # running (written at the start) | succeeded | failed | incomplete | stopped
-            # | abandoned
+            # | busy | abandoned
             pa.field("status", pa.string()),
             pa.field("error", pa.string()),
             # Added in 0.2 (nullable, appended: older warehouses gain them on the next
@@ -189,7 +189,8 @@ RUNS = TableSpec(
         "cursor_after": "The stream's cursor when the run ended",
         "status": "running (from the run's start until its end), succeeded, failed, "
         "incomplete (a window's pages could not prove it complete: see failed_window), "
-        "stopped, or abandoned (a later run found it running but ended: killed or lost)",
+        "stopped, busy (another run held the account's lease), or abandoned (a later run "
+        "found it running but ended: killed or lost)",
         "error": "Why the stream failed or stopped (Zoom's code, message, tracking id)",
         "rate_limit": "The configured client-side limit for the account (requests/s)",
         "calls_per_second": "API calls per second the run achieved, of all its streams",
@@ -224,6 +225,30 @@ REJECTS = TableSpec(
         "raw_json": "The record as Zoom sent it (may hold email and IP addresses)",
     },
     pii={"raw_json": "record"},
+)
+
+#: One row per Zoom account: the run allowed to call Zoom for it now, until `expires_at`.
+#: Taken, renewed and released through Delta's optimistic concurrency (engines/lease.py).
+LEASES = TableSpec(
+    name="zoom_ingest_leases",
+    schema=pa.schema(
+        [
+            pa.field("account_id", pa.string(), nullable=False),
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("acquired_at", TIMESTAMP, nullable=False),
+            pa.field("renewed_at", TIMESTAMP, nullable=False),
+            pa.field("expires_at", TIMESTAMP, nullable=False),
+        ]
+    ),
+    key=("account_id",),
+    comment="zoom_ingest: one row per Zoom account, the run that may call Zoom for it",
+    column_comments={
+        "account_id": "Zoom account id",
+        "run_id": "The run holding the lease (zoom_ingest_runs.run_id)",
+        "acquired_at": "When that run took the lease (UTC)",
+        "renewed_at": "When that run last renewed it (UTC)",
+        "expires_at": "The lease is free from this instant on (UTC): released or not renewed",
+    },
 )
 
 DETECTIONS = TableSpec(
@@ -280,7 +305,7 @@ IP_COUNTRIES = TableSpec(
 )
 
 LOG_TABLES: dict[str, TableSpec] = {t.name: t for t in (ACTIVITY_LOGS, OPERATION_LOGS)}
-BOOKKEEPING_TABLES: dict[str, TableSpec] = {t.name: t for t in (CHECKPOINTS, RUNS, REJECTS)}
+BOOKKEEPING_TABLES: dict[str, TableSpec] = {t.name: t for t in (CHECKPOINTS, RUNS, REJECTS, LEASES)}
 #: Tables the project derives from the logs, beside them in the same schema: alerts, and
 #: enrichment (the log tables stay exactly as documented).
 DERIVED_TABLES: dict[str, TableSpec] = {t.name: t for t in (DETECTIONS, IP_COUNTRIES)}
@@ -305,6 +330,22 @@ def checkpoint_row(account_id: str, stream: str, cursor: datetime, run_id: str) 
         "run_id": run_id,
     }
     return pa.Table.from_pylist([row], schema=CHECKPOINTS.schema)
+
+
+def lease_row(
+    account_id: str, run_id: str, acquired_at: datetime, renewed_at: datetime, expires_at: datetime
+) -> pa.Table:
+    """One zoom_ingest_leases row, as both engines write it (aware datetimes)."""
+    times = {"acquired_at": acquired_at, "renewed_at": renewed_at, "expires_at": expires_at}
+    for name, value in times.items():
+        if value.tzinfo is None:
+            raise ValueError(f"lease {name} must be an aware datetime, got {value!r}")
+    row = {
+        "account_id": account_id,
+        "run_id": run_id,
+        **{name: value.astimezone(UTC) for name, value in times.items()},
+    }
+    return pa.Table.from_pylist([row], schema=LEASES.schema)
 
 
 def format_time(value: datetime) -> str:

@@ -2,9 +2,10 @@
 
 from typing import Any
 
-from .base import Engine, EngineBusy, TableSchemaMismatch, UnsupportedTable
+from .base import AccountBusy, Engine, EngineBusy, TableSchemaMismatch, UnsupportedTable
 
 __all__ = [
+    "AccountBusy",
     "Engine",
     "EngineBusy",
     "LocalEngine",

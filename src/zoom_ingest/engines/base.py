@@ -7,7 +7,9 @@ run against every engine available on the machine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -18,6 +20,19 @@ from ..tables import TableSpec
 
 class EngineBusy(RuntimeError):
     """Another run holds the destination (warehouse folder / schema)."""
+
+
+class AccountBusy(EngineBusy):
+    """Another run holds the Zoom account's lease (zoom_ingest_leases): a second Zoom
+    client on the account would share its rate limit and daily quota."""
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """A row of zoom_ingest_leases as read back after a lease write."""
+
+    run_id: str
+    expires_at: datetime
 
 
 class TableSchemaMismatch(RuntimeError):
@@ -62,8 +77,9 @@ class Engine(Protocol):
         """Where the tables are, for log lines (e.g. the folder, or catalog.schema)."""
         ...
 
-    def ensure_tables(self) -> None:
-        """Create every table in `tables.ALL_TABLES` that does not exist yet (DDL only here)."""
+    def ensure_tables(self, specs: Iterable[TableSpec] | None = None) -> None:
+        """Create every table in `tables.ALL_TABLES` (or of `specs`: outputs beside log
+        tables that live elsewhere) that does not exist yet (DDL only here)."""
         ...
 
     def merge_new(self, spec: TableSpec, batch: pa.Table) -> int:
@@ -96,6 +112,18 @@ class Engine(Protocol):
 
     def save_checkpoint(self, account_id: str, stream: str, cursor: datetime, run_id: str) -> None:
         """Upsert the (account_id, stream) row of zoom_ingest_checkpoints."""
+        ...
+
+    def write_lease(self, lease: pa.Table) -> list[LeaseHolder]:
+        """Take, renew or release a Zoom account's lease; return the account's lease rows.
+
+        `lease` is one zoom_ingest_leases row (`tables.lease_row`). One conditional MERGE
+        on account_id (`rules.lease_claim_condition`): inserted when the account has no
+        row, written over the row when that is the writer's own or has expired, else
+        left alone. A commit that loses to a concurrent writer is re-run against the
+        newer version. The rows read back say who holds the lease (normally one). The
+        table is created here when missing (a lease location may hold nothing else).
+        """
         ...
 
     def read_table(self, spec: TableSpec) -> pa.Table:

@@ -26,7 +26,7 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from itertools import pairwise
@@ -49,9 +49,9 @@ from deltalake.schema import Field
 from deltalake.table import MAX_SUPPORTED_READER_VERSION, SUPPORTED_READER_FEATURES
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ..tables import ALL_TABLES, CHECKPOINTS, UTC, TableSpec, checkpoint_row
+from ..tables import ALL_TABLES, CHECKPOINTS, LEASES, UTC, TableSpec, checkpoint_row
 from . import rules
-from .base import TableSchemaMismatch, UnsupportedTable
+from .base import LeaseHolder, TableSchemaMismatch, UnsupportedTable
 from .folder_lock import warehouse_lock
 from .rules import schema_differences
 
@@ -80,6 +80,9 @@ MERGE_SLICE_MIN_ROWS = 20_000
 # Optimistic commits that lose a race are re-run this many times in all; the operations
 # are idempotent, so re-running one against the newer table version is always safe.
 COMMIT_ATTEMPTS = 5
+# A lease MERGE that loses is re-run against the newer version: more tries, since every
+# contender of a lease commits at once.
+LEASE_COMMIT_ATTEMPTS = 20
 # Delta writer features delta-rs refuses to write (it fails the commit naming them); a
 # table made by the Spark engine has the first two (liquid clustering).
 UNWRITABLE_FEATURES = (
@@ -132,7 +135,7 @@ class LocalEngine:
     def table_path(self, spec: TableSpec) -> Path:
         return rules.table_folder(self.warehouse, spec)
 
-    def ensure_tables(self) -> None:
+    def ensure_tables(self, specs: Iterable[TableSpec] | None = None) -> None:
         """Create missing tables with exactly the schemas of `tables.py`; check the others.
 
         A table that exists with another schema raises TableSchemaMismatch and is left
@@ -142,15 +145,16 @@ class LocalEngine:
         tables stay readable here (status, query, report).
         """
         self.warehouse.mkdir(parents=True, exist_ok=True)
+        wanted = list(specs) if specs is not None else list(ALL_TABLES.values())
         unwritable = {
             spec.name: features
-            for spec in ALL_TABLES.values()
+            for spec in wanted
             if (features := unwritable_features(self.table_path(spec)))
         }
         if unwritable:
             name, features = next(iter(unwritable.items()))
             raise UnsupportedTable(name, str(self.warehouse / name), features, self.name)
-        for spec in ALL_TABLES.values():
+        for spec in wanted:
             path = self.table_path(spec)
             if not DeltaTable.is_deltatable(str(path)):
                 # mode="ignore": a concurrent creator wins quietly; the check below
@@ -366,6 +370,56 @@ class LocalEngine:
 
         _with_commit_retries(run)
 
+    def write_lease(self, lease: pa.Table) -> list[LeaseHolder]:
+        """The lease MERGE (`rules.lease_claim_condition`), committed only on top of the
+        version it read: `max_commit_retries=0` stops delta-rs from rebasing it onto a
+        concurrent commit, so of two writers that read the same version exactly one
+        commits. The loser re-runs the MERGE against the new version, where the lease is
+        taken and the MERGE changes nothing."""
+        lease = _conform(LEASES, lease)
+        path = self.table_path(LEASES)
+
+        def create() -> None:
+            # Contenders on a new location all create it: one commit wins, the others'
+            # fail and find the table there on the retry.
+            if not DeltaTable.is_deltatable(str(path)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                DeltaTable.create(
+                    path, LEASES.schema, mode="ignore", name=LEASES.name, description=LEASES.comment
+                )
+
+        _with_commit_retries(create)
+        predicate = rules.key_condition(LEASES, DELTA_RS)
+        claimable = rules.lease_claim_condition(DELTA_RS)
+
+        def run() -> dict[str, Any]:
+            # A handle of its own: the heartbeat thread renews while the run's thread
+            # merges through the cached handles.
+            merger = DeltaTable(path).merge(
+                lease,
+                predicate,
+                source_alias="source",
+                target_alias="target",
+                commit_properties=CommitProperties(max_commit_retries=0),
+            )
+            return (
+                merger.when_matched_update_all(predicate=claimable)
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        _with_commit_retries(run, attempts=LEASE_COMMIT_ATTEMPTS)
+        account_id = lease.column("account_id")[0].as_py()
+        rows = read_delta(
+            DeltaTable(path),
+            columns=["run_id", "expires_at"],
+            filters=pc.field("account_id") == account_id,
+        )
+        return [
+            LeaseHolder(row["run_id"], row["expires_at"].astimezone(UTC))
+            for row in rows.to_pylist()
+        ]
+
     # -- reads --------------------------------------------------------------------------
 
     def read_checkpoints(self, account_id: str) -> dict[str, datetime]:
@@ -568,11 +622,11 @@ DELTA_RS = rules.Dialect(
 )
 
 
-def _with_commit_retries(operation: Callable[[], T]) -> T:
+def _with_commit_retries(operation: Callable[[], T], *, attempts: int = COMMIT_ATTEMPTS) -> T:
     """Run `operation`, re-running it when its optimistic commit loses to another writer."""
     retrying = Retrying(
         retry=retry_if_exception_type(CommitFailedError),
-        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=0.05, max=1.0),
         reraise=True,
     )

@@ -14,6 +14,11 @@
 - A run's rows in the runs table are written at its start (`running`) and replaced at
   its end; a `running` row that a later run finds for a run that cannot be running any
   more becomes `abandoned` (`abandoned_runs`).
+- A Zoom account's lease (zoom_ingest_leases) is written by one conditional MERGE: the
+  row is taken when it is free (expired or released) or already the writer's, and left
+  alone otherwise. Delta's optimistic concurrency orders the MERGEs: of two that read
+  the same version only one commits, the other re-runs against the newer version and
+  finds the lease taken. Who holds it is read back after the MERGE.
 
 delta-rs predicates and Spark SQL differ in identifier quoting, timestamp literals and
 aliases; a `Dialect` carries those differences, the functions here carry the rules.
@@ -42,6 +47,14 @@ ABANDONED = "abandoned"
 
 #: The checkpoint column an update may only move forward.
 CHECKPOINT_CURSOR = "cursor"
+#: How long a lease lasts unless renewed: a run killed without releasing it blocks its
+#: Zoom account this long at most. A few minutes: long enough that a slow commit or a
+#: paused driver does not lose it, short enough that a crashed run's next schedule
+#: starts on time.
+LEASE_SECONDS = 300.0
+#: How often the holder renews it: five renewals per lease, so a few failed or slow
+#: ones in a row still leave it held.
+RENEW_SECONDS = 60.0
 _UTC_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
 
@@ -116,6 +129,14 @@ def moves_forward(column: str, dialect: Dialect) -> str:
     """The update condition of a column that may only move forward (the cursor)."""
     quoted = dialect.quote(column)
     return f"{dialect.source}.{quoted} > {dialect.target}.{quoted}"
+
+
+def lease_claim_condition(dialect: Dialect) -> str:
+    """When the lease MERGE may overwrite the account's row: it is the writer's own
+    (renewal, release), or it expired before the writer's `renewed_at` (its now)."""
+    t, s = dialect.target, dialect.source
+    run_id, expires, now = (dialect.quote(c) for c in ("run_id", "expires_at", "renewed_at"))
+    return f"({t}.{run_id} = {s}.{run_id} OR {t}.{expires} <= {s}.{now})"
 
 
 def columns_to_add(spec: TableSpec, existing: Sequence[str]) -> list[str]:

@@ -34,7 +34,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pyarrow as pa
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..tables import ALL_TABLES, CHECKPOINTS, PII_TAG, UTC, TableSpec, checkpoint_row
+from ..tables import ALL_TABLES, CHECKPOINTS, LEASES, PII_TAG, UTC, TableSpec, checkpoint_row
 from . import rules
-from .base import EngineBusy, TableSchemaMismatch
+from .base import EngineBusy, LeaseHolder, TableSchemaMismatch
 from .folder_lock import warehouse_lock
 from .rules import schema_differences
 
@@ -176,13 +176,13 @@ class SparkEngine:
 
     # -- setup ---------------------------------------------------------------------------
 
-    def ensure_tables(self) -> None:
+    def ensure_tables(self, specs: Iterable[TableSpec] | None = None) -> None:
         if self.warehouse is not None:
             self.warehouse.mkdir(parents=True, exist_ok=True)
         else:
             self._ensure_schema()
         location = str(self.warehouse or f"{self.catalog}.{self.schema}")
-        for spec in ALL_TABLES.values():
+        for spec in list(specs) if specs is not None else ALL_TABLES.values():
             existing = self._table_schema(spec)
             if existing is None:
                 self._run(create_table_sql(spec, self.table_name(spec)))
@@ -325,6 +325,35 @@ class SparkEngine:
                     only_if_later=rules.CHECKPOINT_CURSOR,
                 )
             )
+
+    def write_lease(self, lease: pa.Table) -> list[LeaseHolder]:
+        """The lease MERGE (`rules.lease_claim_condition`). Delta checks every MERGE's
+        commit against those committed since it read the table: a concurrent lease
+        write conflicts (DELTA_CONCURRENT_APPEND when both inserted the row,
+        DELTA_CONCURRENT_DELETE_READ when both rewrote it), and `_run` re-runs the
+        loser, which then finds the lease taken and changes nothing."""
+        _check_batch(LEASES, lease)
+        if self._table_schema(LEASES) is None:  # a lease location may hold nothing else
+            if self.warehouse is None:
+                self._ensure_schema()
+            self._run(create_table_sql(LEASES, self.table_name(LEASES)))
+        with self._temp_view(LEASES, lease) as view:
+            self._run(
+                upsert_sql(
+                    LEASES,
+                    self.table_name(LEASES),
+                    view,
+                    matched_if=rules.lease_claim_condition(SPARK_SQL),
+                )
+            ).collect()
+        rows = self._run(
+            f"SELECT {quote_identifier('run_id')}, "
+            f"unix_micros({quote_identifier('expires_at')}) AS expires_micros "
+            f"FROM {self.table_name(LEASES)} "
+            f"WHERE {quote_identifier('account_id')} = :account_id",
+            {"account_id": lease.column("account_id")[0].as_py()},
+        ).collect()
+        return [LeaseHolder(row["run_id"], _from_micros(row["expires_micros"])) for row in rows]
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -508,11 +537,19 @@ def merge_sql(spec: TableSpec, table: str, view: str, batch: pa.Table) -> str:
     )
 
 
-def upsert_sql(spec: TableSpec, table: str, view: str, *, only_if_later: str | None = None) -> str:
-    """MERGE that updates the row with the same key, or inserts it (checkpoints, runs).
+def upsert_sql(
+    spec: TableSpec,
+    table: str,
+    view: str,
+    *,
+    only_if_later: str | None = None,
+    matched_if: str | None = None,
+) -> str:
+    """MERGE that updates the row with the same key, or inserts it (checkpoints, runs, leases).
 
     `only_if_later`: a column the update may only move forward (the cursor), so that of
     two overlapping runs the one that writes last never takes back the other's claim.
+    `matched_if`: any other condition the update needs (the lease's).
     """
     columns = [quote_identifier(c) for c in spec.columns]
     others = [quote_identifier(c) for c in spec.columns if c not in spec.key]
@@ -520,6 +557,8 @@ def upsert_sql(spec: TableSpec, table: str, view: str, *, only_if_later: str | N
     matched = "WHEN MATCHED"
     if only_if_later is not None:
         matched += f" AND {rules.moves_forward(only_if_later, SPARK_SQL)}"
+    if matched_if is not None:
+        matched += f" AND {matched_if}"
     return (
         f"MERGE INTO {table} AS tgt USING {view} AS src ON {condition} "
         f"{matched} THEN UPDATE SET {', '.join(f'{c} = src.{c}' for c in others)} "
