@@ -297,6 +297,7 @@ def test_detections_follow_every_accounts_ingest_in_the_hourly_job(root: dict[st
     hourly_parameters = {p["name"]: p["default"] for p in hourly["parameters"]}
     daily_parameters = {p["name"]: p["default"] for p in daily["parameters"]}
     assert hourly_parameters.pop("fail_on") == "high"
+    assert hourly_parameters.pop("source") == ""  # the detections task's: its own tables
     assert hourly_parameters.pop("mode") == "incremental"
     assert daily_parameters.pop("mode") == "reconcile"
     assert hourly_parameters == daily_parameters
@@ -528,7 +529,10 @@ def test_the_wheel_declares_the_job_entry_point_and_no_spark(tmp_path: Path) -> 
     names = {
         re.split(r"[<>=!~ ;\[]", r.removeprefix("Requires-Dist:").strip())[0] for r in requires
     }
-    assert names == {"requests", "tenacity", "databricks-sdk", "pyarrow", "orjson"}, requires
+    # iptocc: the job fills zoom_ip_countries on Databricks too.
+    assert names == {"requests", "tenacity", "databricks-sdk", "pyarrow", "orjson", "iptocc"}, (
+        requires
+    )
     # Loose enough to keep the runtime's own databricks-sdk (DBR 15.4 LTS ships 0.20.0).
     [sdk] = [r for r in requires if "databricks-sdk" in r]
     assert sdk.endswith("databricks-sdk>=0.20"), sdk

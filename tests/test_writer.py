@@ -23,6 +23,7 @@ import pyarrow as pa
 import pytest
 
 from zoom_ingest import job
+from zoom_ingest.engines.base import LeaseHolder
 from zoom_ingest.job import (
     FLUSH_EVERY_SECONDS,
     RunSummary,
@@ -76,6 +77,20 @@ class MemoryEngine:
 
     def describe(self) -> str:
         return "memory"
+
+    def write_lease(self, lease: pa.Table) -> list[LeaseHolder]:
+        """The lease rule in memory: the row is taken when free, expired or the writer's."""
+        (row,) = lease.to_pylist()
+        leases = self.tables.setdefault("zoom_ingest_leases", {})
+        held = leases.get((row["account_id"],))
+        if (
+            held is None
+            or held["run_id"] == row["run_id"]
+            or held["expires_at"] <= row["renewed_at"]
+        ):
+            leases[(row["account_id"],)] = row
+        kept = leases[(row["account_id"],)]
+        return [LeaseHolder(kept["run_id"], kept["expires_at"])]
 
     def ensure_tables(self) -> None:
         pass

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from . import exit_codes
 from .engines import rules
 from .engines.base import AccountBusy, Engine
-from .engines.lease import account_lease
+from .engines.lease import account_lease, free_leases_of_gone_runs
 from .geo import RunAddresses, ip_country_rows
 from .masking import mask, one_line
 from .normalise import Batch, Reject
@@ -353,7 +353,11 @@ def run(
 
         # Visible from its start: the run's rows say `running` until its end replaces
         # them; a `running` row of a run that cannot be running any more says so.
-        _abandon_runs(engine, settings.account_id, run_id, now)
+        gone = _abandon_runs(engine, settings.account_id, run_id, now)
+        if gone and engine.exclusive_runs and lease_engine is None:
+            # Those runs held this folder's lock, so they are gone for sure: the lease
+            # they kept beside the tables need not block the account until it expires.
+            free_leases_of_gone_runs(engine, settings.account_id, gone)
         engine.upsert(RUNS, _runs_rows(summary(), settings, running=True))
         try:
             with ExitStack() as holding:
@@ -920,9 +924,10 @@ def _interleave(runs: Iterable[StreamRun]) -> list[tuple[StreamRun, int, Window]
     return sorted(work, key=lambda item: (item[2].from_date, item[0].name))
 
 
-def _abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) -> None:
+def _abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) -> set[str]:
     """Mark `abandoned` the `running` rows of this account's runs that ended without
-    recording their end (killed, lost machine): `rules.abandoned_runs`."""
+    recording their end (killed, lost machine): `rules.abandoned_runs`. Returns their
+    run ids."""
     abandoned = rules.abandoned_runs(
         engine.read_table(RUNS), account_id, run_id, now, exclusive=engine.exclusive_runs
     )
@@ -935,6 +940,7 @@ def _abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) -
             ", ".join(sorted(set(abandoned["run_id"].to_pylist()))),
         )
         engine.upsert(RUNS, abandoned)
+    return set(abandoned["run_id"].to_pylist())
 
 
 def _runs_rows(summary: RunSummary, settings: Settings, *, running: bool = False) -> pa.Table:

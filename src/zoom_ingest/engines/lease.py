@@ -136,6 +136,17 @@ class AccountLease:
         return None
 
 
+def free_leases_of_gone_runs(engine: Engine, account_id: str, run_ids: set[str]) -> None:
+    """Release, in their names, the leases of runs known to have ended without releasing
+    theirs (killed: a later run under the same exclusive run lock found their rows still
+    `running`). The MERGE lets a run's own row be written, so this frees only a lease
+    those runs still hold, never one another run has taken since."""
+    for run_id in sorted(run_ids):
+        gone = AccountLease(engine, account_id, run_id)
+        gone.expires_at = gone.clock()  # as if held: release() writes expires_at = now
+        gone.release()
+
+
 @contextmanager
 def account_lease(
     engine: Engine,

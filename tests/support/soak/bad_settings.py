@@ -60,6 +60,7 @@ BAD_SETTINGS: tuple[BadSetting, ...] = (
     BadSetting("request_deadline", ("--request-deadline", "0"), allowed="3,600"),
     BadSetting("max_response_bytes", ("--max-response-bytes", "1000"), allowed="65,536"),
     BadSetting("max_pages_per_window", ("--max-pages-per-window", "0"), allowed="10,000,000"),
+    BadSetting("lease_wait", ("--lease-wait", "7h"), allowed="6 hours"),
     BadSetting("warehouse", ("--warehouse", "{file}"), allowed="directory"),
 )
 
