@@ -1035,7 +1035,10 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
 
     warehouse = tmp_path / "warehouse"
     with Simulator(seed=11, days=10, activity_per_day=150, operation_per_day=0, now=NOW) as sim:
-        planted = scenarios.plant_standard_scenarios(sim)
+        # The detections below run with PARAMS' learning period (7 days of the 10).
+        learning_days = PARAMS["learning_days"]
+        assert isinstance(learning_days, int)
+        planted = scenarios.plant_standard_scenarios(sim, learning_days=learning_days)
         truth = sim.ground_truth("activity_logs")
         settings = sim.settings(
             backfill_start=(NOW - timedelta(days=10)).date(),

@@ -306,3 +306,52 @@ def test_job_fills_the_enrichment_table_for_the_addresses_it_brings(tmp_path: Pa
     assert set(stored.column("db_version").to_pylist()) == {geo.database_version()}
     assert sum(1 for c in expected.values() if c) > len(addresses) / 2
     assert isinstance(stored, pa.Table)
+
+
+# --------------------------------------------------------------------------- planted vs found
+
+#: A Monday (the latest business day before it is three days back) and a Wednesday.
+PLANTING_NOWS = [
+    datetime(2026, 11, 30, 9, 15, tzinfo=UTC),
+    datetime(2026, 12, 2, 21, 40, tzinfo=UTC),
+]
+
+
+@pytest.mark.parametrize("now", PLANTING_NOWS, ids=["monday", "wednesday"])
+@pytest.mark.parametrize("days", [15, 20])
+def test_planted_alerts_are_exactly_those_the_default_detections_raise(
+    tmp_path: Path, days: int, now: datetime
+) -> None:
+    """The standard scenarios, planted into a simulator and read from a backfill that
+    starts at the first midnight of its data (as a release is rehearsed), with the
+    detections' default settings: every alert the scenarios promise is raised, and no
+    other. A new-country sign-in alerts only after 14 days of the user's history, so 15
+    days of data promise none (they once promised three nobody could raise) and 20 days
+    promise all three."""
+    from zoom_ingest import detections
+    from zoom_ingest.engines.local import LocalEngine
+    from zoom_ingest.normalise import Batch
+    from zoom_ingest.simulator import Simulator
+    from zoom_ingest.tables import LOG_TABLES
+
+    with Simulator(seed=23, days=days, activity_per_day=40, operation_per_day=10, now=now) as sim:
+        backfill = sim.start_time.replace(hour=0, minute=0, second=0, microsecond=0)
+        backfill += timedelta(days=1)
+        planted = scenarios.plant_standard_scenarios(sim, history_start=backfill)
+        engine = LocalEngine(tmp_path)
+        engine.ensure_tables()
+        for spec in LOG_TABLES.values():
+            batch = Batch(spec)
+            batch.add(sim.ground_truth(spec.name, backfill))
+            rows = batch.to_arrow().sort_by("time")
+            engine.merge_new(spec, rows)
+            if spec is LOG_TABLES["activity_logs"]:
+                engine.merge_new(IP_COUNTRIES, geo.ip_country_rows_for(rows))
+    defaults = DetectionSettings().sql_params()
+    detections.write_detections_local(tmp_path, now=now, params=defaults)
+    stored = engine.read_table(detections.DETECTIONS_TABLE).to_pylist()
+    expected = scenarios.alerts_of(planted)
+    assert sorted(r["alert_id"] for r in stored) == sorted(a.alert_id for a in expected)
+    promised = Counter(a.detection for a in expected)
+    assert promised["watched_country_sign_in"] == promised["impossible_travel"] == 1
+    assert promised["new_country_sign_in"] == (0 if days == 15 else 3)

@@ -17,6 +17,7 @@ live in (ABROAD_ADDRESS).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -421,22 +422,31 @@ def _new_country_alert(record: dict[str, str], before: Sequence[str]) -> Expecte
 
 
 def new_country_sign_in(
-    at: datetime, email: str, before: Sequence[str], country: str = "AU"
+    at: datetime,
+    email: str,
+    before: Sequence[str],
+    country: str = "AU",
+    *,
+    past_learning: bool = True,
 ) -> Scenario:
-    """A user whose sign-ins came from the countries `before` (for longer than the learning
-    period) signs in from `country` (one of ABROAD_ADDRESS) for the first time."""
+    """A user whose sign-ins came from the countries `before` signs in from `country` (one
+    of ABROAD_ADDRESS) for the first time. `past_learning`: whether the user's history is
+    older than the learning period (`learned_before`); only then does it alert."""
     record = _sign_in(at, email, ABROAD_ADDRESS[country], "Mac", "6.2.5 (41233)")
     return Scenario(
         "new_country_sign_in",
         f"{email} signs in from {country} for the first time",
         ACTIVITY_LOGS.name,
         (record,),
-        (_new_country_alert(record, before),),
+        (_new_country_alert(record, before),) if past_learning else (),
     )
 
 
-def watched_country_sign_in(at: datetime, email: str, before: Sequence[str]) -> Scenario:
-    """A sign-in from North Korea (a default watched country), also a new country."""
+def watched_country_sign_in(
+    at: datetime, email: str, before: Sequence[str], *, past_learning: bool = True
+) -> Scenario:
+    """A sign-in from North Korea (a default watched country), also a new country (an
+    alert of its own when `past_learning`, as in new_country_sign_in)."""
     ip = ABROAD_ADDRESS["KP"]
     record = _sign_in(at, email, ip, "Browser", "-")
     watched = ExpectedAlert(
@@ -453,15 +463,21 @@ def watched_country_sign_in(at: datetime, email: str, before: Sequence[str]) -> 
         f"{email} signs in from North Korea",
         ACTIVITY_LOGS.name,
         (record,),
-        (watched, _new_country_alert(record, before)),
+        (watched, _new_country_alert(record, before)) if past_learning else (watched,),
     )
 
 
 def impossible_travel(
-    at: datetime, email: str, home: str, gap: timedelta = timedelta(minutes=25)
+    at: datetime,
+    email: str,
+    home: str,
+    gap: timedelta = timedelta(minutes=25),
+    *,
+    past_learning: bool = True,
 ) -> Scenario:
     """A sign-in from `home`, then one from Brazil `gap` later (less than the 60-minute
-    travel window): impossible travel, and Brazil is a new country for the user."""
+    travel window): impossible travel, and Brazil is a new country for the user (an alert
+    of its own when `past_learning`, as in new_country_sign_in)."""
     home_country = _country_of(home)
     there = ABROAD_ADDRESS["BR"]
     first = _sign_in(at, email, home, "Windows", "6.2.5 (41233)")
@@ -482,7 +498,7 @@ def impossible_travel(
         f"{email} signs in from {home_country} and from Brazil {minutes} minutes apart",
         ACTIVITY_LOGS.name,
         (first, second),
-        (travel, _new_country_alert(second, [home_country])),
+        (travel, _new_country_alert(second, [home_country])) if past_learning else (travel,),
     )
 
 
@@ -556,6 +572,8 @@ def standard_scenarios(
     admin: str = DEFAULT_ADMIN,
     users: Sequence[str] = DEFAULT_USERS,
     homes: Mapping[str, str] | None = None,
+    known_since: Mapping[str, datetime] | None = None,
+    learning_days: int | None = None,
 ) -> list[Scenario]:
     """One scenario per detection and per shape of operation_detail the detections read,
     plus a new-address sign-in, at known times before `now`.
@@ -567,13 +585,29 @@ def standard_scenarios(
     start of the data (default DEFAULT_HOMES). Account setting changes fall on weekdays
     within business hours, so that only the off-hours scenario raises
     off_hours_account_change.
+
+    The sign-ins from a new country raise new_country_sign_in only for a user whose first
+    sign-in with a country is `learning_days` (default: the detection's default) older:
+    `known_since` maps each user to that first sign-in in the data the detections will
+    read (a user missing from it has none). Without `known_since` every user's history
+    is taken to be older than the learning period (the caller plants it).
     """
     if len(set(users)) < BURST_USERS:
         raise ValueError(f"standard_scenarios needs at least {BURST_USERS} distinct users")
     homes = dict(DEFAULT_HOMES if homes is None else homes)
+
+    def past_learning(email: str, at: datetime) -> bool:
+        if known_since is None:
+            return True
+        first = known_since.get(email)
+        return first is not None and learned_before(at, first, learning_days)
+
     victim = users[0]
     domain = victim.rsplit("@", 1)[-1]
     downgraded = [*users, *(f"contractor{i:02d}@{domain}" for i in range(LICENSE_USERS))]
+    watched_at = _business_day(now, 1, time(2, 10, 0))
+    new_country_at = _business_day(now, 1, time(12, 40, 0))
+    travel_at, travel_gap = _business_day(now, 1, time(12, 0, 0)), timedelta(minutes=25)
     return [
         privileged_role_granted(_business_day(now, 2, time(10, 17, 5)), admin, victim),
         privileged_role_granted(
@@ -599,28 +633,53 @@ def standard_scenarios(
         ip_sign_in_burst(_business_day(now, 1, time(3, 30, 0)), users[:BURST_USERS]),
         new_ip_sign_in(_business_day(now, 1, time(13, 14, 15)), victim),
         watched_country_sign_in(
-            _business_day(now, 1, time(2, 10, 0)), users[2], [_country_of(homes[users[2]])]
+            watched_at,
+            users[2],
+            [_country_of(homes[users[2]])],
+            past_learning=past_learning(users[2], watched_at),
         ),
         new_country_sign_in(
-            _business_day(now, 1, time(12, 40, 0)), users[3], [_country_of(homes[users[3]])]
+            new_country_at,
+            users[3],
+            [_country_of(homes[users[3]])],
+            past_learning=past_learning(users[3], new_country_at),
         ),
-        impossible_travel(_business_day(now, 1, time(12, 0, 0)), users[4], homes[users[4]]),
+        impossible_travel(
+            travel_at,
+            users[4],
+            homes[users[4]],
+            travel_gap,
+            past_learning=past_learning(users[4], travel_at + travel_gap),
+        ),
     ]
 
 
-def plant_standard_scenarios(sim: SimulatorLike, *, admin: str = DEFAULT_ADMIN) -> list[Scenario]:
+def plant_standard_scenarios(
+    sim: SimulatorLike,
+    *,
+    admin: str = DEFAULT_ADMIN,
+    history_start: datetime | None = None,
+    learning_days: int | None = None,
+) -> list[Scenario]:
     """Plant `standard_scenarios` at the simulator's `now`, with its own users as victims.
 
     The victims are people active on the first day of the simulated data from an address
     with a country, so that the new-address and new-country sign-ins have a history to
-    differ from. Returns the planted scenarios (their `alerts` are what the detections must
-    find). For `zoom-ingest demo`.
+    differ from. Returns the planted scenarios (their `alerts` are exactly what the
+    detections must find). For `zoom-ingest demo`.
+
+    `history_start`: the oldest record the detections will read (default: the start of
+    the simulated data; a backfill that starts later leaves the older ones out), and
+    `learning_days` the new-country learning period they run with (default: the
+    detection's default). A new-country sign-in alerts only after that much history, so
+    its alert is expected only when the victim's first sign-in with a country since
+    `history_start` is that old (a short simulation plants the sign-ins all the same).
     """
     from .geo import countries
 
-    first_day = sim.ground_truth(
-        "activity_logs", sim.start_time, sim.start_time + timedelta(days=1)
-    )
+    start = sim.start_time if history_start is None else max(history_start, sim.start_time)
+    history = sim.ground_truth("activity_logs", start)
+    first_day = [r for r in history if _parse(r["time"]) < start + timedelta(days=1)]
     homes: dict[str, str] = {}
     for record in reversed(first_day):  # oldest first
         email, ip = record.get("email"), record.get("ip_address")
@@ -644,9 +703,46 @@ def plant_standard_scenarios(sim: SimulatorLike, *, admin: str = DEFAULT_ADMIN) 
         users = [*users, *(u for u in homes if u not in users)][:BURST_USERS]
     else:
         users, homes = list(DEFAULT_USERS), dict(DEFAULT_HOMES)
-    planted = standard_scenarios(sim.now, admin=admin, users=users, homes=homes)
+    planted = standard_scenarios(
+        sim.now,
+        admin=admin,
+        users=users,
+        homes=homes,
+        known_since=first_sign_ins_with_a_country(history),
+        learning_days=learning_days,
+    )
     plant(sim, planted)
     return planted
+
+
+def first_sign_ins_with_a_country(records: Iterable[dict[str, Any]]) -> dict[str, datetime]:
+    """email → the time of the user's first sign-in from an address with a country, in
+    activity records (what new_country_sign_in.sql counts as the start of a history)."""
+    from .geo import countries
+
+    sign_ins = [
+        r
+        for r in records
+        if r.get("type") == "Sign in" and r.get("email") and isinstance(r.get("ip_address"), str)
+    ]
+    located = countries(r["ip_address"] for r in sign_ins)
+    first: dict[str, datetime] = {}
+    for record in sign_ins:
+        if located.get(record["ip_address"]):
+            at = _parse(record["time"])
+            email = record["email"]
+            first[email] = min(at, first.get(email, at))
+    return first
+
+
+def learned_before(at: datetime, first: datetime, learning_days: int | None = None) -> bool:
+    """Whether a user whose first sign-in with a country was at `first` is past the
+    new-country learning period at `at` (new_country_sign_in.sql compares whole seconds)."""
+    if learning_days is None:
+        from .settings import DetectionSettings
+
+        learning_days = DetectionSettings().country_learning_days
+    return math.floor(at.timestamp()) - math.floor(first.timestamp()) >= learning_days * 86400
 
 
 def _business_day(now: datetime, days_ago: int, at: time) -> datetime:
