@@ -205,18 +205,21 @@ def test_two_jobs_at_once_on_the_same_tables_neither_duplicate_nor_lose_a_checkp
         errors: list[BaseException] = []
         engines: list[SparkEngine] = []
 
-        def one_job() -> None:
+        def one_job(index: int) -> None:
             engine = UnlockedSparkEngine(
                 spark, warehouse=warehouse, conflict_backoff_seconds=0.05, commit_attempts=40
             )
+            # Each its own lease: the account's lease would otherwise turn one away (busy),
+            # and this is about two writers of the same tables at once.
+            leases = SparkEngine(spark, warehouse=tmp_path / f"leases-{index}")
             engines.append(engine)
             barrier.wait(timeout=60)
             try:
-                summaries.append(run(settings, engine, progress=False))
+                summaries.append(run(settings, engine, progress=False, lease_engine=leases))
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=one_job) for _ in range(2)]
+        threads = [threading.Thread(target=one_job, args=(i,)) for i in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:
