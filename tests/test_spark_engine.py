@@ -896,8 +896,11 @@ def test_the_entry_point_runs_the_whole_flow_against_the_simulator(
         "SELECT `stream`,",
         "SELECT `run_id`,",  # the runs table: rows of runs killed before their end
     ]
-    # The first write takes the account's lease; reading back who holds it is the only read.
-    assert engine.statements[first_write].startswith(f"MERGE INTO {engine.table_name(LEASES)} ")
+    # The first write makes the run visible (its runs rows, `running`); the second takes the
+    # account's lease, before any Zoom call; reading back who holds it is the only read.
+    assert engine.statements[first_write].startswith(f"MERGE INTO {engine.table_name(RUNS)} ")
+    lease_write = engine.statements[first_write + 1]
+    assert lease_write.startswith(f"MERGE INTO {engine.table_name(LEASES)} ")
     reads = [s for s in engine.statements[first_write:] if not s.startswith(("MERGE", "INSERT"))]
     assert reads and all(s.startswith("SELECT `run_id`") for s in reads)
     for spec in LOG_TABLES.values():
