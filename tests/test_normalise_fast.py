@@ -183,20 +183,21 @@ def test_page_time_span_equals_parsing_every_time(seed):
             return None
 
     times = [t for t in map(parsed, page) if t is not None]
-    assert streams._time_span(page, "time") == (max(times), min(times))
-    assert streams._time_span([], "time") == (None, None)
+    newest_first = all(a >= b for a, b in zip(times, times[1:]))
+    assert streams._time_span(page, "time") == (max(times), min(times), newest_first)
+    assert streams._time_span([], "time") == (None, None, True)
     impossible = [{"time": "2025-02-30T10:00:00Z"}, {"time": "2025-02-27T10:00:00Z"}]
-    assert streams._time_span(impossible, "time") == (parsed(impossible[1]),) * 2
+    assert streams._time_span(impossible, "time") == (*(parsed(impossible[1]),) * 2, True)
     # A record without a time, and one whose time holds two canonical times and a newline
     # (it would sort above every other): each is skipped, as parsing every time skips it.
     without = [{"time": "2025-02-27T10:00:00Z"}, {"type": "Sign in"}]
-    assert streams._time_span(without, "time") == (parsed(without[0]),) * 2
+    assert streams._time_span(without, "time") == (*(parsed(without[0]),) * 2, True)
     newline = [
         {"time": "2025-02-28T10:00:00Z\n2025-02-01T10:00:00Z"},
         {"time": "2025-02-27T10:00:00Z"},
         {"time": "2025-02-26T10:00:00Z"},
     ]
-    assert streams._time_span(newline, "time") == (parsed(newline[1]), parsed(newline[2]))
+    assert streams._time_span(newline, "time") == (parsed(newline[1]), parsed(newline[2]), True)
 
 
 def test_a_time_holding_a_newline_is_rejected_as_the_record_path_does():

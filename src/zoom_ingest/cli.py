@@ -25,7 +25,7 @@ from .masking import mask
 from .options import BY_NAME, DEMO, RUN, SETTINGS, SETTINGS_DEFAULTS, Option, for_entry_point
 from .settings import DEFAULT_ENGINE, ENGINES, Settings, SettingsError
 from .simulator.command import simulate as simulate_command
-from .tables import UTC
+from .tables import LOG_TABLES, UTC
 
 EXIT_SETTINGS = exit_codes.BAD_SETTING
 EXIT_BUSY = exit_codes.BUSY
@@ -146,7 +146,7 @@ source_option = click.option(
     help="Folder of activity_logs and operation_logs when another tool wrote them (only "
     "the documented columns are read); outputs stay in --warehouse. Default: --warehouse.",
 )
-LOG_TABLE_NAMES = ("activity_logs", "operation_logs")
+LOG_TABLE_NAMES = tuple(LOG_TABLES)
 
 progress_option = click.option(
     "--progress/--no-progress",
