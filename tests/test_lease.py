@@ -372,7 +372,9 @@ def test_spark_a_run_on_a_held_account_ends_busy_and_takes_over_once_the_holder_
     location = tmp_path / "leases"
     holder = Holder(
         *lease_args(
-            "spark", location, "spark-holder", "--seconds", "8", "--renew", "1",
+            # Long enough that a renewal MERGE slowed by a loaded machine (seconds on
+            # Spark) never lets it lapse while the run below tries it.
+            "spark", location, "spark-holder", "--seconds", "30", "--renew", "2",
             account=sim.account_id,
         )
     )  # fmt: skip
@@ -392,7 +394,7 @@ def test_spark_a_run_on_a_held_account_ends_busy_and_takes_over_once_the_holder_
     assert {r["status"] for r in rows} == {"busy"} and len(rows) == 2
 
     holder.kill()  # its lease stays until it expires, then this run takes over
-    settings = sim.settings(backfill_start=start, lease_wait=timedelta(seconds=60))
+    settings = sim.settings(backfill_start=start, lease_wait=timedelta(seconds=120))
     done = run(settings, engine, progress=False, lease_engine=leases)
     assert done.exit_code == soak.EXIT_OK, done.lines()
     assert sorted(r["status"] for r in engine.read_table(RUNS).to_pylist()) == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import datetime, timedelta
 
@@ -183,7 +184,7 @@ def test_page_time_span_equals_parsing_every_time(seed):
             return None
 
     times = [t for t in map(parsed, page) if t is not None]
-    newest_first = all(a >= b for a, b in zip(times, times[1:]))
+    newest_first = all(a >= b for a, b in itertools.pairwise(times))
     assert streams._time_span(page, "time") == (max(times), min(times), newest_first)
     assert streams._time_span([], "time") == (None, None, True)
     impossible = [{"time": "2025-02-30T10:00:00Z"}, {"time": "2025-02-27T10:00:00Z"}]

@@ -432,8 +432,14 @@ class LocalEngine:
         return {row["stream"]: row["cursor"].astimezone(UTC) for row in rows.to_pylist()}
 
     def read_table(self, spec: TableSpec) -> pa.Table:
-        """The whole table in `spec.schema` (row order is not defined)."""
-        return read_delta(self._table(spec)).select(spec.columns).cast(spec.schema)
+        """The whole table in `spec.schema` (row order is not defined). A table written by
+        an earlier version reads its columns added since as nulls, as its next run adds them
+        (`status` on a warehouse not written since an upgrade)."""
+        table = read_delta(self._table(spec))
+        for field in spec.schema:
+            if field.name not in table.column_names:
+                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+        return table.select(spec.columns).cast(spec.schema)
 
     # -- run lock -----------------------------------------------------------------------
 

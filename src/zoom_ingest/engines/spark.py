@@ -336,7 +336,13 @@ class SparkEngine:
         if self._table_schema(LEASES) is None:  # a lease location may hold nothing else
             if self.warehouse is None:
                 self._ensure_schema()
-            self._run(create_table_sql(LEASES, self.table_name(LEASES)))
+            try:
+                self._run(create_table_sql(LEASES, self.table_name(LEASES)))
+            except Exception:
+                # Two first runs create it at once: the loser's CREATE fails on the
+                # winner's table, which is all this needed.
+                if self._table_schema(LEASES) is None:
+                    raise
         with self._temp_view(LEASES, lease) as view:
             self._run(
                 upsert_sql(
