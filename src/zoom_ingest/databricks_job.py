@@ -39,6 +39,7 @@ from .engines.base import EngineBusy, TableSchemaMismatch
 from .engines.spark import SparkEngine
 from .job_parameters import LastNonEmpty
 from .masking import mask
+from .setting_values import catalog_schema
 from .settings import Secret, Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -136,15 +137,7 @@ def run_once(argv: Sequence[str] | None = None) -> int:
 def lease_schema(text: str, catalog: str) -> tuple[str, str] | None:
     """`--lease-location`: `catalog.schema`, or `schema` in the job's catalog; None when
     empty (the lease lives beside the tables)."""
-    text = text.strip()
-    if not text:
-        return None
-    parts = [part.strip() for part in text.split(".")]
-    if len(parts) == 1:
-        parts.insert(0, catalog)
-    if len(parts) != 2 or not all(parts):
-        raise SettingsError("lease_location", f"{text!r} is not catalog.schema or schema")
-    return parts[0], parts[1]
+    return catalog_schema("lease_location", text, catalog)
 
 
 def settings_from_args(

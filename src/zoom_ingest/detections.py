@@ -41,6 +41,7 @@ from .queries import (
     view_statements,
     with_params,
 )
+from .setting_values import catalog_schema
 from .settings import DetectionSettings, SettingsError
 from .tables import BOOKKEEPING_TABLES, DERIVED_TABLES, LOG_TABLES, TIMESTAMP, UTC
 from .tables import DETECTIONS as DETECTIONS_TABLE
@@ -199,15 +200,7 @@ def _look_up_new_addresses(spark: SparkSession, engine: Engine) -> None:
 
 def parse_source(text: str, catalog: str) -> tuple[str, str] | None:
     """`--source`: `catalog.schema`, or `schema` of `catalog`; None when empty."""
-    text = text.strip()
-    if not text:
-        return None
-    parts = [part.strip() for part in text.split(".")]
-    if len(parts) == 1:
-        parts.insert(0, catalog)
-    if len(parts) != 2 or not all(parts):
-        raise SettingsError("source", f"{text!r} is not catalog.schema or schema")
-    return parts[0], parts[1]
+    return catalog_schema("source", text, catalog)
 
 
 def build_parser() -> argparse.ArgumentParser:

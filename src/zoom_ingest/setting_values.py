@@ -70,3 +70,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def catalog_schema(setting: str, text: str, catalog: str) -> tuple[str, str] | None:
+    """A `catalog.schema` setting, or `schema` in `catalog`; None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = [part.strip() for part in text.split(".")]
+    if len(parts) == 1:
+        parts.insert(0, catalog)
+    if len(parts) != 2 or not all(parts):
+        raise SettingsError(setting, f"{text!r} is not catalog.schema or schema")
+    return parts[0], parts[1]
