@@ -250,6 +250,7 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "huge": (INCOMPLETE, f"larger than {MAX_BODY:,} bytes (max_response_bytes)"),
     "bomb": (INCOMPLETE, f"larger than {MAX_BODY:,} bytes (max_response_bytes)"),
     "slow_body": (INCOMPLETE, f"no whole answer within {DEADLINE:g} s (request_deadline)"),
+    "slow_body_close": (INCOMPLETE, f"no whole answer within {DEADLINE:g} s (request_deadline)"),
     "slow_headers": (INCOMPLETE, f"no whole answer within {DEADLINE:g} s (request_deadline)"),
     "error_echo_headers": (FAILED, "HTTP 500"),
     "error_token_in_tracking": (FAILED, "HTTP 500"),

@@ -57,6 +57,9 @@ class _Recorder(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body) + (100 if "cut" in self.path else 0)))
         if self.path.startswith("/gzip"):
             self.send_header("Content-Encoding", "gzip")
+        # Said, not only done: a client may reuse a kept-alive connection that the
+        # server closed without a word, and its next request then meets a closed socket.
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
         self.close_connection = True
@@ -210,10 +213,14 @@ class _Hostile(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if not self.path.endswith("?keep-alive"):
+            # Said as it is done (see _Recorder). http.client then hands the socket from
+            # the connection to the response: the deadline must cut it off there too.
+            self.send_header("Connection", "close")
         if encoding:
             self.send_header("Content-Encoding", encoding)
         self.end_headers()
-        if self.path == "/trickle-body":
+        if self.path.startswith("/trickle-body"):
             self._trickle(body)
             return
         with contextlib.suppress(OSError):  # the client hangs up at its cap
@@ -255,7 +262,7 @@ def _limited(base: str, **limits: Any) -> tuple[requests.Session, EnvironmentAda
     return session, adapter
 
 
-@pytest.mark.parametrize("path", ["/trickle-body", "/trickle-head"])
+@pytest.mark.parametrize("path", ["/trickle-body", "/trickle-body?keep-alive", "/trickle-head"])
 def test_a_trickle_is_cut_off_at_the_whole_deadline(hostile: str, path: str) -> None:
     """Each byte comes well within the 10 s per-read timeout; the whole answer never
     does. The deadline covers the headers and the body alike."""

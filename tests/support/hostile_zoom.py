@@ -63,6 +63,7 @@ WIRE_KINDS = (
     "huge",  # a body beyond any sane cap
     "bomb",  # ~1 MB of gzip that inflates to 1 GiB
     "slow_body",  # the body one byte a second
+    "slow_body_close",  # the same after "Connection: close" (the response owns the socket)
     "slow_headers",  # the status line and headers one byte a second
 )
 #: Error answers that carry what they must not.
@@ -328,10 +329,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) + padding))
+        if kind == "slow_body_close":
+            headers["Connection"] = "close"
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if kind == "slow_body":
+        if kind in ("slow_body", "slow_body_close"):
             self._trickle(body)
             return
         try:

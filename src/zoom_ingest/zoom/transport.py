@@ -413,6 +413,10 @@ class _Watch:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.connections: list[HTTPConnection] = []
+        # The sockets too: an answer with "Connection: close" takes the socket from its
+        # connection (http.client hands it to the response), and the body is then read
+        # from a socket the connection no longer names.
+        self.sockets: list[socket.socket] = []
         self.expired = False
 
 
@@ -451,11 +455,17 @@ class _Watchdog:
 
     def watch_connection(self, connection: HTTPConnection) -> None:
         watch = self.current()
-        if watch is not None and connection not in watch.connections:
-            with self._cond:
+        if watch is None:
+            return
+        sock = getattr(connection, "sock", None)
+        with self._cond:
+            if connection not in watch.connections:
                 watch.connections.append(connection)
-                if watch.expired:
-                    _shut(connection)
+            if sock is not None and sock not in watch.sockets:
+                watch.sockets.append(sock)
+            if watch.expired:
+                _shut(connection)
+                _shut_socket(sock)
 
     def _run(self) -> None:
         with self._cond:
@@ -465,12 +475,17 @@ class _Watchdog:
                     watch.expired = True
                     for connection in watch.connections:
                         _shut(connection)
+                    for sock in watch.sockets:
+                        _shut_socket(sock)
                 pending = [w.deadline for w in self._watches if not w.expired]
                 self._cond.wait(min(pending) - now if pending else None)
 
 
 def _shut(connection: HTTPConnection) -> None:
-    sock = getattr(connection, "sock", None)
+    _shut_socket(getattr(connection, "sock", None))
+
+
+def _shut_socket(sock: socket.socket | None) -> None:
     if sock is None:
         return
     # The plain socket's shutdown, also for a TLS socket: SSLSocket.shutdown would drop
@@ -489,6 +504,7 @@ class _Watched:
     def connect(self) -> None:
         _WATCHDOG.watch_connection(self)  # type: ignore[arg-type]
         super().connect()  # type: ignore[misc]
+        _WATCHDOG.watch_connection(self)  # type: ignore[arg-type]  # now with its socket
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _WATCHDOG.watch_connection(self)  # type: ignore[arg-type]
