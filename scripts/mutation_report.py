@@ -18,7 +18,7 @@ from pathlib import Path
 
 TARGET = 0.95
 
-#: The mutants `make mutation` runs (job.py: the writer's cursor logic and the runs rows;
+#: The mutants `make mutation` runs (job.py: the writer's cursor logic; run_state.py: the runs rows;
 #: zoom/: the fetch threads and the scheduler's take/release).
 SCOPE = {
     "plan.py": ["zoom_ingest.plan.*"],
@@ -41,7 +41,7 @@ SCOPE = {
     ]
     + ["zoom_ingest.zoom.fetcher.x?Fetcher?_fetch__mutmut_*"]
     + [f"zoom_ingest.zoom.schedule.x?Scheduler?{name}__mutmut_*" for name in ("take", "release")]
-    + ["zoom_ingest.job.x__runs_rows__mutmut_*"],
+    + ["zoom_ingest.run_state.x_runs_rows__mutmut_*"],
 }
 
 #: mutant → why it is equivalent (see docs/mutation.md for the longer story).

@@ -22,28 +22,26 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import exit_codes
-from .engines import rules
 from .engines.base import AccountBusy, Engine
 from .engines.lease import account_lease, free_leases_of_gone_runs
 from .geo import RunAddresses, ip_country_rows
 from .masking import mask, one_line
 from .normalise import Batch, Reject, raw_json
-from .plan import Plan, Window, plan_stream
+from .plan import Window, plan_stream
 from .progress import Progress
+from .run_state import StreamRun, abandon_runs, rejects_rows, runs_rows
 from .settings import Settings
-from .tables import ACTIVITY_LOGS, IP_COUNTRIES, REJECTS, RUNS, UTC, format_time, reject_id
+from .tables import ACTIVITY_LOGS, IP_COUNTRIES, REJECTS, RUNS, UTC, format_time
 from .zoom import (
     STREAMS_BY_NAME,
-    CallCounters,
     DailyLimitReached,
-    Stream,
     ZoomAuthError,
     ZoomClient,
     ZoomError,
@@ -76,54 +74,6 @@ FLUSH_EVERY_SECONDS = 30.0
 #: fetcher's `end_game`), so that the merge after the last page (which the run waits
 #: for) is a small one.
 END_GAME_FLUSH_SECONDS = 3.0
-
-
-@dataclass
-class StreamRun:
-    """The state and the tallies of one stream during a run."""
-
-    stream: Stream
-    plan: Plan
-    counters: CallCounters = field(default_factory=CallCounters)
-    batch: Batch = field(init=False)
-    done_in_batch: set[int] = field(default_factory=set)
-    committed: set[int] = field(default_factory=set)
-    windows_finished: int = 0
-    fetched: int = 0
-    inserted: int = 0
-    rejected: int = 0
-    #: Records fetched from before the backfill's floor (Zoom's whole days overlap it),
-    #: dropped rather than stored: shown in the summary, so fetched − inserted adds up.
-    before_floor: int = 0
-    cursor: datetime | None = None
-    error: str | None = None
-    #: The window whose pages could not prove it complete, and why (`from..to: reason`).
-    failed_window: str | None = None
-    aborted: bool = False
-    #: Another run held the account's lease: nothing was fetched.
-    busy: bool = False
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    def __post_init__(self) -> None:
-        self.batch = Batch(self.stream.spec)
-        self.cursor = self.plan.cursor_before
-
-    @property
-    def name(self) -> str:
-        return self.stream.name
-
-    @property
-    def status(self) -> str:
-        if self.busy:
-            return "busy"
-        if self.failed_window:
-            return "incomplete"
-        if self.error:
-            return "failed"
-        if len(self.committed) < len(self.plan.windows):
-            return "stopped"
-        return "succeeded"
 
 
 @dataclass
@@ -287,7 +237,7 @@ def run(
 
         # Visible from its start: the run's rows say `running` until its end replaces
         # them; a `running` row of a run that cannot be running any more says so.
-        gone = _abandon_runs(engine, settings.account_id, run_id, now)
+        gone = abandon_runs(engine, settings.account_id, run_id, now)
         if gone and engine.exclusive_runs and lease_engine is None:
             # Those runs held this folder's lock, so they are gone for sure: the lease
             # they kept beside the tables need not block the account until it expires.
@@ -585,26 +535,10 @@ class _Writer:
                 self.country_addresses.remember(addresses)
         if batch.rejects:
             s.rejected += len(batch.rejects)
-            self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))
+            rows = rejects_rows(self.run_id, self.settings.account_id, s.name, batch.rejects)
+            self.engine.merge_new(REJECTS, rows)
         s.committed |= commit.done
         self._advance_cursor(s)
-
-    def _rejects_table(self, s: StreamRun, rejects: list[Reject]) -> pa.Table:
-        now = datetime.now(UTC)
-        unique = {reject_id(s.name, r.raw_json): r for r in rejects}
-        return pa.Table.from_pydict(
-            {
-                "reject_id": list(unique),
-                "run_id": [self.run_id] * len(unique),
-                "account_id": [self.settings.account_id] * len(unique),
-                "stream": [s.name] * len(unique),
-                "rejected_at": [now] * len(unique),
-                "reason": [one_line(r.reason) for r in unique.values()],
-                # The record as Zoom sent it, but never a credential echoed inside it.
-                "raw_json": [mask(r.raw_json) for r in unique.values()],
-            },
-            schema=REJECTS.schema,
-        )
 
     def _advance_cursor(self, s: StreamRun) -> None:
         windows = s.plan.windows
@@ -623,70 +557,19 @@ class _Writer:
         s.cursor = candidate
 
 
-def _abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) -> set[str]:
-    """Mark `abandoned` the `running` rows of this account's runs that ended without
-    recording their end (killed, lost machine): `rules.abandoned_runs`. Returns their
-    run ids."""
-    abandoned = rules.abandoned_runs(
-        engine.read_table(RUNS), account_id, run_id, now, exclusive=engine.exclusive_runs
-    )
-    if abandoned.num_rows:
-        log.warning(
-            "%d earlier run row(s) of %s ended without recording their end: marked abandoned "
-            "(runs %s)",
-            abandoned.num_rows,
-            account_id,
-            ", ".join(sorted(set(abandoned["run_id"].to_pylist()))),
-        )
-        engine.upsert(RUNS, abandoned)
-    return set(abandoned["run_id"].to_pylist())
-
-
 def _runs_rows(summary: RunSummary, settings: Settings, *, running: bool = False) -> pa.Table:
     """The run's rows of the runs table: at its start (`running`: no end, no outcome
     yet) or at its end."""
-    finished_at = None if running else datetime.now(UTC)
-    rows = []
-    for s in summary.streams:
-        c = s.counters
-        rows.append(
-            {
-                "run_id": summary.run_id,
-                "account_id": summary.account_id,
-                "stream": s.name,
-                "mode": s.plan.mode,
-                "started_at": summary.started_at,
-                "finished_at": finished_at,
-                "window_start": s.plan.start,
-                "window_end": s.plan.end,
-                "windows": len(s.plan.windows),
-                "pages": c.pages,
-                "api_calls": c.api_calls,
-                "records_fetched": s.fetched,
-                "records_inserted": s.inserted,
-                "records_rejected": s.rejected,
-                "retries": c.retries,
-                "rate_limited": c.rate_limited,
-                "duration_seconds": None
-                if running
-                else (s.finished or time.monotonic()) - s.started,
-                "cursor_before": s.plan.cursor_before,
-                "cursor_after": None if running else s.cursor,
-                "status": rules.RUNNING if running else s.status,
-                "rate_limit": summary.rate_limit or settings.requests_per_second,
-                "calls_per_second": summary.calls_per_second,
-                "failed_window": s.failed_window,
-                "error": one_line(
-                    s.error
-                    or (
-                        f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"
-                        if summary.daily_limit_retry_at and s.status != "succeeded"
-                        else None
-                    )
-                ),
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=RUNS.schema)
+    return runs_rows(
+        summary.streams,
+        run_id=summary.run_id,
+        account_id=summary.account_id,
+        started_at=summary.started_at,
+        rate_limit=summary.rate_limit or settings.requests_per_second,
+        calls_per_second=summary.calls_per_second,
+        daily_limit_retry_at=summary.daily_limit_retry_at,
+        running=running,
+    )
 
 
 def _maintain(engine: Engine) -> None:
