@@ -51,16 +51,19 @@ soak: setup-dev
 # against their fast tests ([tool.mutmut] in pyproject.toml); prints the score per file.
 # Not part of `make test`: it takes 20-40 minutes on 2 cores. See docs/mutation.md.
 MUTMUT_CHILDREN ?= 2
-# In job.py: the writer's fetch (stop/abort), events, flushes, committer and cursor, the
-# scheduler's take/release (every window handed out exactly once, until all have ended),
-# and the runs rows. The scheduler's ordering heuristics (_priority, _should_open,
-# target, end_game) decide throughput, not what is committed, and are left out.
-JOB_WRITER := _fetch _handle _window_failed _flush_if_due _flush _raise_commit_error \
+# In job.py: the writer's events, flushes, committer and cursor; the runs rows; in
+# zoom/: the fetch threads (stop/abort, one end a window), the scheduler's take/release
+# (every window handed out exactly once, until all have ended) and Zoom's time format.
+# The scheduler's ordering heuristics (_priority, _should_open, target, end_game) decide
+# throughput, not what is committed, and are left out.
+JOB_WRITER := _handle _window_failed _flush_if_due _flush _raise_commit_error \
 	_commit_loop _commit _advance_cursor
 MUTANTS := 'zoom_ingest.plan.*' 'zoom_ingest.normalise.*' 'zoom_ingest.tables.*' \
+	'zoom_ingest.zoom.times.*' \
 	$(foreach f,$(JOB_WRITER),'zoom_ingest.job.x?_Writer?$(f)__mutmut_*') \
-	$(foreach f,take release,'zoom_ingest.job.x?_Scheduler?$(f)__mutmut_*') \
-	'zoom_ingest.job.x__runs_rows__mutmut_*'
+	'zoom_ingest.zoom.fetcher.x?Fetcher?_fetch__mutmut_*' \
+	$(foreach f,take release,'zoom_ingest.zoom.schedule.x?Scheduler?$(f)__mutmut_*') \
+	'zoom_ingest.run_state.x_runs_rows__mutmut_*'
 mutation: setup-dev
 	$(BIN)/pip install --quiet mutmut==3.8.1
 	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS) > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)

@@ -63,7 +63,7 @@ _cl.ZoomClient._send = _send_probe
 _init = _job._Writer.__init__
 def _init_probe(self, *a, **k):
     _init(self, *a, **k)
-    q = self.events
+    q = self.fetcher.events
     put = q.put
     def put_probe(item, *pa, **pk):
         t = time.monotonic()

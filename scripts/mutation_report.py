@@ -18,16 +18,17 @@ from pathlib import Path
 
 TARGET = 0.95
 
-#: The mutants `make mutation` runs (job.py: the writer's cursor logic and the runs rows).
+#: The mutants `make mutation` runs (job.py: the writer's cursor logic; run_state.py: the runs rows;
+#: zoom/: the fetch threads and the scheduler's take/release).
 SCOPE = {
     "plan.py": ["zoom_ingest.plan.*"],
     "zoom/rules.py": ["zoom_ingest.zoom.rules.*"],
+    "zoom/times.py": ["zoom_ingest.zoom.times.*"],
     "normalise.py": ["zoom_ingest.normalise.*"],
     "tables.py": ["zoom_ingest.tables.*"],
-    "job.py (cursor logic)": [
+    "job.py (cursor logic), zoom/ fetch and scheduler": [
         f"zoom_ingest.job.x?_Writer?{name}__mutmut_*"
         for name in (
-            "_fetch",
             "_handle",
             "_window_failed",
             "_flush_if_due",
@@ -38,25 +39,27 @@ SCOPE = {
             "_advance_cursor",
         )
     ]
-    + [f"zoom_ingest.job.x?_Scheduler?{name}__mutmut_*" for name in ("take", "release")]
-    + ["zoom_ingest.job.x__runs_rows__mutmut_*"],
+    + ["zoom_ingest.zoom.fetcher.x?Fetcher?_fetch__mutmut_*"]
+    + [f"zoom_ingest.zoom.schedule.x?Scheduler?{name}__mutmut_*" for name in ("take", "release")]
+    + ["zoom_ingest.run_state.x_runs_rows__mutmut_*"],
 }
 
 #: mutant → why it is equivalent (see docs/mutation.md for the longer story).
 _W = "zoom_ingest.job.xǁ_Writerǁ"
-_S = "zoom_ingest.job.xǁ_Schedulerǁ"
+_F = "zoom_ingest.zoom.fetcher.xǁFetcherǁ"
+_S = "zoom_ingest.zoom.schedule.xǁSchedulerǁ"
 EQUIVALENT: dict[str, str] = {
-    # plan.py, zoom/rules.py
+    # plan.py, zoom/rules.py, zoom/times.py
     "zoom_ingest.plan.x_plan_stream__mutmut_78": "mode is 'backfill' exactly when cursor is None",
     "zoom_ingest.plan.x_plan_stream__mutmut_79": "mode is 'backfill' exactly when cursor is None",
     "zoom_ingest.zoom.rules.x_add_months__mutmut_31": "text of an unreachable AssertionError",
     "zoom_ingest.zoom.rules.x_add_months__mutmut_32": "text of an unreachable AssertionError",
     "zoom_ingest.zoom.rules.x_add_months__mutmut_33": "text of an unreachable AssertionError",
+    "zoom_ingest.zoom.times.x_parse_time__mutmut_20": "3.11+ fromisoformat reads 'Z' itself",
+    "zoom_ingest.zoom.times.x_parse_time__mutmut_21": "3.11+ fromisoformat reads 'Z' itself",
+    "zoom_ingest.zoom.times.x_parse_time__mutmut_32": "3.11+ fromisoformat truncates a 7th digit",
+    "zoom_ingest.zoom.times.x_parse_time__mutmut_33": "3.11+ fromisoformat truncates a 7th digit",
     # normalise.py
-    "zoom_ingest.normalise.x_parse_time__mutmut_20": "3.11+ fromisoformat reads 'Z' itself",
-    "zoom_ingest.normalise.x_parse_time__mutmut_21": "3.11+ fromisoformat reads 'Z' itself",
-    "zoom_ingest.normalise.x_parse_time__mutmut_32": "3.11+ fromisoformat truncates a 7th digit",
-    "zoom_ingest.normalise.x_parse_time__mutmut_33": "3.11+ fromisoformat truncates a 7th digit",
     "zoom_ingest.normalise.x_raw_json__mutmut_3": "ensure_ascii=None is falsy, as False",
     "zoom_ingest.normalise.x_raw_json__mutmut_12": "codec names are case-insensitive",
     "zoom_ingest.normalise.x_raw_json__mutmut_18": "ensure_ascii=True is json.dumps' default",
@@ -74,7 +77,7 @@ EQUIVALENT: dict[str, str] = {
     f"{_W}_advance_cursor__mutmut_5": "index len(windows) is never in committed",
     f"{_W}_commit__mutmut_12": "pa.scalar infers the same timestamp type",
     f"{_W}_commit__mutmut_14": "pa.scalar infers the same timestamp type",
-    f"{_W}_fetch__mutmut_11": "a constant fallback: the wait it measures is 0 either way",
+    f"{_F}_fetch__mutmut_11": "a constant fallback: the wait it measures is 0 either way",
     **{
         f"{_S}release__mutmut_{n}": "_longest is written and never read"
         for n in (17, 18, 19, 20, 25)
@@ -90,7 +93,7 @@ NO_TESTS = {33}
 
 def load(root: Path) -> dict[str, int | None]:
     results: dict[str, int | None] = {}
-    for meta in sorted((root / "src" / "zoom_ingest").glob("*.py.meta")):
+    for meta in sorted((root / "src" / "zoom_ingest").rglob("*.py.meta")):
         results.update(json.loads(meta.read_text())["exit_code_by_key"])
     return results
 

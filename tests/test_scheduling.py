@@ -11,17 +11,17 @@ from deltalake import DeltaTable, write_deltalake
 
 from test_job import assert_equals_ground_truth, backfill_start, settings_for
 from test_writer import backfill_plan, writer_for
-from zoom_ingest import job
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_OK, StreamRun, _Chain, _Scheduler, run
+from zoom_ingest.job import EXIT_OK, StreamRun, run
 from zoom_ingest.plan import Plan, Window
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS, UTC
-from zoom_ingest.zoom import STREAMS_BY_NAME
+from zoom_ingest.zoom import STREAMS_BY_NAME, schedule
+from zoom_ingest.zoom.schedule import Chain, Scheduler
 from zoom_ingest.zoom.streams import Page
 
 
-def _chains(lengths: list[float]) -> list[_Chain]:
+def _chains(lengths: list[float]) -> list[Chain]:
     stream = STREAMS_BY_NAME["activity_logs"]
     day = date(2026, 1, 1)
     windows = []
@@ -39,7 +39,7 @@ def _chains(lengths: list[float]) -> list[_Chain]:
         cursor_before=None,
     )
     s = StreamRun(stream, plan)
-    chains = [_Chain(s, i, w, i) for i, w in enumerate(windows)]
+    chains = [Chain(s.stream, i, w, s.counters, i) for i, w in enumerate(windows)]
     for chain, remaining in zip(chains, lengths, strict=True):
         chain.pages = iter(())  # started
         chain.remaining = remaining
@@ -52,14 +52,14 @@ def test_largest_share_left_goes_first_and_new_windows_are_probed_first():
     chains = _chains([3, 40, 12])
     fresh = _chains([1])[0]
     fresh.pages, fresh.remaining, fresh.order = None, math.inf, 9
-    scheduler = _Scheduler([*chains, fresh], max_in_flight=4, open_limit=10, rate=10)
+    scheduler = Scheduler([*chains, fresh], max_in_flight=4, open_limit=10, rate=10)
     order = [scheduler.take() for _ in range(4)]
     assert order == [fresh, chains[1], chains[2], chains[0]]
 
 
 def test_in_flight_follows_rate_times_latency():
     chains = _chains([5.0] * 30)
-    scheduler = _Scheduler(chains, max_in_flight=26, open_limit=64, rate=40)
+    scheduler = Scheduler(chains, max_in_flight=26, open_limit=64, rate=40)
     first = scheduler.take()
     assert first is not None
     scheduler.release(first, finished=False, seconds=0.3)
@@ -77,7 +77,7 @@ def test_open_windows_are_bounded_and_opened_oldest_first():
     chains = _chains([1.0] * 10)
     for chain in chains:
         chain.pages, chain.remaining = None, math.inf
-    scheduler = _Scheduler(chains, max_in_flight=2, open_limit=3, rate=10)
+    scheduler = Scheduler(chains, max_in_flight=2, open_limit=3, rate=10)
     a, b = scheduler.take(), scheduler.take()
     assert (a.order, b.order) == (0, 1)
     scheduler.release(a, finished=True, seconds=0.1)
@@ -160,7 +160,7 @@ def test_no_window_opens_beyond_the_span_of_the_oldest_open_one():
     chains = _chains([1.0] * 12)
     for chain in chains:
         chain.pages, chain.remaining = None, 0.5  # tiny estimates: the horizon never fills
-    scheduler = _Scheduler(chains, max_in_flight=2, open_limit=4, rate=10)
+    scheduler = Scheduler(chains, max_in_flight=2, open_limit=4, rate=10)
     lagging = scheduler.take()
     assert lagging.order == 0
     opened = {lagging.order}
@@ -180,9 +180,9 @@ def test_the_writer_bounds_the_open_span_and_its_queues():
     span, the queue of pages (4 per fetch thread) and one batch waiting to be merged."""
     writer, _s, _engine = writer_for(backfill_plan())
     concurrency = writer.settings.effective_concurrency
-    assert writer.events.maxsize == 4 * concurrency
+    assert writer.fetcher.events.maxsize == 4 * concurrency
     assert writer.commits.maxsize == 1
-    assert job.OPEN_WINDOWS_PER_FETCH_THREAD == 2
+    assert schedule.OPEN_WINDOWS_PER_FETCH_THREAD == 2
 
 
 def test_a_low_rate_still_opens_enough_windows_for_uneven_days():
@@ -191,6 +191,6 @@ def test_a_low_rate_still_opens_enough_windows_for_uneven_days():
     # 40 requests/s (26 threads) the per-thread span governs.
     writer, _s, _engine = writer_for(backfill_plan())
     pro = writer.settings.with_changes(requests_per_second=10.0, concurrency=None)
-    assert job.open_span(pro.effective_concurrency) == 48
+    assert schedule.open_span(pro.effective_concurrency) == 48
     busy = pro.with_changes(requests_per_second=40.0).effective_concurrency
-    assert job.open_span(busy) == 2 * busy > job.MIN_OPEN_WINDOWS
+    assert schedule.open_span(busy) == 2 * busy > schedule.MIN_OPEN_WINDOWS

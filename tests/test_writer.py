@@ -10,6 +10,7 @@ past an uncommitted window), calls Zoom after a stop, or misreports a run.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -28,11 +29,10 @@ from zoom_ingest.job import (
     FLUSH_EVERY_SECONDS,
     RunSummary,
     StreamRun,
-    _Chain,
     _runs_rows,
-    _Scheduler,
     _Writer,
 )
+from zoom_ingest.normalise import Reject, raw_json
 from zoom_ingest.plan import Plan, Window, plan_stream
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.tables import ACTIVITY_LOGS, REJECTS, RUNS, UTC, TableSpec, format_time
@@ -42,9 +42,13 @@ from zoom_ingest.zoom import (
     DailyLimitReached,
     ZoomAuthError,
     ZoomError,
+    fetcher,
+    schedule,
 )
+from zoom_ingest.zoom.fetcher import Fetcher, WindowToFetch
 from zoom_ingest.zoom.rules import CATEGORY_TYPES
-from zoom_ingest.zoom.streams import Page
+from zoom_ingest.zoom.schedule import Chain, Scheduler
+from zoom_ingest.zoom.streams import Page, Stray
 
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
 ACTIVITY = STREAMS_BY_NAME["activity_logs"]
@@ -208,27 +212,27 @@ def writer_for(
     return writer, s, engine
 
 
-def event(kind: str, stream: str, index: int, payload: object = None) -> job._Event:
+def event(kind: str, stream: str, index: int, payload: object = None) -> fetcher.WindowEvent:
     """A fetch thread's event, from the short form these tests write it in."""
     if kind == "records":
         assert isinstance(payload, list)
-        return job._Records(stream, index, payload)
+        return fetcher.Records(stream, index, payload)
     if kind == "failed":
         assert isinstance(payload, BaseException)
-        return job._WindowFailed(stream, index, payload)
-    return {"done": job._WindowDone, "cancelled": job._WindowCancelled}[kind](stream, index)
+        return fetcher.WindowFailed(stream, index, payload)
+    return {"done": fetcher.WindowDone, "cancelled": fetcher.WindowCancelled}[kind](stream, index)
 
 
-def short(posted: job._Event) -> tuple:
+def short(posted: fetcher.WindowEvent) -> tuple:
     """An event in the short form: (kind, stream, window index, payload or None)."""
     match posted:
-        case job._Records(stream, index, records):
+        case fetcher.Records(stream, index, records):
             return ("records", stream, index, records)
-        case job._WindowFailed(stream, index, error):
+        case fetcher.WindowFailed(stream, index, error):
             return ("failed", stream, index, error)
-        case job._WindowDone(stream, index):
+        case fetcher.WindowDone(stream, index):
             return ("done", stream, index, None)
-        case job._WindowCancelled(stream, index):
+        case fetcher.WindowCancelled(stream, index):
             return ("cancelled", stream, index, None)
     raise AssertionError(f"not an event: {posted!r}")
 
@@ -536,7 +540,7 @@ def test_the_end_game_flushes_sooner_while_the_committer_is_idle(
     assert job.END_GAME_FLUSH_SECONDS == 3.0
     monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: 1000.0))
     writer, s, _engine = writer_for(backfill_plan())
-    writer.scheduler = SimpleNamespace(end_game=lambda: end_game)  # type: ignore[assignment]
+    writer.fetcher = SimpleNamespace(end_game=lambda: end_game)  # type: ignore[assignment]
     writer.pending_commits = pending
     writer.last_flush = 1000.0 - elapsed
     s.done_in_batch = {0}
@@ -546,6 +550,23 @@ def test_the_end_game_flushes_sooner_while_the_committer_is_idle(
 
 
 # -- events: records, done, cancelled, failed ----------------------------------------------
+
+
+def test_records_from_outside_their_window_become_rejects_as_zoom_sent_them():
+    """The source hands on a stray as the record and its reason; the writer stores it
+    as a reject with the record's JSON, counts it as fetched, and never as a row."""
+    writer, s, engine = writer_for(backfill_plan())
+    inside = sign_in(datetime(2026, 11, 20, 1, tzinfo=UTC))
+    outside = sign_in(datetime(2025, 1, 1, tzinfo=UTC), "eve")
+    reason = "time: 2025-01-01T00:00:00Z is outside the window 2026-11-20..2026-11-20"
+    records = fetcher.Records("activity_logs", 1, [inside], (Stray(reason, outside),))
+    assert writer._handle(records, FakeBar()) == 0
+    assert s.fetched == 2 and len(s.batch) == 1
+    assert s.batch.rejects == [Reject(reason=reason, raw_json=raw_json(outside))]
+    flush(writer, s)
+    (reject,) = engine.rows(REJECTS)
+    assert reject["reason"] == reason and json.loads(reject["raw_json"]) == outside
+    assert s.rejected == 1 and s.inserted == 1
 
 
 def test_records_are_buffered_until_the_batch_is_full():
@@ -617,24 +638,42 @@ def test_the_stream_is_finished_when_its_last_window_ends():
 @pytest.fixture
 def zoom(monkeypatch) -> ScriptedZoom:
     scripted = ScriptedZoom()
-    monkeypatch.setattr(job, "fetch_pages", scripted)
+    monkeypatch.setattr(fetcher, "fetch_pages", scripted)
     return scripted
 
 
-def fetch(writer: _Writer, s: StreamRun, *indexes: int) -> list[tuple]:
-    """Run one fetch thread (`_Writer._fetch`) over the given windows of `s` under a real
-    scheduler until every chain has ended; return the events it posted, in order."""
-    writer.events = queue.Queue()  # unbounded: nobody drains it while the thread runs
-    chains = [_Chain(s, i, s.plan.windows[i], order) for order, i in enumerate(indexes)]
-    scheduler = _Scheduler(chains, max_in_flight=1, open_limit=256, rate=10.0)
-    thread = threading.Thread(target=writer._fetch, args=(scheduler,), daemon=True)
+def fetcher_over(writer: _Writer, s: StreamRun, *indexes: int) -> Fetcher:
+    """The writer's fetcher, made again over the given windows of `s` only, as the writer
+    makes it (its settings, its stop), with one fetch thread."""
+    writer.fetcher = Fetcher(
+        FakeClient(),  # type: ignore[arg-type]
+        [WindowToFetch(s.stream, i, s.plan.windows[i], s.counters) for i in indexes],
+        category_type=writer.settings.category_type,
+        max_pages=writer.settings.max_pages_per_window,
+        concurrency=1,
+        rate=10.0,
+        stop=writer.stop,
+    )
+    writer.fetcher.events = queue.Queue()  # unbounded: nobody drains it while the thread runs
+    return writer.fetcher
+
+
+def fetch_all(fetched: Fetcher) -> list[tuple]:
+    """Run one fetch thread (`Fetcher._fetch`) under its real scheduler until every chain
+    has ended; return the events it posted, in order."""
+    thread = threading.Thread(target=fetched._fetch, daemon=True)
     thread.start()
     thread.join(timeout=10)
     assert not thread.is_alive(), "the fetch thread did not finish"
     out = []
-    while not writer.events.empty():
-        out.append(short(writer.events.get_nowait()))
+    while not fetched.events.empty():
+        out.append(short(fetched.events.get_nowait()))
     return out
+
+
+def fetch(writer: _Writer, s: StreamRun, *indexes: int) -> list[tuple]:
+    """`fetch_all` over the given windows of `s`."""
+    return fetch_all(fetcher_over(writer, s, *indexes))
 
 
 def test_a_window_queued_after_a_stop_never_calls_zoom(zoom):
@@ -649,8 +688,9 @@ def test_a_window_queued_after_a_stop_never_calls_zoom(zoom):
 def test_a_window_queued_after_its_stream_failed_never_calls_zoom(zoom):
     writer, s, _engine = writer_for(backfill_plan())
     zoom.pages[("activity_logs", s.plan.windows[3].from_date)] = [[sign_in(NOW)]]
-    s.aborted = True  # an earlier window failed: later ones cannot move the cursor
-    got = fetch(writer, s, 3)
+    fetching = fetcher_over(writer, s, 3)
+    fetching.abort(s.name)  # an earlier window failed: later ones cannot move the cursor
+    got = fetch_all(fetching)
     assert zoom.asked == [] and s.counters.api_calls == 0
     assert got == [("cancelled", "activity_logs", 3, None)]
 
@@ -667,10 +707,10 @@ def test_a_failed_stream_stops_the_others_windows_not_calling_zoom(zoom, monkeyp
         try:
             yield from original(client, stream, window, *rest, **limits)
         except ZoomError:
-            s.aborted = True
+            writer.fetcher.abort(s.name)
             raise
 
-    monkeypatch.setattr(job, "fetch_pages", failing_aborts)
+    monkeypatch.setattr(fetcher, "fetch_pages", failing_aborts)
     got = fetch(writer, s, 0, 1, 2)
     assert zoom.asked == [("activity_logs", first)]
     assert [(e[0], e[2]) for e in got] == [("failed", 0), ("cancelled", 1), ("cancelled", 2)]
@@ -692,10 +732,10 @@ def test_a_window_stops_paging_after_the_page_in_flight(zoom, monkeypatch, how):
             if how == "stop":
                 writer.stop.set()
             else:
-                s.aborted = True
+                writer.fetcher.abort(s.name)
             yield page
 
-    monkeypatch.setattr(job, "fetch_pages", stop_during_the_first_page)
+    monkeypatch.setattr(fetcher, "fetch_pages", stop_during_the_first_page)
     got = fetch(writer, s, 1)
     assert [e[0] for e in got] == ["records", "cancelled"]
     assert got[0][3] == [sign_in(day + timedelta(hours=2))]  # the page in flight is kept
@@ -738,14 +778,14 @@ def test_a_window_that_raises_posts_exactly_one_failed_event(zoom, pages_before)
 class RecordingScheduler:
     """Hands out the given chains one page at a time and records every release."""
 
-    def __init__(self, chains: list[_Chain]) -> None:
+    def __init__(self, chains: list[Chain]) -> None:
         self.ready = list(chains)
         self.released: list[tuple[int, bool, float | None]] = []
 
-    def take(self) -> _Chain | None:
+    def take(self) -> Chain | None:
         return self.ready.pop(0) if self.ready else None
 
-    def release(self, chain: _Chain, *, finished: bool, seconds: float | None) -> None:
+    def release(self, chain: Chain, *, finished: bool, seconds: float | None) -> None:
         self.released.append((chain.index, finished, seconds))
         if not finished:
             self.ready.append(chain)
@@ -755,7 +795,7 @@ def test_a_pages_time_goes_to_the_scheduler_without_the_rate_limiters_wait(zoom,
     """Each page takes 2 s of which 0.5 s waiting for the rate limiter: the scheduler
     sizes the pages in flight from the 1.5 s of latency, and learns when a chain ends."""
     clock = {"now": 100.0, "waited": 10.0}
-    monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
+    monkeypatch.setattr(fetcher, "time", SimpleNamespace(monotonic=lambda: clock["now"]))
     original = zoom.__call__
 
     def slow_pages(*args, **limits):
@@ -764,20 +804,21 @@ def test_a_pages_time_goes_to_the_scheduler_without_the_rate_limiters_wait(zoom,
             clock["waited"] += 0.5
             yield page
 
-    monkeypatch.setattr(job, "fetch_pages", slow_pages)
+    monkeypatch.setattr(fetcher, "fetch_pages", slow_pages)
     writer, s, _engine = writer_for(backfill_plan())
-    writer.client = WaitingClient(lambda: clock["waited"])  # type: ignore[assignment]
-    writer.events = queue.Queue()
+    fetching = fetcher_over(writer, s, 1)
+    fetching.client = WaitingClient(lambda: clock["waited"])  # type: ignore[assignment]
     zoom.pages[("activity_logs", s.plan.windows[1].from_date)] = [[sign_in(NOW)], []]
-    scheduler = RecordingScheduler([_Chain(s, 1, s.plan.windows[1], 0)])
-    writer._fetch(scheduler)  # type: ignore[arg-type]
+    scheduler = RecordingScheduler([Chain(s.stream, 1, s.plan.windows[1], s.counters, 0)])
+    fetching.scheduler = scheduler  # type: ignore[assignment]
+    fetching._fetch()
     assert scheduler.released == [(1, False, 1.5), (1, True, 1.5)]
 
 
 def test_the_scheduler_opens_windows_oldest_first_and_ends_when_all_are_released():
     s = StreamRun(ACTIVITY, backfill_plan())
-    chains = [_Chain(s, i, w, i) for i, w in enumerate(s.plan.windows)]
-    scheduler = _Scheduler(chains, max_in_flight=1, open_limit=256, rate=10.0)
+    chains = [Chain(s.stream, i, w, s.counters, i) for i, w in enumerate(s.plan.windows)]
+    scheduler = Scheduler(chains, max_in_flight=1, open_limit=256, rate=10.0)
     taken = []
     while (chain := scheduler.take()) is not None:
         taken.append(chain.index)
@@ -837,6 +878,17 @@ def test_a_failed_window_stops_its_stream_only():
     writer._window_failed(s, s.plan.windows[2], ZoomError("Zoom answered 500"))
     assert s.aborted and not writer.stop.is_set()
     assert s.error == "activity_logs 2026-11-21: Zoom answered 500"  # names the window
+
+
+def test_a_failed_window_cancels_its_streams_later_windows_unasked(zoom):
+    """The writer's `_window_failed` tells its fetcher: a window of the stream taken
+    afterwards ends cancelled without a call (it could not move the cursor past the gap)."""
+    writer, s, _engine = writer_for(backfill_plan())
+    fetching = fetcher_over(writer, s, 3)
+    zoom.pages[("activity_logs", s.plan.windows[3].from_date)] = [[sign_in(NOW)]]
+    writer._window_failed(s, s.plan.windows[2], ZoomError("Zoom answered 500"))
+    assert fetch_all(fetching) == [("cancelled", "activity_logs", 3, None)]
+    assert zoom.asked == [] and s.counters.api_calls == 0
 
 
 def test_bad_credentials_stop_every_stream():
@@ -1051,11 +1103,11 @@ def test_a_stopped_stream_without_the_daily_limit_has_no_error_text():
 
 def test_the_scheduler_has_at_most_max_in_flight_pages_out():
     s = StreamRun(ACTIVITY, backfill_plan())
-    chains = [_Chain(s, i, w, i) for i, w in enumerate(s.plan.windows)]
-    scheduler = _Scheduler(chains, max_in_flight=2, open_limit=256, rate=10.0)
+    chains = [Chain(s.stream, i, w, s.counters, i) for i, w in enumerate(s.plan.windows)]
+    scheduler = Scheduler(chains, max_in_flight=2, open_limit=256, rate=10.0)
     first, second = scheduler.take(), scheduler.take()
     assert first is not None and second is not None
-    got: list[_Chain | None] = []
+    got: list[Chain | None] = []
     waiter = threading.Thread(target=lambda: got.append(scheduler.take()), daemon=True)
     waiter.start()
     waiter.join(timeout=0.1)
@@ -1076,10 +1128,10 @@ def test_a_fetch_thread_waits_for_a_chain_in_flight_rather_than_ending():
     """One window, two fetch threads: while the first has its page out, the second waits
     (its next page may follow), and ends only once the chain has finished."""
     s = StreamRun(ACTIVITY, backfill_plan())
-    (chain,) = [_Chain(s, 0, s.plan.windows[0], 0)]
-    scheduler = _Scheduler([chain], max_in_flight=2, open_limit=256, rate=10.0)
+    (chain,) = [Chain(s.stream, 0, s.plan.windows[0], s.counters, 0)]
+    scheduler = Scheduler([chain], max_in_flight=2, open_limit=256, rate=10.0)
     assert scheduler.take() is chain
-    got: list[_Chain | None] = []
+    got: list[Chain | None] = []
     waiter = threading.Thread(target=lambda: got.append(scheduler.take()), daemon=True)
     waiter.start()
     waiter.join(timeout=0.1)
@@ -1106,10 +1158,10 @@ def test_the_addresses_of_new_activity_rows_get_their_countries():
 def test_the_pages_in_flight_follow_the_latency_seen():
     """Little's law: rate × seconds per page (a moving average, weight 0.1 on the newest
     page) × IN_FLIGHT_SLACK, plus one; `max_in_flight` until a page has been timed."""
-    assert job.IN_FLIGHT_SLACK == 1.3
+    assert schedule.IN_FLIGHT_SLACK == 1.3
     s = StreamRun(ACTIVITY, backfill_plan())
-    chains = [_Chain(s, i, w, i) for i, w in enumerate(s.plan.windows)]
-    scheduler = _Scheduler(chains, max_in_flight=48, open_limit=256, rate=10.0)
+    chains = [Chain(s.stream, i, w, s.counters, i) for i, w in enumerate(s.plan.windows)]
+    scheduler = Scheduler(chains, max_in_flight=48, open_limit=256, rate=10.0)
     assert scheduler.target() == 48
     chain = scheduler.take()
     assert chain is not None
@@ -1125,8 +1177,8 @@ def test_the_pages_in_flight_follow_the_latency_seen():
 
 def test_a_finished_chain_no_longer_counts_as_work_left():
     s = StreamRun(ACTIVITY, backfill_plan())
-    (chain,) = [_Chain(s, 0, s.plan.windows[0], 0)]
-    scheduler = _Scheduler([chain], max_in_flight=1, open_limit=256, rate=10.0)
+    (chain,) = [Chain(s.stream, 0, s.plan.windows[0], s.counters, 0)]
+    scheduler = Scheduler([chain], max_in_flight=1, open_limit=256, rate=10.0)
     assert scheduler.take() is chain
     chain.remaining = 1000.0  # far more than END_GAME_SECONDS of calls
     scheduler.release(chain, finished=False, seconds=0.1)

@@ -1,9 +1,11 @@
 """One run: plan → fetch → normalise → merge → checkpoint → report.
 
-Threads: a pool of fetch workers pages the windows of both streams concurrently under
-the account's one rate limiter and hands raw pages to this module's writer loop (the
-calling thread) through a bounded queue, so memory is bounded by `batch_rows` and the
-queue, not by the size of the backfill. Only the writer touches the engine.
+Threads: the source's fetch threads (zoom/fetcher.py) page the windows of both streams
+concurrently under the account's one rate limiter and hand raw pages to this module's
+writer loop (the calling thread) through a bounded queue; the writer batches them and a
+committer thread merges each batch and moves the checkpoint. Memory is bounded by
+`batch_rows` and the queues, not by the size of the backfill. Only the writer and the
+committer touch the engine.
 
 Correctness: a window counts as committed only after a merge that contained all of its
 pages has succeeded; the cursor then moves across contiguous committed windows, oldest
@@ -14,45 +16,47 @@ and the insert-only merge on lw_id makes the re-read harmless.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from datetime import time as clock_time
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import exit_codes
-from .engines import rules
 from .engines.base import AccountBusy, Engine
 from .engines.lease import account_lease, free_leases_of_gone_runs
 from .geo import RunAddresses, ip_country_rows
 from .masking import mask, one_line
-from .normalise import Batch, Reject
-from .plan import Plan, Window, plan_stream
+from .normalise import Batch, Reject, raw_json
+from .plan import Window, plan_stream
 from .progress import Progress
+from .run_state import StreamRun, abandon_runs, rejects_rows, runs_rows
 from .settings import Settings
-from .tables import ACTIVITY_LOGS, IP_COUNTRIES, REJECTS, RUNS, UTC, format_time, reject_id
+from .tables import ACTIVITY_LOGS, IP_COUNTRIES, REJECTS, RUNS, UTC, format_time
 from .zoom import (
     STREAMS_BY_NAME,
-    CallCounters,
     DailyLimitReached,
-    Stream,
     ZoomAuthError,
     ZoomClient,
     ZoomError,
     ZoomUnreachable,
-    fetch_pages,
 )
 from .zoom.errors import IncompleteAnswer
-from .zoom.rules import PAGE_SIZE
-from .zoom.streams import Page
+from .zoom.fetcher import (
+    Fetcher,
+    Records,
+    WindowCancelled,
+    WindowDone,
+    WindowEvent,
+    WindowFailed,
+    WindowToFetch,
+)
 
 log = logging.getLogger("zoom_ingest.job")
 
@@ -66,91 +70,10 @@ EXIT_BUSY = exit_codes.BUSY
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0
-#: …and more often once every window is open and little work is left, so that the merge
-#: after the last page (which the run waits for) is a small one.
+#: …and more often in the end game (every window open and little work left: the
+#: fetcher's `end_game`), so that the merge after the last page (which the run waits
+#: for) is a small one.
 END_GAME_FLUSH_SECONDS = 3.0
-END_GAME_SECONDS = 20.0
-#: A chain whose last page is older than this goes first, whatever its length: Zoom's
-#: page tokens expire after 15 minutes, and a short chain must not starve that long.
-STALE_CHAIN_SECONDS = 300.0
-#: Chains in flight beyond rate × latency (Little's law), for the time a page spends in
-#: the client (parsing, handing over) and for latency that varies.
-IN_FLIGHT_SLACK = 1.3
-#: Windows open (oldest first) while the open chains hold fewer calls than the rate
-#: limit makes in this time: enough that no long chain opens so late that it pages alone
-#: at the end while the limiter idles. No wider: every batch spans the open windows'
-#: days, and a MERGE reads the files its time range overlaps.
-OPEN_HORIZON_SECONDS = 120.0
-#: The open windows lie within this many windows per fetch thread of the oldest open
-#: one, in plan order. Memory: a batch holds records of every open window, and every
-#: file a MERGE writes spans the batch's time range; a MERGE reads every file that
-#: overlaps its own range. With the whole backfill open at once (first pages of a day
-#: underestimate it, so the horizon in calls let every window open) every file spanned
-#: the whole backfill, no MERGE could skip one, and its memory grew with the table.
-#: Kept within a span of windows, the files a MERGE reads are those of the last few
-#: batches, whatever the backfill's size. A window that lags holds the span (no newer
-#: window opens) until it is paged: the others run out and leave it the first in line.
-OPEN_WINDOWS_PER_FETCH_THREAD = 2
-#: …but never fewer windows than this. At a low rate there are few fetch threads, and a
-#: span of 2 per thread (16 windows at 10 requests/s) is too short for uneven days: the
-#: long day holding the span pages alone while nothing newer may open (issue 14's Pro
-#: shape: 0.80 of the ceiling at 16, 0.94 at 48, 0.96 at 64; the large shape, 52 at
-#: 40 requests/s, is unchanged). A low rate fills its batches slowly, so the wider span
-#: costs little memory.
-MIN_OPEN_WINDOWS = 48
-
-
-def open_span(concurrency: int) -> int:
-    """How many windows, in plan order from the oldest open one, may be open at once."""
-    return max(OPEN_WINDOWS_PER_FETCH_THREAD * concurrency, MIN_OPEN_WINDOWS)
-
-
-@dataclass
-class StreamRun:
-    """The state and the tallies of one stream during a run."""
-
-    stream: Stream
-    plan: Plan
-    counters: CallCounters = field(default_factory=CallCounters)
-    batch: Batch = field(init=False)
-    done_in_batch: set[int] = field(default_factory=set)
-    committed: set[int] = field(default_factory=set)
-    windows_finished: int = 0
-    fetched: int = 0
-    inserted: int = 0
-    rejected: int = 0
-    #: Records fetched from before the backfill's floor (Zoom's whole days overlap it),
-    #: dropped rather than stored: shown in the summary, so fetched − inserted adds up.
-    before_floor: int = 0
-    cursor: datetime | None = None
-    error: str | None = None
-    #: The window whose pages could not prove it complete, and why (`from..to: reason`).
-    failed_window: str | None = None
-    aborted: bool = False
-    #: Another run held the account's lease: nothing was fetched.
-    busy: bool = False
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    def __post_init__(self) -> None:
-        self.batch = Batch(self.stream.spec)
-        self.cursor = self.plan.cursor_before
-
-    @property
-    def name(self) -> str:
-        return self.stream.name
-
-    @property
-    def status(self) -> str:
-        if self.busy:
-            return "busy"
-        if self.failed_window:
-            return "incomplete"
-        if self.error:
-            return "failed"
-        if len(self.committed) < len(self.plan.windows):
-            return "stopped"
-        return "succeeded"
 
 
 @dataclass
@@ -228,46 +151,7 @@ class RunSummary:
         return [mask(line) for line in out]
 
 
-# --- what the fetch threads tell the writer, and what the writer hands the committer ---
-
-
-@dataclass(frozen=True)
-class _Records:
-    """A page of a window's records and its records outside the window (not both empty)."""
-
-    stream: str
-    index: int  # the window's place in its stream's plan
-    records: list[object]
-    strays: tuple[Reject, ...] = ()
-
-
-@dataclass(frozen=True)
-class _WindowDone:
-    """The window's last page is in: it can be committed with the batch that holds it."""
-
-    stream: str
-    index: int
-
-
-@dataclass(frozen=True)
-class _WindowCancelled:
-    """The run is stopping (or the stream failed): the window was not fetched to its end."""
-
-    stream: str
-    index: int
-
-
-@dataclass(frozen=True)
-class _WindowFailed:
-    """The window's fetch raised `error`; its stream stops there."""
-
-    stream: str
-    index: int
-    error: BaseException
-
-
-#: A fetch thread's event. Each window ends with exactly one of the last three.
-_Event = _Records | _WindowDone | _WindowCancelled | _WindowFailed
+# --- what the writer hands the committer ---
 
 
 @dataclass(frozen=True)
@@ -353,7 +237,7 @@ def run(
 
         # Visible from its start: the run's rows say `running` until its end replaces
         # them; a `running` row of a run that cannot be running any more says so.
-        gone = _abandon_runs(engine, settings.account_id, run_id, now)
+        gone = abandon_runs(engine, settings.account_id, run_id, now)
         if gone and engine.exclusive_runs and lease_engine is None:
             # Those runs held this folder's lock, so they are gone for sure: the lease
             # they kept beside the tables need not block the account until it expires.
@@ -431,185 +315,10 @@ def _record_crash(
         log.warning("could not record the failed run in %s: %s", RUNS.name, again)
 
 
-@dataclass(eq=False)
-class _Chain:
-    """One window's chain of pages. Zoom pages a window strictly in sequence
-    (next_page_token), so a chain has at most one page in flight; any fetch thread may
-    take its next page."""
-
-    s: StreamRun
-    index: int
-    window: Window
-    order: int  # place in the plan (oldest first)
-    pages: Iterator[Page] | None = None
-    records: int = 0
-    first_newest: datetime | None = None
-    #: Estimated pages still to fetch: unknown (infinite) until the first page is in.
-    remaining: float = math.inf
-    #: The share of the window's records still to fetch (1.0 until the first page).
-    fraction_left: float = 1.0
-    #: The last page reached below the window's early-stop instant: no more calls.
-    ending: bool = False
-    last_page_at: float = 0.0
-    pages_seen: int = 0
-
-    def observe(self, page: Page) -> None:
-        """Update the estimate of pages still to fetch from the page just received.
-
-        Zoom's `total_records`, when a response carries it, is exact. Otherwise the
-        records come newest first, so the time span fetched so far and the time left down
-        to the window's start give the density and what remains of the window."""
-        self.last_page_at = time.monotonic()
-        self.pages_seen += 1
-        self.records += len(page.records)
-        window = self.window
-        self.ending = (
-            window.stop_before is not None
-            and page.oldest is not None
-            and page.oldest < window.stop_before
-        )
-        if page.total_records is not None:
-            left = max(0, page.total_records - self.records)
-            self.remaining = left / PAGE_SIZE
-            self.fraction_left = left / page.total_records if page.total_records else 0.0
-            return
-        if self.first_newest is None:
-            self.first_newest = page.newest
-        if page.oldest is None or self.first_newest is None:
-            self.remaining = 1.0
-            return
-        low = datetime.combine(window.from_date, clock_time(), tzinfo=UTC)
-        if window.stop_before is not None:
-            low = max(low, window.stop_before)
-        fetched_span = (self.first_newest - page.oldest).total_seconds()
-        left = max(0.0, (page.oldest - low).total_seconds())
-        if fetched_span <= 0:
-            self.remaining = 1.0
-            return
-        self.remaining = self.records * left / fetched_span / PAGE_SIZE
-        self.fraction_left = left / (left + fetched_span)
-
-
-class _Scheduler:
-    """Which chain's next page goes out next, and how many go out at once.
-
-    - Windows open in plan order (oldest first, so the checkpoint keeps moving) while
-      the open chains hold less than `OPEN_HORIZON_SECONDS` of calls at the rate limit,
-      and only within `open_limit` windows of the oldest open one (so that a batch, and
-      the files it writes, span few days: see `OPEN_WINDOWS_PER_FETCH_THREAD`); a newly
-      opened window's first page goes first, since it tells how long the chain is.
-    - Among open chains, the one with the largest share of its window left goes next
-      (then the most pages left). Days of a stream share their hours' rhythm, so the
-      share of time left is the share of records left; evening it out makes a busy day
-      take pages in proportion to its length, and the chains run out together instead
-      of one long chain paging alone at the end while the limiter idles. (Ranking by an
-      estimate of pages left, from the density seen so far, starved chains still in a
-      quiet evening hour: their estimates stayed low while busier chains moved on.)
-    - In flight: enough pages for the rate limit at the latency seen (Little's law:
-      rate × seconds per page, plus slack), at most `max_in_flight`. More would only
-      slow the longest chains down by sharing the rate among more of them.
-    - A chain that has waited `STALE_CHAIN_SECONDS` goes first (page tokens expire).
-    """
-
-    def __init__(
-        self, chains: list[_Chain], *, max_in_flight: int, open_limit: int, rate: float
-    ) -> None:
-        self._cond = threading.Condition()
-        self._waiting = list(reversed(chains))  # pop() gives the oldest
-        self._ready: list[_Chain] = []
-        self._opened: set[_Chain] = set()
-        self._first_pages: list[float] = []  # estimated lengths seen on first pages
-        self._open = 0
-        self._in_flight = 0
-        self._max = max(1, max_in_flight)
-        self._open_limit = max(1, open_limit)
-        self._rate = rate
-        self._seconds_per_page: float | None = None
-        self.peak_in_flight = 0
-
-    def target(self) -> int:
-        if self._seconds_per_page is None:
-            return self._max
-        needed = math.ceil(self._rate * self._seconds_per_page * IN_FLIGHT_SLACK) + 1
-        return max(2, min(self._max, needed))
-
-    def take(self) -> _Chain | None:
-        """The next chain to advance by one page; None when every chain is finished."""
-        with self._cond:
-            while True:
-                while self._waiting and self._should_open():
-                    chain = self._waiting.pop()
-                    self._ready.append(chain)
-                    self._opened.add(chain)
-                    self._open += 1
-                if self._ready and self._in_flight < self.target():
-                    chain = max(self._ready, key=self._priority(time.monotonic()))
-                    self._ready.remove(chain)
-                    self._in_flight += 1
-                    self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
-                    return chain
-                if not self._open and not self._waiting:
-                    return None
-                self._cond.wait()
-
-    def end_game(self) -> bool:
-        """Every window is open and the open ones hold under END_GAME_SECONDS of calls."""
-        with self._cond:
-            if self._waiting:
-                return False
-            work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
-            return work < self._rate * END_GAME_SECONDS
-
-    def _should_open(self) -> bool:
-        if self._opened:
-            oldest = min(chain.order for chain in self._opened)
-            if self._waiting[-1].order - oldest >= self._open_limit:
-                return False  # beyond the span: wait for the oldest open window
-        if self._open < max(2, self._max):
-            return True
-        if self._open >= self._open_limit:
-            return False
-        typical = sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
-        work = sum(typical if math.isinf(c.remaining) else c.remaining for c in self._opened)
-        return work < self._rate * OPEN_HORIZON_SECONDS
-
-    def release(self, chain: _Chain, *, finished: bool, seconds: float | None) -> None:
-        """`chain` is back from a page (`seconds`: its time, limiter wait excluded)."""
-        with self._cond:
-            self._in_flight -= 1
-            if chain.records and len(self._first_pages) < 1000 and chain.pages_seen == 1:
-                self._first_pages.append(chain.remaining + 1)
-            if finished:
-                self._open -= 1
-                self._opened.discard(chain)
-            else:
-                self._ready.append(chain)
-            if seconds is not None:
-                previous = self._seconds_per_page
-                self._seconds_per_page = (
-                    seconds if previous is None else 0.9 * previous + 0.1 * seconds
-                )
-            self._cond.notify_all()
-
-    @staticmethod
-    def _priority(now: float) -> Callable[[_Chain], tuple]:
-        def key(chain: _Chain) -> tuple:
-            started = chain.pages is not None
-            stale = started and now - chain.last_page_at > STALE_CHAIN_SECONDS
-            return (
-                chain.ending or stale,
-                not started,
-                chain.fraction_left,
-                chain.remaining,
-                -chain.order,
-            )
-
-        return key
-
-
 class _Writer:
-    """Runs the fetch threads and, on the calling thread, normalises their pages; a
-    committer thread merges and checkpoints, so a merge never holds up the fetching."""
+    """Runs the fetch threads (the source's `Fetcher`) and, on the calling thread,
+    batches and normalises their pages; a committer thread merges and checkpoints, so a
+    merge never holds up the fetching."""
 
     def __init__(
         self,
@@ -624,10 +333,21 @@ class _Writer:
         self.engine = engine
         self.run_id = run_id
         self.runs = {s.name: s for s in runs}
-        self.client = client
         self.progress_mode = progress
-        self.events: queue.Queue[_Event] = queue.Queue(maxsize=settings.effective_concurrency * 4)
         self.stop = threading.Event()
+        self.fetcher = Fetcher(
+            client,
+            (
+                WindowToFetch(s.stream, index, window, s.counters)
+                for s in runs
+                for index, window in enumerate(s.plan.windows)
+            ),
+            category_type=settings.category_type,
+            max_pages=settings.max_pages_per_window,
+            concurrency=settings.effective_concurrency,
+            rate=settings.requests_per_second,
+            stop=self.stop,
+        )
         self.daily_limit_retry_at: datetime | None = None
         self.interrupted = False
         self.last_flush = time.monotonic()
@@ -639,8 +359,6 @@ class _Writer:
         self.pending_lock = threading.Lock()
         self.fetch_started: float | None = None
         self.fetch_finished: float | None = None
-        self.peak_in_flight = 0
-        self.scheduler: _Scheduler | None = None
         #: Addresses whose countries this run merged already (the committer's only).
         self.country_addresses = RunAddresses()
 
@@ -653,79 +371,15 @@ class _Writer:
         end = self.fetch_finished or time.monotonic()
         return calls / max(end - self.fetch_started, 1e-9)
 
-    # --- fetch side (worker threads) -------------------------------------------------
-
-    def _fetch(self, scheduler: _Scheduler) -> None:
-        """Advance chains one page at a time; each chain ends with exactly one terminal
-        event (done, cancelled or failed)."""
-        waited = getattr(self.client, "thread_waited", lambda: 0.0)
-        while (chain := scheduler.take()) is not None:
-            s, index = chain.s, chain.index
-            finished, seconds = True, None
-            try:
-                if self.stop.is_set() or s.aborted:
-                    self.events.put(_WindowCancelled(s.name, index))
-                    continue
-                if chain.pages is None:
-                    chain.pages = fetch_pages(
-                        self.client,
-                        s.stream,
-                        chain.window,
-                        self.settings.category_type,
-                        s.counters,
-                        max_pages=self.settings.max_pages_per_window,
-                    )
-                started, waited_before = time.monotonic(), waited()
-                page = next(chain.pages, None)
-                if page is None:
-                    self.events.put(_WindowDone(s.name, index))
-                    continue
-                seconds = time.monotonic() - started - (waited() - waited_before)
-                chain.observe(page)
-                if page.records or page.strays:
-                    self.events.put(_Records(s.name, index, page.records, page.strays))
-                if page.failure is not None:  # the window ends here, unproven
-                    self.events.put(_WindowFailed(s.name, index, page.failure))
-                    continue
-                if not page.next_page_token:
-                    self.events.put(_WindowDone(s.name, index))
-                    continue
-                finished = False
-            except BaseException as exc:  # every failure is reported; never lost in a thread
-                self.events.put(_WindowFailed(s.name, index, exc))
-            finally:
-                scheduler.release(chain, finished=finished, seconds=seconds)
-
-    # --- write side (calling thread) -------------------------------------------------
-
     def run(self) -> None:
-        chains = [
-            _Chain(s, index, window, order)
-            for order, (s, index, window) in enumerate(_interleave(self.runs.values()))
-        ]
-        outstanding = len(chains)
+        outstanding = self.fetcher.windows
         totals = {s.name: len(s.plan.windows) for s in self.runs.values()}
-        concurrency = self.settings.effective_concurrency
-        scheduler = _Scheduler(
-            chains,
-            max_in_flight=concurrency,
-            open_limit=open_span(concurrency),
-            rate=self.settings.requests_per_second,
-        )
-        self.scheduler = scheduler
-        fetchers = [
-            threading.Thread(
-                target=self._fetch, args=(scheduler,), name=f"zoom-fetch-{n}", daemon=True
-            )
-            for n in range(min(concurrency, len(chains)))
-        ]
         committer = threading.Thread(target=self._commit_loop, name="zoom-commit", daemon=True)
         committer.start()
         self.fetch_started = time.monotonic()
         try:
             with Progress(totals, bar=self.progress_mode) as bar:
-                for thread in fetchers:
-                    thread.start()
+                self.fetcher.start()
                 try:
                     while outstanding:
                         outstanding -= self._handle(self._next_event(), bar)
@@ -736,16 +390,14 @@ class _Writer:
                     self.stop.set()
                     log.warning("interrupted: finishing in-flight pages, then committing")
                     while outstanding:
-                        outstanding -= self._handle(self.events.get(), bar)
+                        outstanding -= self._handle(self.fetcher.events.get(), bar)
                 except BaseException:
                     self.stop.set()
                     self._drain(outstanding)
                     raise
                 finally:
-                    for thread in fetchers:
-                        thread.join()
+                    self.fetcher.join()
                     self.fetch_finished = time.monotonic()
-                    self.peak_in_flight = scheduler.peak_in_flight
                     for s in self.runs.values():
                         if s.finished is None:
                             s.finished = time.monotonic()
@@ -756,10 +408,10 @@ class _Writer:
             committer.join()
         self._raise_commit_error()
 
-    def _next_event(self) -> _Event:
+    def _next_event(self) -> WindowEvent:
         while True:
             try:
-                return self.events.get(timeout=1.0)
+                return self.fetcher.events.get(timeout=1.0)
             except queue.Empty:
                 self._raise_commit_error()
                 self._flush_if_due()
@@ -767,15 +419,17 @@ class _Writer:
     def _drain(self, outstanding: int) -> None:
         """After a writer failure: let the fetch threads finish so they can be joined."""
         while outstanding:
-            if not isinstance(self.events.get(), _Records):
+            if not isinstance(self.fetcher.events.get(), Records):
                 outstanding -= 1
 
-    def _handle(self, event: _Event, bar: Progress) -> int:
+    def _handle(self, event: WindowEvent, bar: Progress) -> int:
         """Apply one event; return 1 when it ends a window."""
         s = self.runs[event.stream]
-        if isinstance(event, _Records):
+        if isinstance(event, Records):
             s.batch.add(event.records)
-            s.batch.rejects.extend(event.strays)
+            s.batch.rejects.extend(
+                Reject(reason=x.reason, raw_json=raw_json(x.record)) for x in event.strays
+            )
             s.fetched += len(event.records) + len(event.strays)
             bar.records(s.name, len(event.records))
             if len(s.batch) >= self.settings.batch_rows:
@@ -785,12 +439,12 @@ class _Writer:
         if s.windows_finished == len(s.plan.windows):
             s.finished = time.monotonic()
         match event:
-            case _WindowDone(index=index):
+            case WindowDone(index=index):
                 s.done_in_batch.add(index)
                 bar.window_done(s.name)
-            case _WindowFailed(index=index, error=error):
+            case WindowFailed(index=index, error=error):
                 self._window_failed(s, s.plan.windows[index], error)
-            case _WindowCancelled():
+            case WindowCancelled():
                 pass  # never committed: the cursor stops before it
         return 1
 
@@ -820,12 +474,13 @@ class _Writer:
         # Later windows can't move the cursor past a gap, so the stream stops here; bad
         # credentials stop every stream.
         s.aborted = True
+        self.fetcher.abort(s.name)
         if isinstance(exc, ZoomAuthError):
             self.stop.set()
 
     def _flush_if_due(self) -> None:
         every = FLUSH_EVERY_SECONDS
-        if self.pending_commits == 0 and self.scheduler is not None and self.scheduler.end_game():
+        if self.pending_commits == 0 and self.fetcher.end_game():
             every = END_GAME_FLUSH_SECONDS  # only while the committer is idle
         if time.monotonic() - self.last_flush >= every:
             for s in self.runs.values():
@@ -880,26 +535,10 @@ class _Writer:
                 self.country_addresses.remember(addresses)
         if batch.rejects:
             s.rejected += len(batch.rejects)
-            self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))
+            rows = rejects_rows(self.run_id, self.settings.account_id, s.name, batch.rejects)
+            self.engine.merge_new(REJECTS, rows)
         s.committed |= commit.done
         self._advance_cursor(s)
-
-    def _rejects_table(self, s: StreamRun, rejects: list[Reject]) -> pa.Table:
-        now = datetime.now(UTC)
-        unique = {reject_id(s.name, r.raw_json): r for r in rejects}
-        return pa.Table.from_pydict(
-            {
-                "reject_id": list(unique),
-                "run_id": [self.run_id] * len(unique),
-                "account_id": [self.settings.account_id] * len(unique),
-                "stream": [s.name] * len(unique),
-                "rejected_at": [now] * len(unique),
-                "reason": [one_line(r.reason) for r in unique.values()],
-                # The record as Zoom sent it, but never a credential echoed inside it.
-                "raw_json": [mask(r.raw_json) for r in unique.values()],
-            },
-            schema=REJECTS.schema,
-        )
 
     def _advance_cursor(self, s: StreamRun) -> None:
         windows = s.plan.windows
@@ -918,76 +557,19 @@ class _Writer:
         s.cursor = candidate
 
 
-def _interleave(runs: Iterable[StreamRun]) -> list[tuple[StreamRun, int, Window]]:
-    """Oldest windows first, alternating streams, so both streams advance together."""
-    work = [(s, i, w) for s in runs for i, w in enumerate(s.plan.windows)]
-    return sorted(work, key=lambda item: (item[2].from_date, item[0].name))
-
-
-def _abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) -> set[str]:
-    """Mark `abandoned` the `running` rows of this account's runs that ended without
-    recording their end (killed, lost machine): `rules.abandoned_runs`. Returns their
-    run ids."""
-    abandoned = rules.abandoned_runs(
-        engine.read_table(RUNS), account_id, run_id, now, exclusive=engine.exclusive_runs
-    )
-    if abandoned.num_rows:
-        log.warning(
-            "%d earlier run row(s) of %s ended without recording their end: marked abandoned "
-            "(runs %s)",
-            abandoned.num_rows,
-            account_id,
-            ", ".join(sorted(set(abandoned["run_id"].to_pylist()))),
-        )
-        engine.upsert(RUNS, abandoned)
-    return set(abandoned["run_id"].to_pylist())
-
-
 def _runs_rows(summary: RunSummary, settings: Settings, *, running: bool = False) -> pa.Table:
     """The run's rows of the runs table: at its start (`running`: no end, no outcome
     yet) or at its end."""
-    finished_at = None if running else datetime.now(UTC)
-    rows = []
-    for s in summary.streams:
-        c = s.counters
-        rows.append(
-            {
-                "run_id": summary.run_id,
-                "account_id": summary.account_id,
-                "stream": s.name,
-                "mode": s.plan.mode,
-                "started_at": summary.started_at,
-                "finished_at": finished_at,
-                "window_start": s.plan.start,
-                "window_end": s.plan.end,
-                "windows": len(s.plan.windows),
-                "pages": c.pages,
-                "api_calls": c.api_calls,
-                "records_fetched": s.fetched,
-                "records_inserted": s.inserted,
-                "records_rejected": s.rejected,
-                "retries": c.retries,
-                "rate_limited": c.rate_limited,
-                "duration_seconds": None
-                if running
-                else (s.finished or time.monotonic()) - s.started,
-                "cursor_before": s.plan.cursor_before,
-                "cursor_after": None if running else s.cursor,
-                "status": rules.RUNNING if running else s.status,
-                "rate_limit": summary.rate_limit or settings.requests_per_second,
-                "calls_per_second": summary.calls_per_second,
-                "failed_window": s.failed_window,
-                "error": one_line(
-                    s.error
-                    or (
-                        f"daily rate limit; retry after {format_time(summary.daily_limit_retry_at)}"
-                        if summary.daily_limit_retry_at and s.status != "succeeded"
-                        else None
-                    )
-                ),
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=RUNS.schema)
+    return runs_rows(
+        summary.streams,
+        run_id=summary.run_id,
+        account_id=summary.account_id,
+        started_at=summary.started_at,
+        rate_limit=summary.rate_limit or settings.requests_per_second,
+        calls_per_second=summary.calls_per_second,
+        daily_limit_retry_at=summary.daily_limit_retry_at,
+        running=running,
+    )
 
 
 def _maintain(engine: Engine) -> None:

@@ -8,27 +8,22 @@ from __future__ import annotations
 
 import json
 import operator
-import re
 from array import array
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from functools import lru_cache
+from datetime import datetime, timedelta
 from hashlib import sha256
 from itertools import repeat
 from typing import Any, cast
 
 import pyarrow as pa
 
-from .masking import mask
 from .tables import TIMESTAMP as TIMESTAMP_UTC
 from .tables import UTC, TableSpec, format_time, lw_id
-
-
-class RecordError(ValueError):
-    """Why one record cannot be stored."""
-
+from .zoom.times import CANONICAL_TIME, RecordError, parse_time
+from .zoom.times import canonical_times as _canonical_times
+from .zoom.times import describe_value as _describe
 
 #: A record dated after now plus this is rejected as future-dated: Zoom's clock and ours
 #: may differ by a little (NTP keeps both within seconds; minutes allow a sloppy host),
@@ -48,36 +43,6 @@ def _utc_now() -> datetime:
 class Reject:
     reason: str
     raw_json: str
-
-
-#: RFC 3339 `date-time` (a space for the `T` is allowed, as RFC 3339 notes). Parsed by
-#: hand rather than with datetime.fromisoformat, whose accepted forms differ between
-#: Python 3.10 and 3.11+: every interpreter must take or reject the same records.
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})?",
-    re.ASCII,
-)
-
-
-def parse_time(value: object) -> datetime:
-    """An RFC 3339 timestamp (Zoom sends `2025-08-11T14:32:18Z`) → aware UTC datetime.
-
-    Fractions beyond microseconds (Delta's precision) are truncated."""
-    if not isinstance(value, str) or not value.strip():
-        raise RecordError(f"time: expected an RFC 3339 string, got {_describe(value)}")
-    match = _RFC3339.fullmatch(value.strip())
-    if match is None:
-        raise RecordError(f"time: not an RFC 3339 timestamp: {_shown(value)}")
-    day, clock, fraction, offset = match.groups()
-    if offset is None:
-        raise RecordError(f"time: no time zone in {_shown(value)}")
-    offset = "+00:00" if offset in ("Z", "z") else offset
-    micros = (fraction or "")[:6].ljust(6, "0")
-    try:
-        parsed = datetime.fromisoformat(f"{day}T{clock}.{micros}{offset}")
-    except ValueError:
-        raise RecordError(f"time: not an RFC 3339 timestamp: {_shown(value)}") from None
-    return parsed.astimezone(UTC)
 
 
 def normalise_record(
@@ -346,14 +311,6 @@ class Batch:
         return pa.concat_tables(self._chunks)
 
 
-#: The form Zoom sends (`2025-08-11T14:32:18Z`), which `format_time` gives back unchanged:
-#: records in it skip the per-record parse. Anything else (offsets, fractions, a space
-#: for the T, out-of-range fields) takes `parse_time`.
-_CANONICAL_TIME_REGEX = (
-    r"[1-9]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\dZ"
-)
-CANONICAL_TIME = re.compile(_CANONICAL_TIME_REGEX, re.ASCII).fullmatch
-
 #: The JSON of a field's value that is missing or null, in a lw_id's array.
 _NULL = "null"
 _STRING_OR_NULL = frozenset({str, type(None)})
@@ -525,73 +482,8 @@ def _lw_prefix(table_name: str) -> str:
     return "[" + _encode_string(table_name) + ',"'
 
 
-def all_canonical(values: list[str]) -> bool:
-    """Every one of these strings (at least one) is a time in the canonical form
-    (`CANONICAL_TIME`) and a date: `_canonical_times`' check."""
-    return _canonical_times(values) is not None
-
-
-def _canonical_times(values: list[str]) -> bytes | None:
-    """A page's times (all strings) joined by newlines, as ASCII; None unless every one
-    is canonical and a date (not 2025-02-30, which `parse_time` rejects). Checked without Arrow (see
-    `Batch._convert_pending`) and without a regular-expression step a character: the
-    page's times joined are checked at once by byte operations, a few C passes.
-
-    Same verdict as `CANONICAL_TIME` and `_is_date` on each time (tested)."""
-    joined = "\n".join(values)
-    if not joined.isascii():
-        return None
-    data = joined.encode("ascii")
-    # The shape: every time 20 characters, digits where the form has digits (this
-    # length also means no time holds a newline, so the lines are exactly the times).
-    if len(data) != _TIME_LINE * len(values) - 1:
-        return None
-    if data.translate(_DIGITS_TO_ZERO) != (_TIME_SHAPE * len(values))[:-1]:
-        return None
-    # Digits out of range alone: the year's first (0), and the tens of the month (2+),
-    # the day (4+), the hour (3+), the minute and the second (6+).
-    if b"0" in data[0::_TIME_LINE]:
-        return None
-    for start, allowed in _TENS_ALLOWED:
-        if data[start::_TIME_LINE].translate(None, allowed):
-            return None
-    # Pairs out of range: month or day 00, month 13+, hour 24+ (each pattern can only
-    # match at its own place in a time; searches for a literal, not a step a character).
-    if b"-00" in data or _MONTH_13_TO_19(data) or _HOUR_24_TO_29(data):
-        return None
-    # Days 30 and more (a month of 30 days has no 31st, February no 30th) and February
-    # 29, which only a leap year has: a page that has one has each of its days checked.
-    if (b"-3" in data or b"-02-29" in data) and not all(map(_is_date, set(map(_DAY_OF, values)))):
-        return None
-    return data
-
-
-#: A canonical time and its newline, in the page's joined times.
-_TIME_LINE = _TIME_LENGTH + 1
-#: The canonical form with each digit written as 0, and its newline.
-_TIME_SHAPE = b"0000-00-00T00:00:00Z\n"
-_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
-#: (offset in a time, the digits allowed there): the tens of the month, day, hour,
-#: minute and second.
-_TENS_ALLOWED = ((5, b"01"), (8, b"0123"), (11, b"012"), (14, b"012345"), (17, b"012345"))
-_MONTH_13_TO_19 = re.compile(rb"-1[3-9]-").search
-_HOUR_24_TO_29 = re.compile(rb"T2[4-9]").search
-
-
 #: How many rows of pages `Batch` buffers as Python lists before making them Arrow.
 _PENDING_ROWS = 4096
-#: `_DAY_OF(time)`: the `YYYY-MM-DD` of a canonical time.
-_DAY_OF = operator.itemgetter(slice(0, 10))
-
-
-@lru_cache(maxsize=4096)
-def _is_date(day: str) -> bool:
-    """Whether a `YYYY-MM-DD` (the canonical pattern's digits) is a day of the calendar."""
-    try:
-        date(int(day[0:4]), int(day[5:7]), int(day[8:10]))
-    except ValueError:
-        return False
-    return True
 
 
 def _is_valid_unicode(value: str) -> bool:
@@ -600,15 +492,3 @@ def _is_valid_unicode(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null / missing"
-    text = mask(repr(value))  # masked before it is cut: no head of a secret is left
-    return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"
-
-
-def _shown(value: str) -> str:
-    """A value quoted in a reason: masked, then cut to 64 characters."""
-    return repr(mask(value)[:64])

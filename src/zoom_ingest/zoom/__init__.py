@@ -1,5 +1,7 @@
 """The Zoom source: S2S OAuth, the rate-limited HTTP client, the report stream registry,
-and Zoom's rules (page size, category filter, date offsets, retention: rules.py).
+the paging of a window (streams.py), the fetch threads that page a run's windows and say
+what each brought (fetcher.py, in the order of schedule.py), and Zoom's rules (page
+size, category filter, date offsets, retention: rules.py; its time format: times.py).
 
 Nothing here imports settings.py or plan.py at load time: those read the rules from here.
 """

@@ -33,11 +33,11 @@ from itertools import islice
 from operator import ge, itemgetter
 from typing import Any, Protocol
 
-from ..normalise import RecordError, Reject, all_canonical, parse_time, raw_json
 from ..tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC, TableSpec, format_time
 from .client import CallCounters, ZoomClient
 from .errors import IncompleteAnswer, ZoomRequestError, ZoomScopeError
 from .rules import AHEAD_OF_UTC, BEHIND_UTC, PAGE_SIZE
+from .times import RecordError, all_canonical, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,15 @@ def stream_names() -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Stray:
+    """A record Zoom sent in a window's page from outside the window, and why it does not
+    belong there: never one of the page's records; the job stores it as a reject."""
+
+    reason: str
+    record: Any
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of a window: the raw records as parsed (possibly malformed) and the
     span of the times that could be parsed, of the records inside the window."""
@@ -140,8 +149,8 @@ class Page:
     #: The window's record count when Zoom says it (`total_records`; not documented for
     #: these endpoints, so usually None): lets the job put its longest chains first.
     total_records: int | None = None
-    #: Records of the page outside its window, as rejects (never in `records`).
-    strays: tuple[Reject, ...] = ()
+    #: Records of the page outside its window (never in `records`).
+    strays: tuple[Stray, ...] = ()
     #: Why this page ends the window unproven (the last page `fetch_pages` yields), or
     #: None. Its records are still Zoom's and may be stored; the window is not complete.
     failure: IncompleteAnswer | None = None
@@ -244,7 +253,7 @@ def fetch_pages(
                 reason=f"{empty_in_a_row} empty pages in a row with a next_page_token",
             )
         newest, oldest, ordered = _time_span(records, stream.cursor_field)
-        strays: tuple[Reject, ...] = ()
+        strays: tuple[Stray, ...] = ()
         if newest is not None and oldest is not None and (newest >= high or oldest < low):
             records, strays = _split_strays(records, stream.cursor_field, low, high, window)
             newest, oldest, ordered = _time_span(records, stream.cursor_field)
@@ -312,11 +321,11 @@ class _Proof:
 
 def _split_strays(
     records: list[Any], cursor_field: str, low: datetime, high: datetime, window: DateWindow
-) -> tuple[list[Any], tuple[Reject, ...]]:
+) -> tuple[list[Any], tuple[Stray, ...]]:
     """The records inside [low, high) (or with no readable time: the normaliser rejects
-    those with their reason), and the others as rejects."""
+    those with their reason), and the others, each with its reason."""
     inside: list[Any] = []
-    strays: list[Reject] = []
+    strays: list[Stray] = []
     span = f"{window.from_date}..{window.to_date}"
     for record in records:
         try:
@@ -327,7 +336,7 @@ def _split_strays(
             inside.append(record)
         else:
             reason = f"{cursor_field}: {format_time(instant)} is outside the window {span}"
-            strays.append(Reject(reason=reason, raw_json=raw_json(record)))
+            strays.append(Stray(reason=reason, record=record))
     return inside, tuple(strays)
 
 
