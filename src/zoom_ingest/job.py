@@ -50,6 +50,7 @@ from .zoom import (
     ZoomUnreachable,
     fetch_pages,
 )
+from .zoom.config import ZoomClientConfig
 from .zoom.errors import IncompleteAnswer
 from .zoom.rules import PAGE_SIZE
 from .zoom.streams import Page
@@ -283,6 +284,23 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
+def zoom_client_config(settings: Settings) -> ZoomClientConfig:
+    """The part of the settings the Zoom client needs: where, who, and how hard."""
+    return ZoomClientConfig(
+        account_id=settings.account_id,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        api_url=settings.api_url,
+        oauth_url=settings.oauth_url,
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        requests_per_second=settings.requests_per_second,
+        connections=settings.effective_concurrency,
+        request_deadline=settings.request_deadline,
+        max_response_bytes=settings.max_response_bytes,
+    )
+
+
 def run(
     settings: Settings,
     engine: Engine,
@@ -323,7 +341,7 @@ def run(
                 p.windows[-1].to_date if p.windows else "-",
             )
         own_client = client is None
-        client = client or ZoomClient(settings.zoom_client_config())
+        client = client or ZoomClient(zoom_client_config(settings))
         writer = _Writer(settings, engine, run_id, runs, client, progress)
         unreachable: str | None = None
         busy: str | None = None
