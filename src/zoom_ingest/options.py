@@ -28,6 +28,7 @@ from typing import Any
 
 from .queries import SEVERITIES
 from .settings import (
+    CREDENTIAL_ENV_VARS,
     DEFAULT_ENGINE,
     ENGINES,
     MODES,
@@ -300,21 +301,21 @@ OPTIONS: tuple[Option, ...] = (
         "account_id",
         "Zoom account id",
         {RUN},
-        env="ZOOM_ACCOUNT_ID",
+        env=CREDENTIAL_ENV_VARS["account_id"],
         parse=str.strip,
     ),
     setting(
         "client_id",
         "S2S OAuth app client id",
         {RUN},
-        env="ZOOM_CLIENT_ID",
+        env=CREDENTIAL_ENV_VARS["client_id"],
         parse=str.strip,
     ),
     setting(
         "client_secret",
         "S2S OAuth app client secret; prefer the env var (never logged)",
         {RUN},
-        env="ZOOM_CLIENT_SECRET",
+        env=CREDENTIAL_ENV_VARS["client_secret"],
         parse=lambda text: Secret(text.strip()),
     ),
     setting(

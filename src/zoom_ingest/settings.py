@@ -32,6 +32,13 @@ def stream_names() -> tuple[str, ...]:
 
 #: Every registered stream: what a run ingests unless told otherwise.
 STREAMS = stream_names()
+#: The env vars of the Zoom app's credentials, declared here once: the option table
+#: reads them (options.py), and a missing credential's error names its variable.
+CREDENTIAL_ENV_VARS = {
+    "account_id": "ZOOM_ACCOUNT_ID",
+    "client_id": "ZOOM_CLIENT_ID",
+    "client_secret": "ZOOM_CLIENT_SECRET",
+}
 MODES = ("incremental", "reconcile")
 #: Where a local run writes (`zoom-ingest run --engine`): delta-rs, or a local SparkSession
 #: with Delta Lake (the Databricks code path). Both write `<warehouse>/<table>`.
@@ -107,13 +114,13 @@ class Settings:
 
 
 def validate(s: Settings) -> None:
-    _require_text("account_id", s.account_id, "ZOOM_ACCOUNT_ID")
-    _require_text("client_id", s.client_id, "ZOOM_CLIENT_ID")
+    _require_text("account_id", s.account_id)
+    _require_text("client_id", s.client_id)
     if not isinstance(s.client_secret, Secret) or not s.client_secret.reveal().strip():
-        raise SettingsError("client_secret", "empty; set ZOOM_CLIENT_SECRET or --client-secret")
+        raise SettingsError("client_secret", _empty("client_secret"))
     check_url("api_url", s.api_url)
     check_url("oauth_url", s.oauth_url)
-    # The registry as it is now, not as it was at import: the zoom package owns it.
+    # The registry as it is now, not as it was at import (tables.LOG_TABLES).
     allowed = stream_names()
     if not s.streams:
         raise SettingsError("streams", f"at least one of {', '.join(allowed)}")
@@ -122,9 +129,8 @@ def validate(s: Settings) -> None:
             raise SettingsError(
                 "streams", f"unknown stream {stream!r}; allowed: {', '.join(allowed)}"
             )
-    # category_type: Zoom's list (zoom/rules.py), checked where settings are read
-    # (options.checked_settings), since this module knows nothing of Zoom.
-    _require_text("category_type", s.category_type, "ZOOM_INGEST_CATEGORY_TYPE")
+    # category_type is one of Zoom's list (zoom/rules.py): options.checked_settings, where
+    # settings are read, checks it; this module knows nothing of Zoom.
     if s.backfill_start is not None and s.backfill_start > datetime.now(UTC).date():
         raise SettingsError(
             "backfill_start", f"{s.backfill_start} is in the future; use a past UTC date"
@@ -174,9 +180,14 @@ def parse_streams(text: str) -> tuple[str, ...]:
     return streams
 
 
-def _require_text(setting: str, value: str, env: str) -> None:
+def _require_text(setting: str, value: str) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise SettingsError(setting, f"empty; set {env} or --{setting.replace('_', '-')}")
+        raise SettingsError(setting, _empty(setting))
+
+
+def _empty(credential: str) -> str:
+    env = CREDENTIAL_ENV_VARS[credential]
+    return f"empty; set {env} or --{credential.replace('_', '-')}"
 
 
 def _check_range(setting: str, value: float, low: float, high: float) -> None:

@@ -1,7 +1,8 @@
 """The Zoom source: S2S OAuth, the rate-limited HTTP client, the report stream registry,
 and Zoom's rules (page size, category filter, date offsets, retention: rules.py).
 
-Nothing here imports settings.py or plan.py at load time: those read the rules from here.
+Nothing here imports settings.py or plan.py at load time (and settings.py imports nothing
+from here: the job builds the client's configuration from the settings).
 """
 
 from .auth import TokenProvider

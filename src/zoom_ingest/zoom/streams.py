@@ -1,7 +1,8 @@
 """The report streams, each declared once, and how one date window of a stream is paged.
 
-`STREAMS_BY_NAME` is the registry: settings validation, planning, the job, the CLI and the
-Databricks entry point all take the list of streams from it. Adding a Zoom report means
+`STREAMS_BY_NAME` is the registry: planning, the job, the CLI and the Databricks entry
+point take the list of streams from it (settings validation from LOG_TABLES, which
+holds one table per stream: tests/test_stream_registry.py). Adding a Zoom report means
 one `Stream` entry here plus its `TableSpec` (tables.py, listed in LOG_TABLES).
 
 Zoom serves each `from`/`to` request newest first, 300 records a page, chained by
