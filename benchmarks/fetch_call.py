@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .backfill import warm_up
-from .harness import Workload
+from .harness import Workload, simulator_env
 from .versus import REPO_ROOT, extract_src, imported_from, resolve_revision
 
 #: The large account's pages (50,000 sign-ins and 4,000 operations a day, 300 a page),
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise SystemExit(f"the {name} child would not import the code in {src}")
         with WORKLOAD.simulator(qps_limit=None) as sim:
             warm_up(sim)
-            env = {**os.environ, **sim.environment()}
+            env = {**os.environ, **simulator_env(sim)}
             results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
             for round_number in range(args.rounds):
                 order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
@@ -141,19 +141,26 @@ def child_main() -> None:
 
 def _client(threads: int) -> Any:
     from zoom_ingest.setting_values import Secret
+    from zoom_ingest.settings import Settings
     from zoom_ingest.zoom.client import ZoomClient
     from zoom_ingest.zoom.config import ZoomClientConfig
     from zoom_ingest.zoom.ratelimit import RateLimiter
 
     env = os.environ
+    # Every field spelled out, the rest at the run's defaults (Settings'), so that the
+    # same code builds the client of an older revision (`--base`) too.
     config = ZoomClientConfig(
         account_id=env["ZOOM_ACCOUNT_ID"],
         client_id=env["ZOOM_CLIENT_ID"],
         client_secret=Secret(env["ZOOM_CLIENT_SECRET"]),
         api_url=env["ZOOM_API_URL"],
         oauth_url=env["ZOOM_OAUTH_URL"],
+        timeout=Settings.timeout,
+        max_retries=Settings.max_retries,
         requests_per_second=REQUESTS_PER_SECOND,
         connections=threads,
+        request_deadline=Settings.request_deadline,
+        max_response_bytes=Settings.max_response_bytes,
     )
     client = ZoomClient(config, limiter=RateLimiter(REQUESTS_PER_SECOND))
     client.connect()
@@ -190,6 +197,7 @@ def _measure_calls(threads: int, limit: int | None, profiler: Any = None) -> tup
     import threading
     import time
 
+    from zoom_ingest.settings import Settings
     from zoom_ingest.zoom.client import CallCounters
     from zoom_ingest.zoom.streams import STREAMS_BY_NAME, fetch_pages
 
@@ -211,7 +219,14 @@ def _measure_calls(threads: int, limit: int | None, profiler: Any = None) -> tup
                     name, window = work.get_nowait()
                 except queue.Empty:
                     return
-                for _page in fetch_pages(client, STREAMS_BY_NAME[name], window, "all", counters):
+                for _page in fetch_pages(
+                    client,
+                    STREAMS_BY_NAME[name],
+                    window,
+                    "all",
+                    counters,
+                    max_pages=Settings.max_pages_per_window,
+                ):
                     if limit is not None and counters.api_calls >= limit:
                         return
         finally:

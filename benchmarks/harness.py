@@ -24,6 +24,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from zoom_ingest.engines.local import INSERT_NEW, LocalEngine
+from zoom_ingest.simulated import environment
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS, UTC
 from zoom_ingest.zoom.rules import PAGE_SIZE
@@ -111,7 +112,7 @@ class JobProcess:
 
 def simulator_env(sim: Simulator) -> dict[str, str]:
     """The ZOOM_* variables that point the job at the simulator."""
-    return sim.environment()
+    return environment(sim)
 
 
 def run_job_process(

@@ -30,6 +30,8 @@ from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.engines.spark import SparkEngine, local_session
 from zoom_ingest.job import run
 from zoom_ingest.normalise import Batch
+from zoom_ingest.settings import Settings
+from zoom_ingest.simulated import setting_values
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import ACTIVITY_LOGS, LOG_TABLES, OPERATION_LOGS, UTC, TableSpec
 
@@ -183,7 +185,7 @@ def measure_incremental(spark: Any, workdir: Path, table_rows: int) -> SparkIncr
         new_records = sum(len(sim.ground_truth(stream, start=cursor)) for stream in LOG_TABLES)
         versions = {spec.name: _version(spark, engine, spec) for spec in LOG_TABLES.values()}
         sim.stats.reset()
-        settings = sim.settings(requests_per_second=REQUESTS_PER_SECOND)
+        settings = Settings(**setting_values(sim), requests_per_second=REQUESTS_PER_SECOND)
         began = time.monotonic()
         summary = run(settings, SparkEngine(spark, warehouse=warehouse, optimize=False))
         wall = time.monotonic() - began

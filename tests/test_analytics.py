@@ -44,6 +44,7 @@ from known_world import (
     t,
     write,
 )
+from support.sim_settings import simulator_settings
 from zoom_ingest import analytics, detections, scenarios
 from zoom_ingest.analytics import ALERT_SCHEMA, DETECTIONS, QUERIES, Query, QueryError
 from zoom_ingest.engines.local import LocalEngine
@@ -1040,7 +1041,8 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
         assert isinstance(learning_days, int)
         planted = scenarios.plant_standard_scenarios(sim, learning_days=learning_days)
         truth = sim.ground_truth("activity_logs")
-        settings = sim.settings(
+        settings = simulator_settings(
+            sim,
             backfill_start=(NOW - timedelta(days=10)).date(),
             requests_per_second=200,
         )

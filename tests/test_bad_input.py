@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support import soak  # the soak harness: ground-truth comparison, bad-settings catalogue
+from support.sim_settings import simulator_settings
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, run
 from zoom_ingest.normalise import Batch, RecordError, normalise_record, raw_json
@@ -88,7 +89,7 @@ def sim() -> Iterator[Simulator]:
 def test_bad_records_go_to_rejects_are_counted_and_the_rest_is_stored(sim, tmp_path):
     sim.add_records("activity_logs", [record for record, _ in RECORDS])
     start = datetime.now(UTC).date() - timedelta(days=1)
-    settings = sim.settings(backfill_start=start, requests_per_second=500)
+    settings = simulator_settings(sim, backfill_start=start, requests_per_second=500)
     bad = [(record, field) for record, field in RECORDS if field is not None]
     engine = LocalEngine(tmp_path)
 

@@ -176,10 +176,11 @@ def test_versus_runs_each_side_alternately_from_its_own_code(tmp_path: Path) -> 
 def test_fetch_call_measures_the_calls_it_makes(monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import fetch_call
 
+    from zoom_ingest.simulated import environment
     from zoom_ingest.simulator import Simulator
 
     with Simulator(seed=3, days=2, activity_per_day=900, operation_per_day=90) as sim:
-        for name, value in sim.environment().items():
+        for name, value in environment(sim).items():
             monkeypatch.setenv(name, value)
         cpu, calls = fetch_call._measure_calls(3, None)
         served = sim.stats.calls

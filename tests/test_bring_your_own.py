@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from deltalake import DeltaTable
 
+from support.sim_settings import simulator_settings
 from zoom_ingest import cli, detections
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import run
@@ -32,7 +33,7 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dateti
         planted = plant_standard_scenarios(sim)
         assert planted
         start = datetime.now(UTC).date() - timedelta(days=DAYS - 1)
-        summary = run(sim.settings(backfill_start=start, requests_per_second=200),
+        summary = run(simulator_settings(sim, backfill_start=start, requests_per_second=200),
                       LocalEngine(ours), progress=False)  # fmt: skip
         assert summary.exit_code == 0, summary.lines()
     connector = root / "connector"

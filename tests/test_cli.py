@@ -17,6 +17,7 @@ import pytest
 
 from support.foreground import foreground
 from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.simulated import environment
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC
 
@@ -44,7 +45,7 @@ def sim() -> Iterator[Simulator]:
 
 
 def sim_env(sim: Simulator) -> dict[str, str]:
-    return sim.environment()
+    return environment(sim)
 
 
 def test_run_with_only_env_vars_then_status(sim, tmp_path):
@@ -267,7 +268,7 @@ def test_simulate_prints_lines_a_shell_uses_as_they_are(tmp_path):
 
 def test_one_simulator_command_line_with_the_simulator_defaults():
     from zoom_ingest.cli import main
-    from zoom_ingest.simulator.command import simulate
+    from zoom_ingest.simulated import simulate
 
     assert main.commands["simulate"] is simulate
     defaults = {

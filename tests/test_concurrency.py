@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from support import soak  # the soak harness: process runner, ground truth
+from support.sim_settings import simulator_settings
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.job import EXIT_OK, RunSummary, run
 from zoom_ingest.simulator import Simulator
@@ -83,7 +84,8 @@ class UnlockedEngine(LocalEngine):
 
 def test_two_jobs_writing_at_once_without_a_lock_neither_corrupt_nor_duplicate(sim, tmp_path):
     start = datetime.now(UTC).date() - timedelta(days=DAYS - 2)
-    settings = sim.settings(
+    settings = simulator_settings(
+        sim,
         backfill_start=start,
         requests_per_second=400,
         concurrency=3,

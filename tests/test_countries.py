@@ -15,7 +15,9 @@ import pyarrow as pa
 import pytest
 
 from known_world import NOW, PARAMS, USERS, activity, clean_activity, t, write
+from support.sim_settings import simulator_settings
 from zoom_ingest import analytics, geo, scenarios
+from zoom_ingest.options import detection_settings, detection_settings_from_env
 from zoom_ingest.settings import DetectionSettings, SettingsError
 from zoom_ingest.simulator.data import REGIONS
 from zoom_ingest.tables import IP_COUNTRIES, UTC
@@ -182,9 +184,9 @@ def test_watched_countries_come_from_the_settings(tmp_path: Path) -> None:
     warehouse = travel_world(tmp_path, extra)
     default = named(warehouse, "watched_country_sign_in")
     assert [(r["target"], r["change"]) for r in default] == [(LI, "sign-in from KP (Browser)")]
-    brazil = DetectionSettings.parse(watched_countries="br").sql_params()
+    brazil = detection_settings({"watched_countries": "br"}).sql_params()
     assert [r["target"] for r in named(warehouse, "watched_country_sign_in", brazil)] == [SOFIA]
-    nothing = DetectionSettings.parse(watched_countries="none").sql_params()
+    nothing = detection_settings({"watched_countries": "none"}).sql_params()
     assert named(warehouse, "watched_country_sign_in", nothing) == []
 
 
@@ -203,7 +205,7 @@ def test_impossible_travel_within_the_window_once_per_trip(tmp_path: Path) -> No
     assert [(r["time"], r["target"], r["change"]) for r in found] == [
         (t("2025-03-12 12:40:00"), JANE, f"US → BR within 40 minutes ({US_HOME} → {BR})")
     ]
-    wider = DetectionSettings.parse(travel_window="2h").sql_params()
+    wider = detection_settings({"travel_window": "2h"}).sql_params()
     assert [r["target"] for r in named(warehouse, "impossible_travel", wider)] == [JANE, OMAR]
 
 
@@ -235,7 +237,7 @@ def test_country_detections_need_the_enrichment_table(tmp_path: Path) -> None:
 )
 def test_bad_detection_settings_name_the_setting(kwargs: dict[str, str], setting: str) -> None:
     with pytest.raises(SettingsError, match=setting):
-        DetectionSettings.parse(**kwargs)
+        detection_settings(kwargs)
 
 
 def test_detection_settings_come_from_the_environment() -> None:
@@ -244,12 +246,12 @@ def test_detection_settings_come_from_the_environment() -> None:
         "ZOOM_INGEST_TRAVEL_WINDOW": "3h",
         "ZOOM_INGEST_COUNTRY_LEARNING_DAYS": "30",
     }
-    assert DetectionSettings.from_env(env).sql_params() == {
+    assert detection_settings_from_env(env).sql_params() == {
         "watched_countries": "RU,BY",
         "travel_minutes": 180,
         "learning_days": 30,
     }
-    assert DetectionSettings.from_env({}) == DetectionSettings()
+    assert detection_settings_from_env({}) == DetectionSettings()
 
 
 def test_with_params_rewrites_only_the_params_cte() -> None:
@@ -294,8 +296,8 @@ def test_job_fills_the_enrichment_table_for_the_addresses_it_brings(tmp_path: Pa
     warehouse = tmp_path / "warehouse"
     with Simulator(seed=5, days=3, activity_per_day=120, operation_per_day=0, now=NOW) as sim:
         truth = sim.ground_truth("activity_logs")
-        settings = sim.settings(
-            backfill_start=(NOW - timedelta(days=3)).date(), requests_per_second=200
+        settings = simulator_settings(
+            sim, backfill_start=(NOW - timedelta(days=3)).date(), requests_per_second=200
         )
         run(settings, LocalEngine(warehouse), progress=False, now=NOW)
     stored = LocalEngine(warehouse).read_table(IP_COUNTRIES)

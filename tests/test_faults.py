@@ -19,8 +19,16 @@ from pathlib import Path
 import pytest
 
 from support import soak  # the soak harness: comparison with the ground truth
+from support.sim_settings import simulator_settings
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_INCOMPLETE, EXIT_OK, EXIT_STREAM_FAILED, RunSummary, run
+from zoom_ingest.job import (
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_STREAM_FAILED,
+    RunSummary,
+    run,
+    zoom_client_config,
+)
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import RUNS, UTC
@@ -35,7 +43,8 @@ EMPTY_PAGES = 25
 
 def settings_for(sim: Simulator, **changes: object) -> Settings:
     start = datetime.now(UTC).date() - timedelta(days=DAYS - 2)
-    return sim.settings(
+    return simulator_settings(
+        sim,
         backfill_start=start,
         requests_per_second=500,
         concurrency=4,
@@ -46,7 +55,7 @@ def settings_for(sim: Simulator, **changes: object) -> Settings:
 
 def run_fast(settings: Settings, warehouse: Path) -> RunSummary:
     """One run with the real client, backing off in milliseconds instead of seconds."""
-    with ZoomClient(settings.zoom_client_config(), backoff_base=0.01, backoff_max=0.05) as client:
+    with ZoomClient(zoom_client_config(settings), backoff_base=0.01, backoff_max=0.05) as client:
         return run(settings, LocalEngine(warehouse), progress=False, client=client)
 
 

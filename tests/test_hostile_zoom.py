@@ -43,7 +43,7 @@ from support.hostile_zoom import (
 )
 from zoom_ingest import exit_codes
 from zoom_ingest.engines import LocalEngine
-from zoom_ingest.job import RunSummary, run
+from zoom_ingest.job import RunSummary, run, zoom_client_config
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.tables import ACTIVITY_LOGS, CHECKPOINTS, REJECTS, RUNS
 from zoom_ingest.zoom import ZoomClient
@@ -148,7 +148,7 @@ def hostile_run(hostility: Hostility, warehouse: Path) -> Outcome:
         with _captured_log() as log, contextlib.redirect_stderr(stderr):
             try:
                 with ZoomClient(
-                    cfg.zoom_client_config(), backoff_base=0.01, backoff_max=0.05
+                    zoom_client_config(cfg), backoff_base=0.01, backoff_max=0.05
                 ) as client:
                     summary = run(cfg, LocalEngine(warehouse), progress=False, client=client)
             except Exception as exc:  # a crash is an outcome too: the checks say if it's wrong

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from support.sim_settings import simulator_settings
 from zoom_ingest.engines.local import INSERT_NEW, LocalEngine
 from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, EXIT_STREAM_FAILED, run
 from zoom_ingest.normalise import Batch
@@ -34,7 +35,7 @@ def settings_for(sim: Simulator, **changes: object) -> Settings:
         "timeout": 5,
         "max_retries": 4,
     }
-    return sim.settings(**{**defaults, **changes})
+    return simulator_settings(sim, **{**defaults, **changes})
 
 
 def expected_ids(sim: Simulator, stream: str, start: datetime | None = None) -> set[str]:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from support import soak
+from support.sim_settings import simulator_settings
 from zoom_ingest.engines.base import AccountBusy
 from zoom_ingest.engines.lease import AccountLease, account_lease
 from zoom_ingest.engines.local import LocalEngine
@@ -263,7 +264,7 @@ def test_a_run_whose_lease_is_taken_stops_fetching(tmp_path, sim, monkeypatch):
     from zoom_ingest.job import run
 
     start = datetime.now(UTC).date() - timedelta(days=DAYS - 1)
-    settings = sim.settings(backfill_start=start, concurrency=1, requests_per_second=20)
+    settings = simulator_settings(sim, backfill_start=start, concurrency=1, requests_per_second=20)
     sim.latency = 0.2  # a run of several seconds
     taken = threading.Event()
 
@@ -386,7 +387,9 @@ def test_spark_a_run_on_a_held_account_ends_busy_and_takes_over_once_the_holder_
     engine = SparkEngine(spark, warehouse=tmp_path / "wh")
     leases = SparkEngine(spark, warehouse=location)
     sim.stats.reset()
-    busy = run(sim.settings(backfill_start=start), engine, progress=False, lease_engine=leases)
+    busy = run(
+        simulator_settings(sim, backfill_start=start), engine, progress=False, lease_engine=leases
+    )
     assert busy.exit_code == soak.EXIT_BUSY
     assert "in use by run spark-holder" in (busy.busy or "")
     assert sim.stats.calls == 0 and sim.stats.token_requests == 0
@@ -394,7 +397,7 @@ def test_spark_a_run_on_a_held_account_ends_busy_and_takes_over_once_the_holder_
     assert {r["status"] for r in rows} == {"busy"} and len(rows) == 2
 
     holder.kill()  # its lease stays until it expires, then this run takes over
-    settings = sim.settings(backfill_start=start, lease_wait=timedelta(seconds=120))
+    settings = simulator_settings(sim, backfill_start=start, lease_wait=timedelta(seconds=120))
     done = run(settings, engine, progress=False, lease_engine=leases)
     assert done.exit_code == soak.EXIT_OK, done.lines()
     assert sorted(r["status"] for r in engine.read_table(RUNS).to_pylist()) == [

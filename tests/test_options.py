@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,41 @@ def test_the_job_sets_every_setting_but_the_credentials(monkeypatch: pytest.Monk
     bad = databricks_job.build_parser().parse_args(["--batch-rows=lots"])
     with pytest.raises(SettingsError, match="batch_rows: 'lots' is not a whole number"):
         databricks_job.settings_from_args(bad)
+
+
+def test_the_credentials_env_vars_and_the_detections_come_from_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert {name: BY_NAME[name].env for name in CREDENTIALS} == databricks_job.CREDENTIAL_ENV
+    detection_envs = {o.name: o.env for o in OPTIONS if o.configures == DETECTION_SETTINGS}
+    assert detection_envs == {
+        "watched_countries": "ZOOM_INGEST_WATCHED_COUNTRIES",
+        "travel_window": "ZOOM_INGEST_TRAVEL_WINDOW",
+        "country_learning_days": "ZOOM_INGEST_COUNTRY_LEARNING_DAYS",
+    }
+    env = {"ZOOM_INGEST_TRAVEL_WINDOW": "2h", "ZOOM_INGEST_SOURCE": "elsewhere"}
+    assert options.env_texts(DETECTIONS, env) == {"travel_window": "2h", "source": "elsewhere"}
+    assert options.detection_settings_from_env(env).travel_window == timedelta(hours=2)
+    bad = databricks_job.build_parser().parse_args(["--category-type=users"])
+    for name in CREDENTIALS:  # without a secret scope, the job reads the table's env vars
+        monkeypatch.setenv(str(BY_NAME[name].env), f"{name}-value")
+    good = databricks_job.settings_from_args(databricks_job.build_parser().parse_args([]))
+    assert (good.account_id, good.client_id) == ("account_id-value", "client_id-value")
+    assert good.client_secret.reveal() == "client_secret-value"
+    with pytest.raises(SettingsError, match="category_type: 'users' is not one of all, user,"):
+        databricks_job.settings_from_args(bad)
+
+
+def test_the_simulators_own_export_lines_are_zoom_ingests(tmp_path: Path) -> None:
+    """`python -m zoom_ingest.simulator` stands alone (no option table): its ZOOM_* names
+    are the ones the option table gives `zoom-ingest simulate`."""
+    from zoom_ingest.simulated import env_lines, environment
+    from zoom_ingest.simulator import Simulator, export_lines
+
+    with Simulator(seed=5, days=1, activity_per_day=1, client_secret="it's $x") as sim:
+        assert export_lines(sim) == env_lines(sim)
+        assert set(environment(sim)) == {str(BY_NAME[name].env) for name in sim.connection()}
+        assert environment(sim)["ZOOM_CLIENT_SECRET"] == "it's $x"
 
 
 # -- the notebook -------------------------------------------------------------------------------

@@ -11,19 +11,24 @@ from typing import Any
 import pytest
 
 from test_zoom_client import day_window, page_body, response, scripted_client, token_ok
+from zoom_ingest.settings import Settings
 from zoom_ingest.tables import UTC
 from zoom_ingest.zoom import STREAMS_BY_NAME, CallCounters, fetch_pages
 from zoom_ingest.zoom.errors import IncompleteAnswer
 from zoom_ingest.zoom.streams import Page, window_bounds
 
 KEY = "operation_logs"
+#: The run's page cap (max_pages_per_window), what every window gets by default.
+MAX_PAGES = Settings.max_pages_per_window
 DAY = date(2025, 1, 2)
 
 
 def pages_of(bodies: list[dict[str, Any]], **window: Any) -> list[Page]:
     client, _ = scripted_client([token_ok()], [response(200, body) for body in bodies])
     span = day_window(KEY, window.pop("first", DAY), window.pop("last", DAY), **window)
-    return list(fetch_pages(client, STREAMS_BY_NAME[KEY], span, "all", CallCounters()))
+    return list(
+        fetch_pages(client, STREAMS_BY_NAME[KEY], span, "all", CallCounters(), max_pages=MAX_PAGES)
+    )
 
 
 def failure(pages: list[Page]) -> str | None:
@@ -96,7 +101,11 @@ def test_records_outside_the_window_are_rejects_and_never_stop_the_paging_early(
         [response(200, first), response(200, page_body(KEY, ["2025-01-02T10:00:00Z"]))],
     )
     window = day_window(KEY, DAY, DAY, stop_before=stop_before)
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[KEY], window, "all", CallCounters()))
+    pages = list(
+        fetch_pages(
+            client, STREAMS_BY_NAME[KEY], window, "all", CallCounters(), max_pages=MAX_PAGES
+        )
+    )
     (page,) = pages
     assert [r["time"] for r in page.records] == ["2025-01-02T12:00:00Z"]
     assert page.oldest == datetime(2025, 1, 2, 12, tzinfo=UTC)  # the stray is not its span
@@ -143,5 +152,9 @@ def test_an_expired_token_restarts_the_window_and_its_proof() -> None:
         ],
     )
     window = day_window(KEY, DAY, DAY)
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[KEY], window, "all", CallCounters()))
+    pages = list(
+        fetch_pages(
+            client, STREAMS_BY_NAME[KEY], window, "all", CallCounters(), max_pages=MAX_PAGES
+        )
+    )
     assert failure(pages) is None and len(pages) == 3 and len(session.gets) == 4

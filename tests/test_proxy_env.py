@@ -16,6 +16,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from support import loopback
+from zoom_ingest.job import zoom_client_config
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.zoom import CallCounters
 from zoom_ingest.zoom.client import ZoomClient
@@ -91,7 +92,7 @@ def test_http_proxy_from_the_environment_carries_token_and_api_calls(
     monkeypatch.setenv("HTTP_PROXY", proxy)
     port = _closed_port()
     client = ZoomClient(
-        _settings(port).zoom_client_config(), limiter=RateLimiter(1000), backoff_base=0.01
+        zoom_client_config(_settings(port)), limiter=RateLimiter(1000), backoff_base=0.01
     )
     # Read once: changing the environment afterwards no longer matters.
     monkeypatch.delenv("HTTP_PROXY")
@@ -113,7 +114,7 @@ def test_no_proxy_excludes_a_host(proxy: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     port = _closed_port()
     client = ZoomClient(
-        _settings(port).zoom_client_config(), limiter=RateLimiter(1000), backoff_base=0.01
+        zoom_client_config(_settings(port)), limiter=RateLimiter(1000), backoff_base=0.01
     )
     try:
         # Sent directly to the closed port, not through the proxy.

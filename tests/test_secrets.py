@@ -39,6 +39,7 @@ from zoom_ingest.job import (
     EXIT_STREAM_FAILED,
     EXIT_ZOOM_UNREACHABLE,
     run,
+    zoom_client_config,
 )
 from zoom_ingest.settings import Secret, Settings, SettingsError, check_url
 from zoom_ingest.simulator import Fault, Simulator
@@ -115,7 +116,7 @@ def test_no_secret_in_logs_errors_summaries_or_tables(sim, tmp_path, caplog):
     def attempt(settings: Settings, expected: int) -> None:
         try:
             with ZoomClient(
-                settings.zoom_client_config(), backoff_base=0.01, backoff_max=0.05
+                zoom_client_config(settings), backoff_base=0.01, backoff_max=0.05
             ) as client:
                 summary = run(settings, LocalEngine(warehouse), progress=False, client=client)
         except Exception as exc:  # none is expected; its text is searched all the same
@@ -332,7 +333,7 @@ def test_plain_http_is_refused_unless_to_loopback(url):
     bypass = object.__new__(Settings)
     object.__setattr__(bypass, "__dict__", {**settings.__dict__, "api_url": url})
     with pytest.raises(SettingsError, match="api_url"):
-        ZoomClient(bypass.zoom_client_config())
+        ZoomClient(zoom_client_config(bypass))
 
 
 # -- a Zoom (or a proxy) that echoes credentials back ------------------------------------------

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from zoom_ingest.options import checked_settings
 from zoom_ingest.settings import (
     Secret,
     Settings,
@@ -23,7 +24,9 @@ def make(**changes: object) -> Settings:
         "client_secret": Secret("SECRET-VALUE-123"),
     }
     values.update(changes)
-    return Settings(**values)  # type: ignore[arg-type]
+    # As every entry point makes them: the option table also checks Zoom's own values
+    # (category types), which settings.py does not know.
+    return checked_settings(**values)
 
 
 @pytest.mark.parametrize(
@@ -95,3 +98,22 @@ def test_durations(text, minutes):
 def test_bad_duration():
     with pytest.raises(SettingsError, match="lookback"):
         parse_duration("lookback", "two hours")
+
+
+def test_the_client_configuration_is_the_settings_with_no_default_of_its_own():
+    import dataclasses
+
+    from zoom_ingest.job import zoom_client_config
+    from zoom_ingest.zoom.config import ZoomClientConfig
+
+    fields = dataclasses.fields(ZoomClientConfig)
+    assert all(f.default is dataclasses.MISSING for f in fields)  # Settings declares them
+    assert all(f.default_factory is dataclasses.MISSING for f in fields)
+    settings = make(timeout=7.5, max_retries=2, requests_per_second=33, concurrency=9)
+    config = zoom_client_config(settings)
+    for f in fields:
+        expected = (
+            settings.effective_concurrency if f.name == "connections" else getattr(settings, f.name)
+        )
+        assert getattr(config, f.name) == expected, f.name
+    assert config.connections == 9 and config.requests_per_second == 33

@@ -20,12 +20,12 @@ import pytest
 import requests
 
 from support.foreground import foreground
+from zoom_ingest.simulated import env_lines
 from zoom_ingest.simulator import (
     CATEGORY_DISPLAY_NAMES,
     FAULT_KINDS,
     Fault,
     Simulator,
-    env_lines,
 )
 from zoom_ingest.tables import UTC
 

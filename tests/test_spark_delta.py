@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from deltalake import DeltaTable
 
 from support import soak  # the soak harness: process runner, kills, ground truth
+from support.sim_settings import simulator_settings
 from zoom_ingest import cli
 from zoom_ingest.engines import LocalEngine, UnsupportedTable
 from zoom_ingest.engines.spark import DELTA_JARS_ENV, SparkEngine, table_differences
@@ -57,7 +58,7 @@ def settings_for(sim: Simulator, start: datetime, **changes: object) -> Settings
         "timeout": 5,
         "max_retries": 4,
     }
-    return sim.settings(**{**options, **changes})
+    return simulator_settings(sim, **{**options, **changes})
 
 
 def backfill_start(days: int = DAYS) -> datetime:

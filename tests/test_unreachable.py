@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from support.sim_settings import simulator_settings
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_STREAM_FAILED, EXIT_ZOOM_UNREACHABLE, run
+from zoom_ingest.job import EXIT_STREAM_FAILED, EXIT_ZOOM_UNREACHABLE, run, zoom_client_config
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS
@@ -42,7 +43,7 @@ def settings_at(api_url: str, oauth_url: str) -> Settings:
 
 
 def run_with_counted_client(settings: Settings, warehouse: Path):
-    with ZoomClient(settings.zoom_client_config(), backoff_base=0.01, backoff_max=0.05) as client:
+    with ZoomClient(zoom_client_config(settings), backoff_base=0.01, backoff_max=0.05) as client:
         summary = run(settings, LocalEngine(warehouse), progress=False, client=client)
         return summary, client.tokens.requests_made
 
@@ -85,7 +86,7 @@ def test_a_name_that_does_not_resolve_is_named_as_such(tmp_path, monkeypatch):
 
 def test_a_wrong_secret_still_fails_at_once_as_refused_credentials(tmp_path):
     with Simulator(seed=3, days=2) as sim:
-        settings = sim.settings(client_secret=Secret("not-the-secret"))
+        settings = simulator_settings(sim, client_secret=Secret("not-the-secret"))
         summary, attempts = run_with_counted_client(settings, tmp_path)
     assert summary.exit_code == EXIT_STREAM_FAILED
     assert attempts == 1  # refused credentials are final: no retry
@@ -99,7 +100,7 @@ def test_a_token_endpoint_that_answers_5xx_is_retried_as_usual_once_per_run(tmp_
 
     with Simulator(seed=3, days=20) as sim:
         sim.faults.inject(Fault(kind, count=None, path="/oauth/token"))
-        settings = sim.settings(max_retries=2, backfill_start=None)
+        settings = simulator_settings(sim, max_retries=2, backfill_start=None)
         summary, attempts = run_with_counted_client(settings, tmp_path)
     assert summary.exit_code == EXIT_STREAM_FAILED
     # Once for the run: 184 day windows per stream used to ask (and fail) each on their own.

@@ -20,6 +20,8 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from support.sim_settings import simulator_settings
+from zoom_ingest.job import zoom_client_config
 from zoom_ingest.normalise import Batch, parse_time
 from zoom_ingest.plan import Window
 from zoom_ingest.settings import Secret, Settings, SettingsError
@@ -42,6 +44,8 @@ from zoom_ingest.zoom import (
 )
 from zoom_ingest.zoom.errors import IncompleteAnswer, scopes_from_message
 
+#: The run's page cap (max_pages_per_window), what every window gets by default.
+MAX_PAGES = Settings.max_pages_per_window
 SECRET = "s3cr3t-client-value"
 TOKEN = "tok-abcdef-123456"
 
@@ -102,7 +106,7 @@ def scripted_client(
 ) -> tuple[ZoomClient, ScriptedSession]:
     session = ScriptedSession(tokens, api)
     client = ZoomClient(
-        unit_settings(**changes).zoom_client_config(),
+        zoom_client_config(unit_settings(**changes)),
         session=session,
         limiter=RateLimiter(1000),
         backoff_base=0.001,
@@ -142,11 +146,11 @@ def test_a_session_without_tls_verification_is_refused() -> None:
     session = requests.Session()
     session.verify = False
     with pytest.raises(ValueError, match="TLS verification"):
-        ZoomClient(unit_settings().zoom_client_config(), session=session, limiter=RateLimiter(1000))
+        ZoomClient(zoom_client_config(unit_settings()), session=session, limiter=RateLimiter(1000))
 
 
 def test_own_session_verifies_tls() -> None:
-    client = ZoomClient(unit_settings().zoom_client_config(), limiter=RateLimiter(1000))
+    client = ZoomClient(zoom_client_config(unit_settings()), limiter=RateLimiter(1000))
     try:
         assert client._session.verify is True
     finally:
@@ -158,7 +162,7 @@ def test_plain_http_to_a_remote_host_is_refused(field: str) -> None:
     with pytest.raises(SettingsError, match="loopback"):
         unit_settings(**{field: "http://api.example.com/v2"})
     # Even a client config tampered with after it was made does not get through.
-    config = unit_settings().zoom_client_config()
+    config = zoom_client_config(unit_settings())
     object.__setattr__(config, field, "http://api.example.com/v2")
     with pytest.raises(SettingsError, match="loopback"):
         ZoomClient(config, limiter=RateLimiter(1000))
@@ -297,7 +301,7 @@ def test_echoed_credentials_are_scrubbed_from_errors() -> None:
 def test_token_provider_refreshes_before_expiry_and_once_per_invalidation() -> None:
     now = [0.0]
     session = ScriptedSession([token_ok("t1-xxxxxxxx", 100), token_ok("t2-xxxxxxxx", 100)], [])
-    provider = TokenProvider(unit_settings().zoom_client_config(), session, clock=lambda: now[0])
+    provider = TokenProvider(zoom_client_config(unit_settings()), session, clock=lambda: now[0])
     assert provider.token() == "t1-xxxxxxxx"
     now[0] = 85.0  # inside the lifetime, before the 10 % margin
     assert provider.token() == "t1-xxxxxxxx"
@@ -314,13 +318,13 @@ def test_token_provider_refreshes_before_expiry_and_once_per_invalidation() -> N
 
 def sim_settings(sim: Simulator, **changes: Any) -> Settings:
     values: dict[str, Any] = {"timeout": 5.0, "max_retries": 4, "requests_per_second": 200.0}
-    return sim.settings(**{**values, **changes})
+    return simulator_settings(sim, **{**values, **changes})
 
 
 def sim_client(sim: Simulator, **changes: Any) -> ZoomClient:
     settings = sim_settings(sim, **changes)
     return ZoomClient(
-        settings.zoom_client_config(),
+        zoom_client_config(settings),
         limiter=RateLimiter(settings.requests_per_second),
         backoff_base=0.01,
         backoff_max=0.05,
@@ -390,7 +394,14 @@ def test_fetch_pages_sends_the_documented_query_and_stops_on_empty_token() -> No
     counters = CallCounters()
     settings = unit_settings(category_type="role")
     pages = list(
-        fetch_pages(client, STREAMS_BY_NAME[key], window, settings.category_type, counters)
+        fetch_pages(
+            client,
+            STREAMS_BY_NAME[key],
+            window,
+            settings.category_type,
+            counters,
+            max_pages=MAX_PAGES,
+        )
     )
     assert [len(p.records) for p in pages] == [1, 0, 2]
     assert pages[2].newest == pages[2].oldest == datetime(2025, 1, 1, 9, tzinfo=UTC)
@@ -418,7 +429,11 @@ def test_early_stop_after_the_page_that_reaches_below_stop_before() -> None:
     client, session = scripted_client([token_ok()], pages)
     stop_before = datetime(2025, 1, 2, 10, tzinfo=UTC)
     window = day_window(key, date(2025, 1, 2), date(2025, 1, 2), stop_before=stop_before)
-    got = list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", CallCounters()))
+    got = list(
+        fetch_pages(
+            client, STREAMS_BY_NAME[key], window, "all", CallCounters(), max_pages=MAX_PAGES
+        )
+    )
     assert len(got) == 3 and len(session.gets) == 3  # page 4 is never asked for
     assert got[2].oldest == datetime(2025, 1, 2, 9, tzinfo=UTC)
 
@@ -439,7 +454,9 @@ def test_a_body_without_the_records_list_is_retried_as_garbage(bad_body: dict[st
     )
     window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
     counters = CallCounters()
-    pages = list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters))
+    pages = list(
+        fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters, max_pages=MAX_PAGES)
+    )
     assert len(pages) == 1 and len(pages[0].records) == 1
     assert counters.retries == 1 and counters.api_calls == 2
 
@@ -457,7 +474,9 @@ def test_a_report_page_without_its_records_list_is_no_empty_page(records: object
     window = day_window(key, date(2025, 1, 1), date(2025, 1, 1))
     counters = CallCounters()
     with pytest.raises(IncompleteAnswer) as caught:
-        list(fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters))
+        list(
+            fetch_pages(client, STREAMS_BY_NAME[key], window, "all", counters, max_pages=MAX_PAGES)
+        )
     assert "'activity_logs' is missing, expected a list" in caught.value.reason
     assert "3 attempts" in str(caught.value) and "\n" not in str(caught.value)
     assert counters.retries == 2 and len(session.gets) == 3
@@ -507,7 +526,7 @@ def test_scope_error_from_a_stream_lists_granular_and_classic_scopes() -> None:
     window = day_window("activity_logs", date(2025, 1, 1), date(2025, 1, 1))
     stream = STREAMS_BY_NAME["activity_logs"]
     with pytest.raises(ZoomScopeError) as caught:
-        list(fetch_pages(client, stream, window, "all", CallCounters()))
+        list(fetch_pages(client, stream, window, "all", CallCounters(), max_pages=MAX_PAGES))
     text = str(caught.value)
     assert "report:read:user_activities:admin" in text and "report:read:admin" in text
 
@@ -517,7 +536,9 @@ def test_scope_error_from_a_stream_lists_granular_and_classic_scopes() -> None:
 
 def fetch_all(client: ZoomClient, stream: str, window: Window, counters: CallCounters) -> list:
     records: list[Any] = []
-    for page in fetch_pages(client, STREAMS_BY_NAME[stream], window, "all", counters):
+    for page in fetch_pages(
+        client, STREAMS_BY_NAME[stream], window, "all", counters, max_pages=MAX_PAGES
+    ):
         records.extend(page.records)
     return records
 
@@ -795,7 +816,7 @@ def test_limiter_keeps_every_second_within_zooms_limit() -> None:
         stamps: list[float] = []
         lock = threading.Lock()
         with ZoomClient(
-            settings.zoom_client_config(), limiter=limiter, backoff_base=0.01, backoff_max=0.05
+            zoom_client_config(settings), limiter=limiter, backoff_base=0.01, backoff_max=0.05
         ) as client:
 
             def worker() -> None:
@@ -825,7 +846,7 @@ def test_without_the_limiter_the_same_load_is_rate_limited() -> None:
         settings = sim_settings(sim, requests_per_second=1000.0, max_retries=20)
         counters = CallCounters()
         with ZoomClient(
-            settings.zoom_client_config(),
+            zoom_client_config(settings),
             limiter=RateLimiter(1000),
             backoff_base=0.01,
             backoff_max=0.05,

@@ -239,9 +239,9 @@ class LocalWarehouse:
 
 
 def _env_params() -> dict[str, object]:
-    from .settings import DetectionSettings
+    from .options import detection_settings_from_env
 
-    return DetectionSettings.from_env().sql_params()
+    return detection_settings_from_env().sql_params()
 
 
 def run_query(

@@ -22,9 +22,18 @@ import click
 from . import exit_codes
 from .logs import configure_logging
 from .masking import mask
-from .options import BY_NAME, DEMO, RUN, SETTINGS, SETTINGS_DEFAULTS, Option, for_entry_point
+from .options import (
+    BY_NAME,
+    DEMO,
+    RUN,
+    SETTINGS,
+    SETTINGS_DEFAULTS,
+    Option,
+    checked_settings,
+    for_entry_point,
+)
 from .settings import DEFAULT_ENGINE, ENGINES, Settings, SettingsError
-from .simulator.command import simulate as simulate_command
+from .simulated import simulate as simulate_command
 from .tables import LOG_TABLES, UTC
 
 EXIT_SETTINGS = exit_codes.BAD_SETTING
@@ -167,7 +176,7 @@ def build_settings(given: dict[str, Any]) -> Settings:
             value = ""  # a required setting: Settings says which env var to set
         if value is not None:
             values[name] = option.value_of(value) if isinstance(value, str) else value
-    return Settings(**values)
+    return checked_settings(**values)
 
 
 def make_engine(engine: str, warehouse: Path) -> Any:
@@ -322,16 +331,8 @@ def demo_command(
             f"{len(planted)} planted security scenarios)"
         )
         try:
-            settings = build_settings(
-                {
-                    "account_id": sim.account_id,
-                    "client_id": sim.client_id,
-                    "client_secret": sim.client_secret,
-                    "api_url": sim.api_url,
-                    "oauth_url": sim.oauth_url,
-                    **opts,
-                }
-            )
+            # Its URLs and credentials as plain text, read like any option's.
+            settings = build_settings({**sim.connection(), **opts})
         except SettingsError as exc:
             fail_settings(exc)
         code = execute(settings, warehouse, progress, engine)
@@ -662,8 +663,8 @@ def report_command(warehouse: Path, source: Path | None, output: Path | None) ->
     click.echo(f"wrote {path}")
 
 
-# The simulator declares its own command line, once; `python -m zoom_ingest.simulator`
-# runs the same one.
+# The simulator declares its command line, once (simulator/command.py); simulated.py makes
+# it print zoom-ingest's env vars. `python -m zoom_ingest.simulator` runs the same one.
 main.add_command(simulate_command)
 
 

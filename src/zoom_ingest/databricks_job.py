@@ -50,12 +50,9 @@ log = logging.getLogger("zoom_ingest.databricks_job")
 EXIT_SETTINGS = exit_codes.BAD_SETTING
 #: The keys read from the secret scope, each prefixed with `<account>_` when --account is set.
 SECRET_KEYS = ("account_id", "client_id", "client_secret")
-#: Where the credentials come from when no secret scope is given.
-CREDENTIAL_ENV = {
-    "account_id": "ZOOM_ACCOUNT_ID",
-    "client_id": "ZOOM_CLIENT_ID",
-    "client_secret": "ZOOM_CLIENT_SECRET",
-}
+#: Where the credentials come from when no secret scope is given: the option table's env
+#: vars of those settings (the ones `zoom-ingest run` reads).
+CREDENTIAL_ENV = {name: str(options.BY_NAME[name].env) for name in SECRET_KEYS}
 OPTIMIZE = options.BY_NAME["optimize"]
 OPTIMIZE_CHOICES = OPTIMIZE.choices
 
@@ -150,7 +147,7 @@ def settings_from_args(
     account_id, client_id, client_secret = credentials(
         args.secret_scope.strip(), args.account.strip(), read_secret
     )
-    return Settings(
+    return options.checked_settings(
         account_id=account_id, client_id=client_id, client_secret=client_secret, **values
     )
 

@@ -239,9 +239,7 @@ def run_once(argv: Sequence[str] | None = None) -> int:
             if not getattr(args, name):
                 parser.error(f"--{name} is required and must not be empty")
         try:
-            settings = DetectionSettings(
-                **options.given_values(options.DETECTIONS, options.DETECTION_SETTINGS, vars(args))
-            )
+            settings = options.detection_settings(vars(args))
             source = parse_source(args.source, args.catalog)
         except SettingsError as exc:
             parser.error(str(exc))

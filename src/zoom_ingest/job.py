@@ -47,6 +47,7 @@ from .zoom import (
     ZoomError,
     ZoomUnreachable,
 )
+from .zoom.config import ZoomClientConfig
 from .zoom.errors import IncompleteAnswer
 from .zoom.fetcher import (
     Fetcher,
@@ -167,6 +168,23 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
+def zoom_client_config(settings: Settings) -> ZoomClientConfig:
+    """The part of the settings the Zoom client needs: where, who, and how hard."""
+    return ZoomClientConfig(
+        account_id=settings.account_id,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        api_url=settings.api_url,
+        oauth_url=settings.oauth_url,
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        requests_per_second=settings.requests_per_second,
+        connections=settings.effective_concurrency,
+        request_deadline=settings.request_deadline,
+        max_response_bytes=settings.max_response_bytes,
+    )
+
+
 def run(
     settings: Settings,
     engine: Engine,
@@ -207,7 +225,7 @@ def run(
                 p.windows[-1].to_date if p.windows else "-",
             )
         own_client = client is None
-        client = client or ZoomClient(settings.zoom_client_config())
+        client = client or ZoomClient(zoom_client_config(settings))
         writer = _Writer(settings, engine, run_id, runs, client, progress)
         unreachable: str | None = None
         busy: str | None = None

@@ -5,7 +5,11 @@ env var, help and the entry points it applies to.
 `zoom-ingest-detections` their argparse flags (`add_flags`), and notebooks/run_ingest.py
 its widgets. Tests check README.md's settings table and the bundle's job parameters
 against it (tests/test_options.py). The defaults of Settings and DetectionSettings fields
-are read from those dataclasses, so each default has one source.
+are read from those dataclasses, so each default has one source. Every setting is read
+through it: `checked_settings` and `detection_settings` (text → values → the dataclass),
+`env_texts` (an entry point's env vars), and the Databricks job's credential env vars.
+Settings know nothing of Zoom; the values Zoom defines (the operation logs' category
+types, zoom/rules.py) are checked here, as the option's choices.
 
 It imports only the standard library, settings.py, queries.py and zoom/rules.py (no click,
 rich, duckdb or deltalake): the Databricks entry points import it without the `local`
@@ -24,8 +28,8 @@ from typing import Any
 
 from .queries import SEVERITIES
 from .settings import (
+    CREDENTIAL_ENV_VARS,
     DEFAULT_ENGINE,
-    DETECTION_ENV,
     ENGINES,
     MODES,
     STREAMS,
@@ -33,7 +37,6 @@ from .settings import (
     Secret,
     Settings,
     SettingsError,
-    parse_countries,
     parse_date,
     parse_duration,
     parse_streams,
@@ -201,8 +204,7 @@ def setting(name: str, help: str, entry_points: Iterable[str], **more: Any) -> O
 
 
 def detection(name: str, help: str, entry_points: Iterable[str], **more: Any) -> Option:
-    """An option that sets the DetectionSettings field `name`; default and env var its own."""
-    more.setdefault("env", DETECTION_ENV[name])
+    """An option that sets the DetectionSettings field `name`; its default is the field's."""
     return _field_option(DETECTION_SETTINGS, DETECTION_DEFAULTS, name, help, entry_points, more)
 
 
@@ -227,6 +229,13 @@ def _field_option(
         parse=_parser_for(name, kind, default),
     )
     return dataclasses.replace(declared, **more)
+
+
+def parse_countries(text: str) -> tuple[str, ...]:
+    """`kp, IR ,cu` → ("KP", "IR", "CU"); `none` or `-` → no watched country."""
+    if text.strip().lower() in ("none", "-"):
+        return ()
+    return tuple(dict.fromkeys(c.strip().upper() for c in text.split(",") if c.strip()))
 
 
 def _backfill_start(text: str) -> object:
@@ -292,21 +301,21 @@ OPTIONS: tuple[Option, ...] = (
         "account_id",
         "Zoom account id",
         {RUN},
-        env="ZOOM_ACCOUNT_ID",
+        env=CREDENTIAL_ENV_VARS["account_id"],
         parse=str.strip,
     ),
     setting(
         "client_id",
         "S2S OAuth app client id",
         {RUN},
-        env="ZOOM_CLIENT_ID",
+        env=CREDENTIAL_ENV_VARS["client_id"],
         parse=str.strip,
     ),
     setting(
         "client_secret",
         "S2S OAuth app client secret; prefer the env var (never logged)",
         {RUN},
-        env="ZOOM_CLIENT_SECRET",
+        env=CREDENTIAL_ENV_VARS["client_secret"],
         parse=lambda text: Secret(text.strip()),
     ),
     setting(
@@ -497,6 +506,43 @@ def add_flags(
             metavar=option.metavar,
             help=option.help_with_default(),
         )
+
+
+def env_texts(entry_point: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """option name → its env var's text, for the options of `entry_point` that have one
+    set (default: this process's environment)."""
+    env = os.environ if environ is None else environ
+    return {
+        option.name: env[option.env]
+        for option in for_entry_point(entry_point)
+        if option.env and option.env in env
+    }
+
+
+def checked_settings(**values: Any) -> Settings:
+    """Settings from field values (`given_values`, credentials, …), each also one of its
+    option's choices where it has some: Zoom's category types are Zoom's rule, which
+    settings.py does not know. SettingsError names the first bad value."""
+    settings = Settings(**values)
+    for option in OPTIONS:
+        if option.configures == SETTINGS and option.choices:
+            value = getattr(settings, option.name)
+            if value not in option.choices:
+                raise SettingsError(
+                    option.name, f"{value!r} is not one of {', '.join(option.choices)}"
+                )
+    return settings
+
+
+def detection_settings(texts: Mapping[str, object]) -> DetectionSettings:
+    """DetectionSettings from text (flags, job parameters, env vars), by option name;
+    None or empty keeps the default. SettingsError names the first bad one."""
+    return DetectionSettings(**given_values(DETECTIONS, DETECTION_SETTINGS, texts))
+
+
+def detection_settings_from_env(environ: Mapping[str, str] | None = None) -> DetectionSettings:
+    """DetectionSettings from the detections' env vars (ZOOM_INGEST_WATCHED_COUNTRIES, …)."""
+    return detection_settings(env_texts(DETECTIONS, environ))
 
 
 def given_values(entry_point: str, configures: str, texts: Mapping[str, object]) -> dict[str, Any]:

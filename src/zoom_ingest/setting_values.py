@@ -2,8 +2,8 @@
 for a bad one (SettingsError), a credential that never shows itself (Secret), and where a
 credential may be sent (check_url: HTTPS, or plain http to loopback only).
 
-A module of its own so that the zoom package can use them without importing settings.py,
-which reads the zoom package's rules (no import cycle).
+A module of its own so that the zoom package can use them without importing settings.py
+(the run's settings and the Zoom client know nothing of each other; the job joins them).
 """
 
 from __future__ import annotations

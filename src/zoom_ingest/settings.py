@@ -1,26 +1,44 @@
 """One validated settings object for a run, from CLI flags, job parameters or env vars.
 
+Plain values: each field's default is declared here once, and the option table
+(options.py) reads every one of them from flags, job parameters, widgets and env vars.
 Every bad value stops the run before any API call with a SettingsError whose message
-names the setting and what is allowed (the CLI turns it into exit code 2).
+names the setting and what is allowed (the CLI turns it into exit code 2). This module
+knows no Zoom client: the job builds the client's configuration from a Settings
+(job.zoom_client_config), and options.py checks the values Zoom itself defines (the
+operation logs' category types).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 # Secret and SettingsError are part of this module's face: callers import them from here.
 from .setting_values import Secret, SettingsError, check_url
-from .tables import UTC
-from .zoom.config import DEFAULT_API_URL, DEFAULT_OAUTH_URL, ZoomClientConfig
-from .zoom.rules import CATEGORY_TYPES
-from .zoom.streams import MAX_PAGES_PER_WINDOW, stream_names
+from .tables import LOG_TABLES, UTC
 
-#: Every registered stream (zoom/streams.py): what a run ingests unless told otherwise.
+#: Zoom's production endpoints.
+DEFAULT_API_URL = "https://api.zoom.us/v2"
+DEFAULT_OAUTH_URL = "https://zoom.us/oauth/token"
+
+
+def stream_names() -> tuple[str, ...]:
+    """The streams a run may ingest: one per log table (tables.LOG_TABLES, the registry
+    that zoom/streams.py's STREAMS_BY_NAME follows), read now, not at import."""
+    return tuple(LOG_TABLES)
+
+
+#: Every registered stream: what a run ingests unless told otherwise.
 STREAMS = stream_names()
+#: The env vars of the Zoom app's credentials, declared here once: the option table
+#: reads them (options.py), and a missing credential's error names its variable.
+CREDENTIAL_ENV_VARS = {
+    "account_id": "ZOOM_ACCOUNT_ID",
+    "client_id": "ZOOM_CLIENT_ID",
+    "client_secret": "ZOOM_CLIENT_SECRET",
+}
 MODES = ("incremental", "reconcile")
 #: Where a local run writes (`zoom-ingest run --engine`): delta-rs, or a local SparkSession
 #: with Delta Lake (the Databricks code path). Both write `<warehouse>/<table>`.
@@ -35,7 +53,7 @@ class Settings:
     client_secret: Secret = field(repr=False)
     api_url: str = DEFAULT_API_URL
     oauth_url: str = DEFAULT_OAUTH_URL
-    #: Default: every stream registered in zoom/streams.py when the settings are made.
+    #: Default: every registered stream (a log table each) when the settings are made.
     streams: tuple[str, ...] = field(default_factory=stream_names)
     category_type: str = "all"
     #: First run only: ingest every record at or after this date's midnight UTC.
@@ -64,8 +82,11 @@ class Settings:
     #: Bytes a response body may have, on the wire and once decompressed (a page of 300
     #: records is about 100 kB).
     max_response_bytes: int = 16 * 1024 * 1024
-    #: Pages one window may take (300 records each) before it counts as a loop.
-    max_pages_per_window: int = MAX_PAGES_PER_WINDOW
+    #: Pages one window may take (300 records each) before it counts as a loop: 6M
+    #: records, a day's window of the busiest account many times over, so a server that
+    #: keeps sending tokens cannot page us for hours (at 10 requests/s this many pages
+    #: take about 35 minutes).
+    max_pages_per_window: int = 20_000
     #: How long a run waits for the Zoom account's lease while another run holds it,
     #: before it ends busy (exit 4). 0: at once.
     lease_wait: timedelta = timedelta(0)
@@ -81,22 +102,6 @@ class Settings:
             return self.concurrency
         return max(4, min(48, int(self.requests_per_second * 0.6) + 2))
 
-    def zoom_client_config(self) -> ZoomClientConfig:
-        """The part of the settings the Zoom client needs: where, who, and how hard."""
-        return ZoomClientConfig(
-            account_id=self.account_id,
-            client_id=self.client_id,
-            client_secret=self.client_secret,
-            api_url=self.api_url,
-            oauth_url=self.oauth_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            requests_per_second=self.requests_per_second,
-            connections=self.effective_concurrency,
-            request_deadline=self.request_deadline,
-            max_response_bytes=self.max_response_bytes,
-        )
-
     def with_changes(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -109,13 +114,13 @@ class Settings:
 
 
 def validate(s: Settings) -> None:
-    _require_text("account_id", s.account_id, "ZOOM_ACCOUNT_ID")
-    _require_text("client_id", s.client_id, "ZOOM_CLIENT_ID")
+    _require_text("account_id", s.account_id)
+    _require_text("client_id", s.client_id)
     if not isinstance(s.client_secret, Secret) or not s.client_secret.reveal().strip():
-        raise SettingsError("client_secret", "empty; set ZOOM_CLIENT_SECRET or --client-secret")
+        raise SettingsError("client_secret", _empty("client_secret"))
     check_url("api_url", s.api_url)
     check_url("oauth_url", s.oauth_url)
-    # The registry as it is now, not as it was at import: the zoom package owns it.
+    # The registry as it is now, not as it was at import (tables.LOG_TABLES).
     allowed = stream_names()
     if not s.streams:
         raise SettingsError("streams", f"at least one of {', '.join(allowed)}")
@@ -124,10 +129,8 @@ def validate(s: Settings) -> None:
             raise SettingsError(
                 "streams", f"unknown stream {stream!r}; allowed: {', '.join(allowed)}"
             )
-    if s.category_type not in CATEGORY_TYPES:
-        raise SettingsError(
-            "category_type", f"{s.category_type!r} is not one of {', '.join(CATEGORY_TYPES)}"
-        )
+    # category_type is one of Zoom's list (zoom/rules.py): options.checked_settings, where
+    # settings are read, checks it; this module knows nothing of Zoom.
     if s.backfill_start is not None and s.backfill_start > datetime.now(UTC).date():
         raise SettingsError(
             "backfill_start", f"{s.backfill_start} is in the future; use a past UTC date"
@@ -177,9 +180,14 @@ def parse_streams(text: str) -> tuple[str, ...]:
     return streams
 
 
-def _require_text(setting: str, value: str, env: str) -> None:
+def _require_text(setting: str, value: str) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise SettingsError(setting, f"empty; set {env} or --{setting.replace('_', '-')}")
+        raise SettingsError(setting, _empty(setting))
+
+
+def _empty(credential: str) -> str:
+    env = CREDENTIAL_ENV_VARS[credential]
+    return f"empty; set {env} or --{credential.replace('_', '-')}"
 
 
 def _check_range(setting: str, value: float, low: float, high: float) -> None:
@@ -196,12 +204,6 @@ def _number(value: float) -> str:
 #: Countries under comprehensive US sanctions: few companies have staff signing in there.
 DEFAULT_WATCHED_COUNTRIES = ("CU", "IR", "KP", "SY")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-#: DetectionSettings field → its environment variable.
-DETECTION_ENV = {
-    "watched_countries": "ZOOM_INGEST_WATCHED_COUNTRIES",
-    "travel_window": "ZOOM_INGEST_TRAVEL_WINDOW",
-    "country_learning_days": "ZOOM_INGEST_COUNTRY_LEARNING_DAYS",
-}
 
 
 @dataclass(frozen=True)
@@ -210,8 +212,10 @@ class DetectionSettings:
 
     Each field is a value of some detection's `params` CTE; `sql_params()` maps them to
     those names and analytics.with_params() writes them into the SQL, on DuckDB and on
-    Databricks alike. Env vars: `ZOOM_INGEST_<FIELD>` (`from_env`); the detections entry
-    point takes `--watched-countries`, `--travel-window`, `--country-learning-days`.
+    Databricks alike. They are read from text like every setting, through the option
+    table (options.detection_settings: `--watched-countries`, `--travel-window`,
+    `--country-learning-days` of the detections entry point; options.detection_settings_from_env:
+    `ZOOM_INGEST_<FIELD>`).
     """
 
     #: watched_country_sign_in: ISO 3166-1 alpha-2 codes whose sign-ins always alert.
@@ -239,37 +243,3 @@ class DetectionSettings:
             "travel_minutes": int(self.travel_window.total_seconds() // 60),
             "learning_days": self.country_learning_days,
         }
-
-    @classmethod
-    def parse(
-        cls,
-        watched_countries: str | None = None,
-        travel_window: str | None = None,
-        country_learning_days: str | None = None,
-    ) -> DetectionSettings:
-        """From text (flags, job parameters, env vars); None or empty keeps the default."""
-        values: dict[str, object] = {}
-        if watched_countries and watched_countries.strip():
-            values["watched_countries"] = parse_countries(watched_countries)
-        if travel_window and travel_window.strip():
-            values["travel_window"] = parse_duration("travel_window", travel_window)
-        if country_learning_days and country_learning_days.strip():
-            try:
-                values["country_learning_days"] = int(country_learning_days)
-            except ValueError:
-                raise SettingsError(
-                    "country_learning_days", f"{country_learning_days!r} is not a whole number"
-                ) from None
-        return cls(**values)  # type: ignore[arg-type]
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DetectionSettings:
-        env = os.environ if environ is None else environ
-        return cls.parse(**{name: env.get(var) for name, var in DETECTION_ENV.items()})
-
-
-def parse_countries(text: str) -> tuple[str, ...]:
-    """`kp, IR ,cu` → ("KP", "IR", "CU"); `none` or `-` → no watched country."""
-    if text.strip().lower() in ("none", "-"):
-        return ()
-    return tuple(dict.fromkeys(c.strip().upper() for c in text.split(",") if c.strip()))

@@ -57,12 +57,14 @@ from hypothesis.stateful import (
 from zoom_ingest import scenarios
 from zoom_ingest.engines.base import EngineBusy
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, RunSummary, run
+from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, RunSummary, run, zoom_client_config
 from zoom_ingest.normalise import normalise_record
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, UTC, TableSpec, format_time
 from zoom_ingest.zoom import ZoomClient
+
+from .sim_settings import simulator_settings
 
 #: The simulator's clock when a sequence starts (whole seconds: cursors are compared
 #: with record times to the microsecond).
@@ -336,7 +338,8 @@ class CursorModel(RuleBasedStateMachine):
         return self._truth
 
     def _settings(self, shape: dict[str, Any], **changes: Any) -> Settings:
-        return self.account.settings(
+        return simulator_settings(
+            self.account,
             backfill_start=self.backfill_start,
             requests_per_second=1000,
             max_retries=3,
@@ -357,7 +360,7 @@ class CursorModel(RuleBasedStateMachine):
         engine = engine or LocalEngine(self.warehouse)
         TALLY["runs"] += 1
         with ZoomClient(
-            settings_.zoom_client_config(), backoff_base=0.01, backoff_max=0.05
+            zoom_client_config(settings_), backoff_base=0.01, backoff_max=0.05
         ) as client:
             try:
                 return run(settings_, engine, progress=False, client=client, now=self.account.now)

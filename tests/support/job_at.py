@@ -17,7 +17,7 @@ from pathlib import Path
 from zoom_ingest import exit_codes
 from zoom_ingest.engines.base import EngineBusy
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import run
+from zoom_ingest.job import run, zoom_client_config
 from zoom_ingest.zoom import ZoomClient
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     settings = pickle.loads(Path(settings_file).read_bytes())
     now = datetime.fromisoformat(now_text)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    with ZoomClient(settings.zoom_client_config(), backoff_base=0.01, backoff_max=0.05) as client:
+    with ZoomClient(zoom_client_config(settings), backoff_base=0.01, backoff_max=0.05) as client:
         try:
             summary = run(settings, LocalEngine(warehouse), progress=False, client=client, now=now)
         except EngineBusy:

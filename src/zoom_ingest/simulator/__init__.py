@@ -2,15 +2,15 @@
 
     from zoom_ingest.simulator import Simulator, Fault
     with Simulator(seed=7, days=30) as sim:
-        sim.api_url, sim.oauth_url, sim.account_id, sim.client_id, sim.client_secret
+        sim.connection()  # api_url, oauth_url, account_id, client_id, client_secret
         sim.ground_truth("activity_logs")
         sim.faults.inject(Fault("http_503", count=2))
 
 `python -m zoom_ingest.simulator` (the same command as `zoom-ingest simulate`) runs one in
-the foreground.
+the foreground. The package imports nothing of zoom_ingest but Zoom's rules.
 """
 
-from .command import env_lines, serve
+from .command import export_lines, serve, shell_exports, simulate_command
 from .data import CATEGORY_DISPLAY_NAMES, STREAMS
 from .faults import KINDS as FAULT_KINDS
 from .faults import Fault, FaultSet
@@ -25,6 +25,8 @@ __all__ = [
     "FaultSet",
     "Simulator",
     "Stats",
-    "env_lines",
+    "export_lines",
     "serve",
+    "shell_exports",
+    "simulate_command",
 ]

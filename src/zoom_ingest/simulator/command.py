@@ -1,9 +1,13 @@
-"""The simulator's one command line: serve it, print shell lines that point zoom-ingest at it.
+"""The simulator's command line: serve one in the foreground and print how to reach it.
 
-`zoom-ingest simulate` and `python -m zoom_ingest.simulator` both run `simulate`
-below; its defaults are the `Simulator` class's own, read from its signature, so the
-command and the class cannot disagree. The printed lines are ``export NAME=value``,
-shell-quoted, ready to paste or ``eval``.
+`simulate_command(lines_of)` makes the command; its options' defaults are the
+`Simulator` class's own, read from its signature, so the command and the class cannot
+disagree. What it prints is `lines_of(sim)`: shell lines ``export NAME=value``,
+shell-quoted, ready to paste or ``eval``. The simulator knows its URLs and credentials
+(`Simulator.connection()`), not the names a client reads them under: `zoom-ingest
+simulate` (zoom_ingest/simulated.py) prints zoom-ingest's env vars from its option table;
+`python -m zoom_ingest.simulator` stands alone and prints `export_lines`, the same names
+by the usual ``ZOOM_`` convention (tests/test_options.py holds the two to each other).
 """
 
 from __future__ import annotations
@@ -27,19 +31,29 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def env_lines(sim: Simulator) -> list[str]:
-    """Shell lines that point zoom-ingest at a running simulator."""
-    return [f"export {name}={shlex.quote(value)}" for name, value in sim.environment().items()]
+#: What a command prints about a running simulator: shell lines that point a client at it.
+LinesOf = Callable[[Simulator], list[str]]
 
 
-def serve(sim: Simulator, *, out: TextIO | None = None) -> None:
-    """Run `sim` in the foreground: print its env lines, block until Ctrl-C, stop it."""
+def shell_exports(environment: dict[str, str]) -> list[str]:
+    """``export NAME=value`` lines, each value shell-quoted."""
+    return [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
+
+
+def export_lines(sim: Simulator) -> list[str]:
+    """The simulator's `connection()` as ``export ZOOM_<NAME>=value`` lines (ZOOM_API_URL,
+    ZOOM_ACCOUNT_ID, …): the usual environment of a Zoom app's client."""
+    return shell_exports({f"ZOOM_{name.upper()}": v for name, v in sim.connection().items()})
+
+
+def serve(sim: Simulator, lines_of: LinesOf, *, out: TextIO | None = None) -> None:
+    """Run `sim` in the foreground: print `lines_of(sim)`, block until Ctrl-C, stop it."""
     out = out or sys.stdout
     started_here = not sim.running
     if started_here:
         sim.start()
     try:
-        for line in env_lines(sim):
+        for line in lines_of(sim):
             print(line, file=out)
         print("# Zoom API simulator running; Ctrl-C stops it.", file=out, flush=True)
         while True:
@@ -83,10 +97,17 @@ def _with_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-@click.command(
-    "simulate", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
-)
-@_with_options
-def simulate(**options: Any) -> None:
-    """Start the Zoom API simulator on 127.0.0.1 and print how to point the job at it."""
-    serve(Simulator(**options))
+def simulate_command(lines_of: LinesOf) -> click.Command:
+    """The `simulate` command: serve a Simulator made from its options, printing
+    `lines_of(sim)` once it runs."""
+
+    @click.command(
+        "simulate",
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    @_with_options
+    def simulate(**options: Any) -> None:
+        """Start the Zoom API simulator on 127.0.0.1 and print how to point the job at it."""
+        serve(Simulator(**options), lines_of)
+
+    return simulate

@@ -24,11 +24,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from itertools import accumulate
 from typing import Any
 
-from ..tables import UTC
+#: Python 3.10 has no datetime.UTC.
+UTC = timezone.utc
+
 
 #: The reports this stand-in serves, named after our tables (`ground_truth("activity_logs")`).
 #: Its own list on purpose, not the client's registry (zoom/streams.py): each report needs

@@ -13,10 +13,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
-from ..tables import UTC
 from .http import Reply, json_reply
+
+#: Python 3.10 has no datetime.UTC.
+UTC = timezone.utc
 
 #: X-RateLimit-Limit when no daily limit is set: the Business+ Heavy daily quota.
 NOMINAL_DAILY_LIMIT = 60_000

@@ -4,7 +4,10 @@
 (data), the HTTP server (http), the token endpoint and access tokens (oauth), the
 rate limits and call stats (ratelimits), page tokens and newest-first pages (paging),
 the endpoint table and request dispatch (routes), and switchable faults (faults).
-Here are only its settings, start/stop, and what tests and benchmarks call.
+Here are only its parameters, start/stop, what a client needs to reach it
+(`connection()`: URLs and credentials as plain strings), and what tests and benchmarks
+call. Like every module of the simulator it imports nothing of zoom_ingest but Zoom's
+rules: whoever points a client at it makes the client's settings from `connection()`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,7 @@ from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from ..options import BY_NAME
-from ..settings import Secret, Settings
-from ..tables import UTC
-from .data import ACTIVITY_LOGS, OPERATION_LOGS, STREAMS, Dataset, day_bounds
+from .data import ACTIVITY_LOGS, OPERATION_LOGS, STREAMS, UTC, Dataset, day_bounds
 from .faults import TOKEN_PATH, FaultSet
 from .http import LoopbackServer, Reply
 from .oauth import DEFAULT_SCOPES, AccessTokens, Credentials
@@ -160,28 +160,18 @@ class Simulator:
     def oauth_url(self) -> str:
         return f"{self.base_url}{TOKEN_PATH}"
 
-    def settings(self, **changes: Any) -> Settings:
-        """Settings that point the job at this simulator (its URLs and credentials),
-        with `changes` applied on top."""
-        return Settings(
-            account_id=self.account_id,
-            client_id=self.client_id,
-            client_secret=Secret(self.client_secret),
-            api_url=self.api_url,
-            oauth_url=self.oauth_url,
-        ).with_changes(**changes)
-
-    def environment(self) -> dict[str, str]:
-        """The env vars (options.py names them) that point `zoom-ingest run` at this
-        simulator. Its client secret is a simulator-only fake: passing it on is the point."""
-        values = {
+    def connection(self) -> dict[str, str]:
+        """Where this simulator answers and the app credentials it accepts, as plain
+        strings under Zoom's names for a Server-to-Server OAuth app: api_url, oauth_url,
+        account_id, client_id, client_secret. Its client secret is a simulator-only fake:
+        handing it to a client is the point."""
+        return {
             "api_url": self.api_url,
             "oauth_url": self.oauth_url,
             "account_id": self.account_id,
             "client_id": self.client_id,
             "client_secret": self.client_secret,
         }
-        return {str(BY_NAME[name].env): value for name, value in values.items()}
 
     def __repr__(self) -> str:
         where = self.base_url if self.running else "stopped"

@@ -3,7 +3,8 @@ the paging of a window (streams.py), the fetch threads that page a run's windows
 what each brought (fetcher.py, in the order of schedule.py), and Zoom's rules (page
 size, category filter, date offsets, retention: rules.py; its time format: times.py).
 
-Nothing here imports settings.py or plan.py at load time: those read the rules from here.
+Nothing here imports settings.py or plan.py at load time (and settings.py imports nothing
+from here: the job builds the client's configuration from the settings).
 """
 
 from .auth import TokenProvider

@@ -2,8 +2,9 @@
 credentials, and how hard to push (timeout, retries, requests per second, connections)
 and how far a response may go (its whole deadline, its size).
 
-The run's `Settings` builds one with `Settings.zoom_client_config()`; tests and tools
-that only talk to Zoom can build one directly.
+Every field is given: the defaults are the run's settings' (settings.py declares each
+once), and the job builds one from them (`job.zoom_client_config(settings)`); tests and
+tools that only talk to Zoom build one from a Settings the same way.
 """
 
 from __future__ import annotations
@@ -12,27 +13,23 @@ from dataclasses import dataclass, field
 
 from ..setting_values import Secret
 
-#: Zoom's production endpoints.
-DEFAULT_API_URL = "https://api.zoom.us/v2"
-DEFAULT_OAUTH_URL = "https://zoom.us/oauth/token"
-
 
 @dataclass(frozen=True)
 class ZoomClientConfig:
     account_id: str
     client_id: str
     client_secret: Secret = field(repr=False)
-    api_url: str = DEFAULT_API_URL
-    oauth_url: str = DEFAULT_OAUTH_URL
+    api_url: str
+    oauth_url: str
     #: Seconds to wait for one HTTP response.
-    timeout: float = 30.0
+    timeout: float
     #: Attempts per request beyond the first, for 429/5xx/resets/timeouts.
-    max_retries: int = 8
+    max_retries: int
     #: The account's one client-side rate limit.
-    requests_per_second: float = 10.0
+    requests_per_second: float
     #: Fetch threads that share the client: one pooled connection each.
-    connections: int = 4
+    connections: int
     #: Seconds one request may take in all: connect, headers and the whole body.
-    request_deadline: float = 120.0
+    request_deadline: float
     #: Bytes a response body may have, on the wire and decompressed.
-    max_response_bytes: int = 16 * 1024 * 1024
+    max_response_bytes: int

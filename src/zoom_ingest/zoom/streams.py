@@ -1,7 +1,8 @@
 """The report streams, each declared once, and how one date window of a stream is paged.
 
-`STREAMS_BY_NAME` is the registry: settings validation, planning, the job, the CLI and the
-Databricks entry point all take the list of streams from it. Adding a Zoom report means
+`STREAMS_BY_NAME` is the registry: planning, the job, the CLI and the Databricks entry
+point take the list of streams from it (settings validation from LOG_TABLES, which
+holds one table per stream: tests/test_stream_registry.py). Adding a Zoom report means
 one `Stream` entry here plus its `TableSpec` (tables.py, listed in LOG_TABLES).
 
 Zoom serves each `from`/`to` request newest first, 300 records a page, chained by
@@ -45,18 +46,14 @@ log = logging.getLogger(__name__)
 CODE_INVALID_REQUEST = 300
 #: Restarts of one window after an expired page token before giving up.
 MAX_RESTARTS_PER_WINDOW = 3
-#: The default of `max_pages_per_window`: one window never takes more pages than this
-#: (6M records at 300 a page, a day's window of the busiest account many times over), so
-#: a server that keeps sending tokens cannot page us for hours (at 10 requests/s this
-#: many pages take about 35 minutes).
-MAX_PAGES_PER_WINDOW = 20_000
 #: How far a record's instant may lie outside its window's dates: Zoom reads the dates
 #: in a zone from UTC−12 to UTC+14 (rules.py), which one is undocumented, so either side
 #: gets the larger offset.
 WINDOW_SLACK = max(BEHIND_UTC, AHEAD_OF_UTC)
 #: …and gives up sooner on empty pages that keep carrying a next_page_token: a few are
 #: normal, a thousand in a row (300,000 records' worth of nothing) is a loop, and at
-#: Zoom's 10 requests/s waiting for MAX_PAGES_PER_WINDOW of them would take hours.
+#: Zoom's 10 requests/s waiting for the page cap (`max_pages`, the run's
+#: max_pages_per_window setting) of them would take hours.
 MAX_EMPTY_PAGES_IN_A_ROW = 1_000
 
 
@@ -181,13 +178,15 @@ def fetch_pages(
     category_type: str,
     counters: CallCounters,
     *,
-    max_pages: int = MAX_PAGES_PER_WINDOW,
+    max_pages: int,
 ) -> Iterator[Page]:
     """The pages of one window, newest first. Raises a `ZoomError` subclass on failure.
 
     The window is complete when this ends without raising and without a page whose
     `failure` is set (that page is the last one). After a restart (expired page token)
-    pages already yielded come again; the caller de-duplicates by `lw_id`.
+    pages already yielded come again; the caller de-duplicates by `lw_id`. `max_pages`:
+    the pages the window may take before it counts as a loop (the run's
+    max_pages_per_window setting).
     """
     base_params: dict[str, Any] = {
         "from": window.from_date.isoformat(),

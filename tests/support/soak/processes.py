@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from zoom_ingest.simulated import environment
 from zoom_ingest.simulator import Simulator
 
 #: Simulator-only credentials that are easy to spot wherever they might leak.
@@ -40,7 +41,7 @@ def zoom_ingest_command() -> list[str]:
 def cli_env(sim: Simulator, **overrides: str) -> dict[str, str]:
     """This process's environment without ZOOM_* settings, pointed at `sim`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("ZOOM_")}
-    return {**base, **sim.environment(), **overrides}
+    return {**base, **environment(sim), **overrides}
 
 
 def run_args(warehouse: Path, backfill_start: date, *extra: str) -> list[str]:
