@@ -1082,7 +1082,7 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def spark_session() -> Any:
     pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -e '.[spark]'")
-    from zoom_ingest.engines.spark import local_session
+    from zoom_ingest.engines.spark_session import local_session
 
     # A session of its own (temporary views and settings) on the process's one JVM.
     session = local_session().newSession()

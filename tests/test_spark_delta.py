@@ -30,7 +30,8 @@ from deltalake import DeltaTable
 from support import soak  # the soak harness: process runner, kills, ground truth
 from zoom_ingest import cli
 from zoom_ingest.engines import LocalEngine, UnsupportedTable
-from zoom_ingest.engines.spark import DELTA_JARS_ENV, SparkEngine, table_differences
+from zoom_ingest.engines.spark import SparkEngine, table_differences
+from zoom_ingest.engines.spark_session import DELTA_JARS_ENV
 from zoom_ingest.job import EXIT_OK, RunSummary, run
 from zoom_ingest.normalise import Batch
 from zoom_ingest.settings import Settings

@@ -178,7 +178,8 @@ def make_engine(engine: str, warehouse: Path) -> Any:
 
         return LocalEngine(warehouse)
     try:
-        from .engines import spark as spark_engine
+        from .engines import spark_session
+        from .engines.spark import SparkEngine
     except ImportError:
         click.echo(
             "error: --engine spark needs pyspark and delta-spark: "
@@ -186,23 +187,23 @@ def make_engine(engine: str, warehouse: Path) -> Any:
             err=True,
         )
         sys.exit(EXIT_SETTINGS)
-    if spark_engine.missing_delta_jars(spark_engine.delta_jars()):
+    if spark_session.missing_delta_jars(spark_session.delta_jars()):
         click.echo(
-            f"Delta Lake jars not cached yet: fetching {spark_engine.DELTA_PACKAGE} from "
-            f"Maven Central into {spark_engine.default_jar_cache()} (once)",
+            f"Delta Lake jars not cached yet: fetching {spark_session.DELTA_PACKAGE} from "
+            f"Maven Central into {spark_session.default_jar_cache()} (once)",
             err=True,
         )
     try:
-        session = spark_engine.local_session(fetch=True)
+        session = spark_session.local_session(fetch=True)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         click.echo(f"error: cannot start a local SparkSession with Delta: {first}", err=True)
-        click.echo(f"hint: Java 17+ on PATH; {spark_engine.how_to_get_delta_jars()}", err=True)
+        click.echo(f"hint: Java 17+ on PATH; {spark_session.how_to_get_delta_jars()}", err=True)
         sys.exit(EXIT_SETTINGS)
-    if not spark_engine.has_delta(session):
-        click.echo(f"error: {spark_engine.how_to_get_delta_jars()}", err=True)
+    if not spark_session.has_delta(session):
+        click.echo(f"error: {spark_session.how_to_get_delta_jars()}", err=True)
         sys.exit(EXIT_SETTINGS)
-    return spark_engine.SparkEngine(session, warehouse=warehouse)
+    return SparkEngine(session, warehouse=warehouse)
 
 
 def lease_engine_at(store: Any, location: str | None) -> Any:

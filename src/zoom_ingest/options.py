@@ -7,7 +7,7 @@ its widgets. Tests check README.md's settings table and the bundle's job paramet
 against it (tests/test_options.py). The defaults of Settings and DetectionSettings fields
 are read from those dataclasses, so each default has one source.
 
-It imports only the standard library, settings.py, queries.py and zoom/rules.py (no click,
+It imports only the standard library, settings.py, tables.py and zoom/rules.py (no click,
 rich, duckdb or deltalake): the Databricks entry points import it without the `local`
 extra (tests/test_entry_points.py).
 """
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .queries import SEVERITIES
 from .settings import (
     DEFAULT_ENGINE,
     DETECTION_ENV,
@@ -38,6 +37,7 @@ from .settings import (
     parse_duration,
     parse_streams,
 )
+from .tables import SEVERITIES
 from .zoom.rules import CATEGORY_TYPES
 
 # The entry points an option applies to.

@@ -14,11 +14,10 @@ from importlib import resources
 
 import pyarrow as pa
 
-from .engines.spark import quote_identifier
+from .engines.rules import quote_identifier
 from .tables import TIMESTAMP
 
 KINDS = ("analytics", "detections", "views")
-SEVERITIES = ("high", "medium", "low")
 #: The columns every detection returns, in this order.
 ALERT_SCHEMA = pa.schema(
     [
