@@ -778,7 +778,7 @@ def test_engine_spark_fetches_missing_jars_itself_and_says_so(
         asked.append(options)
         return StubSession()
 
-    monkeypatch.setattr(spark_engine, "local_session", session)
+    monkeypatch.setattr(spark_session, "local_session", session)
     engine = cli.make_engine("spark", tmp_path / "wh")
     assert asked == [{"fetch": True}]
     assert isinstance(engine, SparkEngine) and engine.warehouse == (tmp_path / "wh").absolute()

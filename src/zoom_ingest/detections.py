@@ -50,9 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zoom_ingest.detections")
 
-EXIT_OK = exit_codes.OK
-EXIT_ALERTS = exit_codes.ALERTS
-
 
 @dataclass(frozen=True)
 class DetectionRun:
@@ -254,14 +251,23 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    result = write_detections_spark(
-        _active_session(), args.catalog, args.schema, settings=settings, source=source
-    )
+    try:
+        result = write_detections_spark(
+            _active_session(), args.catalog, args.schema, settings=settings, source=source
+        )
+    except Exception as exc:
+        # A known outcome (a zoom_detections table with another schema, …) in one line,
+        # with the code every entry point gives it; anything else keeps its traceback.
+        code = exit_codes.for_exception(exc)
+        if code is None:
+            raise
+        log.error("%s", exc)
+        return code
     log.info("%s", result.line())
     if fail_on and result.new_at_or_above(fail_on):
         log.error("new alerts of severity %s or above: see the zoom_detections table", fail_on)
-        return EXIT_ALERTS
-    return EXIT_OK
+        return exit_codes.ALERTS
+    return exit_codes.OK
 
 
 def _active_session() -> SparkSession:
