@@ -27,7 +27,8 @@ from typing import Any
 import pyarrow as pa
 
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.engines.spark import SparkEngine, local_session
+from zoom_ingest.engines.spark import SparkEngine
+from zoom_ingest.engines.spark_session import local_session
 from zoom_ingest.job import run
 from zoom_ingest.normalise import Batch
 from zoom_ingest.settings import Settings

@@ -94,7 +94,7 @@ print(f"exit status {exit_code}")
 
 from pyspark.sql import functions as F
 
-from zoom_ingest.engines.spark import quote_identifier
+from zoom_ingest.engines.rules import quote_identifier
 
 catalog, schema = widgets.get("catalog"), widgets.get("schema")
 destination = f"{quote_identifier(catalog)}.{quote_identifier(schema)}"

@@ -41,7 +41,7 @@ def delta_session() -> Any:
     """The process's one local SparkSession with Delta (shared by every test), or a skip
     (a failure under CI) that says how to get the jars."""
     try:
-        from zoom_ingest.engines.spark import (
+        from zoom_ingest.engines.spark_session import (
             delta_jars,
             has_delta,
             how_to_get_delta_jars,

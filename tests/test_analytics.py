@@ -116,6 +116,25 @@ def test_every_query_file_has_a_header_that_says_what_it_answers() -> None:
     assert set(QUERIES).isdisjoint(DETECTIONS)
 
 
+def test_views_are_created_after_the_views_they_read() -> None:
+    """A view is checked against what it reads when it is created (DuckDB, Spark)."""
+    from zoom_ingest.queries import VIEWS, in_creation_order
+
+    def view(name: str, sql: str) -> Query:
+        return Query(name=name, kind="views", sql=sql)
+
+    views = {
+        "a_reads_b": view("a_reads_b", "SELECT * FROM b_base"),
+        "b_base": view("b_base", "SELECT 1 AS one"),
+        "c_reads_a": view("c_reads_a", "SELECT * FROM a_reads_b"),
+        "d_alone": view("d_alone", "SELECT 2 AS two"),
+    }
+    assert list(in_creation_order(views)) == ["b_base", "d_alone", "a_reads_b", "c_reads_a"]
+    assert list(VIEWS) == ["operation_changes", "changed_settings"]
+    with pytest.raises(ValueError, match="read each other: x, y"):
+        in_creation_order({"x": view("x", "SELECT * FROM y"), "y": view("y", "SELECT * FROM x")})
+
+
 def test_headers_join_continuation_lines() -> None:
     header = analytics.parse_header(
         "-- title: Something\n-- answers: first line\n--   second line\n-- severity: low\n"
@@ -1084,7 +1103,7 @@ def test_simulator_job_tables_queries_end_to_end(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def spark_session() -> Any:
     pytest.importorskip("pyspark", reason="pyspark is not installed: pip install -e '.[spark]'")
-    from zoom_ingest.engines.spark import local_session
+    from zoom_ingest.engines.spark_session import local_session
 
     # A session of its own (temporary views and settings) on the process's one JVM.
     session = local_session().newSession()

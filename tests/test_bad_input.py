@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from support import soak  # the soak harness: ground-truth comparison, bad-settings catalogue
 from support.sim_settings import simulator_settings
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_OK, run
+from zoom_ingest.job import run
 from zoom_ingest.normalise import Batch, RecordError, normalise_record, raw_json
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Simulator
@@ -94,7 +95,7 @@ def test_bad_records_go_to_rejects_are_counted_and_the_rest_is_stored(sim, tmp_p
     engine = LocalEngine(tmp_path)
 
     summary = run(settings, engine, progress=False)
-    assert summary.exit_code == EXIT_OK, summary.lines()
+    assert summary.exit_code == exit_codes.OK, summary.lines()
     activity = summary.streams[0]
     assert activity.rejected == len(bad)
     assert f"rejected {len(bad)}" in "\n".join(summary.lines())
@@ -121,7 +122,7 @@ def test_bad_records_go_to_rejects_are_counted_and_the_rest_is_stored(sim, tmp_p
     # Fetched again by a reconcile run, the same bad records are counted again but
     # stored once.
     again = run(settings.with_changes(mode="reconcile", reconcile_days=1), engine, progress=False)
-    assert again.exit_code == EXIT_OK
+    assert again.exit_code == exit_codes.OK
     assert again.streams[0].rejected == len(bad)
     assert engine.read_table(REJECTS).num_rows == len(bad)
 

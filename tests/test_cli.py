@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support.foreground import foreground
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.simulated import environment
 from zoom_ingest.simulator import Simulator
@@ -128,6 +129,23 @@ def test_a_second_run_on_the_same_warehouse_exits_4(sim, tmp_path):
     assert done.returncode == 4
     assert "warehouse" in done.stderr.lower() or str(warehouse) in done.stderr
     assert sim.stats.calls == 0
+
+
+def test_a_table_of_another_schema_in_the_warehouse_exits_2_before_any_call(sim, tmp_path):
+    """A destination that does not match is the user's setting to fix: exit 2 (as from
+    every entry point), one line naming the table, nothing called, nothing written."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    foreign = tmp_path / "wh" / "operation_logs"
+    write_deltalake(str(foreign), pa.table({"lw_id": ["x"], "detail": ["made elsewhere"]}))
+    done = zoom_ingest("run", "--warehouse", str(tmp_path / "wh"), env=sim_env(sim))
+    assert done.returncode == exit_codes.BAD_SETTING == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "operation_logs" in error and "different schema" in error, error
+    assert sim.stats.calls == 0
+    assert DeltaTable(str(foreign)).version() == 0  # left as it was
 
 
 def test_demo_runs_end_to_end(tmp_path: Path):

@@ -22,8 +22,9 @@ import pytest
 
 from support import soak  # the soak harness: process runner, ground truth
 from support.sim_settings import simulator_settings
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_OK, RunSummary, run
+from zoom_ingest.job import RunSummary, run
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import CHECKPOINTS, LOG_TABLES, RUNS, UTC
 
@@ -111,7 +112,9 @@ def test_two_jobs_writing_at_once_without_a_lock_neither_corrupt_nor_duplicate(s
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
-    assert [s.exit_code for s in summaries] == [EXIT_OK, EXIT_OK], [s.lines() for s in summaries]
+    assert [s.exit_code for s in summaries] == [exit_codes.OK, exit_codes.OK], [
+        s.lines() for s in summaries
+    ]
 
     state = soak.compare(tmp_path, sim, soak.floor_of(start))
     assert state.equal, state.describe()

@@ -69,7 +69,7 @@ def test_a_checkpoint_update_needs_a_later_cursor_on_both_engines() -> None:
 
 def test_timestamps_are_utc_instants_to_the_microsecond() -> None:
     assert rules.utc_timestamp_text(START) == "2025-08-01T00:00:00.500000Z"
-    assert spark.timestamp_literal(START) == "TIMESTAMP_LTZ'2025-08-01T00:00:00.500000Z'"
+    assert rules.timestamp_literal(START) == "TIMESTAMP_LTZ'2025-08-01T00:00:00.500000Z'"
     with pytest.raises(ValueError, match="aware datetime"):
         rules.utc_timestamp_text(datetime(2025, 8, 1))
 

@@ -20,15 +20,9 @@ import pytest
 
 from support import soak  # the soak harness: comparison with the ground truth
 from support.sim_settings import simulator_settings
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import (
-    EXIT_INCOMPLETE,
-    EXIT_OK,
-    EXIT_STREAM_FAILED,
-    RunSummary,
-    run,
-    zoom_client_config,
-)
+from zoom_ingest.job import RunSummary, run, zoom_client_config
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import RUNS, UTC
@@ -97,7 +91,7 @@ def test_a_run_through_the_fault_ends_equal_to_the_ground_truth(sim, tmp_path, k
     settings = settings_for(sim)
     summary = run_fast(settings, tmp_path)
 
-    assert summary.exit_code == EXIT_OK, summary.lines()
+    assert summary.exit_code == exit_codes.OK, summary.lines()
     assert sim.faults.hits(kind) == TRANSIENT[kind].count  # it really fired, every time
     state = compare(sim, settings, tmp_path)
     assert state.equal, state.describe()
@@ -121,7 +115,7 @@ def test_a_429_storm_from_zooms_own_limit_is_waited_out(tmp_path):
                    qps_limit=8) as sim:  # fmt: skip
         settings = settings_for(sim, max_retries=8)
         summary = run_fast(settings, tmp_path)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
         assert sim.stats.rate_limited >= 1
         assert sum(s.counters.rate_limited for s in summary.streams) == sim.stats.rate_limited
         state = compare(sim, settings, tmp_path)
@@ -133,7 +127,7 @@ def test_the_same_record_on_two_pages_is_stored_once(tmp_path):
                    duplicate_across_pages=True) as sim:  # fmt: skip
         settings = settings_for(sim)
         summary = run_fast(settings, tmp_path)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
         state = compare(sim, settings, tmp_path)
         assert state.equal and state.duplicates == 0, state.describe()
         activity = summary.streams[0]
@@ -146,17 +140,17 @@ def test_late_records_are_caught_by_reconcile(tmp_path):
     with Simulator(seed=34, days=DAYS, activity_per_day=300, operation_per_day=60,
                    late_fraction=0.1) as sim:  # fmt: skip
         settings = settings_for(sim)
-        assert run_fast(settings, tmp_path).exit_code == EXIT_OK
+        assert run_fast(settings, tmp_path).exit_code == exit_codes.OK
         assert compare(sim, settings, tmp_path).equal  # everything visible so far
 
         sim.release_late()  # Zoom now serves records older than the cursor
         late = compare(sim, settings, tmp_path)
         assert late.missing > 10 and late.gap > 10 and late.duplicates == 0
 
-        assert run_fast(settings, tmp_path).exit_code == EXIT_OK  # incremental: too recent
+        assert run_fast(settings, tmp_path).exit_code == exit_codes.OK  # incremental: too recent
         reconcile = settings.with_changes(mode="reconcile", reconcile_days=DAYS)
         summary = run_fast(reconcile, tmp_path)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
         state = compare(sim, settings, tmp_path)
         assert state.equal, state.describe()
 
@@ -175,7 +169,7 @@ def test_every_fault_at_once(tmp_path):
         # Enough retries for every fault to land on one request in a row.
         settings = settings_for(sim, max_retries=20)
         summary = run_fast(settings, tmp_path)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
         assert sim.faults.hits() >= 8
         state = compare(sim, settings, tmp_path)
         assert state.equal, state.describe()
@@ -219,9 +213,9 @@ def test_a_fault_that_never_ends_stops_the_run_with_the_reason_then_the_next_run
 
     # A looping API is an answer that cannot be proven complete; the rest are failures.
     status, code = (
-        ("incomplete", EXIT_INCOMPLETE)
+        ("incomplete", exit_codes.INCOMPLETE)
         if kind == "empty_page_with_token"
-        else ("failed", EXIT_STREAM_FAILED)
+        else ("failed", exit_codes.STREAM_FAILED)
     )
     assert stopped.exit_code == code, stopped.lines()
     failed = [s for s in stopped.streams if s.status == status]
@@ -252,7 +246,7 @@ def test_a_fault_that_never_ends_stops_the_run_with_the_reason_then_the_next_run
 
     sim.faults.clear()
     finished = run_fast(settings, tmp_path)
-    assert finished.exit_code == EXIT_OK, finished.lines()
+    assert finished.exit_code == exit_codes.OK, finished.lines()
     state = compare(sim, settings, tmp_path)
     assert state.equal, state.describe()
 
@@ -261,7 +255,7 @@ def test_the_token_endpoint_down_stops_the_run_naming_it_then_the_next_run_finis
     sim.faults.inject(Fault("http_503", count=None, path="/oauth/token"))
     settings = settings_for(sim)
     stopped = run_fast(settings, tmp_path)
-    assert stopped.exit_code == EXIT_STREAM_FAILED, stopped.lines()
+    assert stopped.exit_code == exit_codes.STREAM_FAILED, stopped.lines()
     for s in stopped.streams:
         assert s.status == "failed"
         assert "token request failed" in (s.error or "") and "HTTP 503" in (s.error or "")
@@ -274,6 +268,6 @@ def test_the_token_endpoint_down_stops_the_run_naming_it_then_the_next_run_finis
 
     sim.faults.clear()
     finished = run_fast(settings, tmp_path)
-    assert finished.exit_code == EXIT_OK, finished.lines()
+    assert finished.exit_code == exit_codes.OK, finished.lines()
     state = compare(sim, settings, tmp_path)
     assert state.equal, state.describe()

@@ -10,8 +10,9 @@ import pytest
 from deltalake import DeltaTable
 
 from support.sim_settings import simulator_settings
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import INSERT_NEW, LocalEngine
-from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, EXIT_STREAM_FAILED, run
+from zoom_ingest.job import run
 from zoom_ingest.normalise import Batch
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Fault, Simulator
@@ -75,7 +76,7 @@ def test_backfill_equals_ground_truth_and_second_run_adds_nothing(sim, tmp_path)
     settings = settings_for(sim, backfill_start=start.date())
 
     first = run(settings, engine, progress=False)
-    assert first.exit_code == EXIT_OK, first.lines()
+    assert first.exit_code == exit_codes.OK, first.lines()
     assert_equals_ground_truth(engine, sim, start)
     inserted = {s.name: s.inserted for s in first.streams}
     assert inserted["activity_logs"] == len(expected_ids(sim, "activity_logs", start))
@@ -92,7 +93,7 @@ def test_backfill_equals_ground_truth_and_second_run_adds_nothing(sim, tmp_path)
 
     sim.stats.reset()
     second = run(settings, engine, progress=False)
-    assert second.exit_code == EXIT_OK
+    assert second.exit_code == exit_codes.OK
     assert [s.inserted for s in second.streams] == [0, 0]
     assert all(s.plan.mode == "incremental" for s in second.streams)
     # One short window per stream, stopped after its first newest-first page.
@@ -110,7 +111,7 @@ def test_new_records_are_picked_up_incrementally(sim, tmp_path):
     engine = LocalEngine(tmp_path)
     start = backfill_start()
     settings = settings_for(sim, backfill_start=start.date())
-    assert run(settings, engine, progress=False).exit_code == EXIT_OK
+    assert run(settings, engine, progress=False).exit_code == exit_codes.OK
 
     now = datetime.now(UTC).replace(microsecond=0)
     fresh = [
@@ -134,7 +135,7 @@ def test_late_records_caught_by_lookback_and_by_reconcile(sim, tmp_path):
     engine = LocalEngine(tmp_path)
     start = backfill_start()
     settings = settings_for(sim, backfill_start=start.date(), lookback=timedelta(hours=2))
-    assert run(settings, engine, progress=False).exit_code == EXIT_OK
+    assert run(settings, engine, progress=False).exit_code == exit_codes.OK
 
     now = datetime.now(UTC).replace(microsecond=0)
 
@@ -159,7 +160,7 @@ def test_late_records_caught_by_lookback_and_by_reconcile(sim, tmp_path):
     reconcile = run(
         settings.with_changes(mode="reconcile", reconcile_days=3), engine, progress=False
     )
-    assert reconcile.exit_code == EXIT_OK
+    assert reconcile.exit_code == exit_codes.OK
     assert reconcile.streams[1].plan.mode == "reconcile"
     assert reconcile.streams[1].inserted == 1
     assert_equals_ground_truth(engine, sim, start)
@@ -190,7 +191,7 @@ def test_account_time_zone_never_loses_boundary_records(tmp_path, offset):
         engine = LocalEngine(tmp_path)
         start = backfill_start(5)
         summary = run(settings_for(sim, backfill_start=start.date()), engine, progress=False)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
         assert_equals_ground_truth(engine, sim, start)
         emails = set(engine.read_table(ACTIVITY_LOGS)["email"].to_pylist())
         assert {r["email"] for r in edge} <= emails
@@ -203,7 +204,7 @@ def test_daily_limit_stops_cleanly_and_next_run_finishes(tmp_path):
         settings = settings_for(sim, backfill_start=start.date(), concurrency=2)
         sim.faults.inject(Fault("daily_429", count=None, after_calls=9))
         stopped = run(settings, engine, progress=False)
-        assert stopped.exit_code == EXIT_DAILY_LIMIT
+        assert stopped.exit_code == exit_codes.DAILY_LIMIT
         assert stopped.daily_limit_retry_at is not None
         assert stopped.daily_limit_retry_at > datetime.now(UTC)
         assert any("daily rate limit" in line for line in stopped.lines())
@@ -223,7 +224,7 @@ def test_daily_limit_stops_cleanly_and_next_run_finishes(tmp_path):
 
         sim.faults.clear()
         finished = run(settings, engine, progress=False)
-        assert finished.exit_code == EXIT_OK, finished.lines()
+        assert finished.exit_code == exit_codes.OK, finished.lines()
         assert_equals_ground_truth(engine, sim, start)
 
 
@@ -237,16 +238,16 @@ def test_a_backfill_stopped_by_the_daily_limit_then_a_short_reconcile_loses_noth
         settings = settings_for(sim, backfill_start=start.date(), concurrency=1, window_days=1)
         sim.faults.inject(Fault("daily_429", count=None, after_calls=6))
         stopped = run(settings, engine, progress=False)
-        assert stopped.exit_code == EXIT_DAILY_LIMIT, stopped.lines()
+        assert stopped.exit_code == exit_codes.DAILY_LIMIT, stopped.lines()
         sim.faults.clear()  # the quota resets
         reconcile = run(
             settings.with_changes(mode="reconcile", reconcile_days=3), engine, progress=False
         )
-        assert reconcile.exit_code == EXIT_OK, reconcile.lines()
+        assert reconcile.exit_code == exit_codes.OK, reconcile.lines()
         for s in reconcile.streams:
             assert s.plan.start <= s.plan.cursor_before  # it re-read from the cursor
         for _ in range(2):
-            assert run(settings, engine, progress=False).exit_code == EXIT_OK
+            assert run(settings, engine, progress=False).exit_code == exit_codes.OK
         assert_equals_ground_truth(engine, sim, start)
 
 
@@ -284,7 +285,7 @@ def test_crash_mid_backfill_then_rerun_has_no_gap_and_no_duplicate(sim, tmp_path
     assert {r["status"] for r in crashed} == {"failed"}
     assert all("disk on fire" in r["error"] for r in crashed)
     summary = run(settings, engine, progress=False)
-    assert summary.exit_code == EXIT_OK, summary.lines()
+    assert summary.exit_code == exit_codes.OK, summary.lines()
     assert_equals_ground_truth(engine, sim, start)
 
 
@@ -299,7 +300,7 @@ def test_missing_scope_fails_that_stream_only(tmp_path):
         engine = LocalEngine(tmp_path)
         start = backfill_start(4)
         summary = run(settings_for(sim, backfill_start=start.date()), engine, progress=False)
-        assert summary.exit_code == EXIT_STREAM_FAILED
+        assert summary.exit_code == exit_codes.STREAM_FAILED
         by_name = {s.name: s for s in summary.streams}
         assert by_name["activity_logs"].status == "succeeded"
         assert by_name["operation_logs"].status == "failed"
@@ -327,7 +328,7 @@ def test_bad_records_go_to_rejects_and_the_batch_goes_on(sim, tmp_path):
     engine = LocalEngine(tmp_path)
     start = backfill_start()
     summary = run(settings_for(sim, backfill_start=start.date()), engine, progress=False)
-    assert summary.exit_code == EXIT_OK
+    assert summary.exit_code == exit_codes.OK
     assert summary.streams[0].rejected == 3
     assert "fine@example.com" in engine.read_table(ACTIVITY_LOGS)["email"].to_pylist()
     rejects = engine.read_table(REJECTS).to_pylist()
@@ -344,7 +345,7 @@ def test_backfill_without_start_takes_everything_zoom_holds(tmp_path):
     with Simulator(seed=9, days=200, activity_per_day=3, operation_per_day=1) as sim:
         engine = LocalEngine(tmp_path)
         summary = run(settings_for(sim, window_days=14), engine, progress=False)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
         # Zoom keeps six months; the simulator holds 200 days but serves only those.
         oldest = min(engine.read_table(ACTIVITY_LOGS)["time"].to_pylist())
         assert oldest >= datetime.now(UTC) - timedelta(days=186)

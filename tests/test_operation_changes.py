@@ -165,6 +165,53 @@ def test_turned_off_and_on_compare_case_insensitively(tmp_path: Path) -> None:
     assert {r["level"] for r in rows} == {"account"}
 
 
+def test_changed_settings_holds_each_change_of_a_settings_value_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """The view the "setting turned off" detections share: the rows of operation_changes
+    that change a setting's value (from/to or set to, a new value other than the old one
+    ignoring case), with the setting and section in lower case; every turned_off row."""
+    records = [
+        operation(
+            t("2025-03-12 10:00:00"),
+            "Account",
+            "Update",
+            "Security  - A: from ON to OFF - B: from Disabled to Enabled - C: from 8 to 6 - "
+            "D: set to Never - E: from Off to off - F: from On to ON",
+        ),
+        operation(t("2025-03-12 10:01:00"), "User", "Add", f"Add User {ANA}  - User Type: Basic"),
+        operation(t("2025-03-12 10:02:00"), "User", "Delete", f"Delete User {ANA}"),
+        operation(
+            t("2025-03-12 10:03:00"),
+            "User Settings",
+            "Update",
+            f"Update User Settings - {ANA}: Meeting > Security: Meeting Passcode: from On to Off",
+        ),
+    ]
+    warehouse = write(tmp_path / "warehouse", operation_records=records)
+    order = " ORDER BY time, change_no"
+    with analytics.LocalWarehouse(warehouse, now=NOW) as session:
+        every = session.query("SELECT * FROM operation_changes" + order).to_pylist()
+        changed = session.query("SELECT * FROM changed_settings" + order).to_pylist()
+
+    def lower(text: str | None) -> str | None:
+        return text.lower() if text is not None else None
+
+    expected = [
+        {**row, "setting_lower": lower(row["setting"]), "section_lower": lower(row["section"])}
+        for row in every
+        if row["value_kind"] in ("from_to", "set_to")
+        and row["setting"] is not None
+        and lower(row["old_value"] or "") != lower(row["new_value"])
+    ]
+    assert changed == expected
+    assert [r["setting"] for r in changed] == ["A", "B", "C", "D", "Meeting Passcode"]
+    assert changed[-1]["section_lower"] == "update user settings: meeting > security"
+    turned_off = [r for r in every if r["turned_off"]]
+    assert len(turned_off) == 3
+    assert [r["lw_id"] for r in turned_off] == [r["lw_id"] for r in changed if r["turned_off"]]
+
+
 def corpus_operations() -> list[dict[str, Any]]:
     corpus = next((p for p in CORPORA if p.is_file()), None)
     if corpus is None:

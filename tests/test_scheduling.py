@@ -11,8 +11,9 @@ from deltalake import DeltaTable, write_deltalake
 
 from test_job import assert_equals_ground_truth, backfill_start, settings_for
 from test_writer import backfill_plan, writer_for
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_OK, StreamRun, run
+from zoom_ingest.job import StreamRun, run
 from zoom_ingest.plan import Plan, Window
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS, UTC
@@ -114,7 +115,7 @@ def test_runs_table_records_calls_per_second_against_the_limit(tmp_path):
         start = backfill_start(4)
         settings = settings_for(sim, backfill_start=start.date(), requests_per_second=150)
         summary = run(settings, engine, progress=False)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
         assert_equals_ground_truth(engine, sim, start)
         rows = engine.read_table(RUNS).to_pylist()
         assert {r["rate_limit"] for r in rows} == {150.0}
@@ -143,7 +144,7 @@ def test_runs_table_of_an_earlier_version_gains_the_new_columns(tmp_path):
     with Simulator(seed=6, days=2, activity_per_day=60, operation_per_day=10) as sim:
         start = backfill_start(2)
         summary = run(settings_for(sim, backfill_start=start.date()), engine, progress=False)
-        assert summary.exit_code == EXIT_OK, summary.lines()
+        assert summary.exit_code == exit_codes.OK, summary.lines()
     rows = {
         (r["run_id"], r["stream"]): r for r in LocalEngine(tmp_path).read_table(RUNS).to_pylist()
     }

@@ -32,15 +32,9 @@ from urllib.parse import quote
 import pytest
 
 from support import loopback, soak  # soak: the harness's process runner, table scan
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import (
-    EXIT_DAILY_LIMIT,
-    EXIT_OK,
-    EXIT_STREAM_FAILED,
-    EXIT_ZOOM_UNREACHABLE,
-    run,
-    zoom_client_config,
-)
+from zoom_ingest.job import run, zoom_client_config
 from zoom_ingest.settings import Secret, Settings, SettingsError, check_url
 from zoom_ingest.simulator import Fault, Simulator
 from zoom_ingest.tables import ALL_TABLES, REJECTS, RUNS, UTC
@@ -138,26 +132,26 @@ def test_no_secret_in_logs_errors_summaries_or_tables(sim, tmp_path, caplog):
         Fault("page_token_expired", count=1),
     ):
         sim.faults.inject(fault)
-    attempt(settings_for(sim), EXIT_OK)
+    attempt(settings_for(sim), exit_codes.OK)
     sim.faults.clear()
 
     # Bad credentials: Zoom refuses the token.
-    attempt(settings_for(sim, client_secret=Secret(WRONG_SECRET)), EXIT_STREAM_FAILED)
+    attempt(settings_for(sim, client_secret=Secret(WRONG_SECRET)), exit_codes.STREAM_FAILED)
     # 401 code 124 on every call: refreshed once, then an auth error.
     sim.faults.inject(Fault("token_revoked", count=None))
-    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_STREAM_FAILED)
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), exit_codes.STREAM_FAILED)
     sim.faults.clear()
     # 500 from every API call, then from the token endpoint.
     sim.faults.inject(Fault("http_500", count=None))
-    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_STREAM_FAILED)
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), exit_codes.STREAM_FAILED)
     sim.faults.clear()
     sim.revoke_tokens()
     sim.faults.inject(Fault("http_500", count=None, path="/oauth/token"))
-    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_STREAM_FAILED)
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), exit_codes.STREAM_FAILED)
     sim.faults.clear()
     # The daily limit.
     sim.faults.inject(Fault("daily_429", count=None))
-    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), EXIT_DAILY_LIMIT)
+    attempt(settings_for(sim, mode="reconcile", reconcile_days=2), exit_codes.DAILY_LIMIT)
     sim.faults.clear()
 
     texts += log_texts(caplog)
@@ -288,7 +282,7 @@ def test_an_untrusted_certificate_stops_the_run_before_anything_is_sent(
     for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(variable, raising=False)
     summary = run(tls_settings(url), LocalEngine(tmp_path), progress=False)
-    assert summary.exit_code == EXIT_ZOOM_UNREACHABLE
+    assert summary.exit_code == exit_codes.ZOOM_UNREACHABLE
     errors = [s.error or "" for s in summary.streams]
     assert all("TLS verification failed" in e for e in errors), errors
     assert f"cannot reach {url}/oauth/token: TLS verification failed" in summary.lines()[1]
@@ -302,7 +296,7 @@ def test_the_same_server_once_trusted_is_reached(https_server, tmp_path, monkeyp
     url, cert = https_server
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     summary = run(tls_settings(url), LocalEngine(tmp_path), progress=False)
-    assert summary.exit_code == EXIT_STREAM_FAILED
+    assert summary.exit_code == exit_codes.STREAM_FAILED
     # Asked once: refused credentials are not asked for again by the other fetch threads.
     assert _Recorder.seen == ["/oauth/token"]
     errors = [s.error or "" for s in summary.streams]
@@ -451,7 +445,7 @@ def test_credentials_echoed_by_the_server_are_masked_everywhere(
     except Exception as exc:  # none is expected; its text is searched all the same
         texts.extend(traceback.format_exception(exc))
         raise
-    assert summary.exit_code == EXIT_STREAM_FAILED, summary.lines()
+    assert summary.exit_code == exit_codes.STREAM_FAILED, summary.lines()
     if mode == "api":
         assert len(_Echo.issued) == 1
     texts += [*summary.lines(), repr(summary), *log_texts(caplog)]
@@ -495,7 +489,7 @@ def test_credentials_echoed_by_the_server_never_reach_the_terminal(echo_server, 
             text=True,
             timeout=120,
         )
-        assert done.returncode == EXIT_STREAM_FAILED, done.stderr[-2000:]
+        assert done.returncode == exit_codes.STREAM_FAILED, done.stderr[-2000:]
         outputs += [done.stdout, done.stderr]
     assert any("invalid_client" in text for text in outputs)
     assert any("code 300" in text for text in outputs)

@@ -29,10 +29,11 @@ from deltalake import DeltaTable
 
 from support import soak  # the soak harness: process runner, kills, ground truth
 from support.sim_settings import simulator_settings
-from zoom_ingest import cli
+from zoom_ingest import cli, exit_codes
 from zoom_ingest.engines import LocalEngine, UnsupportedTable
-from zoom_ingest.engines.spark import DELTA_JARS_ENV, SparkEngine, table_differences
-from zoom_ingest.job import EXIT_OK, RunSummary, run
+from zoom_ingest.engines.spark import SparkEngine, table_differences
+from zoom_ingest.engines.spark_session import DELTA_JARS_ENV
+from zoom_ingest.job import RunSummary, run
 from zoom_ingest.normalise import Batch
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Simulator
@@ -113,14 +114,14 @@ def test_backfill_equals_the_truth_a_second_run_adds_nothing_and_runs_record_mer
     settings = settings_for(sim, start, batch_rows=100)  # several merges per table
 
     first = run(settings, engine, progress=False)
-    assert first.exit_code == EXIT_OK, first.lines()
+    assert first.exit_code == exit_codes.OK, first.lines()
     assert_equals_truth(warehouse, sim, start)
     inserted = {s.name: s.inserted for s in first.streams}
     for stream in LOG_TABLES:
         assert inserted[stream] == len(expected_ids(sim, stream, start)), stream
 
     second = run(settings, engine, progress=False)
-    assert second.exit_code == EXIT_OK, second.lines()
+    assert second.exit_code == exit_codes.OK, second.lines()
     assert [s.inserted for s in second.streams] == [0, 0]
     assert all(s.plan.mode == "incremental" for s in second.streams)
     assert_equals_truth(warehouse, sim, start)
@@ -146,7 +147,7 @@ def test_late_records_are_caught_by_lookback_and_by_reconcile(
     engine = spark_engine(spark, warehouse)
     start = backfill_start()
     settings = settings_for(sim, start, lookback=timedelta(hours=2))
-    assert run(settings, engine, progress=False).exit_code == EXIT_OK
+    assert run(settings, engine, progress=False).exit_code == exit_codes.OK
 
     now = datetime.now(UTC).replace(microsecond=0)
 
@@ -177,7 +178,7 @@ def test_late_records_are_caught_by_lookback_and_by_reconcile(
     reconcile = run(
         settings.with_changes(mode="reconcile", reconcile_days=3), engine, progress=False
     )
-    assert reconcile.exit_code == EXIT_OK
+    assert reconcile.exit_code == exit_codes.OK
     assert {s.name: s.inserted for s in reconcile.streams}["operation_logs"] == 1
     assert_equals_truth(warehouse, sim, start)
 
@@ -226,7 +227,7 @@ def test_two_jobs_at_once_on_the_same_tables_neither_duplicate_nor_lose_a_checkp
         for thread in threads:
             thread.join(timeout=600)
         assert not errors, errors
-        assert [s.exit_code for s in summaries] == [EXIT_OK, EXIT_OK], [
+        assert [s.exit_code for s in summaries] == [exit_codes.OK, exit_codes.OK], [
             s.lines() for s in summaries
         ]
         assert_equals_truth(warehouse, sim, start)
@@ -299,7 +300,7 @@ def test_tables_the_local_engine_wrote_are_read_and_appended_to_by_spark_and_bac
     warehouse = tmp_path / "wh"
     start = backfill_start()
     local = LocalEngine(warehouse)
-    assert run(settings_for(sim, start), local, progress=False).exit_code == EXIT_OK
+    assert run(settings_for(sim, start), local, progress=False).exit_code == exit_codes.OK
 
     engine = spark_engine(spark, warehouse)
     for spec in ALL_TABLES.values():  # Spark reads what delta-rs wrote, exactly
@@ -310,14 +311,14 @@ def test_tables_the_local_engine_wrote_are_read_and_appended_to_by_spark_and_bac
 
     sim.add_records("activity_logs", soak.recent_records(sim, 40, timedelta(minutes=30), 3))
     second = run(settings_for(sim, start), engine, progress=False)  # Spark appends
-    assert second.exit_code == EXIT_OK, second.lines()
+    assert second.exit_code == exit_codes.OK, second.lines()
     assert {s.name: s.inserted for s in second.streams}["activity_logs"] == 40
     assert_equals_truth(warehouse, sim, start)
     assert local.read_table(RUNS).num_rows == 4  # and delta-rs reads what Spark added
 
     sim.add_records("activity_logs", soak.recent_records(sim, 10, timedelta(minutes=20), 4))
     third = run(settings_for(sim, start), local, progress=False)  # and delta-rs again
-    assert third.exit_code == EXIT_OK, third.lines()
+    assert third.exit_code == exit_codes.OK, third.lines()
     assert_equals_truth(warehouse, sim, start)
     assert engine.read_table(RUNS).num_rows == 6
 
@@ -328,7 +329,7 @@ def test_tables_spark_wrote_are_read_by_the_local_engine_which_refuses_to_write_
     warehouse = tmp_path / "wh"
     start = backfill_start()
     engine = spark_engine(spark, warehouse)
-    assert run(settings_for(sim, start), engine, progress=False).exit_code == EXIT_OK
+    assert run(settings_for(sim, start), engine, progress=False).exit_code == exit_codes.OK
 
     local = LocalEngine(warehouse)
     for spec in ALL_TABLES.values():  # delta-rs reads what Spark wrote, exactly
@@ -485,12 +486,12 @@ def test_the_same_records_keep_their_instants_and_ids_in_any_session_time_zone(
             spark.conf.set(key, value)
         engine = spark_engine(spark, warehouse)  # creates the tables in that session
         first = run(settings_for(sim, start), engine, progress=False)
-        assert first.exit_code == EXIT_OK, first.lines()
+        assert first.exit_code == exit_codes.OK, first.lines()
         for spec in ALL_TABLES.values():  # TIMESTAMP_LTZ and NOT NULL, as declared
             schema = spark.read.format("delta").load(str(warehouse / spec.name)).schema
             assert table_differences(spec, schema) == [], spec.name
         second = run(settings_for(sim, start), spark_engine(spark, warehouse), progress=False)
-        assert second.exit_code == EXIT_OK, second.lines()  # no schema mismatch
+        assert second.exit_code == exit_codes.OK, second.lines()  # no schema mismatch
         assert [s.inserted for s in second.streams] == [0, 0]
     finally:
         for key, value in previous.items():

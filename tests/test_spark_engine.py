@@ -36,21 +36,19 @@ from pyspark.sql.types import (
 )
 
 from zoom_ingest import databricks_job, geo
-from zoom_ingest.engines import EngineBusy, TableSchemaMismatch
+from zoom_ingest.engines import EngineBusy, TableSchemaMismatch, spark_session
 from zoom_ingest.engines import spark as spark_engine
 from zoom_ingest.engines.base import LeaseHolder
+from zoom_ingest.engines.rules import quote_identifier, timestamp_literal
 from zoom_ingest.engines.spark import (
     SparkEngine,
     dataframe,
-    delta_jars,
     is_commit_conflict,
-    local_session,
     merge_sql,
-    quote_identifier,
     spark_schema,
     table_differences,
-    timestamp_literal,
 )
+from zoom_ingest.engines.spark_session import delta_jars, local_session
 from zoom_ingest.normalise import Batch
 from zoom_ingest.settings import SettingsError
 from zoom_ingest.simulator import Simulator
@@ -715,24 +713,24 @@ def test_jars_spark_resolved_are_kept_under_their_maven_names(tmp_path: Path) ->
         "org.antlr_antlr4-runtime-4.13.1.jar",
     ):
         (resolved / name).write_text(name)
-    assert spark_engine.missing_delta_jars(delta_jars(str(cache))) == [
+    assert spark_session.missing_delta_jars(delta_jars(str(cache))) == [
         "delta-spark_2.13-4.0.1.jar",
         "delta-storage-4.0.1.jar",
     ]
-    spark_engine._keep_resolved_jars(resolved, cache)
+    spark_session._keep_resolved_jars(resolved, cache)
     assert sorted(p.name for p in cache.iterdir()) == [
         "delta-spark_2.13-4.0.1.jar",
         "delta-storage-4.0.1.jar",
     ]
     assert (cache / "delta-storage-4.0.1.jar").read_text() == "io.delta_delta-storage-4.0.1.jar"
-    assert spark_engine.missing_delta_jars(delta_jars(str(cache))) == []
+    assert spark_session.missing_delta_jars(delta_jars(str(cache))) == []
 
 
 def test_how_to_get_the_jars_names_the_command_the_artifacts_and_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(spark_engine.DELTA_JARS_ENV, str(tmp_path / "nowhere"))
-    text = spark_engine.how_to_get_delta_jars()
+    monkeypatch.setenv(spark_session.DELTA_JARS_ENV, str(tmp_path / "nowhere"))
+    text = spark_session.how_to_get_delta_jars()
     for part in (
         str(tmp_path / "nowhere"),
         "make jars",
@@ -772,7 +770,7 @@ def test_engine_spark_fetches_missing_jars_itself_and_says_so(
 ) -> None:
     from zoom_ingest import cli
 
-    monkeypatch.setenv(spark_engine.DELTA_JARS_ENV, str(tmp_path / "empty"))
+    monkeypatch.setenv(spark_session.DELTA_JARS_ENV, str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     asked: list[dict[str, Any]] = []
 
@@ -780,7 +778,7 @@ def test_engine_spark_fetches_missing_jars_itself_and_says_so(
         asked.append(options)
         return StubSession()
 
-    monkeypatch.setattr(spark_engine, "local_session", session)
+    monkeypatch.setattr(spark_session, "local_session", session)
     engine = cli.make_engine("spark", tmp_path / "wh")
     assert asked == [{"fetch": True}]
     assert isinstance(engine, SparkEngine) and engine.warehouse == (tmp_path / "wh").absolute()
@@ -791,7 +789,7 @@ def test_engine_spark_fetches_missing_jars_itself_and_says_so(
 
     # Cached: nothing is said, the session starts from the jars.
     (tmp_path / "empty").mkdir()
-    for name in spark_engine.DELTA_JAR_NAMES:
+    for name in spark_session.DELTA_JAR_NAMES:
         (tmp_path / "empty" / name).write_text("")
     cli.make_engine("spark", tmp_path / "wh")
     assert "fetching" not in capsys.readouterr().err

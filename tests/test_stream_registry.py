@@ -15,10 +15,10 @@ import pytest
 import requests
 
 import zoom_ingest
-from zoom_ingest import options
+from zoom_ingest import exit_codes, options
 from zoom_ingest import settings as settings_module
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_OK, run, zoom_client_config
+from zoom_ingest.job import run, zoom_client_config
 from zoom_ingest.plan import plan_stream
 from zoom_ingest.settings import Secret, Settings, SettingsError, parse_streams
 from zoom_ingest.simulator import STREAMS as SIMULATED_STREAMS
@@ -188,7 +188,7 @@ def test_a_third_report_is_one_stream_entry_plus_its_table_spec(tmp_path: Path) 
     engine = LocalEngine(tmp_path)
     client = ZoomClient(zoom_client_config(settings), session=session, limiter=RateLimiter(1000))
     summary = run(settings, engine, progress=False, client=client, now=NOW)
-    assert summary.exit_code == EXIT_OK, summary
+    assert summary.exit_code == exit_codes.OK, summary
     stored = engine.read_table(WEBINAR_LOGS)
     assert sorted(stored["topic"].to_pylist()) == sorted(r["topic"] for r in RECORDS)
     assert set(engine.read_checkpoints("acct-3")) == {"webinar_logs"}

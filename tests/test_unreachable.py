@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from support.sim_settings import simulator_settings
+from zoom_ingest import exit_codes
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_STREAM_FAILED, EXIT_ZOOM_UNREACHABLE, run, zoom_client_config
+from zoom_ingest.job import run, zoom_client_config
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS
@@ -53,7 +54,7 @@ def test_a_refused_connection_ends_the_run_after_a_few_attempts_with_one_line(tm
     settings = settings_at(f"{base}/v2", f"{base}/oauth/token")
     summary, attempts = run_with_counted_client(settings, tmp_path)
 
-    assert summary.exit_code == EXIT_ZOOM_UNREACHABLE
+    assert summary.exit_code == exit_codes.ZOOM_UNREACHABLE
     assert attempts == CONNECT_ATTEMPTS  # not once per window, not max_retries
     assert all(s.counters.api_calls == 0 for s in summary.streams)  # no window started
     lines = summary.lines()
@@ -76,7 +77,7 @@ def test_a_name_that_does_not_resolve_is_named_as_such(tmp_path, monkeypatch):
     settings = settings_at("https://api.zoom.invalid/v2", "https://zoom.invalid/oauth/token")
     summary, attempts = run_with_counted_client(settings, tmp_path)
 
-    assert summary.exit_code == EXIT_ZOOM_UNREACHABLE
+    assert summary.exit_code == exit_codes.ZOOM_UNREACHABLE
     assert attempts == CONNECT_ATTEMPTS
     assert (
         "cannot reach https://zoom.invalid/oauth/token: name resolution failed"
@@ -88,7 +89,7 @@ def test_a_wrong_secret_still_fails_at_once_as_refused_credentials(tmp_path):
     with Simulator(seed=3, days=2) as sim:
         settings = simulator_settings(sim, client_secret=Secret("not-the-secret"))
         summary, attempts = run_with_counted_client(settings, tmp_path)
-    assert summary.exit_code == EXIT_STREAM_FAILED
+    assert summary.exit_code == exit_codes.STREAM_FAILED
     assert attempts == 1  # refused credentials are final: no retry
     assert all("Zoom refused to issue an access token" in (s.error or "") for s in summary.streams)
     assert sim.stats.calls == 0
@@ -102,7 +103,7 @@ def test_a_token_endpoint_that_answers_5xx_is_retried_as_usual_once_per_run(tmp_
         sim.faults.inject(Fault(kind, count=None, path="/oauth/token"))
         settings = simulator_settings(sim, max_retries=2, backfill_start=None)
         summary, attempts = run_with_counted_client(settings, tmp_path)
-    assert summary.exit_code == EXIT_STREAM_FAILED
+    assert summary.exit_code == exit_codes.STREAM_FAILED
     # Once for the run: 184 day windows per stream used to ask (and fail) each on their own.
     assert attempts == settings.max_retries + 1
     assert all("token request failed" in (s.error or "") for s in summary.streams)

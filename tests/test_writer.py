@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from zoom_ingest import job
+from zoom_ingest import exit_codes, job
 from zoom_ingest.engines.base import LeaseHolder
 from zoom_ingest.job import (
     FLUSH_EVERY_SECONDS,
@@ -942,7 +942,7 @@ def test_runs_rows_record_the_cursor_before_and_after_each_run(zoom):
     first = run_job(cfg, engine, NOW)
     later = NOW + timedelta(hours=1)
     second = run_job(cfg, engine, later)
-    assert first.exit_code == second.exit_code == job.EXIT_OK
+    assert first.exit_code == second.exit_code == exit_codes.OK
     one, two = run_rows(engine)
     assert (one["mode"], one["cursor_before"], one["cursor_after"]) == ("backfill", None, NOW)
     assert (two["mode"], two["cursor_before"], two["cursor_after"]) == ("incremental", NOW, later)
@@ -987,7 +987,7 @@ def test_a_whole_run_with_many_flushes_adds_every_tally_up(zoom):
     summary = run_job(cfg, engine, NOW)
     (s,) = summary.streams
     (row,) = run_rows(engine)
-    assert summary.exit_code == job.EXIT_OK
+    assert summary.exit_code == exit_codes.OK
     assert len([m for m in engine.merges if m[0] == ACTIVITY_LOGS.name]) >= 3
     assert s.fetched == row["records_fetched"] == 9
     assert s.inserted == row["records_inserted"] == 6 == len(engine.rows(ACTIVITY_LOGS))

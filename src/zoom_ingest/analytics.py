@@ -34,7 +34,6 @@ from .queries import (  # noqa: F401  (re-exported: the names analytics users kn
     DETECTIONS,
     KINDS,
     QUERIES,
-    SEVERITIES,
     VIEWS,
     Query,
     load_queries,
@@ -43,6 +42,7 @@ from .queries import (  # noqa: F401  (re-exported: the names analytics users kn
     with_params,
 )
 from .tables import ALL_TABLES, LOG_TABLES, UTC
+from .tables import SEVERITIES as SEVERITIES  # re-exported, as above
 
 SOURCE_DIALECT = "databricks"
 # DuckDB's HUGEINT (COUNT_IF, SUM of BIGINT) as Arrow gives it.

@@ -1,10 +1,11 @@
 """`zoom-ingest`: run the job locally, try it against the built-in simulator, inspect tables.
 
-Exit codes: 0 ok · 1 a stream failed · 2 bad settings · 3 stopped at Zoom's daily rate
-limit (run again later; checkpoints are kept) · 4 another run holds the warehouse or the
-Zoom account's lease ·
-5 Zoom could not be reached (DNS, refused connection, TLS); nothing was fetched
-(src/zoom_ingest/exit_codes.py declares them all).
+Exit codes: 0 ok · 1 a stream failed · 2 bad settings, or a table in the warehouse with
+another schema · 3 stopped at Zoom's daily rate limit (run again later; checkpoints are
+kept) · 4 another run holds the warehouse or the Zoom account's lease · 5 Zoom could not
+be reached (DNS, refused connection, TLS); nothing was fetched · 7 Zoom's answer could
+not be proven complete (src/zoom_ingest/exit_codes.py declares them all and maps each
+outcome to its code).
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from .settings import DEFAULT_ENGINE, ENGINES, Settings, SettingsError
 from .simulated import simulate as simulate_command
 from .tables import LOG_TABLES, UTC
 
-EXIT_SETTINGS = exit_codes.BAD_SETTING
-EXIT_BUSY = exit_codes.BUSY
 DEFAULT_WAREHOUSE = "warehouse"
 DEMO_WAREHOUSE = "demo-warehouse"
 #: The demo's simulated account is a Business one (Heavy APIs: 40 requests/s).
@@ -58,7 +57,7 @@ def require_tables(warehouse: Path) -> None:
         click.echo(
             f"error: no zoom_ingest tables in {warehouse}; run `zoom-ingest run` first", err=True
         )
-        sys.exit(EXIT_SETTINGS)
+        sys.exit(exit_codes.BAD_SETTING)
 
 
 def require_log_tables(folder: Path) -> None:
@@ -70,18 +69,18 @@ def require_log_tables(folder: Path) -> None:
             "`zoom-ingest run` first, or point --source at a folder that has them",
             err=True,
         )
-        sys.exit(EXIT_SETTINGS)
+        sys.exit(exit_codes.BAD_SETTING)
 
 
 def fail_settings(exc: SettingsError) -> None:
     click.echo(mask(f"error: {exc}"), err=True)
-    sys.exit(EXIT_SETTINGS)
+    sys.exit(exit_codes.BAD_SETTING)
 
 
 class OptionValueError(click.ClickException):
     """An option value click itself refused (not a number, a file for a folder, …)."""
 
-    exit_code = EXIT_SETTINGS
+    exit_code = exit_codes.BAD_SETTING
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -187,31 +186,32 @@ def make_engine(engine: str, warehouse: Path) -> Any:
 
         return LocalEngine(warehouse)
     try:
-        from .engines import spark as spark_engine
+        from .engines import spark_session
+        from .engines.spark import SparkEngine
     except ImportError:
         click.echo(
             "error: --engine spark needs pyspark and delta-spark: "
             "pip install 'zoom-ingest[spark]' (and Java 17+)",
             err=True,
         )
-        sys.exit(EXIT_SETTINGS)
-    if spark_engine.missing_delta_jars(spark_engine.delta_jars()):
+        sys.exit(exit_codes.BAD_SETTING)
+    if spark_session.missing_delta_jars(spark_session.delta_jars()):
         click.echo(
-            f"Delta Lake jars not cached yet: fetching {spark_engine.DELTA_PACKAGE} from "
-            f"Maven Central into {spark_engine.default_jar_cache()} (once)",
+            f"Delta Lake jars not cached yet: fetching {spark_session.DELTA_PACKAGE} from "
+            f"Maven Central into {spark_session.default_jar_cache()} (once)",
             err=True,
         )
     try:
-        session = spark_engine.local_session(fetch=True)
+        session = spark_session.local_session(fetch=True)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         click.echo(f"error: cannot start a local SparkSession with Delta: {first}", err=True)
-        click.echo(f"hint: Java 17+ on PATH; {spark_engine.how_to_get_delta_jars()}", err=True)
-        sys.exit(EXIT_SETTINGS)
-    if not spark_engine.has_delta(session):
-        click.echo(f"error: {spark_engine.how_to_get_delta_jars()}", err=True)
-        sys.exit(EXIT_SETTINGS)
-    return spark_engine.SparkEngine(session, warehouse=warehouse)
+        click.echo(f"hint: Java 17+ on PATH; {spark_session.how_to_get_delta_jars()}", err=True)
+        sys.exit(exit_codes.BAD_SETTING)
+    if not spark_session.has_delta(session):
+        click.echo(f"error: {spark_session.how_to_get_delta_jars()}", err=True)
+        sys.exit(exit_codes.BAD_SETTING)
+    return SparkEngine(session, warehouse=warehouse)
 
 
 def lease_engine_at(store: Any, location: str | None) -> Any:
@@ -233,8 +233,6 @@ def execute(
     lease_location: str | None = None,
 ) -> int:
     """Run the job on the chosen engine and print the summary; return the exit code."""
-    from .engines import EngineBusy, TableSchemaMismatch
-    from .engines.base import UnsupportedTable
     from .job import run
 
     try:
@@ -245,12 +243,14 @@ def execute(
             progress=progress,
             lease_engine=lease_engine_at(store, lease_location),
         )
-    except EngineBusy as exc:
+    except Exception as exc:
+        # A known outcome (busy, a destination that does not match, …) in one line;
+        # anything else is a bug and keeps its traceback.
+        code = exit_codes.for_exception(exc)
+        if code is None:
+            raise
         click.echo(mask(f"error: {exc}"), err=True)
-        return EXIT_BUSY
-    except (TableSchemaMismatch, UnsupportedTable) as exc:
-        click.echo(mask(f"error: {exc}"), err=True)
-        return EXIT_SETTINGS
+        return code
     for line in summary.lines():
         click.echo(line)
     return summary.exit_code
@@ -581,7 +581,7 @@ def query_command(
         return
     if sum(x is not None and x is not False for x in (sql, query_name, detections or None)) != 1:
         click.echo("error: give one of SQL, --name NAME or --detections (see --list)", err=True)
-        sys.exit(EXIT_SETTINGS)
+        sys.exit(exit_codes.BAD_SETTING)
     require_log_tables(source or warehouse)
     try:
         if detections:
@@ -589,7 +589,7 @@ def query_command(
         elif query_name is not None:
             if query_name not in analytics.QUERIES and query_name not in analytics.DETECTIONS:
                 click.echo(f"error: no query named {query_name!r}; see --list", err=True)
-                sys.exit(EXIT_SETTINGS)
+                sys.exit(exit_codes.BAD_SETTING)
             result = analytics.run_named(warehouse, query_name, source=source)
         else:
             result = analytics.run_query(warehouse, sql or "", source=source)

@@ -12,11 +12,11 @@ scope can hold several Zoom accounts. Without a scope (a local run) they come fr
 ZOOM_ACCOUNT_ID, ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET. They are never logged.
 
 Exit status (`exit_codes`): 0 every stream succeeded, 1 a stream failed, 2 a bad
-setting (nothing was called), 3 Zoom's daily rate limit stopped the run (checkpoints
-kept), 4 busy: another run holds the Zoom account's lease (`--lease-wait`, `--lease-location`)
-or, in this process, the destination, 7 Zoom's answer for a window could not be proven
-complete (its checkpoint stays). The `zoom_ingest_runs` table has one row per stream
-with the details.
+setting or a destination table with another schema (nothing was called), 3 Zoom's daily
+rate limit stopped the run (checkpoints kept), 4 busy: another run holds the Zoom
+account's lease (`--lease-wait`, `--lease-location`) or, in this process, the
+destination, 7 Zoom's answer for a window could not be proven complete (its checkpoint
+stays). The `zoom_ingest_runs` table has one row per stream with the details.
 
 This module and everything it imports on the Spark path use only the wheel's base
 requirements: deltalake, duckdb, sqlglot, rich and click are the `local` extra, which a
@@ -35,7 +35,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from . import exit_codes, job, options
-from .engines.base import EngineBusy, TableSchemaMismatch
 from .engines.spark import SparkEngine
 from .job_parameters import LastNonEmpty
 from .masking import mask
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zoom_ingest.databricks_job")
 
-EXIT_SETTINGS = exit_codes.BAD_SETTING
 #: The keys read from the secret scope, each prefixed with `<account>_` when --account is set.
 SECRET_KEYS = ("account_id", "client_id", "client_secret")
 #: Where the credentials come from when no secret scope is given: the option table's env
@@ -99,7 +97,7 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
     except SettingsError as exc:
         print(mask(f"error: {exc}"), file=sys.stderr)
-        return EXIT_SETTINGS
+        return exit_codes.BAD_SETTING
     _configure_logging(args.log_level or options.BY_NAME["log_level"].default_text, settings)
     engine = SparkEngine(
         get_spark(),
@@ -118,14 +116,15 @@ def run_once(argv: Sequence[str] | None = None) -> int:
     )
     try:
         summary = job.run(settings, engine, progress=False, lease_engine=lease_engine)
-    except EngineBusy as exc:
-        # Nothing was fetched or written: the same outcome as the local CLI's.
+    except Exception as exc:
+        # A known outcome (busy, a destination that does not match, …): nothing was
+        # fetched or written, the message says what to do, the code is the local CLI's.
+        # Anything else is a bug and keeps its traceback.
+        code = exit_codes.for_exception(exc)
+        if code is None:
+            raise
         log.error("%s", exc)
-        return exit_codes.BUSY
-    except TableSchemaMismatch as exc:
-        # Nothing was fetched or written; the message says what to do.
-        log.error("%s", exc)
-        return exit_codes.STREAM_FAILED
+        return code
     for line in summary.lines():  # the run summary, in the task's output
         print(line, flush=True)
     return summary.exit_code

@@ -30,12 +30,11 @@ import pyarrow.compute as pc
 
 from . import exit_codes, options
 from .engines.base import Engine
-from .engines.spark import SparkEngine, quote_identifier, select_as_arrow, timestamp_literal
+from .engines.rules import quote_identifier, timestamp_literal
 from .job_parameters import LastNonEmpty
 from .queries import (
     ALERT_SCHEMA,
     DETECTIONS,
-    SEVERITIES,
     Query,
     union_sql,
     view_statements,
@@ -43,16 +42,13 @@ from .queries import (
 )
 from .setting_values import catalog_schema
 from .settings import DetectionSettings, SettingsError
-from .tables import BOOKKEEPING_TABLES, DERIVED_TABLES, LOG_TABLES, TIMESTAMP, UTC
+from .tables import BOOKKEEPING_TABLES, DERIVED_TABLES, LOG_TABLES, SEVERITIES, TIMESTAMP, UTC
 from .tables import DETECTIONS as DETECTIONS_TABLE
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger("zoom_ingest.detections")
-
-EXIT_OK = exit_codes.OK
-EXIT_ALERTS = exit_codes.ALERTS
 
 
 @dataclass(frozen=True)
@@ -102,6 +98,8 @@ def collect_alerts(
     """The alerts as an Arrow table in the zoom_detections schema, sorted by time.
 
     There are few alerts per run, so collecting them is cheap."""
+    from .engines.spark import select_as_arrow  # the Spark engine's read, on Spark only
+
     source = f"(\n{alerts_sql(detected_at, detections)}\n)"
     return unique_alerts(select_as_arrow(spark.sql, source, DETECTIONS_TABLE.schema))
 
@@ -146,6 +144,8 @@ def write_detections_spark(
     there), the outputs, and empty bookkeeping tables (data_freshness reads them); the
     addresses of the source's activity_logs are looked up into zoom_ip_countries.
     """
+    from .engines.spark import SparkEngine  # on Spark only: the local path never loads it
+
     detected_at = (now or datetime.now(UTC)).astimezone(UTC)
     engine = engine or SparkEngine(spark, catalog, schema, optimize=False)
     # Every table, zoom_detections included, as the ingest job declares and describes it;
@@ -249,14 +249,23 @@ def run_once(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    result = write_detections_spark(
-        _active_session(), args.catalog, args.schema, settings=settings, source=source
-    )
+    try:
+        result = write_detections_spark(
+            _active_session(), args.catalog, args.schema, settings=settings, source=source
+        )
+    except Exception as exc:
+        # A known outcome (a zoom_detections table with another schema, …) in one line,
+        # with the code every entry point gives it; anything else keeps its traceback.
+        code = exit_codes.for_exception(exc)
+        if code is None:
+            raise
+        log.error("%s", exc)
+        return code
     log.info("%s", result.line())
     if fail_on and result.new_at_or_above(fail_on):
         log.error("new alerts of severity %s or above: see the zoom_detections table", fail_on)
-        return EXIT_ALERTS
-    return EXIT_OK
+        return exit_codes.ALERTS
+    return exit_codes.OK
 
 
 def _active_session() -> SparkSession:

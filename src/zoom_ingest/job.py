@@ -61,13 +61,6 @@ from .zoom.fetcher import (
 
 log = logging.getLogger("zoom_ingest.job")
 
-# The run's outcomes, from the one module that declares every entry point's exit codes.
-EXIT_OK = exit_codes.OK
-EXIT_STREAM_FAILED = exit_codes.STREAM_FAILED
-EXIT_DAILY_LIMIT = exit_codes.DAILY_LIMIT
-EXIT_ZOOM_UNREACHABLE = exit_codes.ZOOM_UNREACHABLE
-EXIT_INCOMPLETE = exit_codes.INCOMPLETE
-EXIT_BUSY = exit_codes.BUSY
 #: Flush (and checkpoint) at least this often even when the batch is not full, so a
 #: long backfill that is interrupted loses little progress.
 FLUSH_EVERY_SECONDS = 30.0
@@ -103,19 +96,13 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        if self.busy is not None:
-            return EXIT_BUSY
-        if self.unreachable is not None:
-            return EXIT_ZOOM_UNREACHABLE
-        if any(s.status == "failed" for s in self.streams):
-            return EXIT_STREAM_FAILED
-        if any(s.status == "incomplete" for s in self.streams):
-            return EXIT_INCOMPLETE
-        if self.daily_limit_retry_at is not None:
-            return EXIT_DAILY_LIMIT
-        if any(s.status != "succeeded" for s in self.streams):
-            return EXIT_STREAM_FAILED
-        return EXIT_OK
+        """The run's exit code, from the one mapping of outcomes to codes."""
+        return exit_codes.for_run(
+            [s.status for s in self.streams],
+            busy=self.busy is not None,
+            unreachable=self.unreachable is not None,
+            daily_limit=self.daily_limit_retry_at is not None,
+        )
 
     def lines(self) -> list[str]:
         out = [f"run {self.run_id} on {self.engine}: {self.duration:.1f} s"]

@@ -11,7 +11,7 @@ through it: `checked_settings` and `detection_settings` (text → values → the
 Settings know nothing of Zoom; the values Zoom defines (the operation logs' category
 types, zoom/rules.py) are checked here, as the option's choices.
 
-It imports only the standard library, settings.py, queries.py and zoom/rules.py (no click,
+It imports only the standard library, settings.py, tables.py and zoom/rules.py (no click,
 rich, duckdb or deltalake): the Databricks entry points import it without the `local`
 extra (tests/test_entry_points.py).
 """
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .queries import SEVERITIES
 from .settings import (
     CREDENTIAL_ENV_VARS,
     DEFAULT_ENGINE,
@@ -41,6 +40,7 @@ from .settings import (
     parse_duration,
     parse_streams,
 )
+from .tables import SEVERITIES
 from .zoom.rules import CATEGORY_TYPES
 
 # The entry points an option applies to.

@@ -14,11 +14,10 @@ from importlib import resources
 
 import pyarrow as pa
 
-from .engines.spark import quote_identifier
+from .engines.rules import quote_identifier
 from .tables import TIMESTAMP
 
 KINDS = ("analytics", "detections", "views")
-SEVERITIES = ("high", "medium", "low")
 #: The columns every detection returns, in this order.
 ALERT_SCHEMA = pa.schema(
     [
@@ -95,12 +94,35 @@ def load_queries(kind: str) -> dict[str, Query]:
     return queries
 
 
+def in_creation_order(views: Mapping[str, Query]) -> dict[str, Query]:
+    """`views` ordered so that each comes after the views it reads (a view is checked
+    against what it reads when it is created), otherwise by name."""
+    ordered: dict[str, Query] = {}
+    waiting = dict(views)
+    while waiting:
+        ready = [
+            name
+            for name, view in waiting.items()
+            if not any(
+                re.search(rf"\b{re.escape(other)}\b", view.sql)
+                for other in waiting
+                if other != name
+            )
+        ]
+        if not ready:
+            raise ValueError(f"views that read each other: {', '.join(sorted(waiting))}")
+        for name in ready:
+            ordered[name] = waiting.pop(name)
+    return ordered
+
+
 QUERIES: dict[str, Query] = load_queries("analytics")
 DETECTIONS: dict[str, Query] = load_queries("detections")
-#: Views the queries read, created before they run: locally in DuckDB by LocalWarehouse, on
-#: Databricks by the detections task (`view_statements`). `operation_changes` is the one
-#: parse of operation_detail.
-VIEWS: dict[str, Query] = load_queries("views")
+#: Views the queries read, created before they run (in this order): locally in DuckDB by
+#: LocalWarehouse, on Databricks by the detections task (`view_statements`).
+#: `operation_changes` is the one parse of operation_detail; `changed_settings`, its rows
+#: that change a setting's value, is what the "setting turned off" detections read.
+VIEWS: dict[str, Query] = in_creation_order(load_queries("views"))
 
 
 def view_statements(*, temporary: bool = False) -> list[str]:

@@ -251,6 +251,9 @@ LEASES = TableSpec(
     },
 )
 
+#: The severities of the detections' alerts (zoom_detections.severity), highest first.
+SEVERITIES = ("high", "medium", "low")
+
 DETECTIONS = TableSpec(
     name="zoom_detections",
     schema=pa.schema(

@@ -54,10 +54,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from zoom_ingest import scenarios
+from zoom_ingest import exit_codes, scenarios
 from zoom_ingest.engines.base import EngineBusy
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.job import EXIT_DAILY_LIMIT, EXIT_OK, RunSummary, run, zoom_client_config
+from zoom_ingest.job import RunSummary, run, zoom_client_config
 from zoom_ingest.normalise import normalise_record
 from zoom_ingest.settings import Settings
 from zoom_ingest.simulator import Fault, Simulator
@@ -193,8 +193,8 @@ class CursorModel(RuleBasedStateMachine):
         finally:
             self.account.faults.clear()  # the quota resets
         assert summary is not None
-        assert summary.exit_code in (EXIT_OK, EXIT_DAILY_LIMIT), summary.lines()
-        TALLY["daily_limit_stops"] += summary.exit_code == EXIT_DAILY_LIMIT
+        assert summary.exit_code in (exit_codes.OK, exit_codes.DAILY_LIMIT), summary.lines()
+        TALLY["daily_limit_stops"] += summary.exit_code == exit_codes.DAILY_LIMIT
         self._check_claims(summary)
 
     @rule(
@@ -310,7 +310,9 @@ class CursorModel(RuleBasedStateMachine):
         summary = self._run(
             self._settings({**shape, "concurrency": 4}, mode="reconcile", reconcile_days=days)
         )
-        assert summary is not None and summary.exit_code == EXIT_OK, summary and summary.lines()
+        assert summary is not None and summary.exit_code == exit_codes.OK, (
+            summary and summary.lines()
+        )
         for name, spec in SPECS.items():
             expected = {i for i, at in self.truth[name].items() if at >= self.floor}
             stored = set(self._stored_ids(spec))

@@ -37,7 +37,8 @@ def make_engine(kind: str, location: Path) -> Engine:
         from zoom_ingest.engines.local import LocalEngine
 
         return LocalEngine(location)
-    from zoom_ingest.engines.spark import SparkEngine, local_session
+    from zoom_ingest.engines.spark import SparkEngine
+    from zoom_ingest.engines.spark_session import local_session
 
     if kind == "spark":
         return SparkEngine(local_session(), warehouse=location)

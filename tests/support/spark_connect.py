@@ -13,7 +13,7 @@ point a client at the URL it yields:
     except SparkConnectUnavailable as exc:
         skip_delta(str(exc))  # conftest: a skip here, a failure under CI=true
 
-Tables are Delta (the Delta jars of `zoom_ingest.engines.spark.delta_jars()`, i.e.
+Tables are Delta (the Delta jars of `zoom_ingest.engines.spark_session.delta_jars()`, i.e.
 $ZOOM_INGEST_DELTA_JARS, with the Delta SQL extension and catalog) in a warehouse folder
 under `work_dir`. The server's output goes to `work_dir/spark-connect.log`; a server that
 does not come up within `startup_seconds` raises with the end of that log.
@@ -182,7 +182,11 @@ def _spark_home() -> Path:
 
 
 def _delta_jars() -> list[str]:
-    from zoom_ingest.engines.spark import delta_jars, how_to_get_delta_jars, missing_delta_jars
+    from zoom_ingest.engines.spark_session import (
+        delta_jars,
+        how_to_get_delta_jars,
+        missing_delta_jars,
+    )
 
     jars = delta_jars()
     if missing_delta_jars(jars):

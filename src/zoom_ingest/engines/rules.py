@@ -22,6 +22,11 @@
 
 delta-rs predicates and Spark SQL differ in identifier quoting, timestamp literals and
 aliases; a `Dialect` carries those differences, the functions here carry the rules.
+
+Spark SQL's (Databricks SQL's) identifiers and literals are spelled here too
+(`quote_identifier`, `sql_string`, `timestamp_literal`): text only, no Spark, so the
+query files' loader, the detections task and notebooks use them without importing the
+Spark engine.
 """
 
 from __future__ import annotations
@@ -81,6 +86,28 @@ def utc_timestamp_text(value: datetime) -> str:
     if not _UTC_TIMESTAMP.fullmatch(text):
         raise ValueError(f"cannot format {value!r} as a timestamp literal")
     return text
+
+
+# -- Spark SQL (Databricks SQL) text ---------------------------------------------------------
+
+
+def quote_identifier(name: str) -> str:
+    """A Spark SQL identifier in backticks (`time` is a keyword in newer Spark)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal (default parser: backslash escapes are on)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def timestamp_literal(value: datetime) -> str:
+    """A UTC instant as a Spark TIMESTAMP_LTZ literal, to the microsecond (an instant in
+    any session time zone and whatever spark.sql.timestampType says)."""
+    return "TIMESTAMP_LTZ'" + utc_timestamp_text(value) + "'"
+
+
+# -- the rules ------------------------------------------------------------------------------
 
 
 def key_condition(spec: TableSpec, dialect: Dialect) -> str:

@@ -14,24 +14,22 @@ Every table is `catalog.schema.<name>`:
 
 Without Databricks (`zoom-ingest run --engine spark --warehouse DIR`) the same engine
 writes path-based Delta tables, `delta.`DIR/<table>``, the local engine's layout, with a
-local SparkSession that has the Delta jars (`local_session()`; fetched once, then cached).
+local SparkSession that has the Delta jars (`spark_session.local_session()`; fetched once,
+then cached).
 
-SQL text holds only quoted identifiers and timestamp literals this module formats from
-datetimes; every value from Zoom or from the user travels in a DataFrame or as a named
-parameter, never pasted into the statement. `time` is declared `TIMESTAMP_LTZ` (an
-instant), so neither the session time zone nor `spark.sql.timestampType=TIMESTAMP_NTZ`
-changes what is stored or matched: literals are `TIMESTAMP_LTZ'…Z'` and reads go through
-`unix_micros`. The job's sessions run in UTC (`local_session()`, the Databricks entry
-point); the engine does not depend on it.
+SQL text holds only quoted identifiers and timestamp literals formatted from datetimes
+(`rules.quote_identifier`, `rules.timestamp_literal`); every value from Zoom or from the
+user travels in a DataFrame or as a named parameter, never pasted into the statement.
+`time` is declared `TIMESTAMP_LTZ` (an instant), so neither the session time zone nor
+`spark.sql.timestampType=TIMESTAMP_NTZ` changes what is stored or matched: literals are
+`TIMESTAMP_LTZ'…Z'` and reads go through `unix_micros`. The job's sessions run in UTC
+(`spark_session.local_session()`, the Databricks entry point); the engine does not
+depend on it.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -47,23 +45,13 @@ from ..tables import ALL_TABLES, CHECKPOINTS, LEASES, PII_TAG, UTC, TableSpec, c
 from . import rules
 from .base import EngineBusy, LeaseHolder, TableSchemaMismatch
 from .folder_lock import warehouse_lock
-from .rules import schema_differences
+from .rules import quote_identifier, schema_differences, sql_string, timestamp_literal
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming the Delta jars for local Spark sessions: a folder of jars,
-#: or a `:`-separated list of jar files and folders. Default: `default_jar_cache()`.
-DELTA_JARS_ENV = "ZOOM_INGEST_DELTA_JARS"
-#: Delta Lake release matching the pinned pyspark (pyproject.toml's `spark` extra).
-DELTA_VERSION = "4.0.1"
-#: What a local session needs from Maven Central (delta-storage comes with delta-spark;
-#: its other dependencies, antlr4-runtime and Scala, ship with pyspark).
-DELTA_PACKAGE = f"io.delta:delta-spark_2.13:{DELTA_VERSION}"
-DELTA_JAR_NAMES = (f"delta-spark_2.13-{DELTA_VERSION}.jar", f"delta-storage-{DELTA_VERSION}.jar")
 
 # Arrow type of a table column → Spark SQL type. These are all the types tables.py uses.
 _SQL_TYPES: dict[pa.DataType, str] = {
@@ -467,23 +455,6 @@ class SparkEngine:
 
 # -- SQL text --------------------------------------------------------------------------------
 
-
-def quote_identifier(name: str) -> str:
-    """A Spark SQL identifier in backticks (`time` is a keyword in newer Spark)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def sql_string(value: str) -> str:
-    """A Spark SQL string literal (default parser: backslash escapes are on)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def timestamp_literal(value: datetime) -> str:
-    """A UTC instant as a Spark TIMESTAMP_LTZ literal, to the microsecond (an instant in
-    any session time zone and whatever spark.sql.timestampType says)."""
-    return "TIMESTAMP_LTZ'" + rules.utc_timestamp_text(value) + "'"
-
-
 #: How Spark SQL spells the shared rules.
 SPARK_SQL = rules.Dialect(
     quote=quote_identifier, timestamp=timestamp_literal, target="tgt", source="src"
@@ -720,135 +691,3 @@ def select_as_arrow(run: Callable[[str], DataFrame], source: str, schema: pa.Sch
 
 def _from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(micros))
-
-
-# -- local sessions (development, tests, `--engine spark`) -------------------------------------
-
-
-def default_jar_cache() -> Path:
-    """Where `local_session(fetch=True)` keeps the Delta jars it fetched:
-    `$XDG_CACHE_HOME/zoom_ingest/jars` (default `~/.cache/zoom_ingest/jars`)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "zoom_ingest" / "jars"
-
-
-def delta_jars(spec: str | None = None) -> list[str]:
-    """Jar files named by `spec` (default: $ZOOM_INGEST_DELTA_JARS, or when it is unset
-    `default_jar_cache()`): folders and files, `:`-separated. Empty when nothing there
-    is a jar."""
-    if spec is None:
-        spec = os.environ.get(DELTA_JARS_ENV)
-        if spec is None:
-            spec = str(default_jar_cache())
-    jars: list[str] = []
-    for entry in filter(None, (part.strip() for part in spec.split(os.pathsep))):
-        path = Path(entry).expanduser()
-        if path.is_dir():
-            jars.extend(sorted(glob.glob(str(path / "*.jar"))))
-        elif path.is_file() and path.suffix == ".jar":
-            jars.append(str(path))
-    return jars
-
-
-def missing_delta_jars(jars: Sequence[str]) -> list[str]:
-    """Which of delta-spark and delta-storage `jars` lacks (any version)."""
-    names = [Path(jar).name for jar in jars]
-    return [
-        wanted
-        for wanted, prefix in zip(DELTA_JAR_NAMES, ("delta-spark_", "delta-storage-"), strict=True)
-        if not any(name.startswith(prefix) for name in names)
-    ]
-
-
-def how_to_get_delta_jars() -> str:
-    """One paragraph: how to get the jars onto this machine (skip messages, errors)."""
-    where = os.environ.get(DELTA_JARS_ENV) or str(default_jar_cache())
-    return (
-        f"Delta Lake jars not found in {where} (${DELTA_JARS_ENV}, default "
-        f"{default_jar_cache()}): run `make jars` (mvn dependency:copy "
-        f"-Dartifact=io.delta:delta-spark_2.13:{DELTA_VERSION} and "
-        f"-Dartifact=io.delta:delta-storage:{DELTA_VERSION} into .cache/jars), or put "
-        f"{' and '.join(DELTA_JAR_NAMES)} in a folder and set {DELTA_JARS_ENV} to it; "
-        "`zoom-ingest run --engine spark` fetches them itself when Maven Central is reachable"
-    )
-
-
-def local_session(
-    warehouse: str | Path | None = None,
-    jars: Sequence[str] | None = None,
-    *,
-    fetch: bool = False,
-) -> SparkSession:
-    """A local SparkSession (UTC, small, no UI), with Delta when there are Delta jars.
-
-    `warehouse`: where managed tables go (default: a new temporary folder). `jars`:
-    default `delta_jars()`. `fetch`: when those lack a Delta jar, resolve
-    `io.delta:delta-spark_2.13` from Maven Central through Spark's own package resolution
-    (as delta-spark's `configure_spark_with_delta_pip` does) and copy the jars into
-    `default_jar_cache()`, so that later sessions start offline. Databricks needs none of
-    this: the job uses the session the runtime provides. Spark allows one session
-    configuration per process, so the first call's configuration holds for every later
-    call.
-    """
-    from pyspark.sql import SparkSession
-
-    jars = delta_jars() if jars is None else list(jars)
-    resolve = fetch and bool(missing_delta_jars(jars))
-    warehouse = Path(warehouse or tempfile.mkdtemp(prefix="zoom_ingest_spark_")).absolute()
-    builder = (
-        SparkSession.builder.master("local[2]")
-        .appName("zoom_ingest")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1")  # a local session listens on loopback only
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.session.timeZone", "UTC")
-        # A local table's log fits in one task; Delta's default (50) costs a second a read.
-        .config("spark.databricks.delta.snapshotPartitions", "2")
-        .config("spark.sql.warehouse.dir", str(warehouse / "spark-warehouse"))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse / 'derby'}")
-    )
-    if resolve:
-        cache = default_jar_cache()
-        ivy = cache.parent / "ivy"
-        log.warning(
-            "fetching the Delta Lake jars (%s) from Maven Central into %s; "
-            "later runs use them from there",
-            DELTA_PACKAGE,
-            cache,
-        )
-        builder = builder.config("spark.jars.packages", DELTA_PACKAGE).config(
-            "spark.jars.ivy", str(ivy)
-        )
-    elif jars:
-        builder = builder.config("spark.jars", ",".join(jars))
-    if resolve or jars:
-        builder = builder.config(
-            "spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension"
-        ).config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-        )
-    session = builder.getOrCreate()
-    if resolve:
-        _keep_resolved_jars(ivy / "jars", default_jar_cache())
-    return session
-
-
-def _keep_resolved_jars(resolved: Path, cache: Path) -> None:
-    """Copy the Delta jars Spark resolved (`io.delta_delta-spark_2.13-4.0.1.jar`) into the
-    cache under their Maven names, where `delta_jars()` looks next time."""
-    cache.mkdir(parents=True, exist_ok=True)
-    for jar in resolved.glob("io.delta_*.jar"):
-        target = cache / jar.name.removeprefix("io.delta_")
-        if not target.exists():
-            partial = target.with_suffix(".part")
-            shutil.copyfile(jar, partial)
-            partial.replace(target)
-
-
-def has_delta(spark: SparkSession) -> bool:
-    """Whether the session can create Delta tables (the Delta extension is loaded)."""
-    extensions = spark.conf.get("spark.sql.extensions", "") or ""
-    return "DeltaSparkSessionExtension" in extensions

@@ -6,39 +6,13 @@
 --   minimum length that went down, expiry, reuse), or account lockout after failed sign-ins,
 --   for the account, a group or a user. Accounts then fall to a single stolen or guessed
 --   factor. One alert per operation, listing every qualifying change of a multi-change detail.
--- parsing: reads views/operation_changes.sql (one row per change). A change qualifies when
---   it is turned_off, or a "minimum … length" whose number went down, and its setting
---   mentions two-factor, 2FA, multi-factor or MFA, or requires a password for sign-in/login,
---   or names a lockout/failed sign-in/password expiry or reuse rule, or its section is a
---   sign-in password requirement or policy ("Sign-In Password Requirement  - Have at least 1
---   letter: from On to Off").
+-- parsing: reads views/changed_settings.sql (one row per change of a setting's value). A
+--   change qualifies when it is turned_off, or a "minimum … length" whose number went down,
+--   and its setting mentions two-factor, 2FA, multi-factor or MFA, or requires a password
+--   for sign-in/login, or names a lockout/failed sign-in/password expiry or reuse rule, or
+--   its section is a sign-in password requirement or policy ("Sign-In Password Requirement
+--   - Have at least 1 letter: from On to Off").
 -- alert_id: sha2 of "sign_in_security_disabled|<lw_id>", 256 bits.
-WITH changes AS (
-  SELECT
-    *,
-    lower(setting) AS s,
-    lower(section) AS sec
-  FROM operation_changes
-  WHERE time >= current_timestamp() - INTERVAL 30 DAYS AND setting IS NOT NULL
-),
-qualifying AS (
-  SELECT *
-  FROM changes
-  WHERE
-    (
-      turned_off
-      OR (
-        s RLIKE 'minimum' AND s RLIKE 'length'
-        AND try_cast(new_value AS INT) < try_cast(old_value AS INT)
-      )
-    )
-    AND (
-      s RLIKE '(two|2)[- ]?factor|2fa|multi[- ]?factor|(^|[^a-z])mfa([^a-z]|$)'
-      OR (s RLIKE 'password' AND s RLIKE 'sign[- ]?in|log[- ]?in' AND s RLIKE 'require')
-      OR s RLIKE 'lock.*(fail|unsuccessful|attempt)|failed (sign|log)[- ]?in|password.*(expir|reuse|history)'
-      OR (sec RLIKE 'password' AND sec RLIKE 'sign[- ]?in|log[- ]?in|requirement|policy|polic')
-    )
-)
 SELECT
   sha2(concat('sign_in_security_disabled|', lw_id), 256) AS alert_id,
   'sign_in_security_disabled' AS detection,
@@ -50,6 +24,28 @@ SELECT
     array_sort(collect_list(change_text)),
     '; '
   ) AS change
-FROM qualifying
+FROM changed_settings
+WHERE
+  time >= current_timestamp() - INTERVAL 30 DAYS
+  AND (
+    turned_off
+    OR (
+      setting_lower RLIKE 'minimum' AND setting_lower RLIKE 'length'
+      AND try_cast(new_value AS INT) < try_cast(old_value AS INT)
+    )
+  )
+  AND (
+    setting_lower RLIKE '(two|2)[- ]?factor|2fa|multi[- ]?factor|(^|[^a-z])mfa([^a-z]|$)'
+    OR (
+      setting_lower RLIKE 'password'
+      AND setting_lower RLIKE 'sign[- ]?in|log[- ]?in'
+      AND setting_lower RLIKE 'require'
+    )
+    OR setting_lower RLIKE 'lock.*(fail|unsuccessful|attempt)|failed (sign|log)[- ]?in|password.*(expir|reuse|history)'
+    OR (
+      section_lower RLIKE 'password'
+      AND section_lower RLIKE 'sign[- ]?in|log[- ]?in|requirement|policy|polic'
+    )
+  )
 GROUP BY lw_id, time, operator, coalesce(target, level)
 ORDER BY time, alert_id
