@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -380,6 +380,10 @@ def lw_id(spec: TableSpec, time: datetime, record: Mapping[str, object]) -> str:
 
 def reject_id(stream: str, raw_json: str) -> str:
     """The id of a rejected record: the same raw record rejected twice is stored once."""
-    text = json.dumps(["reject", stream, raw_json], ensure_ascii=False, separators=(",", ":"))
-    # surrogatepass: as in lw_id_json, a lone surrogate hashes rather than crashes.
+    return _sha256_json(["reject", stream, raw_json])
+
+
+def _sha256_json(values: Sequence[object]) -> str:
+    text = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+    # surrogatepass: a lone surrogate escaped in the JSON must hash, not crash.
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
