@@ -448,3 +448,43 @@ def test_batch_equals_the_single_record_path_for_arbitrary_pages(data: st.DataOb
     table = batch.to_arrow()
     assert table.schema.equals(spec.schema)
     assert sorted(table["lw_id"].to_pylist()) == sorted(rows)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "not an object",
+        {"time": "2025-08-11T12:00:00+02:00", "email": "x"},  # valid, not canonical
+        {"time": 1754906400, "email": "x"},
+        {"time": "2025-08-11T10:00:00Z", "email": 7},  # a field of another JSON type
+        {"time": "2025-08-11T10:00:00Z", "version": {"x": 1}},
+        {"time": "2025-08-12T13:00:05Z", "email": "x"},  # in the future (the clock below)
+    ],
+    ids=["not an object", "offset", "number", "int field", "object field", "future"],
+)
+def test_a_pages_common_records_take_the_page_path_beside_an_odd_one(
+    odd: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One odd record does not send its page's common records one by one: they go the
+    page path together (in columns, the cheap way), the odd one alone; the same rows
+    and rejects as record by record. A record dated exactly now plus the skew is common."""
+    now = datetime(2025, 8, 12, 12, 55, tzinfo=UTC)  # now + FUTURE_SKEW: 13:00:00Z
+    rng = random.Random(11)
+    common = [_record(rng, ACTIVITY_LOGS, True, PLAIN + ESCAPED) for _ in range(40)]
+    common.append({"time": "2025-08-12T13:00:00Z", "email": "at the skew's edge"})
+    page: list[object] = [*common[:20], odd, *common[20:]]
+    offered: list[tuple[int, bool]] = []
+    add_page = Batch._add_page
+
+    def recording_add_page(self: Batch, records: list[object], *latest: str) -> bool:
+        taken = add_page(self, records, *latest)
+        offered.append((len(records), taken))
+        return taken
+
+    monkeypatch.setattr(Batch, "_add_page", recording_add_page)
+    batch = Batch(ACTIVITY_LOGS, clock=lambda: now)
+    batch.add(page)
+    assert offered == [(len(page), False), (len(common), True)]
+    rows, rejects = _record_by_record(ACTIVITY_LOGS, page, now + FUTURE_SKEW)
+    assert batch.rows == rows and batch.records_seen == len(page)
+    assert sorted((r.reason, r.raw_json) for r in batch.rejects) == sorted(rejects)
