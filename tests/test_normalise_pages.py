@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from zoom_ingest import normalise
@@ -325,6 +325,9 @@ TRICKY = st.sampled_from(
     ['"', "\\", "\x00", "\n", "\t", "\x1f", "\x7f", "\u2028", "é", "𝄞", "\ud800", "\udfff"]
 )
 ANY_TEXT = st.text(st.one_of(st.characters(), TRICKY), max_size=12)
+#: The characters JSON escapes, one of which `ESCAPED_TEXT` always holds.
+ESCAPING = ['"', "\\", "\n", "\x00", "\x1f"]
+ESCAPED_TEXT = st.builds(lambda a, b, c: a + b + c, ANY_TEXT, st.sampled_from(ESCAPING), ANY_TEXT)
 JSON_SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -353,7 +356,8 @@ CANONICAL_TIMES = st.one_of(
 def arbitrary_records(spec: TableSpec, times: st.SearchStrategy[object]) -> st.SearchStrategy[dict]:
     """Records with each documented field missing, null, a string (any, or a common
     one) or any other JSON value, and undocumented fields beside them."""
-    field = st.one_of(st.none(), st.sampled_from(["", "a@b.c", "Sign in", "-"]), ANY_TEXT, ANY_JSON)
+    common = st.sampled_from(["", "a@b.c", "Sign in", "-"])
+    field = st.one_of(st.none(), common, ANY_TEXT, ESCAPED_TEXT, ANY_JSON)
     return st.fixed_dictionaries(
         {"time": times},
         optional={
@@ -399,21 +403,20 @@ def test_the_page_paths_lw_id_bytes_are_the_recipes_for_arbitrary_records(
 
 
 def test_the_property_draws_records_the_page_path_takes_with_escapes_and_nulls() -> None:
-    """The property above is not vacuous: many of its records are taken, and those hold
-    values that JSON escapes, and nulls."""
-    taken: list[dict] = []
+    """The property above is not vacuous: its records include ones the page path takes
+    that hold a value JSON escapes beside a null (NoSuchExample otherwise)."""
+    fields = ACTIVITY_LOGS.record_fields[1:]
 
-    @settings(max_examples=200, deadline=None, database=None)
-    @given(record=arbitrary_records(ACTIVITY_LOGS, CANONICAL_TIMES))
-    def collect(record: dict) -> None:
-        if _accepted(ACTIVITY_LOGS, record):
-            taken.append(record)
+    def taken_with_an_escape_and_a_null(record: dict) -> bool:
+        values = [record.get(name) for name in fields]
+        escaped = any(isinstance(value, str) and set(value) & set(ESCAPING) for value in values)
+        return escaped and None in values and _accepted(ACTIVITY_LOGS, record)
 
-    collect()
-    values = [record.get(name) for record in taken for name in ACTIVITY_LOGS.record_fields[1:]]
-    assert len(taken) > 20
-    assert any(value is None for value in values)
-    assert any(isinstance(value, str) and set(value) & set('"\\\n\x00') for value in values)
+    find(
+        arbitrary_records(ACTIVITY_LOGS, CANONICAL_TIMES),
+        taken_with_an_escape_and_a_null,
+        settings=settings(max_examples=2000, database=None),
+    )
 
 
 @settings(max_examples=150, deadline=None)
