@@ -1,23 +1,32 @@
-"""The normaliser's page paths give exactly what the record-by-record path gives.
+"""The normaliser's page path gives exactly what the single-record path gives.
 
-Pages are generated in flavours that steer them down each of `Batch.add`'s paths (the
-joined plain texts, the per-value encoded texts, record by record), and the batch must
-hold the rows, lw_ids, rejects and counts that `normalise_record` and `tables.lw_id`
-give one record at a time, the first copy of a record winning.
+The page path makes each record's lw_id text from the page's columns at once
+(`normalise._lw_id_texts`); the single-record path makes it with `tables.lw_id_json`,
+which defines the key's bytes. A property test draws arbitrary records (any JSON value
+in any field, any Unicode, escapes, nulls, missing fields) and finds the page path's
+bytes equal to `lw_id_json`'s for every record it takes, and that it takes no record
+the single-record path rejects.
+
+Pages are also generated in flavours that steer them down each way through `Batch.add`
+(joined plain, some values escaped, common records beside others, record by record),
+and the batch must hold the rows, lw_ids, rejects and counts that `normalise_record`
+and `tables.lw_id` give one record at a time, the first copy of a record winning.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
 
 from zoom_ingest import normalise
-from zoom_ingest.normalise import Batch, RecordError, normalise_record, raw_json
-from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec, lw_id
+from zoom_ingest.normalise import FUTURE_SKEW, Batch, RecordError, normalise_record, raw_json
+from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec, lw_id, lw_id_json
 
 #: Strings that need no JSON escaping (the plain path takes them).
 PLAIN = [
@@ -107,13 +116,16 @@ def _page(rng: random.Random, spec: TableSpec, flavour: str, size: int) -> list[
     return page
 
 
-def _record_by_record(spec: TableSpec, records: list[object]) -> tuple[dict, list[tuple[str, str]]]:
-    """lw_id → row (first copy wins, in first-met order) and (reason, raw JSON) of rejects."""
+def _record_by_record(
+    spec: TableSpec, records: list[object], not_after: datetime | None = None
+) -> tuple[dict, list[tuple[str, str]]]:
+    """lw_id → row (first copy wins, in first-met order) and (reason, raw JSON) of rejects
+    (records after `not_after` among them, when given)."""
     rows: dict[str, dict[str, object]] = {}
     rejects: list[tuple[str, str]] = []
     for record in records:
         try:
-            row = normalise_record(spec, record)
+            row = normalise_record(spec, record, not_after)
         except RecordError as exc:
             rejects.append((str(exc), raw_json(record)))
             continue
@@ -125,22 +137,25 @@ def _record_by_record(spec: TableSpec, records: list[object]) -> tuple[dict, lis
 
 @pytest.fixture
 def path_counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How many pages took the joined plain texts, the encoded texts, or neither."""
+    """How many pages' lw_id texts were joined plain and how many with some values
+    escaped first ("encoded"); how many pages were offered the page path and taken."""
     counts = {"plain": 0, "encoded": 0, "pages": 0, "page path": 0}
-    plain, encoded, add_page = (
-        normalise._plain_texts,
-        normalise._encoded_texts,
+    escapes = {"columns": 0}
+    texts_of, json_insides, add_page = (
+        normalise._lw_id_texts,
+        normalise._json_insides,
         Batch._add_page,
     )
 
-    def counting_plain(*args: Any) -> Any:
-        result = plain(*args)
-        counts["plain"] += result is not None
-        return result
+    def counting_json_insides(*args: Any) -> Any:
+        escapes["columns"] += 1
+        return json_insides(*args)
 
-    def counting_encoded(*args: Any) -> Any:
-        counts["encoded"] += 1
-        return encoded(*args)
+    def counting_texts_of(*args: Any) -> Any:
+        before = escapes["columns"]
+        result = texts_of(*args)
+        counts["encoded" if escapes["columns"] > before else "plain"] += 1
+        return result
 
     def counting_add_page(self: Batch, records: list[object], *latest: str) -> bool:
         taken = add_page(self, records, *latest)
@@ -148,8 +163,8 @@ def path_counts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts["page path"] += taken
         return taken
 
-    monkeypatch.setattr(normalise, "_plain_texts", counting_plain)
-    monkeypatch.setattr(normalise, "_encoded_texts", counting_encoded)
+    monkeypatch.setattr(normalise, "_lw_id_texts", counting_texts_of)
+    monkeypatch.setattr(normalise, "_json_insides", counting_json_insides)
     monkeypatch.setattr(Batch, "_add_page", counting_add_page)
     return counts
 
@@ -301,3 +316,178 @@ def test_the_page_time_check_agrees_with_each_time_checked_alone(seed: int) -> N
         assert (normalise._canonical_times(times) is not None) == expected, times
         taken += expected
     assert taken > 1_000  # pages of good times are checked too, not only bad ones
+
+
+# -- the page path's lw_id bytes are the recipe's: a property over arbitrary records ----
+
+#: Characters JSON escapes or that are easy to get wrong: drawn often.
+TRICKY = st.sampled_from(
+    ['"', "\\", "\x00", "\n", "\t", "\x1f", "\x7f", "\u2028", "é", "𝄞", "\ud800", "\udfff"]
+)
+ANY_TEXT = st.text(st.one_of(st.characters(), TRICKY), max_size=12)
+#: The characters JSON escapes, one of which `ESCAPED_TEXT` always holds.
+ESCAPING = ['"', "\\", "\n", "\x00", "\x1f"]
+ESCAPED_TEXT = st.builds(lambda a, b, c: a + b + c, ANY_TEXT, st.sampled_from(ESCAPING), ANY_TEXT)
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63, max_value=2**80),  # beyond 64 bits
+    st.floats(allow_nan=True, allow_infinity=True),
+    ANY_TEXT,
+)
+ANY_JSON = st.recursive(
+    JSON_SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(ANY_TEXT, children, max_size=3)
+    ),
+    max_leaves=8,
+)
+#: Canonical times of real dates (the only times the page path takes), from a small
+#: pool or anywhere in the years canonical times allow.
+CANONICAL_TIMES = st.one_of(
+    st.sampled_from(["2025-08-11T14:32:18Z", "2025-08-12T00:00:00Z"]),
+    st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)).map(
+        lambda instant: instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ),
+)
+
+
+def arbitrary_records(spec: TableSpec, times: st.SearchStrategy[object]) -> st.SearchStrategy[dict]:
+    """Records with each documented field missing, null, a string (any, or a common
+    one) or any other JSON value, and undocumented fields beside them."""
+    common = st.sampled_from(["", "a@b.c", "Sign in", "-"])
+    field = st.one_of(st.none(), common, ANY_TEXT, ESCAPED_TEXT, ANY_JSON)
+    return st.fixed_dictionaries(
+        {"time": times},
+        optional={
+            **{name: field for name in spec.record_fields[1:]},
+            "extra": ANY_JSON,
+        },
+    )
+
+
+SPECS = st.sampled_from([ACTIVITY_LOGS, OPERATION_LOGS])
+
+
+def _accepted(spec: TableSpec, record: object) -> bool:
+    try:
+        normalise_record(spec, record)
+    except RecordError:
+        return False
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_the_page_paths_lw_id_bytes_are_the_recipes_for_arbitrary_records(
+    data: st.DataObject,
+) -> None:
+    """`_lw_id_texts` (the page path) gives `tables.lw_id_json`'s bytes for every record
+    the single-record path takes, on any page of them; on a page holding a record it
+    rejects, it raises (the page then goes another way) instead of giving a text."""
+    spec = data.draw(SPECS)
+    page = data.draw(st.lists(arbitrary_records(spec, CANONICAL_TIMES), min_size=1, max_size=8))
+    fields = spec.record_fields[1:]
+    good = [record for record in page if _accepted(spec, record)]
+    if good:
+        times = [record["time"] for record in good]
+        texts = normalise._lw_id_texts(times, normalise._columns(good, fields), spec.name)
+        instants = map(normalise.parse_time, times)
+        expected = [lw_id_json(spec, t, r) for t, r in zip(instants, good, strict=True)]
+        assert texts == expected
+    if len(good) < len(page):
+        times = [record["time"] for record in page]
+        with pytest.raises((TypeError, UnicodeEncodeError)):
+            normalise._lw_id_texts(times, normalise._columns(page, fields), spec.name)
+
+
+def test_the_property_draws_records_the_page_path_takes_with_escapes_and_nulls() -> None:
+    """The property above is not vacuous: its records include ones the page path takes
+    that hold a value JSON escapes beside a null (NoSuchExample otherwise)."""
+    fields = ACTIVITY_LOGS.record_fields[1:]
+
+    def taken_with_an_escape_and_a_null(record: dict) -> bool:
+        values = [record.get(name) for name in fields]
+        escaped = any(isinstance(value, str) and set(value) & set(ESCAPING) for value in values)
+        return escaped and None in values and _accepted(ACTIVITY_LOGS, record)
+
+    find(
+        arbitrary_records(ACTIVITY_LOGS, CANONICAL_TIMES),
+        taken_with_an_escape_and_a_null,
+        settings=settings(max_examples=2000, database=None),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_batch_equals_the_single_record_path_for_arbitrary_pages(data: st.DataObject) -> None:
+    """Pages of arbitrary records (most of them common, some of any JSON, with any time,
+    copies among them) give the rows, lw_ids, rejects and counts record by record gives."""
+    spec = data.draw(SPECS)
+    # Now is 2100: canonical times before it are common; after it, future-dated rejects.
+    now = datetime(2100, 1, 1, tzinfo=UTC)
+    times = st.one_of(CANONICAL_TIMES, st.sampled_from(ODD_TIMES), ANY_JSON)
+    common_times = st.one_of(
+        CANONICAL_TIMES.filter(lambda time: time < "2100"),
+        st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(2099, 12, 31)).map(
+            lambda instant: instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    )
+    records = st.one_of(
+        arbitrary_records(spec, common_times), arbitrary_records(spec, times), ANY_JSON
+    )
+    pages = data.draw(st.lists(st.lists(records, max_size=12), min_size=1, max_size=4))
+    copies = data.draw(st.lists(st.sampled_from(pages), max_size=2))  # fetched again
+    pages += [list(page) for page in copies]
+    batch = Batch(spec, clock=lambda: now)
+    for page in pages:
+        batch.add(page)
+    seen = [record for page in pages for record in page]
+    rows, rejects = _record_by_record(spec, seen, now + FUTURE_SKEW)
+    assert batch.records_seen == len(seen)
+    assert batch.rows == rows
+    assert sorted((r.reason, r.raw_json) for r in batch.rejects) == sorted(rejects)
+    table = batch.to_arrow()
+    assert table.schema.equals(spec.schema)
+    assert sorted(table["lw_id"].to_pylist()) == sorted(rows)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "not an object",
+        {"time": "2025-08-11T12:00:00+02:00", "email": "x"},  # valid, not canonical
+        {"time": 1754906400, "email": "x"},
+        {"time": "2025-08-11T10:00:00Z", "email": 7},  # a field of another JSON type
+        {"time": "2025-08-11T10:00:00Z", "version": {"x": 1}},
+        {"time": "2025-08-12T13:00:05Z", "email": "x"},  # in the future (the clock below)
+    ],
+    ids=["not an object", "offset", "number", "int field", "object field", "future"],
+)
+def test_a_pages_common_records_take_the_page_path_beside_an_odd_one(
+    odd: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One odd record does not send its page's common records one by one: they go the
+    page path together (in columns, the cheap way), the odd one alone; the same rows
+    and rejects as record by record. A record dated exactly now plus the skew is common."""
+    now = datetime(2025, 8, 12, 12, 55, tzinfo=UTC)  # now + FUTURE_SKEW: 13:00:00Z
+    rng = random.Random(11)
+    common = [_record(rng, ACTIVITY_LOGS, True, PLAIN + ESCAPED) for _ in range(40)]
+    common.append({"time": "2025-08-12T13:00:00Z", "email": "at the skew's edge"})
+    page: list[object] = [*common[:20], odd, *common[20:]]
+    offered: list[tuple[int, bool]] = []
+    add_page = Batch._add_page
+
+    def recording_add_page(self: Batch, records: list[object], *latest: str) -> bool:
+        taken = add_page(self, records, *latest)
+        offered.append((len(records), taken))
+        return taken
+
+    monkeypatch.setattr(Batch, "_add_page", recording_add_page)
+    batch = Batch(ACTIVITY_LOGS, clock=lambda: now)
+    batch.add(page)
+    assert offered == [(len(page), False), (len(common), True)]
+    rows, rejects = _record_by_record(ACTIVITY_LOGS, page, now + FUTURE_SKEW)
+    assert batch.rows == rows and batch.records_seen == len(page)
+    assert sorted((r.reason, r.raw_json) for r in batch.rejects) == sorted(rejects)

@@ -31,6 +31,7 @@ from zoom_ingest.tables import (
     checkpoint_row,
     format_time,
     lw_id,
+    lw_id_json,
     reject_id,
 )
 
@@ -134,6 +135,7 @@ def test_every_key_column_is_not_null() -> None:
 @pytest.mark.parametrize(("spec", "record", "hashed_text", "golden"), GOLDEN)
 def test_lw_id_golden_values(spec: TableSpec, record: dict, hashed_text: str, golden: str) -> None:
     assert hashlib.sha256(hashed_text.encode("utf-8")).hexdigest() == golden
+    assert lw_id_json(spec, parse_time(record["time"]), record) == hashed_text.encode("utf-8")
     assert documented_recipe(spec, record) == golden
     assert id_of(spec, record) == golden
 

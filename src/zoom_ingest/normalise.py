@@ -107,18 +107,21 @@ class Batch:
     clock: Callable[[], datetime] = field(default=_utc_now, repr=False, compare=False)
 
     def add(self, records: Iterable[object]) -> None:
-        """Normalise one page of records into the batch.
+        """Normalise one page of records into the batch, by one of two paths.
 
-        A page whose every record is common (below) goes through `_add_page`, column by
-        column, with the per-record work in C loops (`map`, `str.join`, `hashlib`); any
-        other page goes record by record.
+        The page path (`_add_page`) takes common records column by column, with the
+        per-record work in C loops (`map`, `str.join`, `hashlib`): a JSON object whose
+        `time` is in the canonical `YYYY-MM-DDTHH:MM:SSZ` form (a date, not in the
+        future) and whose documented fields are strings or null. The single-record path
+        (`_add_records`: `normalise_record`, `tables.lw_id`) takes any record, and
+        rejects with a reason one that cannot be stored.
 
-        The common record (a JSON object whose `time` is already in the canonical
-        `YYYY-MM-DDTHH:MM:SSZ` form and whose fields are strings or null) takes a fast
-        path: its lw_id is hashed from JSON built with the string encoder `json.dumps`
-        itself uses, so the bytes are the same, and the page's times are parsed by Arrow
-        in one call. Anything else goes through `normalise_record`, which rejects with a
-        reason. Either way the first copy of a record wins.
+        A page of common records (nearly every page) goes the page path whole. A page
+        with other records has its common records go the page path first, then the
+        others one by one; should the page path refuse even its common records (a lone
+        surrogate, a canonical-looking time that is no date), all of them go one by
+        one. Either way the rows and lw_ids are the same (tests/test_normalise_pages.py),
+        and the first copy of a record wins.
         """
         records = records if isinstance(records, list) else list(records)
         not_after = (self.clock() + FUTURE_SKEW).astimezone(UTC)
@@ -126,87 +129,21 @@ class Batch:
         latest = not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
         if self._add_page(records, latest):
             return
-        spec = self.spec
-        fields = spec.record_fields[1:]
-        prefix = _lw_prefix(spec.name)
-        ids = self._ids
-        fast: list[object] = []
-        fast_ids: list[bytes] = []
-        fast_times: list[str] = []
-        fast_values: list[list[object]] = [[] for _ in fields]
-        slow: list[object] = []
-        seen = 0
+        fields = self.spec.record_fields[1:]
+        common: list[object] = []
+        others: list[object] = []
         for record in records:
-            seen += 1
-            if type(record) is not dict:
-                slow.append(record)
-                continue
-            time = record.get("time")
-            if type(time) is not str or CANONICAL_TIME(time) is None or time > latest:
-                slow.append(record)  # the slow path rejects a future one with its reason
-                continue
-            values = [record.get(name) for name in fields]
-            parts = [prefix, time, '"']
-            for value in values:
-                if value is None:
-                    parts.append(",null")
-                elif type(value) is str:
-                    parts.append("," + _encode_string(value))
-                else:
-                    break
-            else:
-                parts.append("]")
-                try:
-                    data = "".join(parts).encode("utf-8")
-                except UnicodeEncodeError:  # a lone surrogate: the slow path names it
-                    slow.append(record)
-                    continue
-                # Copies stay until the times are known to be dates: a copy of a record
-                # with no such date is a reject too, as record by record.
-                fast.append(record)
-                fast_ids.append(sha256(data).digest())
-                fast_times.append(time)
-                for column, value in zip(fast_values, values, strict=False):
-                    column.append(value)
-                continue
-            slow.append(record)  # a field of the wrong JSON type
-        self.records_seen += seen
-        if fast_ids:
-            joined_times = _canonical_times(fast_times)  # each one is canonical: dates?
-            if joined_times is None:
-                # A canonical-looking time that is no date (2025-02-30): redo these
-                # records one by one, so that the bad ones become rejects.
-                slow = [*fast, *slow]
-            else:
-                times = _time_column(joined_times, len(fast_times))
-                keep: list[int] = []
-                for index, key in enumerate(fast_ids):
-                    if key not in ids:  # the first copy of a record wins
-                        ids.add(key)
-                        keep.append(index)
-                if keep:
-                    self._convert_pending()  # rows stay in the order first met
-                    columns: dict[str, object] = {
-                        "lw_id": _lw_ids([fast_ids[i] for i in keep]),
-                        "time": times.take(pa.array(keep, pa.int64())),
-                    }
-                    for name, values in zip(fields, fast_values, strict=True):
-                        columns[name] = [values[i] for i in keep]
-                    self._chunks.append(pa.Table.from_pydict(columns, schema=spec.schema))
-                    self._rows = None
-        if slow:
-            self._add_slow(slow, not_after)
+            (common if _is_common(record, fields, latest) else others).append(record)
+        if common and others and self._add_page(common, latest):
+            records = others
+        self._add_records(records, not_after)
 
     def _add_page(self, records: list[object], latest: str = _NO_LATER_THAN) -> bool:
-        """Add a page whose every record is common, in columns; False (nothing added)
-        when any is not, for `add` to take record by record.
+        """The page path: add a page whose every record is common (see `add`), in
+        columns; False (nothing added) when any is not.
 
-        The lw_id of each record is the SHA-256 of the same JSON text `tables.lw_id`
-        hashes (`["<table>","<time>",<field>,…]`, each field a string from the JSON
-        string encoder or `null`). A page whose strings need no JSON escaping (nearly
-        every page) has all its texts joined in one string by C loops (`_plain_texts`);
-        a page with a quote, a backslash or a control character in some value has each
-        value encoded (`_encoded_texts`)."""
+        Each record's lw_id is the SHA-256 of `_lw_id_texts`' bytes for it: the bytes
+        of `tables.lw_id_json`, made for the whole page at once."""
         if not records or set(map(type, records)) != {dict}:
             return False
         page = cast("list[dict[str, Any]]", records)
@@ -216,14 +153,12 @@ class Batch:
             return False
         joined_times = _canonical_times(times)
         if joined_times is None or max(times) > latest:
-            return False  # a future-dated record: record by record, to reject it
+            return False  # a future-dated record: the single-record path rejects it
         columns = _columns(page, spec.record_fields[1:])
         # UnicodeEncodeError: a lone surrogate; TypeError: a field of another JSON type.
-        # The record-by-record path rejects either with its reason.
+        # The single-record path rejects either with its reason.
         try:
-            texts = _plain_texts(times, columns, spec.name)
-            if texts is None:
-                texts = _encoded_texts(times, columns, spec.name)
+            texts = _lw_id_texts(times, columns, spec.name)
         except (TypeError, UnicodeEncodeError):
             return False
         keys = list(map(_digest, map(sha256, texts)))
@@ -270,7 +205,10 @@ class Batch:
         table.update(zip(self.spec.record_fields[1:], columns, strict=True))
         self._chunks.append(pa.Table.from_pydict(table, schema=self.spec.schema))
 
-    def _add_slow(self, records: Iterable[object], not_after: datetime | None = None) -> None:
+    def _add_records(self, records: list[object], not_after: datetime) -> None:
+        """The single-record path: each record through `normalise_record` (its lw_id
+        from `tables.lw_id`), or a reject with its reason and raw JSON."""
+        self.records_seen += len(records)
         columns: dict[str, list[object]] = {name: [] for name in self.spec.columns}
         for record in records:
             try:
@@ -314,10 +252,6 @@ class Batch:
 #: The JSON of a field's value that is missing or null, in a lw_id's array.
 _NULL = "null"
 _STRING_OR_NULL = frozenset({str, type(None)})
-#: `_BLANK_NULL(value, value)`: "" for None, else the value; `_JSON_NULL(value, json)`:
-#: `null` for None, else `json` (bound dict.get: C calls inside `map`).
-_BLANK_NULL = {None: ""}.get
-_JSON_NULL = {None: _NULL}.get
 #: `_digest(hash)`: the hash object's digest, through the type's method itself: inside
 #: `map` that is a C call, where `operator.methodcaller("digest")` looks the method up a
 #: record (~0.1 us a record more).
@@ -381,57 +315,81 @@ def _columns(page: list[dict[str, Any]], names: tuple[str, ...]) -> list[list[An
     return [list(map(dict.get, page, repeat(name, len(page)))) for name in names]
 
 
-#: Stands for a null field while a page's texts are joined (`_plain_texts`): a control
-#: character, which JSON escapes, so no value of a page that takes that path holds one.
+def _is_common(record: object, fields: tuple[str, ...], latest: str) -> bool:
+    """Whether the page path takes this record (see `Batch.add`), but for what it finds
+    only over a page: a lone surrogate, a canonical-looking time that is no date."""
+    if type(record) is not dict:
+        return False
+    time = record.get("time")
+    return (
+        type(time) is str
+        and CANONICAL_TIME(time) is not None
+        and time <= latest
+        and all(type(record.get(name)) in _STRING_OR_NULL for name in fields)
+    )
+
+
+def _lw_id_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes]:
+    """`tables.lw_id_json` of each record of a page whose times are canonical (each its
+    own `format_time`), from the page's field columns: the same bytes, made a page at
+    once (tests/test_normalise_pages.py proves them the same over arbitrary records).
+
+    A string is its JSON between quotes when it holds no character that JSON escapes,
+    so a record's text is its time and values joined by `","` inside `["<table>","` …
+    `"]`, and the page's texts are those joined by newlines: two C calls a record
+    (`str.join`), and the check and the split run over the page's bytes at once. A
+    null field is marked by `_NULL_MARK` while joining and becomes `null` after. When
+    some value holds a character that JSON escapes (a quote, a backslash, a control
+    character), the page is joined again, each value of the columns that hold one as
+    its JSON inside the quotes.
+
+    TypeError: a field of another JSON type (`str.join` takes only strings);
+    UnicodeEncodeError: a lone surrogate. The single-record path rejects either."""
+    marked, null_rows = _marked_nulls(columns)
+    head = _lw_prefix(table_name)
+    data = _joined_texts(head, times, marked)
+    # The joins put this many quotes, newlines and null marks (times are canonical, the
+    # table name plain): any more bytes that JSON escapes are in some value. (UTF-8
+    # encodes every other character in bytes of 0x80 and above.)
+    records = len(times)
+    expected = records * (head.count('"') + 1 + 2 * len(columns)) + records - 1
+    expected += sum(map(len, null_rows))
+    if _escaped_bytes(data) != expected:
+        escaped = list(map(_json_insides, marked, null_rows))
+        data = _joined_texts(head, times, escaped)
+    texts = data.split(b"\n")
+    for row in set().union(*null_rows):  # a few rows a page, when any
+        texts[row] = texts[row].replace(_MARKED_NULL, _NULL_BYTES)
+    return texts
+
+
+#: Stands for a null field while a page's texts are joined (`_lw_id_texts`): a control
+#: character, which no joined value holds (JSON escapes it).
 _NULL_MARK = "\x00"
 #: The bytes that JSON escapes: the quote, the backslash and the control characters.
-#: UTF-8 encodes every other character in bytes of 0x80 and above, so counting these
-#: bytes counts the characters.
 _ESCAPED_BYTES = bytes(range(0x20)) + b'"\\'
 _MARKED_NULL = b'"' + _NULL_MARK.encode() + b'"'
 _NULL_BYTES = _NULL.encode()
-#: Between two fields of a record's lw_id text, when neither is null nor needs escaping.
+#: Between two fields of a record's lw_id text (each string's JSON inside its quotes).
 _FIELD_SEPARATOR = '","'
+#: `_INSIDE_QUOTES(json)`: a JSON string without its quotes (C calls inside `map`).
+_INSIDE_QUOTES = operator.itemgetter(slice(1, -1))
 
 
-def _plain_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes] | None:
-    """The lw_id JSON texts (UTF-8) of a page whose times are canonical, from its field
-    columns; None when some string value needs JSON escaping (`_encoded_texts` then).
-
-    A string needing no escaping is its own JSON between quotes, so a record's text is
-    its values joined by `","` inside `["<table>","` … `"]`, and the page's texts are
-    those joined by newlines: two C calls a record (`str.join`) instead of one a field
-    and more, and the checks and the split run over the page's bytes at once. A null
-    field is marked by `_NULL_MARK` while joining and becomes `null` after.
-
-    TypeError: a field of another JSON type (`str.join` takes only strings);
-    UnicodeEncodeError: a lone surrogate."""
-    marked = columns
-    null_rows: set[int] = set()
-    nulls = 0
-    if any(None in column for column in columns):
-        marked = []
-        for column in columns:
-            if None in column:
-                column = column.copy()
-                for row in _null_rows(column):
-                    column[row] = _NULL_MARK
-                    null_rows.add(row)
-                    nulls += 1
-            marked.append(column)
-    head = _lw_prefix(table_name)
-    lines = ('"]\n' + head).join(map(_FIELD_SEPARATOR.join, zip(times, *marked, strict=True)))
-    data = (head + lines + '"]').encode("utf-8")
-    # The joins put this many quotes, newlines and null marks (times are canonical, the
-    # table name plain): any more characters that JSON escapes are in some value.
-    quotes = len(times) * (head.count('"') + 1 + 2 * len(columns))
-    newlines = len(times) - 1
-    if len(data) - len(data.translate(None, _ESCAPED_BYTES)) != quotes + newlines + nulls:
-        return None
-    texts = data.split(b"\n")
-    for row in null_rows:  # a few rows a page, when any
-        texts[row] = texts[row].replace(_MARKED_NULL, _NULL_BYTES)
-    return texts
+def _marked_nulls(columns: list[list[Any]]) -> tuple[list[list[Any]], list[list[int]]]:
+    """The columns with each None replaced by `_NULL_MARK` (copies of the columns that
+    hold one), and the rows of each column's Nones."""
+    marked: list[list[Any]] = []
+    null_rows: list[list[int]] = []
+    for column in columns:
+        rows = list(_null_rows(column)) if None in column else []
+        if rows:
+            column = column.copy()
+            for row in rows:
+                column[row] = _NULL_MARK
+        marked.append(column)
+        null_rows.append(rows)
+    return marked, null_rows
 
 
 def _null_rows(column: list[Any]) -> Iterator[int]:
@@ -445,32 +403,28 @@ def _null_rows(column: list[Any]) -> Iterator[int]:
         yield row
 
 
-def _encoded_texts(times: list[str], columns: list[list[Any]], table_name: str) -> list[bytes]:
-    """The lw_id JSON texts (UTF-8) of a page whose times are canonical, each field
-    encoded by the JSON string encoder: any string, escaped or not.
-
-    TypeError: a field of another JSON type; UnicodeEncodeError: a lone surrogate."""
-    encoded = [_encoded(column) for column in columns]
-    prefix = _lw_prefix(table_name)
-    heads = [prefix + time + '"' for time in times]
-    arrays = map(_close_array, map(",".join, zip(heads, *encoded, strict=True)))
-    return list(map(str.encode, arrays))
+def _joined_texts(head: str, times: list[str], columns: list[list[Any]]) -> bytes:
+    """Every record's `head`, time and values joined as the lw_id text of strings that
+    need no escaping, the records' texts joined by newlines, as UTF-8."""
+    records = map(_FIELD_SEPARATOR.join, zip(times, *columns, strict=True))
+    return (head + ('"]\n' + head).join(records) + '"]').encode("utf-8")
 
 
-def _encoded(column: list[Any]) -> list[str]:
-    """Each value as JSON: a string's JSON (TypeError for any other type), or null.
-
-    A column with nulls (most pages miss a few ip_address or version fields) stays in
-    C loops too: a null is encoded as "" and then swapped for `null` by looking the
-    original value up in `{None: "null"}`, whose miss returns the string's encoding."""
-    if None not in column:
-        return list(map(_encode_string, column))
-    blanked = map(_BLANK_NULL, column, column)  # TypeError here for an unhashable value
-    return list(map(_JSON_NULL, column, map(_encode_string, blanked)))
+def _escaped_bytes(data: bytes) -> int:
+    """How many of these UTF-8 bytes are characters that JSON escapes."""
+    return len(data) - len(data.translate(None, _ESCAPED_BYTES))
 
 
-def _close_array(text: str) -> str:
-    return text + "]"
+def _json_insides(column: list[str], null_rows: list[int]) -> list[str]:
+    """The column as it stands in lw_id texts: when a value holds a character that JSON
+    escapes, each string's JSON (by the encoder `json.dumps` uses) without its quotes,
+    the null marks (at `null_rows`) staying marks; else the column itself."""
+    if _escaped_bytes("".join(column).encode("utf-8")) == len(null_rows):
+        return column  # only its null marks: no value needs escaping
+    insides = list(map(_INSIDE_QUOTES, map(_encode_string, column)))
+    for row in null_rows:
+        insides[row] = _NULL_MARK
+    return insides
 
 
 #: The encoder `json.dumps(..., ensure_ascii=False)` uses for a string (C-accelerated).
