@@ -10,8 +10,12 @@ scripts import their support as packages instead of editing `sys.path`.
 from __future__ import annotations
 
 import ast
+import importlib
+import json
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +43,14 @@ def entry_points() -> set[str]:
     return scripts | mains | set(GUARDED.values())
 
 
-def imported_modules(path: Path) -> Iterator[str]:
-    """Every module `path` imports, anywhere in it (lazy imports in functions too), as
-    absolute names; `from . import x` yields both the package and `package.x`."""
+def imported_modules(path: Path, source: str | None = None) -> Iterator[str]:
+    """Every module `path` imports (or `source`, read as if it were `path`'s), anywhere in
+    it (lazy imports in functions too), as absolute names; `from . import x` yields both
+    the package and `package.x`."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    text = path.read_text() if source is None else source
+    for node in ast.walk(ast.parse(text, str(path))):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -236,3 +242,147 @@ def test_every_module_opens_with_what_it_is_for() -> None:
         if len((ast.get_docstring(ast.parse(path.read_text())) or "").split()) < 4
     ]
     assert not silent, f"modules without a docstring saying what they do: {silent}"
+
+
+# -- the house as drawn: each stage knows only its neighbours ---------------------------
+#
+# Each rule is held twice: against the source (every import a module of the group makes,
+# lazy ones in functions too) and against a fresh interpreter (every module that importing
+# the group loads), since a package's face can pull in what no direct import names.
+
+#: group (a module, or a package and everything in it) → the product modules it may
+#: import or load, by name or package prefix.
+MAY_IMPORT: dict[str, tuple[str, ...]] = {
+    # 1. The simulator stands alone: Zoom's rules are all it shares with the product.
+    "zoom_ingest.simulator": ("zoom_ingest.simulator", "zoom_ingest.zoom.rules"),
+    # 2. Settings are plain validated values: nothing of the Zoom client.
+    "zoom_ingest.settings": (
+        "zoom_ingest.setting_values",
+        "zoom_ingest.tables",
+        "zoom_ingest.masking",
+    ),
+    # 3. The option table knows no SQL: values, their checks and Zoom's allowed values.
+    "zoom_ingest.options": (
+        "zoom_ingest.settings",
+        "zoom_ingest.setting_values",
+        "zoom_ingest.tables",
+        "zoom_ingest.masking",
+        "zoom_ingest.zoom.rules",
+    ),
+    # 4. The source hands raw pages on: zoom/ knows Zoom, the table registry (what each
+    #    stream fills), secrets' masking and URL checks; nothing of rows, keys or engines.
+    "zoom_ingest.zoom": (
+        "zoom_ingest.zoom",
+        "zoom_ingest.tables",
+        "zoom_ingest.masking",
+        "zoom_ingest.setting_values",
+    ),
+}
+#: module → product modules it must not load at import, directly or through another.
+MUST_NOT_LOAD: dict[str, tuple[str, ...]] = {
+    # 3. Queries and detections are SQL text and its results: the Spark engine comes in
+    #    only where a detection runs on Spark (a lazy import in that function).
+    "zoom_ingest.queries": ("zoom_ingest.engines.spark", "zoom_ingest.engines.spark_session"),
+    "zoom_ingest.detections": ("zoom_ingest.engines.spark", "zoom_ingest.engines.spark_session"),
+    # 4. Nothing of the job's side is the source's business.
+    "zoom_ingest.zoom.fetcher": ("zoom_ingest.normalise", "zoom_ingest.job", "zoom_ingest.plan"),
+}
+#: Libraries a group must not load: the simulator, the settings and the option table
+#: come without the Zoom client's HTTP stack (the simulator without Arrow too).
+MUST_NOT_LOAD_LIBRARIES = {
+    "zoom_ingest.simulator": ("requests", "tenacity", "pyarrow"),
+    "zoom_ingest.settings": ("requests", "tenacity"),
+    "zoom_ingest.options": ("requests", "tenacity"),
+}
+
+
+def _within(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _allowed(name: str, prefixes: tuple[str, ...]) -> bool:
+    """`name` is within `prefixes`, or a package on the way to one (a package's face is
+    loaded with any of its modules: zoom_ingest.zoom's is lazy for that reason)."""
+    return _within(name, prefixes) or any(p.startswith(name + ".") for p in prefixes)
+
+
+def _group_files(group: str) -> list[Path]:
+    path = PACKAGE.parent / group.replace(".", "/")
+    return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+
+
+def _product_modules(names: Iterable[str]) -> set[str]:
+    """The product modules among `names`, each as the module itself (a `from m import x`
+    yields m and m.x: x is a module only when m.x is a file or package)."""
+    found = set()
+    for name in names:
+        if not name.startswith("zoom_ingest"):
+            continue
+        relative = PACKAGE.parent / name.replace(".", "/")
+        if relative.with_suffix(".py").is_file() or (relative / "__init__.py").is_file():
+            found.add(name)
+    return found
+
+
+def _loaded_by(module: str) -> set[str]:
+    """Every module a fresh interpreter holds after `import module`."""
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(json.loads(done.stdout))
+
+
+def test_each_group_imports_only_its_neighbours_in_the_source() -> None:
+    broken = []
+    for group, allowed in MAY_IMPORT.items():
+        for path in _group_files(group):
+            for name in sorted(_product_modules(imported_modules(path))):
+                if not _allowed(name, (group, *allowed)):
+                    broken.append(f"{path.relative_to(ROOT)} imports {name}")
+    for module, forbidden in MUST_NOT_LOAD.items():
+        # At load time only: what a function imports when it runs is its own business.
+        (path,) = _group_files(module)
+        tree = ast.parse(path.read_text())
+        top = "\n".join(
+            ast.unparse(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)
+        )
+        names = _product_modules(imported_modules(path, top))
+        broken += [f"{path.relative_to(ROOT)} imports {n}" for n in names if _within(n, forbidden)]
+    assert broken == []
+
+
+def test_each_group_loads_only_its_neighbours() -> None:
+    broken = []
+    for group, allowed in MAY_IMPORT.items():
+        loaded = _loaded_by(group)
+        product = {n for n in loaded if n.startswith("zoom_ingest")}
+        broken += [
+            f"{group} loads {n}" for n in sorted(product) if not _allowed(n, (group, *allowed))
+        ]
+        libraries = MUST_NOT_LOAD_LIBRARIES.get(group, ())
+        broken += [f"{group} loads {n}" for n in libraries if n in loaded]
+    for module, forbidden in MUST_NOT_LOAD.items():
+        loaded = _loaded_by(module)
+        broken += [f"{module} loads {n}" for n in sorted(loaded) if _within(n, forbidden)]
+    assert broken == []
+
+
+def test_the_rules_see_a_broken_import() -> None:
+    """The checks above are only as good as their reading of imports: a lazy import of
+    a forbidden neighbour, in a function, is caught."""
+    source = "def f():\n    from ..settings import Settings\n    return Settings\n"
+    path = PACKAGE / "simulator" / "server.py"
+    names = _product_modules(imported_modules(path, source))
+    assert names == {"zoom_ingest.settings"}
+    assert not _allowed("zoom_ingest.settings", MAY_IMPORT["zoom_ingest.simulator"])
+
+
+def test_the_zoom_package_face_names_each_of_its_names_once() -> None:
+    """The face is lazy: each name in __all__ has its home, and is found there."""
+    import zoom_ingest.zoom as zoom
+
+    assert set(zoom.__all__) == set(zoom._HOMES)
+    for name in zoom.__all__:
+        home = importlib.import_module(f"zoom_ingest.zoom.{zoom._HOMES[name]}")
+        assert getattr(zoom, name) is getattr(home, name)
