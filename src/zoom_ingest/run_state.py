@@ -1,7 +1,8 @@
 """A run's state and its record: what the job keeps of each stream while it runs
-(`StreamRun`: plan, batch, committed windows, tallies, outcome), and the rows of the
-bookkeeping tables that record it: the runs table's rows of a run (at its start and at
-its end), the earlier runs that ended without recording theirs, and the rejects' rows.
+(`StreamRun`: plan, batch, committed windows, tallies, outcome), the run's summary
+(`RunSummary`: its printed lines and its exit code), and the rows of the bookkeeping
+tables that record it: the runs table's rows of a run (at its start and at its end),
+the earlier runs that ended without recording theirs, and the rejects' rows.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from . import exit_codes
 from .engines import rules
 from .engines.base import Engine
 from .masking import mask, one_line
@@ -111,6 +113,75 @@ def abandon_runs(engine: Engine, account_id: str, run_id: str, now: datetime) ->
         )
         engine.upsert(RUNS, abandoned)
     return set(abandoned["run_id"].to_pylist())
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    account_id: str
+    engine: str
+    streams: list[StreamRun]
+    started_at: datetime
+    duration: float
+    daily_limit_retry_at: datetime | None = None
+    interrupted: bool = False
+    #: Zoom could not be reached when the run started: one line, the URL and the cause.
+    unreachable: str | None = None
+    #: Another run held the account's lease (zoom_ingest_leases): who, and until when.
+    busy: str | None = None
+    #: The configured limit (requests/s for the Zoom account)…
+    rate_limit: float = 0.0
+    #: …and what the run achieved: every stream's API calls over the seconds from the
+    #: first call to the last page (None when the run made no call).
+    calls_per_second: float | None = None
+
+    @property
+    def api_calls(self) -> int:
+        return sum(s.counters.api_calls for s in self.streams)
+
+    @property
+    def exit_code(self) -> int:
+        """The run's exit code, from the one mapping of outcomes to codes."""
+        return exit_codes.for_run(
+            [s.status for s in self.streams],
+            busy=self.busy is not None,
+            unreachable=self.unreachable is not None,
+            daily_limit=self.daily_limit_retry_at is not None,
+        )
+
+    def lines(self) -> list[str]:
+        out = [f"run {self.run_id} on {self.engine}: {self.duration:.1f} s"]
+        if self.unreachable is not None:
+            out.append(f"  {self.unreachable}")
+        if self.busy is not None:
+            out.append(f"  busy: {self.busy}")
+        if self.calls_per_second is not None and self.rate_limit:
+            out.append(
+                f"  API calls {self.api_calls:,} at {self.calls_per_second:.2f}/s of the "
+                f"{self.rate_limit:g}/s limit ({self.calls_per_second / self.rate_limit:.0%})"
+            )
+        for s in self.streams:
+            c = s.counters
+            cursor = format_time(s.cursor) if s.cursor else "none"
+            out.append(
+                f"  {s.name:<15} {s.plan.mode:<11} {s.status:<9} "
+                f"windows {len(s.committed)}/{len(s.plan.windows)}  "
+                f"fetched {s.fetched:,}  inserted {s.inserted:,}  rejected {s.rejected:,}  "
+                f"calls {c.api_calls:,}  retries {c.retries:,}  429s {c.rate_limited:,}  "
+                f"cursor {cursor}"
+            )
+            if s.before_floor:
+                out.append(f"    {s.before_floor:,} fetched records before the start not stored")
+            if s.error and s.error not in (self.unreachable, self.busy):
+                out.append(f"    error: {s.error}")
+        if self.daily_limit_retry_at is not None:
+            out.append(
+                "  stopped at Zoom's daily rate limit; checkpoints kept. Run again after "
+                f"{format_time(self.daily_limit_retry_at)}."
+            )
+        if self.interrupted:
+            out.append("  interrupted; checkpoints kept at the committed data.")
+        return [mask(line) for line in out]
 
 
 def runs_rows(
