@@ -131,6 +131,8 @@ class StreamRun:
     busy: bool = False
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: When this stream's batch was last handed to the committer (`_Writer._flush`).
+    last_flush: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.batch = Batch(self.stream.spec)
@@ -630,7 +632,6 @@ class _Writer:
         self.stop = threading.Event()
         self.daily_limit_retry_at: datetime | None = None
         self.interrupted = False
-        self.last_flush = time.monotonic()
         #: Batches handed to the committer: one merging and one waiting at most, so
         #: memory stays bounded by the batch size.
         self.commits: queue.Queue[_Commit | None] = queue.Queue(maxsize=1)
@@ -827,14 +828,18 @@ class _Writer:
         every = FLUSH_EVERY_SECONDS
         if self.pending_commits == 0 and self.scheduler is not None and self.scheduler.end_game():
             every = END_GAME_FLUSH_SECONDS  # only while the committer is idle
-        if time.monotonic() - self.last_flush >= every:
-            for s in self.runs.values():
+        # Each stream on its own clock: a busy stream's batches fill (and flush) often, and
+        # on one clock they kept a quiet stream's batch from its timed flush, so it grew
+        # with the backfill (to `batch_rows`) and its checkpoint waited for the end.
+        now = time.monotonic()
+        for s in self.runs.values():
+            if now - s.last_flush >= every:
                 self._flush(s)
 
     def _flush(self, s: StreamRun) -> None:
         """Hand the buffered rows and rejects to the committer (which merges them, then
         advances the checkpoint) and start a new batch."""
-        self.last_flush = time.monotonic()
+        s.last_flush = time.monotonic()
         batch = s.batch
         if not len(batch) and not batch.rejects and not s.done_in_batch:
             return
