@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import time as clock_time
 
 import pyarrow as pa
@@ -51,7 +51,7 @@ from .zoom import (
     fetch_pages,
 )
 from .zoom.errors import IncompleteAnswer
-from .zoom.rules import PAGE_SIZE
+from .zoom.rules import AHEAD_OF_UTC, PAGE_SIZE
 from .zoom.streams import Page
 
 log = logging.getLogger("zoom_ingest.job")
@@ -274,10 +274,12 @@ _Event = _Records | _WindowDone | _WindowCancelled | _WindowFailed
 
 @dataclass(frozen=True)
 class _Commit:
-    """One flushed batch of a stream, and the windows it completes."""
+    """One flushed batch of a stream (its rows as Arrow, sorted by time, and its rejects),
+    and the windows it completes."""
 
     s: StreamRun
-    batch: Batch
+    table: pa.Table
+    rejects: list[Reject]
     done: set[int]
 
 
@@ -433,6 +435,16 @@ def _record_crash(
         log.warning("could not record the failed run in %s: %s", RUNS.name, again)
 
 
+@dataclass
+class _DayStart:
+    """How far before its UTC midnight a date's records reach, learned from the pages of
+    every chain: Zoom reads `from`/`to` dates in the account's zone (undocumented), and
+    east of UTC a date starts before its UTC midnight (Asia/Kolkata: 5 h 30 min)."""
+
+    #: The deepest any chain's records have gone below its first date's UTC midnight.
+    earlier_by: timedelta = timedelta(0)
+
+
 @dataclass(eq=False)
 class _Chain:
     """One window's chain of pages. Zoom pages a window strictly in sequence
@@ -454,6 +466,8 @@ class _Chain:
     ending: bool = False
     last_page_at: float = 0.0
     pages_seen: int = 0
+    #: Shared by every chain of the run.
+    day_start: _DayStart = field(default_factory=_DayStart)
 
     def observe(self, page: Page) -> None:
         """Update the estimate of pages still to fetch from the page just received.
@@ -480,7 +494,14 @@ class _Chain:
         if page.oldest is None or self.first_newest is None:
             self.remaining = 1.0
             return
+        # Where the window's records end: its first date's midnight in the account's zone.
+        # Taken as UTC's, east of UTC every chain's estimate fell to nothing with hours of
+        # records left (a fifth of a day in Kolkata), and the chains ranked last then paged
+        # alone at the end of the run. So the deepest any chain has gone below it counts.
         low = datetime.combine(window.from_date, clock_time(), tzinfo=UTC)
+        below = min(low - page.oldest, AHEAD_OF_UTC)  # no zone is further ahead
+        self.day_start.earlier_by = max(self.day_start.earlier_by, below)
+        low -= self.day_start.earlier_by
         if window.stop_before is not None:
             low = max(low, window.stop_before)
         fetched_span = (self.first_newest - page.oldest).total_seconds()
@@ -700,8 +721,9 @@ class _Writer:
     # --- write side (calling thread) -------------------------------------------------
 
     def run(self) -> None:
+        day_start = _DayStart()
         chains = [
-            _Chain(s, index, window, order)
+            _Chain(s, index, window, order, day_start=day_start)
             for order, (s, index, window) in enumerate(_interleave(self.runs.values()))
         ]
         outstanding = len(chains)
@@ -847,7 +869,9 @@ class _Writer:
         done, s.done_in_batch = s.done_in_batch, set()
         with self.pending_lock:
             self.pending_commits += 1
-        self.commits.put(_Commit(s, batch, done))
+        # As Arrow now, so that the batch's buffers and lw_id set go while it waits and
+        # merges: only its table and rejects are kept (a full batch's set is ~10 MiB).
+        self.commits.put(_Commit(s, batch.to_arrow(), batch.rejects, done))
 
     def _raise_commit_error(self) -> None:
         if self.commit_error is not None:
@@ -869,8 +893,7 @@ class _Writer:
 
     def _commit(self, commit: _Commit) -> None:
         """Merge the rows and rejects of one batch, then advance the checkpoint."""
-        s, batch = commit.s, commit.batch
-        table = batch.to_arrow()
+        s, table = commit.s, commit.table
         if s.plan.floor is not None and table.num_rows:
             keep = pc.greater_equal(table["time"], pa.scalar(s.plan.floor, table["time"].type))
             s.before_floor += table.num_rows - pc.sum(keep).as_py()
@@ -883,9 +906,9 @@ class _Writer:
                 if countries.num_rows:
                     self.engine.merge_new(IP_COUNTRIES, countries)
                 self.country_addresses.remember(addresses)
-        if batch.rejects:
-            s.rejected += len(batch.rejects)
-            self.engine.merge_new(REJECTS, self._rejects_table(s, batch.rejects))
+        if commit.rejects:
+            s.rejected += len(commit.rejects)
+            self.engine.merge_new(REJECTS, self._rejects_table(s, commit.rejects))
         s.committed |= commit.done
         self._advance_cursor(s)
 
