@@ -108,28 +108,6 @@ def test_chain_estimates_remaining_pages_from_the_time_span():
     assert chain.fraction_left == 0.6
 
 
-def test_a_day_read_east_of_utc_counts_its_hours_before_utc_midnight_in_every_chain():
-    """Zoom reads dates in the account's zone: in Asia/Kolkata a date's records start
-    5 h 30 min before its UTC midnight. Once one chain's records have gone that far
-    below, every chain's estimate counts those hours as still to fetch."""
-    first, second = _chains([1.0, 1.0])
-    second.day_start = first.day_start  # one per run, shared by its chains
-    midnight = datetime.combine(first.window.from_date, datetime.min.time(), tzinfo=UTC)
-    first.observe(
-        Page([{}] * 300, "t", midnight + timedelta(hours=1), midnight - timedelta(hours=5.5))
-    )
-    assert first.day_start.earlier_by == timedelta(hours=5.5)
-    midnight = datetime.combine(second.window.from_date, datetime.min.time(), tzinfo=UTC)
-    # 300 records over the newest 6 hours; 18 hours left down to local midnight, not 12.5.
-    page = Page([{}] * 300, "t", midnight + timedelta(hours=18.5), midnight + timedelta(hours=12.5))
-    second.observe(page)
-    assert second.remaining == 3.0
-    assert second.fraction_left == 0.75
-    # Records further below count as 14 hours: no zone is further ahead of UTC.
-    first.observe(Page([{}] * 300, "t", None, midnight - timedelta(hours=40)))
-    assert first.day_start.earlier_by == timedelta(hours=14)
-
-
 def test_runs_table_records_calls_per_second_against_the_limit(tmp_path):
     with Simulator(seed=5, days=4, activity_per_day=900, operation_per_day=90) as sim:
         engine = LocalEngine(tmp_path)

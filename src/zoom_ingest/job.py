@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from datetime import time as clock_time
 
 import pyarrow as pa
@@ -51,7 +51,7 @@ from .zoom import (
     fetch_pages,
 )
 from .zoom.errors import IncompleteAnswer
-from .zoom.rules import AHEAD_OF_UTC, PAGE_SIZE
+from .zoom.rules import PAGE_SIZE
 from .zoom.streams import Page
 
 log = logging.getLogger("zoom_ingest.job")
@@ -435,16 +435,6 @@ def _record_crash(
         log.warning("could not record the failed run in %s: %s", RUNS.name, again)
 
 
-@dataclass
-class _DayStart:
-    """How far before its UTC midnight a date's records reach, learned from the pages of
-    every chain: Zoom reads `from`/`to` dates in the account's zone (undocumented), and
-    east of UTC a date starts before its UTC midnight (Asia/Kolkata: 5 h 30 min)."""
-
-    #: The deepest any chain's records have gone below its first date's UTC midnight.
-    earlier_by: timedelta = timedelta(0)
-
-
 @dataclass(eq=False)
 class _Chain:
     """One window's chain of pages. Zoom pages a window strictly in sequence
@@ -466,8 +456,6 @@ class _Chain:
     ending: bool = False
     last_page_at: float = 0.0
     pages_seen: int = 0
-    #: Shared by every chain of the run.
-    day_start: _DayStart = field(default_factory=_DayStart)
 
     def observe(self, page: Page) -> None:
         """Update the estimate of pages still to fetch from the page just received.
@@ -494,14 +482,7 @@ class _Chain:
         if page.oldest is None or self.first_newest is None:
             self.remaining = 1.0
             return
-        # Where the window's records end: its first date's midnight in the account's zone.
-        # Taken as UTC's, east of UTC every chain's estimate fell to nothing with hours of
-        # records left (a fifth of a day in Kolkata), and the chains ranked last then paged
-        # alone at the end of the run. So the deepest any chain has gone below it counts.
         low = datetime.combine(window.from_date, clock_time(), tzinfo=UTC)
-        below = min(low - page.oldest, AHEAD_OF_UTC)  # no zone is further ahead
-        self.day_start.earlier_by = max(self.day_start.earlier_by, below)
-        low -= self.day_start.earlier_by
         if window.stop_before is not None:
             low = max(low, window.stop_before)
         fetched_span = (self.first_newest - page.oldest).total_seconds()
@@ -721,9 +702,8 @@ class _Writer:
     # --- write side (calling thread) -------------------------------------------------
 
     def run(self) -> None:
-        day_start = _DayStart()
         chains = [
-            _Chain(s, index, window, order, day_start=day_start)
+            _Chain(s, index, window, order)
             for order, (s, index, window) in enumerate(_interleave(self.runs.values()))
         ]
         outstanding = len(chains)
