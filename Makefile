@@ -37,7 +37,8 @@ test: setup-dev jars
 cli:
 	DATABRICKS_CLI_VERSION=$(DATABRICKS_CLI_VERSION) scripts/databricks_cli.sh
 
-# Backfill throughput against Zoom's rate limit, and incremental cost (about 15 minutes);
+# Backfill throughput against Zoom's rate limit, four account shapes (two read in a zone
+# other than UTC), and incremental cost (about 20 minutes);
 # then the Spark engine beside the local one (merge cost, incremental on 10M rows).
 bench: setup-dev jars
 	$(BIN)/python -m benchmarks.run

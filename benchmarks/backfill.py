@@ -41,6 +41,7 @@ class BackfillResult:
     shape: str = ""
     day_spread: float = 0.0
     days: float = 0.0
+    utc_offset_hours: float = 0.0
     #: The job's own figure, from zoom_ingest_runs: calls/s while fetching.
     reported_calls_per_second: float | None = None
 
@@ -159,5 +160,6 @@ def measure_backfill(
         shape=shape,
         day_spread=workload.day_spread,
         days=workload.days,
+        utc_offset_hours=workload.utc_offset_hours,
         reported_calls_per_second=rows[0].get("calls_per_second"),
     )

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,9 @@ class Workload:
     seed: int = 11
     #: 0: every day alike; above 0, uneven days (see the simulator's `day_spread`).
     day_spread: float = 0.0
+    #: The account's time zone as Zoom reads its `from`/`to` dates in it (the simulator's
+    #: `account_utc_offset_hours`): 0 is UTC, 5.5 Asia/Kolkata, -8 America/Los_Angeles.
+    utc_offset_hours: float = 0.0
 
     @property
     def expected_records(self) -> int:
@@ -59,6 +62,7 @@ class Workload:
             qps_limit=qps_limit,
             latency=self.latency,
             day_spread=self.day_spread,
+            account_utc_offset_hours=self.utc_offset_hours,
         )
 
 
@@ -69,12 +73,33 @@ class Workload:
 #: backfill takes at 40/s (Zoom pages a day in sequence; its from/to are dates).
 PRO = Workload(days=32, activity_per_day=9000, operation_per_day=900, day_spread=0.5)
 LARGE = Workload(days=22, activity_per_day=50_000, operation_per_day=4000)
-SHAPES: dict[str, tuple[Workload, float]] = {"pro": (PRO, 10.0), "large": (LARGE, 40.0)}
+#: Issue 22: the same two accounts with their days read in a zone other than UTC (Zoom
+#: reads the dates in the account's zone, so a date's records start at its local
+#: midnight): the Pro account in Asia/Kolkata (UTC+5:30), the large one in
+#: America/Los_Angeles (UTC-8). The large account's days stay even, for the reason above.
+PRO_KOLKATA = replace(PRO, utc_offset_hours=5.5)
+LARGE_LOS_ANGELES = replace(LARGE, utc_offset_hours=-8.0)
+SHAPES: dict[str, tuple[Workload, float]] = {
+    "pro": (PRO, 10.0),
+    "large": (LARGE, 40.0),
+    "pro-kolkata": (PRO_KOLKATA, 10.0),
+    "large-los-angeles": (LARGE_LOS_ANGELES, 40.0),
+}
 #: Smaller shapes for `--quick` (a smoke run, not the figures): fewer records a day
 #: rather than fewer days, so that enough chains run at once to fill the limit.
 QUICK_SHAPES: dict[str, tuple[Workload, float]] = {
     "pro": (Workload(days=12, activity_per_day=3000, operation_per_day=300, day_spread=0.5), 10.0),
     "large": (Workload(days=16, activity_per_day=9000, operation_per_day=900), 40.0),
+    "pro-kolkata": (
+        Workload(
+            days=12,
+            activity_per_day=3000,
+            operation_per_day=300,
+            day_spread=0.5,
+            utc_offset_hours=5.5,
+        ),
+        10.0,
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 """The whole job process's records per CPU-second, this tree's code against a git revision's.
 
     python -m benchmarks.versus --base 9da601c [--days 4] [--rounds 2]
+    python -m benchmarks.versus --base bb23b27 --shape pro-kolkata [--rounds 2]
 
 Issue 14's per-record baseline is a whole-process figure (the `zoom-ingest run` process's
 CPU for a backfill at 40 requests/s), so the comparison is one too: the revision's `src/`
@@ -11,7 +12,9 @@ round in the other order. PYTHONPATH comes before the venv's editable install, s
 child imports the code it was given; the benchmark checks that before it starts. The
 simulator runs in this process with this tree's code, so both children face the same
 Zoom. Prints each run, each side's records per CPU-second (all its records over all its
-CPU seconds), its peak RSS (the largest of its runs) and the ratio.
+CPU seconds), its peak RSS (the largest of its runs) and the ratio. `--shape` runs one of
+`harness.SHAPES` at its rate instead (issue 22: uneven days read in a zone other than
+UTC), and each run also says its fraction of the ceiling (`harness.min_calls`) and 429s.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .backfill import BackfillResult, measure_backfill
-from .harness import LARGE, Workload
+from .harness import LARGE, SHAPES, Workload
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Main before issue 14's per-record work.
@@ -124,6 +127,8 @@ def measure_versus(
             "activity_per_day": workload.activity_per_day,
             "operation_per_day": workload.operation_per_day,
             "latency": workload.latency,
+            "day_spread": workload.day_spread,
+            "utc_offset_hours": workload.utc_offset_hours,
             "requests_per_second": requests_per_second,
         },
         "rounds": rounds,
@@ -147,6 +152,10 @@ def _side(results: list[BackfillResult]) -> dict[str, Any]:
                 "records_per_cpu_second": r.records_per_cpu_second,
                 "cores": r.cpu_seconds / r.wall_seconds,
                 "peak_rss_bytes": r.peak_rss_bytes,
+                "api_calls": r.api_calls,
+                "min_calls": r.min_calls,
+                "fraction_of_call_ceiling": r.fraction_of_call_ceiling,
+                "rate_limited": r.rate_limited,
             }
             for r in results
         ],
@@ -158,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base", default=DEFAULT_BASE, help="git revision to compare with")
     parser.add_argument("--days", type=float, default=VERSUS.days)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--shape", choices=sorted(SHAPES), help="an account shape at its rate (not --days)"
+    )
     args = parser.parse_args(argv)
     workload = Workload(
         days=args.days,
@@ -165,8 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         operation_per_day=VERSUS.operation_per_day,
         latency=VERSUS.latency,
     )
+    rate = REQUESTS_PER_SECOND
+    if args.shape:
+        workload, rate = SHAPES[args.shape]
     with tempfile.TemporaryDirectory(prefix="zoom-ingest-versus-") as folder:
-        result = measure_versus(args.base, Path(folder), workload=workload, rounds=args.rounds)
+        result = measure_versus(
+            args.base,
+            Path(folder),
+            workload=workload,
+            requests_per_second=rate,
+            rounds=args.rounds,
+        )
     print(json.dumps(result, indent=2))
     return 0
 

@@ -431,6 +431,12 @@ def test_local_time_slices_join_sparse_periods_and_keep_every_row(
     assert [piece.num_rows for piece in slices] == [180, 180]
     assert pa.concat_tables(slices).equals(batch.sort_by("time"))
     assert time_slices(ACTIVITY_LOGS, batch.slice(0, 0)) == []
+    # A batch in time order already (as the job's are) is cut as it is, not sorted again.
+    in_order = batch.sort_by("time")
+    cut = time_slices(ACTIVITY_LOGS, in_order)
+    assert [piece.num_rows for piece in cut] == [180, 180]
+    assert pa.concat_tables(cut).equals(in_order)
+    assert cut[0].column("lw_id").chunk(0).buffers() == in_order.column("lw_id").chunk(0).buffers()
 
 
 def twenty_days_but_the_batch_day_deleted(local: LocalEngine) -> pa.Table:
@@ -513,6 +519,8 @@ def test_local_append_under_the_run_lock_gives_exactly_the_rows_of_a_merge(
     """Overlapping, repeated and many-period batches, into one warehouse under its run
     lock (appends) and into another without (MERGEs): the same counts, the same rows."""
     monkeypatch.setattr(local_engine, "MERGE_SLICE_MIN_ROWS", 1)  # many slices a batch
+    # The table's keys read a few at a time: matches met in every piece of every file.
+    monkeypatch.setattr(local_engine, "KEY_READ_BATCH_ROWS", 7)
     appended = LocalEngine(tmp_path / "appended")
     merged = LocalEngine(tmp_path / "merged")
     for engine in (appended, merged):

@@ -506,9 +506,9 @@ def test_rejects_are_stored_counted_and_add_up_over_flushes():
 def test_a_flush_restarts_the_flush_clock(monkeypatch):
     monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: 1000.0))
     writer, s, _engine = writer_for(backfill_plan())
-    writer.last_flush = 0.0
+    s.last_flush = 0.0
     writer._flush(s)  # even with nothing to write
-    assert writer.last_flush == 1000.0
+    assert s.last_flush == 1000.0
 
 
 @pytest.mark.parametrize(("elapsed", "flushed"), [(FLUSH_EVERY_SECONDS, True), (29.999, False)])
@@ -517,12 +517,37 @@ def test_a_timed_flush_is_due_after_flush_every_seconds(monkeypatch, elapsed, fl
     assert FLUSH_EVERY_SECONDS == 30.0
     monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: 1000.0))
     writer, s, engine = writer_for(backfill_plan())
-    writer.last_flush = 1000.0 - elapsed
+    s.last_flush = 1000.0 - elapsed
     s.done_in_batch = {0}
     writer._flush_if_due()
     assert commit_handed(writer) == int(flushed)
     assert (s.committed == {0}) is flushed
     assert bool(engine.saved) is flushed
+
+
+def test_a_busy_streams_flushes_do_not_hold_back_a_quiet_streams_timed_flush(monkeypatch):
+    """Each stream flushes on its own clock: a stream whose batches fill (and flush) every
+    few seconds does not keep the other's batch, and its checkpoint, waiting for the end
+    of the run."""
+    clock = [1000.0]
+    monkeypatch.setattr(job, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    engine = MemoryEngine()
+    busy = StreamRun(ACTIVITY, backfill_plan())
+    quiet = StreamRun(
+        STREAMS_BY_NAME["operation_logs"], plan_stream(settings(), "operation_logs", None, NOW)
+    )
+    writer = _Writer(settings(), engine, "run-1", [busy, quiet], FakeClient(), False)  # type: ignore[arg-type]
+    busy.last_flush = quiet.last_flush = 1000.0
+    quiet.done_in_batch = {0}
+    for _ in range(3):  # the busy stream's batch fills every 10 s
+        clock[0] += 10.0
+        busy.done_in_batch = {0}
+        writer._flush(busy)
+        commit_handed(writer)
+        writer._flush_if_due()
+    assert quiet.done_in_batch == set()  # flushed at 30 s, though the busy one flushed at 30
+    assert commit_handed(writer) == 1
+    assert quiet.committed == {0} and quiet.last_flush == 1030.0
 
 
 @pytest.mark.parametrize(
@@ -542,7 +567,7 @@ def test_the_end_game_flushes_sooner_while_the_committer_is_idle(
     writer, s, _engine = writer_for(backfill_plan())
     writer.fetcher = SimpleNamespace(end_game=lambda: end_game)  # type: ignore[assignment]
     writer.pending_commits = pending
-    writer.last_flush = 1000.0 - elapsed
+    s.last_flush = 1000.0 - elapsed
     s.done_in_batch = {0}
     writer._flush_if_due()
     assert (s.done_in_batch == set()) is flushed

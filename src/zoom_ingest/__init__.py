@@ -1,3 +1,16 @@
 """zoom_ingest: Zoom's sign-in/sign-out activity logs and operation logs into Delta tables."""
 
+import os
+import sys
+
 __version__ = "0.1.0"
+
+# Arrow's memory pool, chosen by this variable before pyarrow is first imported (later it
+# is fixed): jemalloc, whose release of unused memory (`engines.local.
+# release_freed_memory`, after each merge) purges every thread's arenas. pyarrow's default,
+# mimalloc, releases only the calling thread's heap, so Arrow memory freed by the
+# normaliser's, the readers' and the committer's threads stayed resident: a 20-day
+# backfill's RSS after each merge climbed ~14 MiB a merge (346 → 475 MiB) while Arrow
+# held under 30 MiB. pyarrow's Windows wheels have no jemalloc; a value set by the user wins.
+if sys.platform != "win32":
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")

@@ -74,10 +74,12 @@ END_GAME_FLUSH_SECONDS = 3.0
 
 @dataclass(frozen=True)
 class _Commit:
-    """One flushed batch of a stream, and the windows it completes."""
+    """One flushed batch of a stream (its rows as Arrow, sorted by time, and its rejects),
+    and the windows it completes."""
 
     s: StreamRun
-    batch: Batch
+    table: pa.Table
+    rejects: list[Reject]
     done: set[int]
 
 
@@ -285,7 +287,6 @@ class _Writer:
         )
         self.daily_limit_retry_at: datetime | None = None
         self.interrupted = False
-        self.last_flush = time.monotonic()
         #: Batches handed to the committer: one merging and one waiting at most, so
         #: memory stays bounded by the batch size.
         self.commits: queue.Queue[_Commit | None] = queue.Queue(maxsize=1)
@@ -417,14 +418,18 @@ class _Writer:
         every = FLUSH_EVERY_SECONDS
         if self.pending_commits == 0 and self.fetcher.end_game():
             every = END_GAME_FLUSH_SECONDS  # only while the committer is idle
-        if time.monotonic() - self.last_flush >= every:
-            for s in self.runs.values():
+        # Each stream on its own clock: a busy stream's batches fill (and flush) often, and
+        # on one clock they kept a quiet stream's batch from its timed flush, so it grew
+        # with the backfill (to `batch_rows`) and its checkpoint waited for the end.
+        now = time.monotonic()
+        for s in self.runs.values():
+            if now - s.last_flush >= every:
                 self._flush(s)
 
     def _flush(self, s: StreamRun) -> None:
         """Hand the buffered rows and rejects to the committer (which merges them, then
         advances the checkpoint) and start a new batch."""
-        self.last_flush = time.monotonic()
+        s.last_flush = time.monotonic()
         batch = s.batch
         if not len(batch) and not batch.rejects and not s.done_in_batch:
             return
@@ -432,7 +437,9 @@ class _Writer:
         done, s.done_in_batch = s.done_in_batch, set()
         with self.pending_lock:
             self.pending_commits += 1
-        self.commits.put(_Commit(s, batch, done))
+        # As Arrow now, so that the batch's buffers and lw_id set go while it waits and
+        # merges: only its table and rejects are kept (a full batch's set is ~10 MiB).
+        self.commits.put(_Commit(s, batch.to_arrow(), batch.rejects, done))
 
     def _raise_commit_error(self) -> None:
         if self.commit_error is not None:
@@ -454,8 +461,7 @@ class _Writer:
 
     def _commit(self, commit: _Commit) -> None:
         """Merge the rows and rejects of one batch, then advance the checkpoint."""
-        s, batch = commit.s, commit.batch
-        table = batch.to_arrow()
+        s, table = commit.s, commit.table
         if s.plan.floor is not None and table.num_rows:
             keep = pc.greater_equal(table["time"], pa.scalar(s.plan.floor, table["time"].type))
             s.before_floor += table.num_rows - pc.sum(keep).as_py()
@@ -468,9 +474,9 @@ class _Writer:
                 if countries.num_rows:
                     self.engine.merge_new(IP_COUNTRIES, countries)
                 self.country_addresses.remember(addresses)
-        if batch.rejects:
-            s.rejected += len(batch.rejects)
-            rows = rejects_rows(self.run_id, self.settings.account_id, s.name, batch.rejects)
+        if commit.rejects:
+            s.rejected += len(commit.rejects)
+            rows = rejects_rows(self.run_id, self.settings.account_id, s.name, commit.rejects)
             self.engine.merge_new(REJECTS, rows)
         s.committed |= commit.done
         self._advance_cursor(s)

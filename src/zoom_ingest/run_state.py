@@ -55,6 +55,8 @@ class StreamRun:
     busy: bool = False
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: When this stream's batch was last handed to the committer (`job._Writer._flush`).
+    last_flush: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.batch = Batch(self.stream.spec)

@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import (
     ColumnProperties,
@@ -77,6 +78,11 @@ MERGE_SLICE_DAYS = 14
 # many small ones would only cost commits and make `maintain()` compact (and, for a
 # table under SORT_WHOLE_TABLE_BYTES, re-sort the whole table) within a backfill.
 MERGE_SLICE_MIN_ROWS = 20_000
+# The keys an insert-only merge reads from the table (`_keys_among`) are read this many
+# rows at a time (~17 MiB of lw_ids), not all at once: the read's memory stays one piece
+# however many keys the slice's range holds. Each piece hashes the slice's keys again,
+# so not much smaller.
+KEY_READ_BATCH_ROWS = 262_144
 # Optimistic commits that lose a race are re-run this many times in all; the operations
 # are idempotent, so re-running one against the newer table version is always safe.
 COMMIT_ATTEMPTS = 5
@@ -271,11 +277,11 @@ class LocalEngine:
             )
             files_scanned = len(dataset.files)
             files_skipped = len(table.file_uris()) - files_scanned
-            present = dataset.to_table(columns=[key], filter=in_range).column(key)
-            # Hash the slice (thousands of keys) and probe with what the table holds.
-            matched = present.filter(pc.is_in(present, value_set=keys, skip_nulls=True))
-            seen = pc.is_in(keys, value_set=matched.combine_chunks(), skip_nulls=True)
-            new = batch.filter(pc.invert(seen))
+            matched = _keys_among(dataset, key, in_range, keys)
+            if len(matched):
+                new = batch.filter(pc.invert(pc.is_in(keys, value_set=matched, skip_nulls=True)))
+            else:
+                new = batch  # nothing there yet (a backfill's rule): no copy of the slice
             metrics = {
                 "num_target_files_scanned": files_scanned,
                 "num_target_files_skipped_during_scan": files_skipped,
@@ -522,7 +528,8 @@ def release_freed_memory() -> None:
     reuse, in pieces spread over arenas that the next MERGE, of other sizes, mostly
     does not reuse, so a backfill's resident memory climbed with its first merges
     instead of staying at one merge's worth (issue 14). A trim costs a few
-    milliseconds a batch."""
+    milliseconds a batch. Arrow's release reaches every thread's memory only with
+    jemalloc, the pool the package chooses (`zoom_ingest/__init__.py`)."""
     pa.default_memory_pool().release_unused()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
@@ -540,7 +547,8 @@ def time_slices(spec: TableSpec, batch: pa.Table) -> list[pa.Table]:
     if limits is None:
         return [batch]
     column = limits[0]
-    batch = batch.sort_by(column)
+    if not _is_sorted(batch.column(column)):
+        batch = batch.sort_by(column)  # the job's batches come sorted: no copy for them
     period_micros = float(MERGE_SLICE_DAYS * 86_400 * 10**6)
     micros = pc.cast(pc.cast(batch.column(column), pa.timestamp("us", tz="UTC")), pa.int64())
     # float64 holds today's epoch microseconds (below 2**53) exactly.
@@ -559,6 +567,39 @@ def time_slices(spec: TableSpec, batch: pa.Table) -> list[pa.Table]:
         starts.pop()
     starts.append(batch.num_rows)
     return [batch.slice(start, stop - start) for start, stop in pairwise(starts)]
+
+
+def _keys_among(
+    dataset: pads.Dataset, key: str, in_range: pc.Expression | None, keys: pa.Array
+) -> pa.Array:
+    """The values of `dataset`'s column `key` (its rows `in_range`) that are among `keys`.
+
+    One file at a time on this thread, `KEY_READ_BATCH_ROWS` rows at a time, each piece
+    probed against `keys` and dropped: what stays is the matches, which a backfill's
+    batches rarely have. Read whole, the column was every key of the files the slice's range
+    overlaps, and a backfill's batches span the days of every open window: by the end
+    of a 20-day backfill a million keys (~130 MiB at the read's peak) for every slice,
+    the peak of the whole run, growing with the backfill's length."""
+    matched = []
+    for fragment in dataset.get_fragments(filter=in_range):
+        pieces = fragment.to_batches(
+            schema=dataset.schema,
+            columns=[key],
+            filter=in_range,
+            batch_size=KEY_READ_BATCH_ROWS,
+            use_threads=False,
+        )
+        for piece in pieces:
+            present = piece.column(0)
+            matched.append(present.filter(pc.is_in(present, value_set=keys, skip_nulls=True)))
+    return pa.concat_arrays(matched) if matched else pa.array([], keys.type)
+
+
+def _is_sorted(values: pa.ChunkedArray) -> bool:
+    """Whether `values` (no nulls) never decrease."""
+    if len(values) < 2:
+        return True
+    return bool(pc.all(pc.less_equal(values.slice(0, len(values) - 1), values.slice(1))).as_py())
 
 
 def merge_predicate(spec: TableSpec, batch: pa.Table) -> str:
