@@ -449,3 +449,37 @@ def test_spark_connect_clients_in_separate_processes_share_one_lease(tmp_path, h
         assert got["event"] == "busy" and f"in use by run racer-{winners[0]}" in got["why"]
     finally:
         server.__exit__(None, None, None)
+
+
+def test_first_runs_racing_to_create_the_tables_all_go_on(engine_factory):
+    """A fresh destination, several first runs at once (a for_each's accounts, a job and
+    its detections task): every one of them gets its tables, whoever's CREATE won, and
+    then its lease (exactly one holds it). A CREATE that lost the race while the winner
+    was still writing its first commit once failed that run."""
+    contenders = 4
+    barrier = threading.Barrier(contenders)
+    engines = [engine_factory() for _ in range(contenders)]
+    results: dict[int, Any] = {}
+
+    def first_run(index: int) -> None:
+        barrier.wait(timeout=60)
+        try:
+            engines[index].ensure_tables()
+            lease = AccountLease(
+                engines[index], "acct-1", f"run-{index}", seconds=60, renew_every=10
+            )
+            results[index] = lease.try_acquire()
+        except BaseException as exc:  # shown by the assertion below
+            results[index] = exc
+
+    threads = [threading.Thread(target=first_run, args=(i,)) for i in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(results) == contenders
+    assert not [r for r in results.values() if isinstance(r, BaseException)], results
+    assert sum(1 for r in results.values() if r is None) == 1, results
+    checker = engine_factory()
+    checker.ensure_tables()  # every table there, with the schema it should have
+    assert checker.read_checkpoints("acct-1") == {}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -86,6 +87,9 @@ _NOT_FOUND_MARKERS = (
 )
 _PERMISSION_MARKERS = ("PERMISSION_DENIED", "INSUFFICIENT_PERMISSIONS", "Permission denied")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: How long a CREATE that lost a race waits for the winner's table to become readable
+#: (a first commit takes well under a second; a winner that died leaves the error).
+CREATE_RACE_SECONDS = 30.0
 
 
 class SparkEngine:
@@ -173,8 +177,8 @@ class SparkEngine:
         for spec in list(specs) if specs is not None else ALL_TABLES.values():
             existing = self._table_schema(spec)
             if existing is None:
-                self._run(create_table_sql(spec, self.table_name(spec)))
-                log.info("created table %s in %s", spec.name, location)
+                if self._create_table(spec):
+                    log.info("created table %s in %s", spec.name, location)
                 continue
             differences = table_differences(spec, existing)
             missing = rules.columns_to_add(spec, existing.names)
@@ -192,6 +196,26 @@ class SparkEngine:
             self._comment_columns(spec, existing)
         if self.warehouse is None:  # tags live in Unity Catalog, not on path-based tables
             self._tag_personal_data()
+
+    def _create_table(self, spec: TableSpec) -> bool:
+        """Create `spec`'s table; False when another writer created it at the same time.
+
+        First runs can race on a fresh schema (the accounts of a for_each, a job and its
+        detections task, claimants of a lease). The loser's CREATE fails: on the winner's
+        table once it is committed, or, while the winner is still writing its first
+        commit, on a location "not empty and also not a Delta table". Either way the
+        table it wanted is coming: wait (bounded) until it can be read."""
+        try:
+            self._run(create_table_sql(spec, self.table_name(spec)))
+            return True
+        except Exception:
+            deadline = time.monotonic() + CREATE_RACE_SECONDS
+            while time.monotonic() < deadline:
+                with suppress(Exception):  # half-made: not readable yet
+                    if self._table_schema(spec) is not None:
+                        return False
+                time.sleep(0.2)
+            raise
 
     def _comment_columns(self, spec: TableSpec, existing: StructType) -> None:
         """Column comments on a table created without them (by an older zoom_ingest).
@@ -324,13 +348,7 @@ class SparkEngine:
         if self._table_schema(LEASES) is None:  # a lease location may hold nothing else
             if self.warehouse is None:
                 self._ensure_schema()
-            try:
-                self._run(create_table_sql(LEASES, self.table_name(LEASES)))
-            except Exception:
-                # Two first runs create it at once: the loser's CREATE fails on the
-                # winner's table, which is all this needed.
-                if self._table_schema(LEASES) is None:
-                    raise
+            self._create_table(LEASES)
         with self._temp_view(LEASES, lease) as view:
             self._run(
                 upsert_sql(
