@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import pytest
 
 from support import soak
 from support.sim_settings import simulator_settings
-from zoom_ingest.engines.base import AccountBusy
+from zoom_ingest.engines.base import AccountBusy, Engine
 from zoom_ingest.engines.lease import AccountLease, account_lease
 from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.simulator import Simulator
@@ -328,29 +328,38 @@ def test_write_lease_takes_a_free_lease_keeps_a_held_one_and_lets_an_expired_one
     assert AccountLease(engine, "acct-3", "next", seconds=60, renew_every=10).try_acquire() is None
 
 
-def test_of_engines_racing_for_one_lease_exactly_one_wins(engine_factory):
-    """Threads each with an engine object of their own (no lock shared in the process)
-    claim at once; Delta's commit conflicts alone decide."""
-    contenders = 4
+def _race(engine_factory, act: Callable[[Engine, int], Any], contenders: int = 4) -> dict:
+    """Threads, each with an engine object of its own (no lock shared in the process),
+    call `act(engine, index)` at once; what each returned, none of them an exception."""
     barrier = threading.Barrier(contenders)
     engines = [engine_factory() for _ in range(contenders)]
     results: dict[int, Any] = {}
 
-    def claim(index: int) -> None:
-        lease = AccountLease(engines[index], "acct-1", f"run-{index}", seconds=60, renew_every=10)
+    def contend(index: int) -> None:
         barrier.wait(timeout=60)
         try:
-            results[index] = lease.try_acquire()
+            results[index] = act(engines[index], index)
         except BaseException as exc:  # shown by the assertion below
             results[index] = exc
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(contenders)]
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(contenders)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
     assert len(results) == contenders
     assert not [r for r in results.values() if isinstance(r, BaseException)], results
+    return results
+
+
+def _claim(engine: Engine, index: int) -> Any:
+    return AccountLease(engine, "acct-1", f"run-{index}", seconds=60, renew_every=10).try_acquire()
+
+
+def test_of_engines_racing_for_one_lease_exactly_one_wins(engine_factory):
+    """Claimants each with an engine object of their own claim at once; Delta's commit
+    conflicts alone decide."""
+    results = _race(engine_factory, _claim)
     winners = [i for i, other in results.items() if other is None]
     assert len(winners) == 1, results
     assert {other.run_id for other in results.values() if other is not None} == {
@@ -456,29 +465,12 @@ def test_first_runs_racing_to_create_the_tables_all_go_on(engine_factory):
     its detections task): every one of them gets its tables, whoever's CREATE won, and
     then its lease (exactly one holds it). A CREATE that lost the race while the winner
     was still writing its first commit once failed that run."""
-    contenders = 4
-    barrier = threading.Barrier(contenders)
-    engines = [engine_factory() for _ in range(contenders)]
-    results: dict[int, Any] = {}
 
-    def first_run(index: int) -> None:
-        barrier.wait(timeout=60)
-        try:
-            engines[index].ensure_tables()
-            lease = AccountLease(
-                engines[index], "acct-1", f"run-{index}", seconds=60, renew_every=10
-            )
-            results[index] = lease.try_acquire()
-        except BaseException as exc:  # shown by the assertion below
-            results[index] = exc
+    def first_run(engine: Engine, index: int) -> Any:
+        engine.ensure_tables()
+        return _claim(engine, index)
 
-    threads = [threading.Thread(target=first_run, args=(i,)) for i in range(contenders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert len(results) == contenders
-    assert not [r for r in results.values() if isinstance(r, BaseException)], results
+    results = _race(engine_factory, first_run)
     assert sum(1 for r in results.values() if r is None) == 1, results
     checker = engine_factory()
     checker.ensure_tables()  # every table there, with the schema it should have
