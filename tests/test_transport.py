@@ -227,14 +227,8 @@ class _Hostile(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _trickle(self, data: bytes) -> None:
-        """A byte a second, each well within the per-read timeout."""
-        for byte in data[:30]:
-            try:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-            except OSError:
-                return
-            time.sleep(1.0)
+        """A byte a second, each well within the per-read timeout (at most 30 s)."""
+        loopback.trickle(self, data, limit=30)
 
     def log_message(self, *args: object) -> None:
         pass

@@ -16,7 +16,6 @@ import gzip
 import json
 import random
 import threading
-import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -350,14 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _trickle(self, data: bytes) -> None:
         """One byte a second until the client hangs up (at most a minute)."""
-        self.close_connection = True
-        for byte in data[:60]:
-            try:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-            except OSError:
-                return
-            time.sleep(1.0)
+        loopback.trickle(self, data, limit=60)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,3 +28,16 @@ def serve(
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def trickle(handler: BaseHTTPRequestHandler, data: bytes, limit: int) -> None:
+    """Write the first `limit` bytes of `data` one a second, each within any per-read
+    timeout, until the client hangs up: what a whole-request deadline must cut off."""
+    handler.close_connection = True
+    for byte in data[:limit]:
+        try:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(1.0)
