@@ -15,6 +15,7 @@ misbehaviours, when they start and how long they last.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import re
@@ -44,6 +45,7 @@ from support.hostile_zoom import (
 from zoom_ingest import exit_codes
 from zoom_ingest.engines import LocalEngine
 from zoom_ingest.job import RunSummary, run, zoom_client_config
+from zoom_ingest.plan import plan_stream
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.tables import ACTIVITY_LOGS, CHECKPOINTS, REJECTS, RUNS
 from zoom_ingest.zoom import ZoomClient
@@ -58,10 +60,24 @@ TIME_BOUND = 30.0
 #: …nor grow the process by more than this (a bomb inflated would be 1 GiB).
 MEMORY_BOUND = 200 << 20
 
-NOW = datetime.now(UTC)
-#: Three days of sign-ins, 25 a page: every day window takes a few pages.
-TRUTH = truth_records(days=3, per_day=90, seed=21, now=NOW)
+#: Every run is pinned to a moment of yesterday (`run(now=…)`), one each way a run cuts
+#: its dates: early in the UTC day its three dates are one chain, later they are a chain a
+#: date (Zoom's dates reach 14 h ahead of UTC). A hostility's outcome must not depend on
+#: the hour the tests run at.
+_YESTERDAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+    days=1
+)
+MOMENTS = {
+    "one chain": _YESTERDAY + timedelta(hours=3, minutes=7),
+    "a chain a date": _YESTERDAY + timedelta(hours=15, minutes=41),
+}
 PAGE_SIZE = 25
+
+
+@functools.cache
+def truth_at(now: datetime) -> list[dict[str, Any]]:
+    """Three days of sign-ins up to `now`, 25 a page: every day window takes a few pages."""
+    return truth_records(days=3, per_day=90, seed=21, now=now)
 
 
 @dataclass
@@ -77,13 +93,18 @@ class Outcome:
     rejects: list[dict[str, Any]]
     zoom: HostileZoom
     floor: datetime
+    now: datetime
+
+    @property
+    def truth(self) -> list[dict[str, Any]]:
+        return self.zoom.truth
 
     @property
     def exit_code(self) -> int:
         return self.summary.exit_code if self.summary is not None else -1
 
 
-def hostile_settings(base_url: str) -> Settings:
+def hostile_settings(base_url: str, now: datetime) -> Settings:
     return Settings(
         account_id=hostile_zoom.ACCOUNT_ID,
         client_id=CLIENT_ID,
@@ -91,7 +112,7 @@ def hostile_settings(base_url: str) -> Settings:
         api_url=f"{base_url}/v2",
         oauth_url=f"{base_url}/oauth/token",
         streams=("activity_logs",),
-        backfill_start=NOW.date() - timedelta(days=1),
+        backfill_start=now.date() - timedelta(days=1),
         requests_per_second=500,
         concurrency=4,
         # Longer than the fake's byte a second: only the whole deadline stops a trickle.
@@ -134,12 +155,12 @@ def _captured_log() -> Iterator[io.StringIO]:
         logger.setLevel(level)
 
 
-def hostile_run(hostility: Hostility, warehouse: Path) -> Outcome:
-    zoom = HostileZoom(TRUTH, hostility)
+def hostile_run(hostility: Hostility, warehouse: Path, now: datetime) -> Outcome:
+    zoom = HostileZoom(truth_at(now), hostility)
     if hostility.kind == "bomb":
         hostile_zoom.bomb()  # made before the measure: the fake's memory is not the run's
     with zoom.serving() as url:
-        cfg = hostile_settings(url)
+        cfg = hostile_settings(url, now)
         stderr = io.StringIO()
         summary = crash = None
         _reset_peak()
@@ -150,7 +171,9 @@ def hostile_run(hostility: Hostility, warehouse: Path) -> Outcome:
                 with ZoomClient(
                     zoom_client_config(cfg), backoff_base=0.01, backoff_max=0.05
                 ) as client:
-                    summary = run(cfg, LocalEngine(warehouse), progress=False, client=client)
+                    summary = run(
+                        cfg, LocalEngine(warehouse), progress=False, client=client, now=now
+                    )
             except Exception as exc:  # a crash is an outcome too: the checks say if it's wrong
                 crash = exc
         seconds = time.monotonic() - started
@@ -177,6 +200,7 @@ def hostile_run(hostility: Hostility, warehouse: Path) -> Outcome:
         rejects=rejects,
         zoom=zoom,
         floor=datetime.combine(cfg.backfill_start, datetime.min.time(), UTC),
+        now=now,
     )
 
 
@@ -186,7 +210,7 @@ def _instant(record: dict[str, Any]) -> datetime:
 
 def check_data(outcome: Outcome) -> None:
     """exit 0 ⇒ nothing missing; any exit: nothing missing below the checkpoint."""
-    owed = [r for r in TRUTH if _instant(r) >= outcome.floor]
+    owed = [r for r in outcome.truth if _instant(r) >= outcome.floor]
     if outcome.exit_code == exit_codes.OK:
         missing = [r["email"] for r in owed if r["email"] not in outcome.stored]
         assert not missing, f"exit 0 but {len(missing)} of {len(owed)} records missing"
@@ -263,10 +287,20 @@ def test_every_kind_has_its_expected_outcome() -> None:
     assert {k for k, (code, _) in EXPECTED.items() if code == exit_codes.OK} >= HARMLESS
 
 
+def test_the_moments_cut_the_dates_both_ways() -> None:
+    """MOMENTS is only worth its runs if each way of cutting dates is among them."""
+    cuts = {}
+    for name, now in MOMENTS.items():
+        cfg = hostile_settings("http://127.0.0.1:9", now)
+        cuts[name] = len(plan_stream(cfg, "activity_logs", None, now).windows)
+    assert cuts["one chain"] == 1 and cuts["a chain a date"] > 1, cuts
+
+
+@pytest.mark.parametrize("moment", sorted(MOMENTS))
 @pytest.mark.parametrize("kind", sorted(set(KINDS) - set(hostile_zoom.ERROR_KINDS)))
-def test_a_hostile_answer_ends_the_run_as_it_must(kind: str, tmp_path: Path) -> None:
+def test_a_hostile_answer_ends_the_run_as_it_must(kind: str, moment: str, tmp_path: Path) -> None:
     code, reason = EXPECTED[kind]
-    outcome = hostile_run(Hostility(kind, page_size=PAGE_SIZE), tmp_path)
+    outcome = hostile_run(Hostility(kind, page_size=PAGE_SIZE), tmp_path, MOMENTS[moment])
     check_invariants(outcome)
     assert outcome.zoom.hits > 0  # the hostility did happen
     assert outcome.exit_code == code, outcome.summary and outcome.summary.lines()
@@ -283,19 +317,22 @@ def test_a_hostile_answer_ends_the_run_as_it_must(kind: str, tmp_path: Path) -> 
     else:
         assert row["status"] == "failed" and row["failed_window"] is None
     # The checkpoint never passed a window the pages did not prove.
-    assert outcome.cursor is None or outcome.cursor < NOW
+    assert outcome.cursor is None or outcome.cursor < outcome.now
 
 
 def test_a_record_far_older_than_its_window_never_stops_the_paging_early(tmp_path: Path) -> None:
     """The issue's case: one stray on a window's first page once ended that window's
     paging and moved the checkpoint past records never fetched."""
-    outcome = hostile_run(Hostility("stray_old", calls=1, page_size=PAGE_SIZE), tmp_path)
+    hostility = Hostility("stray_old", calls=1, page_size=PAGE_SIZE)
+    outcome = hostile_run(hostility, tmp_path, MOMENTS["one chain"])
     check_invariants(outcome)
     assert outcome.exit_code == INCOMPLETE
     (stray,) = outcome.rejects
     assert "outside the window" in stray["reason"] and "stray@hostile" in stray["raw_json"]
     assert outcome.cursor is None or all(
-        r["email"] in outcome.stored for r in TRUTH if outcome.floor <= _instant(r) < outcome.cursor
+        r["email"] in outcome.stored
+        for r in outcome.truth
+        if outcome.floor <= _instant(r) < outcome.cursor
     )
 
 
@@ -304,7 +341,7 @@ def test_error_answers_end_the_run_without_a_secret_in_any_output(
     kind: str, tmp_path: Path
 ) -> None:
     code, reason = EXPECTED[kind]
-    outcome = hostile_run(Hostility(kind, page_size=PAGE_SIZE), tmp_path)
+    outcome = hostile_run(Hostility(kind, page_size=PAGE_SIZE), tmp_path, MOMENTS["one chain"])
     assert outcome.exit_code == code and reason in outcome.runs[0]["error"]
     check_invariants(outcome)
 
@@ -323,13 +360,14 @@ def test_error_answers_end_the_run_without_a_secret_in_any_output(
     first_call=st.integers(min_value=0, max_value=12),
     calls=st.one_of(st.none(), st.integers(min_value=1, max_value=3)),
     page_size=st.sampled_from([7, 25, 300]),
+    moment=st.sampled_from(sorted(MOMENTS)),
 )
 def test_any_hostile_zoom_keeps_the_invariants(
-    kind: str | None, first_call: int, calls: int | None, page_size: int
+    kind: str | None, first_call: int, calls: int | None, page_size: int, moment: str
 ) -> None:
     hostility = Hostility(kind, first_call=first_call, calls=calls, page_size=page_size)
     with tempfile.TemporaryDirectory(prefix="hostile-") as warehouse:
-        outcome = hostile_run(hostility, Path(warehouse))
+        outcome = hostile_run(hostility, Path(warehouse), MOMENTS[moment])
     check_invariants(outcome)
     if kind is None or kind in HARMLESS:
         assert outcome.exit_code == exit_codes.OK, outcome.summary and outcome.summary.lines()

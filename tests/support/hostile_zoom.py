@@ -122,7 +122,7 @@ class _Chain:
     first: date
     last: date
     offset: int
-    extra: int = 0  # fake pages already served past the end (endless_token)
+    extra: int = 0  # fake pages already served (endless_token)
     swapped: bool = False  # shuffled_pages: the first page is still owed
 
 
@@ -254,16 +254,23 @@ class _Handler(BaseHTTPRequestHandler):
             next_chain = _Chain(chain.first, chain.last, size, swapped=True)
         next_token = zoom.new_token(next_chain) if next_chain.offset < len(records) else ""
         page = list(page)
-        if kind == "endless_token" and not next_token:
-            # No end: fresh records at the window's oldest instant (in order, ties), and a
-            # fresh token, page after page.
-            if offset >= len(records):
-                moment = records[-1]["time"] if records else f"{chain.first}T12:00:00Z"
+        if kind == "endless_token" and (offset > 0 or not next_token):
+            # No end: from the second page on (or once the records run out), fresh fake
+            # records at the instant the real ones had reached (in order: ties), and a
+            # fresh token, page after page. They begin on the second page, not after the
+            # last real one: a window reaching below the run's start stops early, and
+            # whether one does depends on the time of day (how the dates are cut).
+            if offset > 0 or not records:
+                reached = records[min(offset, len(records)) - 1]["time"] if records else None
+                moment = reached or f"{chain.first}T12:00:00Z"
                 page = [
                     {"time": moment, "email": f"fake-{chain.extra}-{n}", "type": "Sign in"}
                     for n in range(size)
                 ]
-            more = _Chain(chain.first, chain.last, max(offset, len(records)), chain.extra + 1)
+                # The real records resume where they stopped once the hostility ends.
+                more = _Chain(chain.first, chain.last, offset, chain.extra + 1)
+            else:
+                more = _Chain(chain.first, chain.last, following, chain.extra + 1)
             next_token = zoom.new_token(more)
         elif kind == "repeat_token":
             next_token = token or zoom.new_token(chain)
