@@ -153,7 +153,9 @@ def test_the_window_holding_the_span_goes_first_while_newer_windows_wait():
     every chain evened out by its share left, the oldest finished with the others, so
     the last windows of the plan opened near the end and the longest paged alone; now
     the window that keeps them waiting goes first (after first pages)."""
-    chains = _chains([3, 5, 12, 30, 30, 30])  # share left: 0.03, 0.05, 0.12, 0.3…
+    chains = _chains([3, 5, 12, 6, 6, 6])
+    for chain in chains[3:]:
+        chain.fraction_left = 0.3  # share left: 0.03, 0.05, 0.12, then 0.3
     scheduler = Scheduler(chains, max_in_flight=2, open_limit=3, rate=10)
     holder = scheduler.take()
     assert holder is chains[0]  # the smallest share left, but windows 3-5 wait on it
@@ -170,9 +172,10 @@ def test_the_window_holding_the_span_goes_first_while_newer_windows_wait():
 
 
 def test_a_chain_that_would_page_alone_at_the_end_goes_first():
-    """Once every window is open, a chain whose pages, one at a time, take longer than
-    the rest of the work at the rate limit goes before chains with a larger share left:
-    otherwise it pages alone at the end while the limiter idles."""
+    """A chain whose pages, one at a time, take longer than all the work left at the
+    rate limit goes before chains with a larger share left: otherwise it pages alone at
+    the end while the limiter idles. Windows not open yet count at the typical first
+    estimate."""
     chains = _chains([30, 5, 5, 5])
     long_one = chains[0]
     long_one.fraction_left = 0.1  # a busy day: a small share left is many pages
@@ -192,6 +195,14 @@ def test_a_chain_that_would_page_alone_at_the_end_goes_first():
     probe = scheduler.take()
     scheduler.release(probe, finished=False, seconds=0.3)
     assert scheduler.take() is not many[0]
+    # 20 windows waiting beyond the span, at the typical estimate (1 page here): 45 + 20
+    # pages at 10/s is 6.5 s, 13 pages of one chain.
+    waiting = _chains([30, 5, 5, 5] + [1.0] * 20)
+    scheduler = Scheduler(waiting, max_in_flight=8, open_limit=4, rate=10)
+    probe = scheduler.take()
+    scheduler.release(probe, finished=False, seconds=0.3)
+    assert len(scheduler._waiting) == 20
+    assert scheduler._critical_pages() == pytest.approx((45 + 20) / 10 / 0.5)
 
 
 def test_runs_table_records_calls_per_second_against_the_limit(tmp_path):

@@ -174,14 +174,15 @@ class Scheduler:
       of one long chain paging alone at the end while the limiter idles. (Ranking by an
       estimate of pages left, from the density seen so far, starved chains still in a
       quiet evening hour: their estimates stayed low while busier chains moved on.)
-    - Two chains go before that rule, each because it would otherwise page alone at the
-      end while the limiter idles. While windows wait beyond the span, the oldest open
-      one (which keeps them waiting) goes first: evened out with the others it finished
-      with them, so the plan's last windows opened near the end and their longest
-      chains paged alone (issue 22: four of the Pro shape's last seconds in
-      Asia/Kolkata). Once every window is open, a chain whose pages, one at a time,
-      take longer than the rest of the work at the rate limit goes first: a busy day's
-      small share left can be more pages than the others hold together.
+    - Two kinds of chain go before that rule, each because it would otherwise page
+      alone at the end while the limiter idles. First a critical chain: one whose
+      pages, one at a time, take longer than all the work left (waiting windows at the
+      typical first estimate) at the rate limit; a busy day's small share left can be
+      more pages than the others hold together. Then, while windows wait beyond the
+      span, the oldest open one, which keeps them waiting: evened out with the others
+      it finished with them, so the plan's last windows opened near the end and their
+      longest chains paged alone (issue 22: about four seconds of the Pro shape's end
+      in Asia/Kolkata).
     - In flight: enough pages for the rate limit at the latency seen (Little's law:
       rate × seconds per page, plus slack), at most `max_in_flight`. More would only
       slow the longest chains down by sharing the rate among more of them.
@@ -251,12 +252,14 @@ class Scheduler:
 
     def _critical_pages(self) -> float:
         """Pages left above which a chain is critical: paged one page at a time, it would
-        still be paging when the rest of the work, at the rate limit, is done. A chain's
+        still be paging when all the work left, at the rate limit, is done. A chain's
         page comes back after its latency, or after the pages in flight before it have
         left the limiter, whichever is later."""
-        if self._seconds_per_page is None or self._waiting:
+        if self._seconds_per_page is None:
             return math.inf
+        typical = sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
         work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
+        work += typical * len(self._waiting)
         cycle = max(self._seconds_per_page, self.target() / self._rate)
         return work / self._rate / cycle
 
@@ -299,8 +302,8 @@ class Scheduler:
             return (
                 chain.ending or stale,
                 not started,
-                chain is holder,
                 chain.remaining >= critical,
+                chain is holder,
                 chain.fraction_left,
                 chain.remaining,
                 -chain.order,
