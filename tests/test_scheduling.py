@@ -7,6 +7,7 @@ import time
 from datetime import date, datetime, timedelta
 
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from test_job import assert_equals_ground_truth, backfill_start, settings_for
@@ -18,7 +19,7 @@ from zoom_ingest.plan import Plan, Window
 from zoom_ingest.simulator import Simulator
 from zoom_ingest.tables import RUNS, UTC
 from zoom_ingest.zoom import STREAMS_BY_NAME, schedule
-from zoom_ingest.zoom.schedule import Chain, Scheduler
+from zoom_ingest.zoom.schedule import Chain, DateStarts, Scheduler
 from zoom_ingest.zoom.streams import Page
 
 
@@ -107,6 +108,101 @@ def test_chain_estimates_remaining_pages_from_the_time_span():
     chain.observe(exact)
     assert chain.remaining == (1500 - 600) / 300
     assert chain.fraction_left == 0.6
+
+
+def test_an_east_of_utc_chain_counts_its_hours_before_utc_midnight():
+    """Issue 22: in Asia/Kolkata (UTC+5:30) a date's records begin at 18:30 UTC the day
+    before. Taken as UTC's midnight, the estimate fell to nothing with about a fifth of
+    the day still to fetch; the first page's newest record (just before the local
+    midnight that ends the date) tells how far ahead of UTC the dates are, for every
+    chain of the run."""
+    starts = DateStarts()
+    first, second = _chains([1.0, 1.0])
+    first.date_starts = second.date_starts = starts
+    utc_midnight = datetime.combine(first.window.from_date, datetime.min.time(), tzinfo=UTC)
+    local_end = utc_midnight + timedelta(hours=24 - 5.5)  # the date ends at 18:30 UTC
+    # 300 records over the date's last 6 hours (local): 18 hours, 3 pages to go.
+    first.observe(
+        Page(
+            [{}] * 300,
+            "t",
+            local_end - timedelta(minutes=1),
+            local_end - timedelta(hours=6, minutes=1),
+        )
+    )
+    assert first.remaining == 3.0 and first.fraction_left == 0.75
+    # Below UTC midnight, 2 hours above the local one: not nothing left.
+    below = utc_midnight - timedelta(hours=3, minutes=31)
+    first.observe(Page([{}] * 300, "t", below + timedelta(hours=1), below))
+    assert first.fraction_left == pytest.approx(2 / 24)  # 2 of 24 hours
+    assert first.remaining == pytest.approx(600 * 2 / 22 / 300)
+    # The next date's chain learned the zone from the first one's page.
+    day = datetime.combine(second.window.from_date, datetime.min.time(), tzinfo=UTC)
+    assert starts.start(second.window.from_date) == day - timedelta(hours=5, minutes=31)
+    # West of UTC (a later newest record) a date begins after its UTC midnight.
+    west = DateStarts()
+    west.bound(second.window, day + timedelta(hours=24 + 8) - timedelta(seconds=1))
+    assert west.start(second.window.from_date) == day + timedelta(hours=8) - timedelta(seconds=1)
+    # No record beyond the zones that exist moves it further.
+    west.bound(second.window, day + timedelta(days=3))
+    assert west.start(second.window.from_date) == day + timedelta(hours=12)
+
+
+def test_the_window_holding_the_span_goes_first_while_newer_windows_wait():
+    """Issue 22: windows past the span open only when the oldest open one is done. With
+    every chain evened out by its share left, the oldest finished with the others, so
+    the last windows of the plan opened near the end and the longest paged alone; now
+    the window that keeps them waiting goes first (after first pages)."""
+    chains = _chains([3, 5, 12, 6, 6, 6])
+    for chain in chains[3:]:
+        chain.fraction_left = 0.3  # share left: 0.03, 0.05, 0.12, then 0.3
+    scheduler = Scheduler(chains, max_in_flight=2, open_limit=3, rate=10)
+    holder = scheduler.take()
+    assert holder is chains[0]  # the smallest share left, but windows 3-5 wait on it
+    assert scheduler.take() is chains[2]  # then the largest share left
+    scheduler.release(holder, finished=True, seconds=0.3)
+    # Window 3 opens; window 1 holds the span now and goes before window 3.
+    assert scheduler.take() is chains[1]
+    assert {c.order for c in scheduler._opened} == {1, 2, 3}
+    # Once no window waits, the share left decides again (then the order).
+    scheduler.release(chains[1], finished=True, seconds=0.3)
+    scheduler.release(chains[2], finished=True, seconds=0.3)
+    assert [scheduler.take().order, scheduler.take().order] == [3, 4]
+    assert not scheduler._waiting
+
+
+def test_a_chain_that_would_page_alone_at_the_end_goes_first():
+    """A chain whose pages, one at a time, take longer than all the work left at the
+    rate limit goes before chains with a larger share left: otherwise it pages alone at
+    the end while the limiter idles. Windows not open yet count at the typical first
+    estimate."""
+    chains = _chains([30, 5, 5, 5])
+    long_one = chains[0]
+    long_one.fraction_left = 0.1  # a busy day: a small share left is many pages
+    for chain in chains[1:]:
+        chain.fraction_left = 0.5
+    scheduler = Scheduler(chains, max_in_flight=8, open_limit=10, rate=10)
+    probe = scheduler.take()
+    scheduler.release(probe, finished=False, seconds=0.3)
+    # 45 pages at 10/s: 4.5 s; one chain's page every 0.5 s (5 in flight at 10/s) makes
+    # 9 pages in that time, and the long chain holds 30.
+    assert scheduler.take() is long_one
+    assert scheduler.take() in chains[1:]
+    # With most of the work elsewhere it is not critical: the share left decides.
+    many = _chains([30] + [40] * 10)
+    many[0].fraction_left = 0.1
+    scheduler = Scheduler(many, max_in_flight=8, open_limit=20, rate=10)
+    probe = scheduler.take()
+    scheduler.release(probe, finished=False, seconds=0.3)
+    assert scheduler.take() is not many[0]
+    # 20 windows waiting beyond the span, at the typical estimate (1 page here): 45 + 20
+    # pages at 10/s is 6.5 s, 13 pages of one chain.
+    waiting = _chains([30, 5, 5, 5] + [1.0] * 20)
+    scheduler = Scheduler(waiting, max_in_flight=8, open_limit=4, rate=10)
+    probe = scheduler.take()
+    scheduler.release(probe, finished=False, seconds=0.3)
+    assert len(scheduler._waiting) == 20
+    assert scheduler._critical_pages() == pytest.approx((45 + 20) / 10 / 0.5)
 
 
 def test_runs_table_records_calls_per_second_against_the_limit(tmp_path):

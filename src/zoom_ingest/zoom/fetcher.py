@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .client import CallCounters, ZoomClient
-from .schedule import Chain, Scheduler, open_span
+from .schedule import Chain, DateStarts, Scheduler, open_span
 from .streams import DateWindow, Stray, Stream, fetch_pages
 
 #: Events the queue holds per fetch thread: enough that a thread rarely waits for the
@@ -96,8 +96,9 @@ class Fetcher:
         rate: float,
         stop: threading.Event,
     ) -> None:
+        date_starts = DateStarts()  # one account, one zone: learned by every chain
         chains = [
-            Chain(w.stream, w.index, w.window, w.counters, order)
+            Chain(w.stream, w.index, w.window, w.counters, order, date_starts=date_starts)
             for order, w in enumerate(in_plan_order(windows))
         ]
         self.client = client

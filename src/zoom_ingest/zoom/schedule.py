@@ -15,13 +15,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 
 from ..tables import UTC
 from .client import CallCounters
-from .rules import PAGE_SIZE
+from .rules import AHEAD_OF_UTC, BEHIND_UTC, PAGE_SIZE
 from .streams import DateWindow, Page, Stream
 
 #: The end game: every window is open and the open ones hold fewer calls than the rate
@@ -63,6 +63,38 @@ def open_span(concurrency: int) -> int:
     return max(OPEN_WINDOWS_PER_FETCH_THREAD * concurrency, MIN_OPEN_WINDOWS)
 
 
+class DateStarts:
+    """Where the account's dates begin against UTC midnight, learned from the chains'
+    first pages and shared by a run's chains (thread-safe).
+
+    Zoom reads `from`/`to` in the account's zone (undocumented), so a date's records
+    begin at its local midnight: before the UTC one east of UTC (Asia/Kolkata: 5 h 30
+    min), after it west of UTC. Taken as UTC's, east of UTC every chain's estimate fell
+    to nothing with about a fifth of a day still to fetch. A window's newest record
+    comes before the local midnight that ends its last date, so each first page bounds
+    the zone's lead on UTC from above; the tightest bound of any chain (a busy day's
+    newest record is minutes from its end) is the lead, and the estimated start of a
+    date is never later than its true start: estimates err on the side of work left.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: The smallest bound seen: until a first page, the furthest any zone leads.
+        self._lead = AHEAD_OF_UTC
+
+    def bound(self, window: DateWindow, newest: datetime) -> None:
+        """`newest`, the newest record of `window`'s first page, came before its end."""
+        end = datetime.combine(window.to_date + timedelta(days=1), clock_time(), tzinfo=UTC)
+        with self._lock:
+            self._lead = max(-BEHIND_UTC, min(self._lead, end - newest))
+
+    def start(self, day: date) -> datetime:
+        """The instant `day` begins in the account's zone, at the latest."""
+        with self._lock:
+            lead = self._lead
+        return datetime.combine(day, clock_time(), tzinfo=UTC) - lead
+
+
 @dataclass(eq=False)
 class Chain:
     """One window's chain of pages. Zoom pages a window strictly in sequence
@@ -85,13 +117,16 @@ class Chain:
     ending: bool = False
     last_page_at: float = 0.0
     pages_seen: int = 0
+    #: Shared by a run's chains.
+    date_starts: DateStarts = field(default_factory=DateStarts)
 
     def observe(self, page: Page) -> None:
         """Update the estimate of pages still to fetch from the page just received.
 
         Zoom's `total_records`, when a response carries it, is exact. Otherwise the
         records come newest first, so the time span fetched so far and the time left down
-        to the window's start give the density and what remains of the window."""
+        to the window's start (its first date's midnight in the account's zone,
+        `DateStarts`) give the density and what remains of the window."""
         self.last_page_at = time.monotonic()
         self.pages_seen += 1
         self.records += len(page.records)
@@ -106,12 +141,13 @@ class Chain:
             self.remaining = left / PAGE_SIZE
             self.fraction_left = left / page.total_records if page.total_records else 0.0
             return
-        if self.first_newest is None:
+        if self.first_newest is None and page.newest is not None:
             self.first_newest = page.newest
+            self.date_starts.bound(window, page.newest)
         if page.oldest is None or self.first_newest is None:
             self.remaining = 1.0
             return
-        low = datetime.combine(window.from_date, clock_time(), tzinfo=UTC)
+        low = self.date_starts.start(window.from_date)
         if window.stop_before is not None:
             low = max(low, window.stop_before)
         fetched_span = (self.first_newest - page.oldest).total_seconds()
@@ -138,6 +174,15 @@ class Scheduler:
       of one long chain paging alone at the end while the limiter idles. (Ranking by an
       estimate of pages left, from the density seen so far, starved chains still in a
       quiet evening hour: their estimates stayed low while busier chains moved on.)
+    - Two kinds of chain go before that rule, each because it would otherwise page
+      alone at the end while the limiter idles. First a critical chain: one whose
+      pages, one at a time, take longer than all the work left (waiting windows at the
+      typical first estimate) at the rate limit; a busy day's small share left can be
+      more pages than the others hold together. Then, while windows wait beyond the
+      span, the oldest open one, which keeps them waiting: evened out with the others
+      it finished with them, so the plan's last windows opened near the end and their
+      longest chains paged alone (issue 22: about four seconds of the Pro shape's end
+      in Asia/Kolkata).
     - In flight: enough pages for the rate limit at the latency seen (Little's law:
       rate × seconds per page, plus slack), at most `max_in_flight`. More would only
       slow the longest chains down by sharing the rate among more of them.
@@ -176,7 +221,10 @@ class Scheduler:
                     self._opened.add(chain)
                     self._open += 1
                 if self._ready and self._in_flight < self.target():
-                    chain = max(self._ready, key=self._priority(time.monotonic()))
+                    key = self._priority(
+                        time.monotonic(), self._span_holder(), self._critical_pages()
+                    )
+                    chain = max(self._ready, key=key)
                     self._ready.remove(chain)
                     self._in_flight += 1
                     self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
@@ -192,6 +240,28 @@ class Scheduler:
                 return False
             work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
             return work < self._rate * END_GAME_SECONDS
+
+    def _span_holder(self) -> Chain | None:
+        """The oldest open window while it keeps waiting windows shut (the span), or None."""
+        if not self._waiting or not self._opened:
+            return None
+        oldest = min(self._opened, key=lambda chain: chain.order)
+        if self._waiting[-1].order - oldest.order >= self._open_limit:
+            return oldest
+        return None
+
+    def _critical_pages(self) -> float:
+        """Pages left above which a chain is critical: paged one page at a time, it would
+        still be paging when all the work left, at the rate limit, is done. A chain's
+        page comes back after its latency, or after the pages in flight before it have
+        left the limiter, whichever is later."""
+        if self._seconds_per_page is None:
+            return math.inf
+        typical = sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
+        work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
+        work += typical * len(self._waiting)
+        cycle = max(self._seconds_per_page, self.target() / self._rate)
+        return work / self._rate / cycle
 
     def _should_open(self) -> bool:
         if self._opened:
@@ -225,13 +295,15 @@ class Scheduler:
             self._cond.notify_all()
 
     @staticmethod
-    def _priority(now: float) -> Callable[[Chain], tuple]:
+    def _priority(now: float, holder: Chain | None, critical: float) -> Callable[[Chain], tuple]:
         def key(chain: Chain) -> tuple:
             started = chain.pages is not None
             stale = started and now - chain.last_page_at > STALE_CHAIN_SECONDS
             return (
                 chain.ending or stale,
                 not started,
+                chain.remaining >= critical,
+                chain is holder,
                 chain.fraction_left,
                 chain.remaining,
                 -chain.order,
