@@ -21,6 +21,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from zoom_ingest.engines import local as local_engine
 from zoom_ingest.engines.local import LocalEngine
+from zoom_ingest.options import BY_NAME
 from zoom_ingest.tables import ACTIVITY_LOGS, UTC
 from zoom_ingest.zoom.rules import PAGE_SIZE
 
@@ -69,7 +70,8 @@ def test_naive_baseline_pages_thirty_at_a_time(results: dict) -> None:
 def test_memory_runs_cover_two_sizes_and_two_batches(results: dict) -> None:
     memory = results["memory"]
     assert len(memory) == 4
-    assert {m["batch_rows"] for m in memory} == {100_000, TINY.small_batch_rows}
+    default_batch_rows = BY_NAME["batch_rows"].default  # the job's own default
+    assert {m["batch_rows"] for m in memory} == {default_batch_rows, TINY.small_batch_rows}
     assert all(m["peak_rss_bytes"] > 0 for m in memory)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
+import tracemalloc
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -131,6 +132,36 @@ def test_run_addresses_hands_out_each_address_once_it_is_merged() -> None:
     seen.remember(seen.new(first))
     second = pa.table({"ip_address": ["1.1.1.1", "9.9.9.9"]})
     assert seen.new(second) == ["9.9.9.9"]
+
+
+def test_run_addresses_hold_no_python_object_per_address() -> None:
+    """The addresses merged are kept as Arrow strings: kept as a set of Python strings,
+    they lived for the whole run among the pages' short-lived objects, and the
+    interpreter could give back none of the memory they sat in (issue 22)."""
+    addresses = [f"10.{i >> 16}.{i >> 8 & 255}.{i & 255}" for i in range(50_000)]
+    batch = pa.table({"ip_address": addresses})
+    seen = geo.RunAddresses()
+    tracemalloc.start()
+    try:
+        seen.remember(seen.new(batch))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 2**20  # 50,000 Python strings: about 3.5 MiB
+    assert seen.new(batch) == []
+    assert seen.new(pa.table({"ip_address": ["10.9.9.9", addresses[7]]})) == ["10.9.9.9"]
+
+
+def test_run_addresses_give_their_memory_back_past_their_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(geo.RunAddresses, "LIMIT", 3)
+    seen = geo.RunAddresses()
+    seen.remember(["8.8.8.8", "1.1.1.1"])
+    seen.remember(["9.9.9.9", "4.4.4.4"])  # past the limit: only these are kept
+    assert sorted(seen.new(pa.table({"ip_address": ["8.8.8.8", "9.9.9.9", "4.4.4.4"]}))) == [
+        "8.8.8.8"
+    ]
 
 
 def test_rows_carry_the_database_version_and_lookup_time() -> None:

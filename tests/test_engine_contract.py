@@ -513,6 +513,49 @@ def merged_by_append(engine: LocalEngine) -> bool:
     return engine.last_merge_metrics.get("num_slices_appended", 0) > 0
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="the package chooses the allocators' settings on Linux only, where they were measured",
+)
+def test_deltalakes_allocator_gives_freed_memory_back_at_once_unless_the_user_says() -> None:
+    """deltalake's own jemalloc kept what a merge freed for seconds, and the next merges
+    allocated on top of it (issue 22): importing the package sets its decay to 0 before
+    deltalake loads; a setting of the user's wins."""
+    code = "import os, zoom_ingest; print(os.environ.get('_RJEM_MALLOC_CONF'))"
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+
+    def chosen(env: dict[str, str]) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return run.stdout.strip()
+
+    assert chosen(env) == "dirty_decay_ms:0,muzzy_decay_ms:0"
+    assert chosen({**env, "_RJEM_MALLOC_CONF": "narenas:2"}) == "narenas:2"
+
+
+def test_a_merge_under_the_run_lock_writes_row_groups_of_a_bounded_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Later merges read a file's keys a row group at a time, and the writer encodes a
+    row group at a time: with row groups of at most `APPEND_ROW_GROUP_ROWS` rows, what
+    either holds follows that bound, not the size of the batch or the file (issue 22)."""
+    monkeypatch.setattr(local_engine, "APPEND_ROW_GROUP_ROWS", 10)
+    engine = LocalEngine(tmp_path)
+    engine.ensure_tables()
+    with engine.run_lock():
+        engine.merge_new(ACTIVITY_LOGS, batch_of(ACTIVITY_LOGS, activity_records(minutes(0, 35))))
+    assert merged_by_append(engine)
+    (uri,) = DeltaTable(str(engine.table_path(ACTIVITY_LOGS))).file_uris()
+    metadata = pq.ParquetFile(uri.removeprefix("file://")).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [
+        10,
+        10,
+        10,
+        5,
+    ]
+
+
 def test_local_append_under_the_run_lock_gives_exactly_the_rows_of_a_merge(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

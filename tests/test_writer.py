@@ -35,7 +35,15 @@ from zoom_ingest.job import (
 from zoom_ingest.normalise import Reject, raw_json
 from zoom_ingest.plan import Plan, Window, plan_stream
 from zoom_ingest.settings import Secret, Settings
-from zoom_ingest.tables import ACTIVITY_LOGS, REJECTS, RUNS, UTC, TableSpec, format_time
+from zoom_ingest.tables import (
+    ACTIVITY_LOGS,
+    OPERATION_LOGS,
+    REJECTS,
+    RUNS,
+    UTC,
+    TableSpec,
+    format_time,
+)
 from zoom_ingest.zoom import (
     STREAMS_BY_NAME,
     CallCounters,
@@ -609,6 +617,31 @@ def test_records_are_buffered_until_the_batch_is_full():
     assert engine.merges == [(ACTIVITY_LOGS.name, 3)]
     assert s.fetched == 3 and s.inserted == 3
     assert s.committed == set()  # the window is not done: its cursor waits
+
+
+def test_a_full_batch_takes_the_other_streams_batches_along():
+    """A quiet stream's batch does not wait for its timed flush beside full batches of
+    the busy one: it goes to the committer first, then the full batch."""
+    engine = MemoryEngine()
+    busy = StreamRun(ACTIVITY, backfill_plan())
+    quiet = StreamRun(
+        STREAMS_BY_NAME["operation_logs"], plan_stream(settings(), "operation_logs", None, NOW)
+    )
+    writer = _Writer(settings(batch_rows=3), engine, "run-1", [busy, quiet], FakeClient(), False)  # type: ignore[arg-type]
+    bar = SimpleNamespace(records=lambda stream, count: None)
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    operation = {"time": format_time(day), "operator": "ada@example.com", "action": "Add"}
+    writer._handle(event("records", "operation_logs", 0, [operation]), bar)  # type: ignore[arg-type]
+    page = [sign_in(day + timedelta(hours=h)) for h in (1, 2)]
+    writer._handle(event("records", "activity_logs", 0, page), bar)  # type: ignore[arg-type]
+    assert writer.commits.empty()  # neither is full
+    committer = threading.Thread(target=writer._commit_loop)  # takes one batch at a time
+    committer.start()
+    writer._handle(event("records", "activity_logs", 0, [sign_in(day, "eve")]), bar)  # type: ignore[arg-type]
+    assert (len(busy.batch), len(quiet.batch)) == (0, 0)
+    writer.commits.put(None)
+    committer.join(timeout=30)
+    assert engine.merges == [(OPERATION_LOGS.name, 1), (ACTIVITY_LOGS.name, 3)]
 
 
 def test_fetched_counts_every_record_even_duplicates_and_rejects():

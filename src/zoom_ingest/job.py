@@ -369,6 +369,13 @@ class _Writer:
             s.fetched += len(event.records) + len(event.strays)
             bar.records(s.name, len(event.records))
             if len(s.batch) >= self.settings.batch_rows:
+                # A full batch takes the other streams' batches along (theirs first: they
+                # merge in a moment), so a quiet stream's batch never waits for its timed
+                # flush beside full batches of the busy one: the writer holds about one
+                # batch's rows, not one per stream (issue 22).
+                for other in self.runs.values():
+                    if other is not s:
+                        self._flush(other)
                 self._flush(s)
             return 0
         s.windows_finished += 1
@@ -458,6 +465,9 @@ class _Writer:
             finally:
                 with self.pending_lock:
                     self.pending_commits -= 1
+                # Not held while waiting for the next batch: the pipeline holds the
+                # batches being built, waiting and merged, and no more.
+                del item
 
     def _commit(self, commit: _Commit) -> None:
         """Merge the rows and rejects of one batch, then advance the checkpoint."""
