@@ -547,3 +547,21 @@ def test_all_canonical_is_the_page_check_of_every_time() -> None:
     assert all_canonical(["2025-08-11T14:32:18Z", "2024-02-29T00:00:00Z"])
     assert not all_canonical(["2025-08-11T14:32:18Z", "2025-02-29T00:00:00Z"])  # no such day
     assert not all_canonical(["2025-08-11T14:32:18+00:00"])
+
+
+def test_the_columns_of_a_single_field_are_its_values() -> None:
+    """`_columns` with one name: itemgetter of one name gives the value, not a tuple."""
+    page = [{"email": "ada@example.com"}, {"email": "bob@example.com", "type": "Sign in"}]
+    assert normalise._columns(page, ("email",)) == [["ada@example.com", "bob@example.com"]]
+    assert normalise._columns(page, ("type",)) == [[None, "Sign in"]]
+
+
+def test_a_future_dated_record_is_rejected_saying_when_and_the_skew_allowed() -> None:
+    now = datetime(2025, 8, 12, 12, 55, tzinfo=UTC)
+    batch = Batch(ACTIVITY_LOGS, clock=lambda: now)
+    batch.add([{"time": "2025-08-12T14:00:00Z", "email": "an hour ahead"}])
+    (reject,) = batch.rejects
+    assert reject.reason == (
+        "time: 2025-08-12T14:00:00Z is in the future (after 2025-08-12T13:00:00Z, "
+        "now plus 5 minutes of clock skew)"
+    )
