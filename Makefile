@@ -60,7 +60,7 @@ MUTMUT_CHILDREN ?= 2
 JOB_WRITER := _handle _window_failed _flush_if_due _flush _raise_commit_error \
 	_commit_loop _commit _advance_cursor
 MUTANTS := 'zoom_ingest.plan.*' 'zoom_ingest.normalise.*' 'zoom_ingest.tables.*' \
-	'zoom_ingest.zoom.times.*' \
+	'zoom_ingest.zoom.rules.*' 'zoom_ingest.zoom.times.*' \
 	$(foreach f,$(JOB_WRITER),'zoom_ingest.job.x?_Writer?$(f)__mutmut_*') \
 	'zoom_ingest.zoom.fetcher.x?Fetcher?_fetch__mutmut_*' \
 	$(foreach f,take release,'zoom_ingest.zoom.schedule.x?Scheduler?$(f)__mutmut_*') \

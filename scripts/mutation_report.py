@@ -47,7 +47,6 @@ SCOPE = {
 #: mutant → why it is equivalent (see docs/mutation.md for the longer story).
 _W = "zoom_ingest.job.xǁ_Writerǁ"
 _F = "zoom_ingest.zoom.fetcher.xǁFetcherǁ"
-_S = "zoom_ingest.zoom.schedule.xǁSchedulerǁ"
 EQUIVALENT: dict[str, str] = {
     # plan.py, zoom/rules.py, zoom/times.py
     "zoom_ingest.plan.x_plan_stream__mutmut_78": "mode is 'backfill' exactly when cursor is None",
@@ -59,6 +58,7 @@ EQUIVALENT: dict[str, str] = {
     "zoom_ingest.zoom.times.x_parse_time__mutmut_21": "3.11+ fromisoformat reads 'Z' itself",
     "zoom_ingest.zoom.times.x_parse_time__mutmut_32": "3.11+ fromisoformat truncates a 7th digit",
     "zoom_ingest.zoom.times.x_parse_time__mutmut_33": "3.11+ fromisoformat truncates a 7th digit",
+    "zoom_ingest.zoom.times.x_canonical_times__mutmut_8": "codec names are case-insensitive",
     # normalise.py
     "zoom_ingest.normalise.x_raw_json__mutmut_3": "ensure_ascii=None is falsy, as False",
     "zoom_ingest.normalise.x_raw_json__mutmut_12": "codec names are case-insensitive",
@@ -76,25 +76,52 @@ EQUIVALENT: dict[str, str] = {
     "zoom_ingest.normalise.x__json_insides__mutmut_4": "a separator JSON does not escape",
     "zoom_ingest.normalise.x__json_insides__mutmut_6": "codec names are case-insensitive",
     "zoom_ingest.normalise.x__marked_nulls__mutmut_5": "scanning a column without None finds none",
+    "zoom_ingest.normalise.xǁBatchǁadd__mutmut_2": "a list is copied: the same records",
+    "zoom_ingest.normalise.xǁBatchǁadd__mutmut_35": "common records were picked under that latest",
+    **{
+        f"zoom_ingest.normalise.xǁBatchǁ_add_page__mutmut_{n}": "typing.cast does nothing"
+        for n in (11, 15, 16, 17)
+    },
+    "zoom_ingest.normalise.xǁBatchǁ_add_page__mutmut_30": "map stops at the page's end",
+    "zoom_ingest.normalise.xǁBatchǁ_add_page__mutmut_87": "codec names are case-insensitive",
+    **{
+        f"zoom_ingest.normalise.xǁBatchǁ_add_page__mutmut_{n}": "a pending list a field: as many"
+        for n in (102, 105, 107)
+    },
+    "zoom_ingest.normalise.xǁBatchǁ_add_page__mutmut_111": "made Arrow a row later: the same rows",
+    "zoom_ingest.normalise.xǁBatchǁ_convert_pending__mutmut_3": "_pending is only tested for truth",
+    **{
+        f"zoom_ingest.normalise.xǁBatchǁ_convert_pending__mutmut_{n}": "a column a field: as many"
+        for n in (19, 22, 24)
+    },
+    "zoom_ingest.normalise.x__columns__mutmut_2": "two fields by the per-field path: same columns",
+    **{
+        f"zoom_ingest.normalise.x__columns__mutmut_{n}": "itemgetter's tuples are all as long"
+        for n in (9, 11, 12)
+    },
+    "zoom_ingest.normalise.x__columns__mutmut_23": "map stops at the page's end",
+    "zoom_ingest.normalise.x__fixed_offsets__mutmut_17": "a larger cache of the same offsets",
+    "zoom_ingest.normalise.x__fixed_offsets__mutmut_25": "'I', 'i': same bytes below 2**31",
+    "zoom_ingest.normalise.x__fixed_offsets__mutmut_35": "one offset more made: the same slices",
     # tables.py
     "zoom_ingest.tables.x__strings__mutmut_1": "runs only at import, before mutmut can switch",
     "zoom_ingest.tables.x__strings__mutmut_2": "runs only at import, before mutmut can switch",
     "zoom_ingest.tables.x__strings__mutmut_3": "runs only at import, before mutmut can switch",
     "zoom_ingest.tables.x__strings__mutmut_4": "runs only at import, before mutmut can switch",
     "zoom_ingest.tables.x_checkpoint_row__mutmut_10": "Arrow stores an aware datetime's instant",
+    "zoom_ingest.tables.x_lease_row__mutmut_15": "Arrow stores an aware datetime's instant",
     "zoom_ingest.tables.x__sha256_json__mutmut_3": "ensure_ascii=None is falsy, as False",
     "zoom_ingest.tables.x_lw_id_json__mutmut_8": "ensure_ascii=None is falsy, as False",
     "zoom_ingest.tables.x__sha256_json__mutmut_11": "a list of strings has no key separator",
     "zoom_ingest.tables.x__sha256_json__mutmut_18": "codec names are case-insensitive",
+    "zoom_ingest.tables.x_lw_id_json__mutmut_15": "a list has no key separator",
+    "zoom_ingest.tables.x_lw_id_json__mutmut_21": "codec names are case-insensitive",
     # job.py
     f"{_W}_advance_cursor__mutmut_5": "index len(windows) is never in committed",
     f"{_W}_commit__mutmut_12": "pa.scalar infers the same timestamp type",
     f"{_W}_commit__mutmut_14": "pa.scalar infers the same timestamp type",
+    f"{_W}_handle__mutmut_26": "no case for WindowCancelled does nothing, as its pass did",
     f"{_F}_fetch__mutmut_11": "a constant fallback: the wait it measures is 0 either way",
-    **{
-        f"{_S}release__mutmut_{n}": "_longest is written and never read"
-        for n in (17, 18, 19, 20, 25)
-    },
 }
 
 #: mutmut's exit codes: 1 killed (a test failed), 0 survived, 33 no test covers it,

@@ -16,6 +16,7 @@ and `tables.lw_id` give one record at a time, the first copy of a record winning
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from zoom_ingest import normalise
 from zoom_ingest.normalise import FUTURE_SKEW, Batch, RecordError, normalise_record, raw_json
 from zoom_ingest.tables import ACTIVITY_LOGS, OPERATION_LOGS, TableSpec, lw_id, lw_id_json
+from zoom_ingest.zoom.times import all_canonical
 
 #: Strings that need no JSON escaping (the plain path takes them).
 PLAIN = [
@@ -491,3 +493,75 @@ def test_a_pages_common_records_take_the_page_path_beside_an_odd_one(
     rows, rejects = _record_by_record(ACTIVITY_LOGS, page, now + FUTURE_SKEW)
     assert batch.rows == rows and batch.records_seen == len(page)
     assert sorted((r.reason, r.raw_json) for r in batch.rejects) == sorted(rejects)
+
+
+# -- what the mutation run found untested (docs/mutation.md) ---------------------------------
+
+
+@pytest.mark.usefixtures("host_time_zone")
+def test_the_page_paths_future_check_is_in_utc_in_every_host_zone() -> None:
+    """`latest` is now + FUTURE_SKEW written in UTC: in a zone ahead of UTC, a local
+    "now" would let records hours in the future through the page path."""
+    now = datetime(2025, 8, 12, 12, 55, tzinfo=UTC)  # now + FUTURE_SKEW: 13:00:00Z
+    edge = {"time": "2025-08-12T13:00:00Z", "email": "at the skew's edge"}
+    ahead = {"time": "2025-08-12T14:00:00Z", "email": "an hour ahead"}
+    batch = Batch(ACTIVITY_LOGS, clock=lambda: now)
+    batch.add([edge, ahead])
+    rows, rejects = _record_by_record(ACTIVITY_LOGS, [edge, ahead], now + FUTURE_SKEW)
+    assert batch.rows == rows and len(rows) == 1
+    assert [(r.reason, r.raw_json) for r in batch.rejects] == rejects and len(rejects) == 1
+
+
+def test_a_page_given_as_any_iterable_is_normalised_as_its_list() -> None:
+    rng = random.Random(5)
+    page = [_record(rng, ACTIVITY_LOGS, True, PLAIN) for _ in range(20)]
+    listed, iterated = Batch(ACTIVITY_LOGS), Batch(ACTIVITY_LOGS)
+    listed.add(page)
+    iterated.add(record for record in page)
+    assert iterated.rows == listed.rows and iterated.records_seen == len(page)
+
+
+def test_the_offsets_of_fixed_width_strings_are_made_once_for_the_most_rows_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offsets 0, width, 2 × width, … (int32): made once a width, for at least
+    2 × _PENDING_ROWS rows, then sliced; made again, larger, when more rows are asked."""
+    monkeypatch.setattr(normalise, "_offsets_made", {})
+
+    def offsets(rows: int, width: int) -> bytes:
+        return array("i", range(0, (rows + 1) * width, width)).tobytes()
+
+    few = normalise._fixed_offsets(3, 20)
+    assert few.to_pybytes() == offsets(3, 20)
+    most = 2 * normalise._PENDING_ROWS
+    full = normalise._fixed_offsets(most, 20)  # exactly the buffer made for `few`
+    assert full.address == few.address and full.to_pybytes() == offsets(most, 20)
+    more = normalise._fixed_offsets(most + 1, 20)
+    assert more.to_pybytes() == offsets(most + 1, 20)
+    assert normalise._fixed_offsets(2, 64).to_pybytes() == offsets(2, 64)  # a width of its own
+    again = normalise._fixed_offsets(most + 1, 20)
+    assert again.address == more.address  # kept: not made anew for every call
+
+
+def test_all_canonical_is_the_page_check_of_every_time() -> None:
+    assert all_canonical(["2025-08-11T14:32:18Z", "2024-02-29T00:00:00Z"])
+    assert not all_canonical(["2025-08-11T14:32:18Z", "2025-02-29T00:00:00Z"])  # no such day
+    assert not all_canonical(["2025-08-11T14:32:18+00:00"])
+
+
+def test_the_columns_of_a_single_field_are_its_values() -> None:
+    """`_columns` with one name: itemgetter of one name gives the value, not a tuple."""
+    page = [{"email": "ada@example.com"}, {"email": "bob@example.com", "type": "Sign in"}]
+    assert normalise._columns(page, ("email",)) == [["ada@example.com", "bob@example.com"]]
+    assert normalise._columns(page, ("type",)) == [[None, "Sign in"]]
+
+
+def test_a_future_dated_record_is_rejected_saying_when_and_the_skew_allowed() -> None:
+    now = datetime(2025, 8, 12, 12, 55, tzinfo=UTC)
+    batch = Batch(ACTIVITY_LOGS, clock=lambda: now)
+    batch.add([{"time": "2025-08-12T14:00:00Z", "email": "an hour ahead"}])
+    (reject,) = batch.rejects
+    assert reject.reason == (
+        "time: 2025-08-12T14:00:00Z is in the future (after 2025-08-12T13:00:00Z, "
+        "now plus 5 minutes of clock skew)"
+    )

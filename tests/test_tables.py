@@ -24,12 +24,14 @@ from zoom_ingest.tables import (
     ACTIVITY_LOGS,
     ALL_TABLES,
     CHECKPOINTS,
+    LEASES,
     LOG_TABLES,
     OPERATION_LOGS,
     UTC,
     TableSpec,
     checkpoint_row,
     format_time,
+    lease_row,
     lw_id,
     lw_id_json,
     reject_id,
@@ -581,3 +583,50 @@ def test_a_row_keeps_the_documented_fields_it_was_given(spec: TableSpec, record:
         assert row[name] == record.get(name)
     assert row["time"] == parse_time(record["time"])
     assert row["lw_id"] == lw_id(spec, parse_time(record["time"]), record)
+
+
+# -- what the mutation run found untested (docs/mutation.md) ---------------------------------
+
+
+@HOST_TIME_ZONES
+def test_a_lease_row_holds_the_run_and_its_times_in_utc() -> None:
+    acquired = datetime(2026, 11, 22, 21, 0, tzinfo=timezone(timedelta(hours=11)))
+    table = lease_row(
+        "acct", "run-1", acquired, acquired + timedelta(minutes=1), acquired + timedelta(minutes=6)
+    )
+    assert table.schema.equals(LEASES.schema)
+    (row,) = table.to_pylist()
+    assert row == {
+        "account_id": "acct",
+        "run_id": "run-1",
+        "acquired_at": datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+        "renewed_at": datetime(2026, 11, 22, 10, 1, tzinfo=UTC),
+        "expires_at": datetime(2026, 11, 22, 10, 6, tzinfo=UTC),
+    }
+
+
+@pytest.mark.parametrize("naive", ["acquired_at", "renewed_at", "expires_at"])
+def test_a_lease_time_must_be_an_instant(naive: str) -> None:
+    times = dict.fromkeys(("acquired_at", "renewed_at", "expires_at"), datetime.now(UTC))
+    times[naive] = times[naive].replace(tzinfo=None)
+    with pytest.raises(ValueError, match=f"^lease {naive} must be an aware datetime, got "):
+        lease_row("acct", "run-1", **times)
+
+
+def test_a_columns_comment_is_its_tables_or_empty() -> None:
+    assert LEASES.column_comment("run_id") == "The run holding the lease (zoom_ingest_runs.run_id)"
+    assert LEASES.column_comment("no_such_column") == ""
+
+
+@pytest.mark.parametrize("raw", ['{"city":"Zürich"}', '{"version":"\ud800"}'])
+def test_reject_id_hashes_the_text_as_utf_8_even_a_lone_surrogate(raw: str) -> None:
+    text = json.dumps(["reject", "activity_logs", raw], ensure_ascii=False, separators=(",", ":"))
+    expected = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    assert reject_id("activity_logs", raw) == expected
+
+
+def test_a_batchs_own_clock_is_the_utc_clock() -> None:
+    """The future-dated check compares with now in UTC (an aware instant)."""
+    before = datetime.now(UTC)
+    now = Batch(ACTIVITY_LOGS).clock()
+    assert now.utcoffset() == timedelta(0) and before <= now <= datetime.now(UTC)

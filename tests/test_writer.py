@@ -34,6 +34,7 @@ from zoom_ingest.job import (
 )
 from zoom_ingest.normalise import Reject, raw_json
 from zoom_ingest.plan import Plan, Window, plan_stream
+from zoom_ingest.run_state import runs_rows
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.tables import (
     ACTIVITY_LOGS,
@@ -43,6 +44,7 @@ from zoom_ingest.tables import (
     UTC,
     TableSpec,
     format_time,
+    reject_id,
 )
 from zoom_ingest.zoom import (
     STREAMS_BY_NAME,
@@ -53,6 +55,7 @@ from zoom_ingest.zoom import (
     fetcher,
     schedule,
 )
+from zoom_ingest.zoom.errors import IncompleteAnswer
 from zoom_ingest.zoom.fetcher import Fetcher, WindowToFetch
 from zoom_ingest.zoom.rules import CATEGORY_TYPES
 from zoom_ingest.zoom.schedule import Chain, Scheduler
@@ -1244,3 +1247,155 @@ def test_a_finished_chain_no_longer_counts_as_work_left():
     assert scheduler.take() is chain
     scheduler.release(chain, finished=True, seconds=0.1)
     assert scheduler.end_game() and scheduler.take() is None
+
+
+# -- what the mutation run found untested (docs/mutation.md) ---------------------------------
+
+
+def test_a_batchs_rejects_are_stored_under_the_run_the_account_and_the_stream():
+    writer, s, engine = writer_for(backfill_plan())
+    record = {"email": "no-time@example.com"}
+    s.batch.add([record])
+    flush(writer, s)
+    (row,) = engine.rows(REJECTS)
+    assert (row["run_id"], row["account_id"], row["stream"]) == ("run-1", "acct", "activity_logs")
+    assert row["reject_id"] == reject_id("activity_logs", raw_json(record))
+    assert row["raw_json"] == raw_json(record)
+
+
+def test_a_window_not_proven_complete_is_named_with_its_dates_and_why(caplog):
+    """The runs row's `failed_window` says which dates and why, and the log says it was
+    not proven complete (not merely "failed")."""
+    writer, s, _engine = writer_for(backfill_plan())
+    window = s.plan.windows[1]
+    exc = IncompleteAnswer("Zoom's pages are out of order", reason="records out of order")
+    with caplog.at_level(logging.DEBUG, logger="zoom_ingest"):
+        writer._window_failed(s, window, exc)
+    assert s.failed_window == "2026-11-20..2026-11-20: records out of order"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "ERROR",
+            "activity_logs 2026-11-20 could not be proven complete: Zoom's pages are out of order",
+        ),
+    ]
+    assert s.aborted and s.error == "activity_logs 2026-11-20: Zoom's pages are out of order"
+    (row,) = _runs_rows(summary_of(s), settings()).to_pylist()
+    assert (row["status"], row["failed_window"]) == ("incomplete", s.failed_window)
+
+
+def test_a_running_row_has_no_end_and_no_outcome_yet():
+    """The row written before the first call: the run and its plan, no end, no cursor
+    after, status `running` (whatever the stream's tallies say so far)."""
+    s = stream_run(cursor=NOW - timedelta(hours=1))
+    s.committed = set(range(len(s.plan.windows)))
+    s.finished = s.started + 2.5
+    (row,) = _runs_rows(summary_of(s), settings(), running=True).to_pylist()
+    assert row["status"] == "running" and row["started_at"] == NOW
+    assert row["finished_at"] is None and row["duration_seconds"] is None
+    assert row["cursor_after"] is None and row["cursor_before"] == s.plan.cursor_before
+
+
+def test_runs_rows_are_the_rows_of_the_end_unless_the_run_is_said_running():
+    s = stream_run()
+    s.committed = set(range(len(s.plan.windows)))
+    (row,) = runs_rows(
+        [s],
+        run_id="run-1",
+        account_id="acct",
+        started_at=NOW,
+        rate_limit=10.0,
+        calls_per_second=None,
+        daily_limit_retry_at=None,
+    ).to_pylist()
+    assert row["status"] == "succeeded" and row["finished_at"] is not None
+
+
+def fetch_events(fetched: Fetcher) -> list[fetcher.WindowEvent]:
+    """`fetch_all`, the events as posted (strays included)."""
+    thread = threading.Thread(target=fetched._fetch, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the fetch thread did not finish"
+    out = []
+    while not fetched.events.empty():
+        out.append(fetched.events.get_nowait())
+    return out
+
+
+def test_a_pages_records_from_outside_its_window_go_on_with_its_records(monkeypatch):
+    stray = Stray("outside the window", sign_in(NOW + timedelta(days=1)))
+
+    def pages(*args, **limits) -> Iterator[Page]:
+        yield Page([sign_in(NOW)], "", None, None, strays=(stray,))
+
+    monkeypatch.setattr(fetcher, "fetch_pages", pages)
+    writer, s, _engine = writer_for(backfill_plan())
+    assert fetch_events(fetcher_over(writer, s, 1)) == [
+        fetcher.Records("activity_logs", 1, [sign_in(NOW)], (stray,)),
+        fetcher.WindowDone("activity_logs", 1),
+    ]
+
+
+def test_a_page_that_ends_its_window_unproven_posts_its_records_then_the_failure(monkeypatch):
+    """The window ends failed after its records (which may be stored), and the fetch
+    thread goes on to the next window."""
+    failure = IncompleteAnswer("Zoom's pages are out of order", reason="records out of order")
+    windows = backfill_plan().windows
+
+    def pages(client, stream, window, *args, **limits) -> Iterator[Page]:
+        if window == windows[1]:  # a token to follow, but the window ends here unproven
+            yield Page([sign_in(NOW)], "token-2", None, None, failure=failure)
+        else:
+            yield Page([], "", None, None)
+
+    monkeypatch.setattr(fetcher, "fetch_pages", pages)
+    writer, s, _engine = writer_for(backfill_plan())
+    assert fetch_events(fetcher_over(writer, s, 1, 2)) == [
+        fetcher.Records("activity_logs", 1, [sign_in(NOW)]),
+        fetcher.WindowFailed("activity_logs", 1, failure),
+        fetcher.WindowDone("activity_logs", 2),
+    ]
+
+
+def first_page(scheduler: Scheduler, chain: Chain, records: int, total: int | None) -> None:
+    """`chain`'s page is in (`records` of a window of `total`): observed, then released."""
+    chain.pages = iter(())  # paging has begun
+    chain.observe(Page([sign_in(NOW)] * records, "more", None, None, total_records=total))
+    scheduler.release(chain, finished=False, seconds=None)
+
+
+def test_the_opening_horizon_learns_a_windows_length_from_its_first_page_only():
+    """`_should_open` counts a window not yet paged as long as the windows' first pages
+    said theirs were (pages left + the one in): one estimate a window, from its first
+    page, when that page brought records."""
+    s = StreamRun(ACTIVITY, backfill_plan())
+    window = s.plan.windows[0]
+    scheduler = Scheduler(
+        [Chain(s.stream, 0, window, s.counters, 0)], max_in_flight=1, open_limit=8, rate=10.0
+    )
+    chain = scheduler.take()
+    assert chain is not None
+    first_page(scheduler, chain, 3, 3 + 2 * schedule.PAGE_SIZE)  # two pages left
+    assert scheduler._first_pages == [3.0]
+    assert scheduler.take() is chain
+    first_page(scheduler, chain, 3, 3 + 2 * schedule.PAGE_SIZE)  # its second page: no more
+    assert scheduler._first_pages == [3.0]
+    empty = Scheduler(
+        [Chain(s.stream, 0, window, s.counters, 0)], max_in_flight=1, open_limit=8, rate=10.0
+    )
+    chain = empty.take()
+    assert chain is not None
+    first_page(empty, chain, 0, None)  # a first page without records says nothing
+    assert empty._first_pages == []
+
+
+def test_the_first_page_estimates_kept_are_bounded():
+    s = StreamRun(ACTIVITY, backfill_plan())
+    window = s.plan.windows[0]
+    chains = [Chain(s.stream, n, window, s.counters, n) for n in range(1001)]
+    scheduler = Scheduler(chains, max_in_flight=1, open_limit=4, rate=10.0)
+    while (chain := scheduler.take()) is not None:
+        chain.pages = iter(())
+        chain.observe(Page([sign_in(NOW)], "", None, None, total_records=1))
+        scheduler.release(chain, finished=True, seconds=None)
+    assert scheduler._first_pages == [1.0] * 1000  # the first 1000 windows' estimates
