@@ -622,29 +622,36 @@ def test_records_are_buffered_until_the_batch_is_full():
     assert s.committed == set()  # the window is not done: its cursor waits
 
 
-def test_a_full_batch_takes_the_other_streams_batches_along():
-    """A quiet stream's batch does not wait for its timed flush beside full batches of
-    the busy one: it goes to the committer first, then the full batch."""
+@pytest.mark.parametrize("quiet_rows", [1, 2])
+def test_a_full_batch_takes_the_other_streams_batches_along(quiet_rows: int):
+    """A quiet stream's batch of a quarter batch or more does not wait for its timed
+    flush beside full batches of the busy one: it goes to the committer first, then the
+    full batch. A smaller one stays (a merge has a fixed cost)."""
     engine = MemoryEngine()
     busy = StreamRun(ACTIVITY, backfill_plan())
     quiet = StreamRun(
         STREAMS_BY_NAME["operation_logs"], plan_stream(settings(), "operation_logs", None, NOW)
     )
-    writer = _Writer(settings(batch_rows=3), engine, "run-1", [busy, quiet], FakeClient(), False)  # type: ignore[arg-type]
+    writer = _Writer(settings(batch_rows=8), engine, "run-1", [busy, quiet], FakeClient(), False)  # type: ignore[arg-type]
     bar = SimpleNamespace(records=lambda stream, count: None)
     day = datetime(2026, 11, 20, tzinfo=UTC)
-    operation = {"time": format_time(day), "operator": "ada@example.com", "action": "Add"}
-    writer._handle(event("records", "operation_logs", 0, [operation]), bar)  # type: ignore[arg-type]
-    page = [sign_in(day + timedelta(hours=h)) for h in (1, 2)]
+    operations = [
+        {"time": format_time(day + timedelta(minutes=n)), "operator": "ada@example.com"}
+        for n in range(quiet_rows)
+    ]
+    writer._handle(event("records", "operation_logs", 0, operations), bar)  # type: ignore[arg-type]
+    page = [sign_in(day + timedelta(hours=h)) for h in range(1, 8)]
     writer._handle(event("records", "activity_logs", 0, page), bar)  # type: ignore[arg-type]
     assert writer.commits.empty()  # neither is full
     committer = threading.Thread(target=writer._commit_loop)  # takes one batch at a time
     committer.start()
     writer._handle(event("records", "activity_logs", 0, [sign_in(day, "eve")]), bar)  # type: ignore[arg-type]
-    assert (len(busy.batch), len(quiet.batch)) == (0, 0)
+    taken = quiet_rows * 4 >= 8
+    assert (len(busy.batch), len(quiet.batch)) == (0, 0 if taken else quiet_rows)
     writer.commits.put(None)
     committer.join(timeout=30)
-    assert engine.merges == [(OPERATION_LOGS.name, 1), (ACTIVITY_LOGS.name, 3)]
+    along = [(OPERATION_LOGS.name, quiet_rows)] if taken else []
+    assert engine.merges == [*along, (ACTIVITY_LOGS.name, 8)]
 
 
 def test_fetched_counts_every_record_even_duplicates_and_rejects():

@@ -67,6 +67,8 @@ FLUSH_EVERY_SECONDS = 30.0
 #: fetcher's `end_game`), so that the merge after the last page (which the run waits
 #: for) is a small one.
 END_GAME_FLUSH_SECONDS = 3.0
+#: A full batch takes along another stream's batch of at least 1/this of `batch_rows`.
+TAKE_ALONG_SHARE = 4
 
 
 # --- what the writer hands the committer ---
@@ -368,13 +370,16 @@ class _Writer:
             )
             s.fetched += len(event.records) + len(event.strays)
             bar.records(s.name, len(event.records))
-            if len(s.batch) >= self.settings.batch_rows:
-                # A full batch takes the other streams' batches along (theirs first: they
-                # merge in a moment), so a quiet stream's batch never waits for its timed
-                # flush beside full batches of the busy one: the writer holds about one
-                # batch's rows, not one per stream (issue 22).
+            limit = self.settings.batch_rows
+            if len(s.batch) >= limit:
+                # A full batch takes along the other streams' batches of a quarter batch
+                # or more (theirs first: they merge in a moment), so a quiet stream's
+                # batch never grows to a full one beside full batches of the busy one
+                # while it waits for its timed flush (issue 22). Smaller ones stay: each
+                # merge has a fixed cost, and a quiet stream's few rows taken along with
+                # every full batch made four times the merges for a few MiB.
                 for other in self.runs.values():
-                    if other is not s:
+                    if other is not s and len(other.batch) * TAKE_ALONG_SHARE >= limit:
                         self._flush(other)
                 self._flush(s)
             return 0
