@@ -120,7 +120,7 @@ EQUIVALENT: dict[str, str] = {
     f"{_W}_advance_cursor__mutmut_5": "index len(windows) is never in committed",
     f"{_W}_commit__mutmut_12": "pa.scalar infers the same timestamp type",
     f"{_W}_commit__mutmut_14": "pa.scalar infers the same timestamp type",
-    f"{_W}_handle__mutmut_26": "no case for WindowCancelled does nothing, as its pass did",
+    f"{_W}_handle__mutmut_32": "no case for WindowCancelled does nothing, as its pass did",
     f"{_F}_fetch__mutmut_11": "a constant fallback: the wait it measures is 0 either way",
 }
 

@@ -14,6 +14,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -1406,3 +1407,23 @@ def test_the_first_page_estimates_kept_are_bounded():
         chain.observe(Page([sign_in(NOW)], "", None, None, total_records=1))
         scheduler.release(chain, finished=True, seconds=None)
     assert scheduler._first_pages == [1.0] * 1000  # the first 1000 windows' estimates
+
+
+def test_the_oldest_open_window_goes_first_only_while_windows_wait_beyond_it():
+    """The span's holder (the oldest open window, while newer ones wait on it) pages before
+    a window with a larger share left; with none waiting, the larger share goes first."""
+    s = StreamRun(ACTIVITY, backfill_plan())
+    window = s.plan.windows[0]
+
+    def started(windows: int, open_limit: int) -> tuple[Scheduler, list[Chain]]:
+        chains = [Chain(s.stream, n, window, s.counters, n) for n in range(windows)]
+        for chain, share in zip(chains, (0.1, 0.9), strict=False):
+            chain.pages = iter(())  # its first page is in
+            chain.remaining, chain.fraction_left = 10 * share, share
+            chain.last_page_at = time.monotonic()  # not stale
+        return Scheduler(chains, max_in_flight=1, open_limit=open_limit, rate=10.0), chains
+
+    scheduler, chains = started(3, open_limit=2)  # window 2 waits on window 0
+    assert scheduler.take() is chains[0]
+    scheduler, chains = started(2, open_limit=2)  # none waits
+    assert scheduler.take() is chains[1]
