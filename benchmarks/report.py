@@ -831,7 +831,7 @@ CHANGES = [
     "queues were not among them: the page queue stayed empty and no batch ever waited "
     "for the committer. (1) The batch: a merge of 100,000 rows raised the RSS by 80–115 "
     "MiB (the key read 40–60, delta-rs' write about 45), while the 5-day run merged "
-    "about 15,000 rows every 3 s; `batch_rows` is now 25,000 by default. (2) A merge's "
+    "about 15,000 rows every 3 s (25,000-row batches were tried: see the end). (2) A merge's "
     "key read and write follow the row group, and an appended file was one row group "
     "as large as its batch's slice: appended files now have row groups of at most "
     "16,384 rows (`APPEND_ROW_GROUP_ROWS`). (3) deltalake has its own jemalloc (linked "
@@ -869,7 +869,19 @@ CHANGES = [
     "s before in the same session (loads 3.4–12; 22.4–23.7 s before on a quieter "
     "machine), wall 95.5–98.2 s against 95–125 s: four times the merges, each reading "
     "every key of the days its batch spans, cost CPU that the unfiltered key read only "
-    "partly wins back; not measured on a quiet machine.",
+    "partly wins back. In the end the default stays 100,000: at 25,000, on a quiet "
+    "machine (load 0.2–1), `python -m benchmarks.versus --base 4f9344a --shape "
+    "large-los-angeles` gave 0.648 of the base's records per CPU-second (35.7 against "
+    "23.2 CPU-s), and on Spark a MERGE of a few seconds would outlast the two seconds a "
+    "25,000-row batch takes to fetch at 40 requests/s. A full batch takes along only the "
+    "other streams' batches of a quarter batch or more (taking every one along made the "
+    "operation stream merge four times as often). Final, at load 0.2–1: "
+    "`python -m benchmarks.memory` 249.8 MiB (5 days, 7.5 CPU-s) against 362.6 MiB (20 "
+    "days, 20.7 CPU-s; 23.7 before): **≤ 400 MiB met, ×1.45 against ×1.15 not met** "
+    "(with 25,000-row batches: 251.1 against 286.2 MiB, ×1.14, at 27.7 CPU-s); "
+    "`benchmarks.versus --base 4f9344a --shape large-los-angeles`: 1.012 of the base's "
+    "records per CPU-second (24.5 against 24.8 CPU-s), 0.957 of the ceiling, 0 429s, "
+    "peak 437 → 385 MiB.",
 ]
 
 

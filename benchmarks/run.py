@@ -58,7 +58,7 @@ FULL = Plan(
     backfill=Workload(days=120, activity_per_day=7000, operation_per_day=1400),
     rates=(10.0, 40.0),
     memory=Workload(days=30, activity_per_day=7000, operation_per_day=1400),
-    small_batch_rows=10_000,  # below the default batch_rows (25,000)
+    small_batch_rows=25_000,  # below the default batch_rows (100,000)
     naive_rate=10.0,
     naive_budget_seconds=90.0,
     table_sizes=(100_000, 1_000_000, 10_000_000),
