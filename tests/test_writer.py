@@ -727,17 +727,23 @@ def fetcher_over(writer: _Writer, s: StreamRun, *indexes: int) -> Fetcher:
     return writer.fetcher
 
 
-def fetch_all(fetched: Fetcher) -> list[tuple]:
+def fetch_events(fetched: Fetcher) -> list[fetcher.WindowEvent]:
     """Run one fetch thread (`Fetcher._fetch`) under its real scheduler until every chain
-    has ended; return the events it posted, in order."""
+    has ended; return the events it posted, in order, whole (strays included)."""
     thread = threading.Thread(target=fetched._fetch, daemon=True)
     thread.start()
     thread.join(timeout=10)
     assert not thread.is_alive(), "the fetch thread did not finish"
     out = []
     while not fetched.events.empty():
-        out.append(short(fetched.events.get_nowait()))
+        out.append(fetched.events.get_nowait())
     return out
+
+
+def fetch_all(fetched: Fetcher) -> list[tuple]:
+    """Run one fetch thread (`Fetcher._fetch`) under its real scheduler until every chain
+    has ended; return the events it posted, in order, each in short (`short`)."""
+    return [short(event) for event in fetch_events(fetched)]
 
 
 def fetch(writer: _Writer, s: StreamRun, *indexes: int) -> list[tuple]:
@@ -1316,18 +1322,6 @@ def test_runs_rows_are_the_rows_of_the_end_unless_the_run_is_said_running():
         daily_limit_retry_at=None,
     ).to_pylist()
     assert row["status"] == "succeeded" and row["finished_at"] is not None
-
-
-def fetch_events(fetched: Fetcher) -> list[fetcher.WindowEvent]:
-    """`fetch_all`, the events as posted (strays included)."""
-    thread = threading.Thread(target=fetched._fetch, daemon=True)
-    thread.start()
-    thread.join(timeout=10)
-    assert not thread.is_alive(), "the fetch thread did not finish"
-    out = []
-    while not fetched.events.empty():
-        out.append(fetched.events.get_nowait())
-    return out
 
 
 def test_a_pages_records_from_outside_its_window_go_on_with_its_records(monkeypatch):

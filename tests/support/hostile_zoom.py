@@ -261,8 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
             # last real one: a window reaching below the run's start stops early, and
             # whether one does depends on the time of day (how the dates are cut).
             if offset > 0 or not records:
-                reached = records[min(offset, len(records)) - 1]["time"] if records else None
-                moment = reached or f"{chain.first}T12:00:00Z"
+                last = min(offset, len(records)) - 1  # the last real record served
+                moment = records[last]["time"] if records else f"{chain.first}T12:00:00Z"
                 page = [
                     {"time": moment, "email": f"fake-{chain.extra}-{n}", "type": "Sign in"}
                     for n in range(size)
