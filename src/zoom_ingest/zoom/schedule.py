@@ -238,8 +238,15 @@ class Scheduler:
         with self._cond:
             if self._waiting:
                 return False
-            work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
-            return work < self._rate * END_GAME_SECONDS
+            return self._open_work(unknown=0.0) < self._rate * END_GAME_SECONDS
+
+    def _typical_first_pages(self) -> float:
+        """The pages a window's first estimate gave, on average so far (1 before any)."""
+        return sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
+
+    def _open_work(self, unknown: float) -> float:
+        """Pages left in the open windows; a chain without an estimate yet counts `unknown`."""
+        return sum(unknown if math.isinf(c.remaining) else c.remaining for c in self._opened)
 
     def _span_holder(self) -> Chain | None:
         """The oldest open window while it keeps waiting windows shut (the span), or None."""
@@ -257,23 +264,18 @@ class Scheduler:
         left the limiter, whichever is later."""
         if self._seconds_per_page is None:
             return math.inf
-        typical = sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
-        work = sum(0.0 if math.isinf(c.remaining) else c.remaining for c in self._opened)
-        work += typical * len(self._waiting)
+        work = self._open_work(unknown=0.0) + self._typical_first_pages() * len(self._waiting)
         cycle = max(self._seconds_per_page, self.target() / self._rate)
         return work / self._rate / cycle
 
     def _should_open(self) -> bool:
-        if self._opened:
-            oldest = min(chain.order for chain in self._opened)
-            if self._waiting[-1].order - oldest >= self._open_limit:
-                return False  # beyond the span: wait for the oldest open window
+        if self._span_holder() is not None:
+            return False  # beyond the span: wait for the oldest open window
         if self._open < max(2, self._max):
             return True
         if self._open >= self._open_limit:
             return False
-        typical = sum(self._first_pages) / len(self._first_pages) if self._first_pages else 1.0
-        work = sum(typical if math.isinf(c.remaining) else c.remaining for c in self._opened)
+        work = self._open_work(unknown=self._typical_first_pages())
         return work < self._rate * OPEN_HORIZON_SECONDS
 
     def release(self, chain: Chain, *, finished: bool, seconds: float | None) -> None:
