@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from zoom_ingest.engines.local import LocalEngine
 from zoom_ingest.settings import Secret, Settings
 from zoom_ingest.simulator import STREAMS, Simulator
 
@@ -146,7 +147,7 @@ def measure_backfill(
     )
     return BackfillResult(
         requests_per_second=requests_per_second,
-        batch_rows=batch_rows or defaults.batch_rows,
+        batch_rows=batch_rows or defaults.batch_rows or LocalEngine.batch_rows,
         concurrency=defaults.effective_concurrency,
         records=sum(row["records_fetched"] for row in rows),
         inserted=sum(row["records_inserted"] for row in rows),

@@ -21,7 +21,6 @@ from deltalake import DeltaTable, write_deltalake
 
 from zoom_ingest.engines import local as local_engine
 from zoom_ingest.engines.local import LocalEngine
-from zoom_ingest.options import BY_NAME
 from zoom_ingest.tables import ACTIVITY_LOGS, UTC
 from zoom_ingest.zoom.rules import PAGE_SIZE
 
@@ -70,7 +69,7 @@ def test_naive_baseline_pages_thirty_at_a_time(results: dict) -> None:
 def test_memory_runs_cover_two_sizes_and_two_batches(results: dict) -> None:
     memory = results["memory"]
     assert len(memory) == 4
-    default_batch_rows = BY_NAME["batch_rows"].default  # the job's own default
+    default_batch_rows = LocalEngine.batch_rows  # the job's own default, on this engine
     assert {m["batch_rows"] for m in memory} == {default_batch_rows, TINY.small_batch_rows}
     assert all(m["peak_rss_bytes"] > 0 for m in memory)
 
@@ -234,3 +233,26 @@ def test_report_judges_the_per_record_and_whole_process_targets(
     assert f"({per['ratio_to_before_issue_14']:.2f}×)" in path.measured
     page = report.markdown({**results, "per_record": per, "command": "test"}, [], tmp_path)
     assert f"{per['ratio_to_before_issue_14']:.2f}×." in page
+
+
+def test_large_tables_compact_into_files_of_the_engines_target_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a delta.targetFileSize of its own, a large table's small files are joined
+    into files of about COMPACT_TARGET_BYTES (the join's memory follows that size)."""
+    engine = LocalEngine(tmp_path / "warehouse", compact_after_files=4)
+    engine.ensure_tables()
+    path = str(engine.table_path(ACTIVITY_LOGS))
+    rng = random.Random(2)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    for hour in range(8):
+        first = start + timedelta(hours=hour)
+        (small,) = _synthetic_chunks(ACTIVITY_LOGS, rng, first, first + timedelta(hours=1), 2_000)
+        write_deltalake(path, small, mode="append")
+    sizes = [f["size_bytes"] for f in _files(path)]
+    monkeypatch.setattr(local_engine, "SORT_WHOLE_TABLE_BYTES", 1)
+    monkeypatch.setattr(local_engine, "COMPACT_TARGET_BYTES", 2 * max(sizes))
+    engine.maintain()
+    files = _files(path)
+    assert 2 <= len(files) <= 4  # about two small files each, not one file of all eight
+    assert engine.read_table(ACTIVITY_LOGS).num_rows == 16_000

@@ -81,6 +81,7 @@ class MemoryEngine:
 
     name = "memory"
     exclusive_runs = True
+    batch_rows = 100_000
 
     def __init__(self, cursors: dict[str, datetime] | None = None) -> None:
         self.tables: dict[str, dict[tuple, dict]] = {}
@@ -621,6 +622,30 @@ def test_records_are_buffered_until_the_batch_is_full():
     assert engine.merges == [(ACTIVITY_LOGS.name, 3)]
     assert s.fetched == 3 and s.inserted == 3
     assert s.committed == set()  # the window is not done: its cursor waits
+
+
+@pytest.mark.parametrize(("setting", "engines", "full"), [(None, 2, 2), (3, 2, 3)])
+def test_a_batch_holds_the_engines_rows_unless_the_settings_say(
+    setting: int | None, engines: int, full: int
+):
+    """batch_rows unset: each engine's own (the local engine's small, Spark's large)."""
+    engine = MemoryEngine()
+    engine.batch_rows = engines
+    writer, s, _ = writer_for(backfill_plan(), engine, batch_rows=setting)
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    for hour in range(1, full):
+        page = [sign_in(day + timedelta(hours=hour))]
+        writer._handle(event("records", "activity_logs", 0, page), FakeBar())
+        assert writer.commits.empty()
+    writer._handle(event("records", "activity_logs", 0, [sign_in(day)]), FakeBar())
+    assert writer.commits.qsize() == 1 and len(s.batch) == 0
+
+
+def test_the_engines_batches_are_small_where_a_merge_is_cheap():
+    from zoom_ingest.engines import LocalEngine, SparkEngine
+
+    assert LocalEngine.batch_rows == 20_000 and SparkEngine.batch_rows == 100_000
+    assert Settings.__dataclass_fields__["batch_rows"].default is None
 
 
 @pytest.mark.parametrize("quiet_rows", [1, 2])

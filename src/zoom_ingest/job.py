@@ -270,6 +270,8 @@ class _Writer:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        #: Rows a batch holds before it is merged: the settings', or the engine's own.
+        self.batch_rows = settings.batch_rows or engine.batch_rows
         self.run_id = run_id
         self.runs = {s.name: s for s in runs}
         self.progress_mode = progress
@@ -370,7 +372,7 @@ class _Writer:
             )
             s.fetched += len(event.records) + len(event.strays)
             bar.records(s.name, len(event.records))
-            limit = self.settings.batch_rows
+            limit = self.batch_rows
             if len(s.batch) >= limit:
                 # A full batch takes along the other streams' batches of a quarter batch
                 # or more (theirs first: they merge in a moment), so a quiet stream's

@@ -382,7 +382,13 @@ OPTIONS: tuple[Option, ...] = (
         unset="from the rate",
     ),
     setting("window_days", "Days per backfill window (1-28)", TUNING),
-    setting("batch_rows", "Rows buffered per table before a merge", TUNING),
+    setting(
+        "batch_rows",
+        "Rows buffered per table before a merge",
+        TUNING,
+        kind=int,
+        unset="from the engine",
+    ),
     setting("timeout", "Seconds to wait for one HTTP response", TUNING),
     setting(
         "max_retries",

@@ -70,11 +70,10 @@ class Settings:
     concurrency: int | None = None
     #: Backfill windows are cut into this many days each (1–28: always within one month).
     window_days: int = 1
-    #: Rows buffered per table before a merge; bounds memory, not the backfill size. A
-    #: merge's memory follows its batch, but smaller batches mean more merges, each with
-    #: a fixed cost: at 25,000 a local backfill took ~50% more CPU, and on Spark a MERGE
-    #: of a few seconds would outlast the two seconds a batch takes to fetch at 40/s.
-    batch_rows: int = 100_000
+    #: Rows buffered per table before a merge; bounds memory, not the backfill size.
+    #: None → the engine's own (`Engine.batch_rows`): a merge's memory follows its batch,
+    #: and what a merge costs besides differs by engine.
+    batch_rows: int | None = None
     #: Seconds to wait for one HTTP response.
     timeout: float = 30.0
     #: Attempts per request beyond the first, for 429/5xx/resets/timeouts.
@@ -147,7 +146,8 @@ def validate(s: Settings) -> None:
     if s.concurrency is not None:
         _check_range("concurrency", s.concurrency, 1, 256)
     _check_range("window_days", s.window_days, 1, 28)
-    _check_range("batch_rows", s.batch_rows, 1, 10_000_000)
+    if s.batch_rows is not None:
+        _check_range("batch_rows", s.batch_rows, 1, 10_000_000)
     _check_range("timeout", s.timeout, 0.1, 600)
     _check_range("max_retries", s.max_retries, 0, 100)
     _check_range("request_deadline", s.request_deadline, 1, 3600)

@@ -72,6 +72,8 @@ class Engine(Protocol):
 
     #: "local" or "spark"
     name: str
+    #: Rows a batch holds before it is merged, unless the settings say (`batch_rows`).
+    batch_rows: int
 
     def describe(self) -> str:
         """Where the tables are, for log lines (e.g. the folder, or catalog.schema)."""
