@@ -306,22 +306,15 @@ class LocalEngine:
             started = time.monotonic()
             table = self._table(spec)
             appended = self._appended_to(spec, table)
-            dataset = table.to_pyarrow_dataset(
-                file_pruning_predicate=pruning, filesystem=_native_filesystem(table)
-            )
-            in_files = list(dataset.get_fragments(filter=in_range))
-            within = _files_within(table, *limits) if limits is not None else set()
-            read, matched = _keys_held(
-                in_files, dataset.schema, spec, appended, keys, times, in_range, within
+            matched, files = _keys_held(
+                table, spec, appended, keys, times, limits, pruning, in_range
             )
             if len(matched):
                 new = batch.filter(pc.invert(pc.is_in(keys, value_set=matched, skip_nulls=True)))
             else:
                 new = batch  # nothing there yet (a backfill's rule): no copy of the slice
             metrics = {
-                "num_target_files_scanned": len(read),
-                "num_target_files_known": len(in_files) - len(read),
-                "num_target_files_skipped_during_scan": len(table.file_uris()) - len(in_files),
+                **files,
                 "num_target_rows_inserted": new.num_rows,
                 "num_slices_appended": 1,
             }
@@ -642,27 +635,45 @@ def time_slices(spec: TableSpec, batch: pa.Table) -> list[pa.Table]:
 
 
 def _keys_held(
-    in_files: list[pads.Fragment],
-    schema: pa.Schema,
+    table: DeltaTable,
     spec: TableSpec,
     appended: AppendedKeys | None,
     keys: pa.Array,
     times: pa.Array | None,
+    limits: tuple[str, datetime, datetime] | None,
+    pruning: str | None,
     in_range: pc.Expression | None,
-    within: Collection[str],
-) -> tuple[list[pads.Fragment], pa.Array]:
-    """The files read and the values of `keys` the table holds (in range), from the
-    files whose statistics overlap the slice's range (`in_files`).
+) -> tuple[pa.Array, dict[str, int]]:
+    """The values of `keys` the table holds within the slice's range, and how many data
+    files were read (`num_target_files_scanned`), known without reading
+    (`num_target_files_known`: appended by this object since `appended` began) and
+    skipped on their statistics (`num_target_files_skipped_during_scan`).
 
-    Every file, unless `appended` holds all that was appended since its `files_before`
-    at the slice's times: then only those files, plus, for keys whose fingerprint it
-    holds, the row groups of their own times in the files appended since."""
-    low = pc.min(times).as_py() if times is not None and len(times) else None
+    Every file whose statistics overlap the range is read, unless `appended` holds all
+    that was appended since its `files_before` at the slice's times: then only those of
+    `files_before`, plus, for keys whose fingerprint it holds, the row groups of their
+    own times in the files appended since."""
+    key = spec.key[0]
+    total = len(table.file_uris())
+    low = limits[1] if limits is not None else None
     suspects = appended.seen(keys, times) if appended and appended.covers(low) else None
+    certain = suspects is not None and not (len(suspects) and appended and appended.fingerprints)
+    if appended is not None and certain and not appended.files_before:
+        # Every file is one this object appended, and no key must be read back: the
+        # files are not even listed (a backfill's merges into a new table).
+        assert suspects is not None
+        return suspects, _file_counts(scanned=0, known=total, skipped=0)
+    dataset = table.to_pyarrow_dataset(
+        file_pruning_predicate=pruning, filesystem=_native_filesystem(table)
+    )
+    in_files = list(dataset.get_fragments(filter=in_range))
+    within = _files_within(table, *limits) if limits is not None else set()
     if appended is None or suspects is None:
-        return in_files, _keys_among(in_files, schema, spec.key[0], in_range, keys, within)
-    read = [f for f in in_files if f.path in appended.files_before]
-    matched = _keys_among(read, schema, spec.key[0], in_range, keys, within)
+        matched = _keys_among(in_files, dataset.schema, key, in_range, keys, within)
+        return matched, _file_counts(len(in_files), 0, total - len(in_files))
+    before = [f for f in in_files if f.path in appended.files_before]
+    matched = _keys_among(before, dataset.schema, key, in_range, keys, within)
+    read_since = 0
     if len(suspects) and appended.fingerprints:
         # Only their first 64 bits matched: the exact keys, from the row groups of the
         # suspects' own times (a lw_id hashes its time) in the files appended since.
@@ -670,13 +681,27 @@ def _keys_held(
         since = [f for f in in_files if f.path not in appended.files_before]
         their_times = pc.unique(times.filter(pc.is_in(keys, value_set=suspects)))
         at_their_times = pc.field(spec.cluster_by).isin(
-            their_times.cast(schema.field(spec.cluster_by).type)
+            their_times.cast(dataset.schema.field(spec.cluster_by).type)
         )
-        suspects = _keys_among(since, schema, spec.key[0], at_their_times, suspects)
-        read += since
+        suspects = _keys_among(since, dataset.schema, key, at_their_times, suspects)
+        read_since = len(since)
     if len(suspects):
         matched = pa.concat_arrays([matched, suspects.cast(matched.type)])
-    return read, matched
+    return matched, _file_counts(
+        scanned=len(before) + read_since,
+        known=total - len(appended.files_before) - read_since,
+        skipped=len(appended.files_before) - len(before),
+    )
+
+
+def _file_counts(scanned: int, known: int, skipped: int) -> dict[str, int]:
+    """An insert-only merge's data files by what it did with them, as metrics (delta-rs
+    names where it has them)."""
+    return {
+        "num_target_files_scanned": scanned,
+        "num_target_files_known": known,
+        "num_target_files_skipped_during_scan": skipped,
+    }
 
 
 def _keys_among(
