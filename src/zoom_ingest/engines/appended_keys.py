@@ -26,6 +26,7 @@ reads every file of its range, as without this record.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..tables import UTC
+from .rules import epoch_periods
 
 #: Keys kept per table: 8 bytes each for lw_ids, so at most ~16 MiB a table. More than
 #: the days a large account's backfill has open at once (about 26 of 50,000 sign-ins).
@@ -42,7 +44,6 @@ KEPT_AFTER_FORGETTING = 0.75
 #: Hex digits of a lw_id kept: its first 64 bits.
 FINGERPRINT_DIGITS = 16
 LW_ID_DIGITS = 64
-_DAY_MICROS = 86_400 * 10**6
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The bucket of a table without `cluster_by` (all its keys in one).
 _NO_DAY = -1
@@ -82,17 +83,16 @@ class AppendedKeys:
         that were, for fingerprints those whose first 64 bits were (to be checked against
         the files). None when `keys` cannot be fingerprinted (not all 64 hex digits):
         then the files must be read for all of them."""
-        kept = self._kept(keys)
-        if kept is None or (times is not None and times.null_count):
+        kept = self._kept(keys, times)
+        if kept is None:
             return None
-        days = _days_of(times) if times is not None else None
-        wanted = (
-            [_NO_DAY]
-            if days is None
-            else range(pc.min(days).as_py(), pc.max(days).as_py() + 1)
-            if len(keys)
-            else []
-        )
+        if times is None:
+            wanted: Iterable[int] = [_NO_DAY]
+        elif len(times):
+            days = pc.min_max(epoch_periods(times, 1))
+            wanted = range(days["min"].as_py(), days["max"].as_py() + 1)
+        else:
+            return keys
         held = [chunk for day in wanted for chunk in self._days.get(day, ())]
         if not held:
             return keys.slice(0, 0)
@@ -108,15 +108,15 @@ class AppendedKeys:
         """Keep the keys of rows just appended (at `times`, the rows' `cluster_by`).
         False when they cannot be kept (not fingerprints): the record is then no longer
         whole, and the caller drops it."""
-        kept = self._kept(keys)
-        if kept is None or (times is not None and times.null_count):
+        kept = self._kept(keys, times)
+        if kept is None:
             return False
         if times is None:
             self._keep(_NO_DAY, kept.drop_null())
-        else:
-            days = _days_of(times)
+        else:  # fingerprints: no nulls
+            days = epoch_periods(times, 1)
             for day in pc.unique(days).to_pylist():
-                self._keep(day, kept.filter(pc.and_(pc.equal(days, day), pc.is_valid(kept))))
+                self._keep(day, kept.filter(pc.equal(days, day)))
         if self._count > self.limit:
             self._forget_oldest()
         return True
@@ -124,7 +124,7 @@ class AppendedKeys:
     def _keep(self, day: int, kept: pa.Array) -> None:
         if not len(kept):
             return
-        if self.forgotten_before is not None and not self.covers(_day_start(day)):
+        if not self.covers(_day_start(day)):
             return  # a lagging day below what is kept: its files are read anyway
         self._days.setdefault(day, []).append(kept)
         self._count += len(kept)
@@ -138,11 +138,12 @@ class AppendedKeys:
             self._count -= sum(len(chunk) for chunk in self._days.pop(day))
             self.forgotten_before = _EPOCH if day == _NO_DAY else _day_start(day + 1)
 
-    def _kept(self, keys: pa.Array) -> pa.Array | None:
-        """What is kept of `keys`: whole, or their fingerprints (None if impossible)."""
-        if not self.fingerprints:
-            return keys
-        return fingerprints(keys)
+    def _kept(self, keys: pa.Array, times: pa.Array | None) -> pa.Array | None:
+        """What is kept of `keys` (at `times`): whole, or their fingerprints; None when
+        they cannot be kept (not fingerprints, or a null time: no day to keep them by)."""
+        if times is not None and times.null_count:
+            return None
+        return fingerprints(keys) if self.fingerprints else keys
 
 
 def fingerprints(lw_ids: pa.Array) -> pa.Array | None:
@@ -168,14 +169,6 @@ def fingerprints(lw_ids: pa.Array) -> pa.Array | None:
     if len(raw) != 8 * len(lw_ids):  # fromhex skips whitespace
         return None
     return pa.Array.from_buffers(pa.uint64(), len(lw_ids), [None, pa.py_buffer(raw)])
-
-
-def _days_of(times: pa.Array) -> pa.Array:
-    """The UTC day number (days since the epoch) of each time."""
-    micros = pc.cast(pc.cast(times, pa.timestamp("us", tz="UTC")), pa.int64())
-    # float64 holds today's epoch microseconds (below 2**53) exactly.
-    days = pc.floor(pc.divide(pc.cast(micros, pa.float64()), float(_DAY_MICROS)))
-    return pc.cast(days, pa.int64())
 
 
 def _day_start(day: int) -> datetime:

@@ -360,10 +360,10 @@ class LocalEngine:
         record = self._appended.get(spec.name)
         version = table.version()
         if record is None or record.version != version:
-            paths = pa.table(table.get_add_actions(flatten=False)).column("path").to_pylist()
+            paths = pa.table(table.get_add_actions(flatten=False)).column("path")
             record = self._appended[spec.name] = AppendedKeys(
                 version,
-                frozenset(unquote(path) for path in paths),
+                frozenset(_dataset_paths(paths)),
                 fingerprints=fingerprints,
                 limit=self.kept_keys_per_table,
             )
@@ -614,10 +614,7 @@ def time_slices(spec: TableSpec, batch: pa.Table) -> list[pa.Table]:
     column = limits[0]
     if not _is_sorted(batch.column(column)):
         batch = batch.sort_by(column)  # the job's batches come sorted: no copy for them
-    period_micros = float(MERGE_SLICE_DAYS * 86_400 * 10**6)
-    micros = pc.cast(pc.cast(batch.column(column), pa.timestamp("us", tz="UTC")), pa.int64())
-    # float64 holds today's epoch microseconds (below 2**53) exactly.
-    periods = pc.floor(pc.divide(pc.cast(micros, pa.float64()), period_micros))
+    periods = rules.epoch_periods(batch.column(column), MERGE_SLICE_DAYS)
     # Sorted, so each period's rows are contiguous: cut where the period changes.
     changes = pc.not_equal(periods.slice(1), periods.slice(0, len(periods) - 1))
     cuts = [i + 1 for i in pc.indices_nonzero(changes).to_pylist()]
@@ -657,11 +654,11 @@ def _keys_held(
     total = len(table.file_uris())
     low = limits[1] if limits is not None else None
     suspects = appended.seen(keys, times) if appended and appended.covers(low) else None
-    certain = suspects is not None and not (len(suspects) and appended and appended.fingerprints)
-    if appended is not None and certain and not appended.files_before:
-        # Every file is one this object appended, and no key must be read back: the
-        # files are not even listed (a backfill's merges into a new table).
-        assert suspects is not None
+    # Keys whose first 64 bits only are held: their exact values must be read back.
+    read_back = bool(appended and appended.fingerprints and suspects is not None and len(suspects))
+    if appended and suspects is not None and not appended.files_before and not read_back:
+        # Every file is one this object appended, and no key must be read back: no
+        # dataset is made and no file opened (a backfill's merges into a new table).
         return suspects, _file_counts(scanned=0, known=total, skipped=0)
     dataset = table.to_pyarrow_dataset(
         file_pruning_predicate=pruning, filesystem=_native_filesystem(table)
@@ -674,7 +671,7 @@ def _keys_held(
     before = [f for f in in_files if f.path in appended.files_before]
     matched = _keys_among(before, dataset.schema, key, in_range, keys, within)
     read_since = 0
-    if len(suspects) and appended.fingerprints:
+    if read_back:
         # Only their first 64 bits matched: the exact keys, from the row groups of the
         # suspects' own times (a lw_id hashes its time) in the files appended since.
         assert spec.cluster_by is not None and times is not None  # fingerprints' tables
@@ -754,7 +751,12 @@ def _files_within(table: DeltaTable, column: str, low: datetime, high: datetime)
             pc.add(highs, pa.scalar(timedelta(milliseconds=1))), pa.scalar(high, highs.type)
         ),
     )
-    paths = actions.column("path").filter(pc.fill_null(inside, False))
+    return _dataset_paths(actions.column("path").filter(pc.fill_null(inside, False)))
+
+
+def _dataset_paths(paths: pa.Array | pa.ChunkedArray) -> set[str]:
+    """Add actions' paths (URL-encoded in the Delta log) as the table's pyarrow dataset
+    names its fragments."""
     return {unquote(path) for path in paths.to_pylist()}
 
 

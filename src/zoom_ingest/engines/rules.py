@@ -132,6 +132,15 @@ def batch_range(spec: TableSpec, batch: pa.Table) -> tuple[str, datetime, dateti
     return column, bounds["min"].as_py(), bounds["max"].as_py()
 
 
+def epoch_periods(times: pa.Array | pa.ChunkedArray, days: int) -> pa.Array | pa.ChunkedArray:
+    """The number of each time's period of `days` days, counted from the epoch in UTC
+    (int64; day 0 is 1970-01-01)."""
+    micros = pc.cast(pc.cast(times, pa.timestamp("us", tz="UTC")), pa.int64())
+    # float64 holds today's epoch microseconds (below 2**53) exactly.
+    periods = pc.floor(pc.divide(pc.cast(micros, pa.float64()), float(days * 86_400 * 10**6)))
+    return pc.cast(periods, pa.int64())
+
+
 def merge_condition(spec: TableSpec, batch: pa.Table, dialect: Dialect) -> str:
     """The insert-only merge's ON clause: the key, and the batch's range (inclusive) of
     `spec.cluster_by` if there is one. Only quoted column names and literals formatted
